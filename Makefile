@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` (the main job on the local sandbox) and `make test`.
+# Both install what they need: a .venv with the package, and for tests Azurite into node_modules.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.bin/azurite: package.json
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/dynamics-bridge demo
+
+test: $(STAMP) node_modules/.bin/azurite
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dynamics_bridge tests bench deploy
+	$(VENV)/bin/mypy dynamics_bridge
+
+bench: $(STAMP) node_modules/.bin/azurite
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules .bridge .pytest_cache .ruff_cache .mypy_cache

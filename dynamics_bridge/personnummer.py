@@ -1,0 +1,115 @@
+"""Swedish personal identity numbers: parse, validate, normalise, mask.
+
+Rules (Skatteverket SKV 704): ``YYMMDD-NNNC`` or ``YYYYMMDDNNNC``; ``+`` instead of ``-`` in the
+10-digit form means the person is 100 or older; ``C`` is a Luhn check digit over the 10-digit
+form; a samordningsnummer adds 60 to the day. Everything that logs or prints a personnummer goes
+through :func:`mask` (or the log filter built on :data:`PNR_PATTERN`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from dynamics_bridge.errors import InputError
+
+__all__ = ["PNR_PATTERN", "Personnummer", "luhn_check_digit", "luhn_valid", "mask", "mask_text"]
+
+_SHAPE = re.compile(
+    r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{3})(?P<check>\d)$"
+)
+
+#: 10 or 12 digits with an optional ``-``/``+`` before the last four, not inside a longer number.
+PNR_PATTERN = re.compile(r"(?<![\dA-Za-z])(?:\d{2})?\d{6}[-+]?\d{4}(?![\dA-Za-z])")
+
+
+def luhn_check_digit(digits: str) -> int:
+    """The digit that makes ``digits + it`` pass the Luhn test (weights 2,1,2,… from the left)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch) * (2 if i % 2 == 0 else 1)
+        total += n - 9 if n > 9 else n
+    return (10 - total % 10) % 10
+
+
+def luhn_valid(digits: str) -> bool:
+    return (
+        digits.isdigit() and len(digits) >= 2 and luhn_check_digit(digits[:-1]) == int(digits[-1])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Personnummer:
+    """A validated personnummer or samordningsnummer, kept as 12 digits."""
+
+    digits: str
+
+    @property
+    def is_coordination_number(self) -> bool:
+        return int(self.digits[6:8]) > 60
+
+    @property
+    def birth_date(self) -> date:
+        day = int(self.digits[6:8])
+        return date(int(self.digits[:4]), int(self.digits[4:6]), day - 60 if day > 60 else day)
+
+    @property
+    def masked(self) -> str:
+        return mask(self.digits)
+
+    def __str__(self) -> str:
+        return self.digits
+
+    def __repr__(self) -> str:
+        return f"Personnummer({self.masked!r})"
+
+    @classmethod
+    def parse(cls, raw: str, *, today: date | None = None) -> Personnummer:
+        """Validate and normalise; the error never repeats the number in full."""
+        text = raw.strip().replace(" ", "")
+        m = _SHAPE.match(text)
+        if not m:
+            raise InputError("not a personnummer: expected 10 or 12 digits", field="personnummer")
+        yymmdd, serial, check = m["yymmdd"], m["serial"], m["check"]
+        if m["century"]:
+            if m["sep"] == "+":
+                raise InputError("'+' is only used in the 10-digit form", field="personnummer")
+            century = int(m["century"])
+        else:
+            century = _infer_century(
+                int(yymmdd[:2]), yymmdd, centenarian=m["sep"] == "+", today=today
+            )
+        if not luhn_valid(yymmdd + serial + check):
+            raise InputError(f"check digit wrong in {mask(text)}", field="personnummer")
+        digits = f"{century:02d}{yymmdd}{serial}{check}"
+        day = int(digits[6:8])
+        try:
+            date(int(digits[:4]), int(digits[4:6]), day - 60 if day > 60 else day)
+        except ValueError:
+            raise InputError(f"no such date in {mask(text)}", field="personnummer") from None
+        return cls(digits)
+
+
+def _infer_century(yy: int, yymmdd: str, *, centenarian: bool, today: date | None) -> int:
+    today = today or datetime.now(UTC).date()
+    # The latest year ending in yy that is not after today, then 100 years back for '+'.
+    year = today.year - ((today.year - yy) % 100)
+    if year == today.year and yymmdd[2:4] + yymmdd[4:6] > f"{today.month:02d}{today.day:02d}":
+        year -= 100
+    if centenarian:
+        year -= 100
+    return year // 100
+
+
+def mask(value: str) -> str:
+    """Keep the birth date, hide the serial and check digits: ``19811218-****``."""
+    digits = re.sub(r"\D", "", value)
+    if len(digits) not in (10, 12):
+        return "*" * len(value)
+    return digits[:-4] + "-****"
+
+
+def mask_text(text: str) -> str:
+    """Mask every personnummer-shaped number in free text (log lines, error messages)."""
+    return PNR_PATTERN.sub(lambda m: mask(m.group(0)), text)

@@ -1,0 +1,117 @@
+"""Azure Storage Queue adapter (azure-storage-queue). Also runs against Azurite.
+
+Messages are written as base64 text by :mod:`envelope` itself, so no SDK encode policy is set and
+a message somebody put there by hand can still be read (and poisoned) instead of crashing receive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient
+
+from dynamics_bridge.errors import TransientError
+from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.queue.envelope import encode_messages
+from dynamics_bridge.queue.poison import poison_envelope_text
+from dynamics_bridge.queue.port import ReceivedMessage
+
+__all__ = ["AzureStorageQueue"]
+
+
+class AzureStorageQueue:
+    """One queue plus its ``-poison`` sibling, created on first use."""
+
+    def __init__(
+        self, client: QueueClient, poison_client: QueueClient, *, max_message_bytes: int = 64 * 1024
+    ) -> None:
+        self._client = client
+        self._poison = poison_client
+        self.name = client.queue_name
+        self.max_message_bytes = max_message_bytes
+        self._ready: set[str] = set()
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        connection_string: str,
+        name: str,
+        poison_name: str,
+        *,
+        max_message_bytes: int = 64 * 1024,
+        api_version: str | None = None,
+    ) -> AzureStorageQueue:
+        kwargs = {"api_version": api_version} if api_version else {}
+        return cls(
+            QueueClient.from_connection_string(connection_string, name, **kwargs),
+            QueueClient.from_connection_string(connection_string, poison_name, **kwargs),
+            max_message_bytes=max_message_bytes,
+        )
+
+    def _ensure(self, client: QueueClient) -> None:
+        if client.queue_name in self._ready:
+            return
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        self._ready.add(client.queue_name)
+
+    def send(self, events: Sequence[PaymentEvent]) -> list[str]:
+        return [
+            self.send_raw(text)
+            for text in encode_messages(events, max_bytes=self.max_message_bytes)
+        ]
+
+    def send_raw(self, text: str) -> str:
+        try:
+            self._ensure(self._client)
+            return str(self._client.send_message(text).id)
+        except AzureError as exc:
+            raise TransientError(f"queue {self.name}: send failed: {exc}") from exc
+
+    def receive(
+        self, max_messages: int = 32, visibility_timeout: int = 300
+    ) -> list[ReceivedMessage]:
+        try:
+            self._ensure(self._client)
+            batch = self._client.receive_messages(
+                max_messages=min(max_messages, 32), visibility_timeout=visibility_timeout
+            )
+            received = []
+            for msg in batch:
+                received.append(
+                    ReceivedMessage.from_raw(
+                        str(msg.id),
+                        str(msg.pop_receipt),
+                        int(msg.dequeue_count or 0),
+                        str(msg.content),
+                    )
+                )
+                if len(received) >= max_messages:
+                    break
+            return received
+        except AzureError as exc:
+            raise TransientError(f"queue {self.name}: receive failed: {exc}") from exc
+
+    def delete(self, message: ReceivedMessage) -> None:
+        try:
+            self._client.delete_message(message.message_id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass  # already gone: another consumer finished it, or the receipt expired
+        except AzureError as exc:
+            raise TransientError(f"queue {self.name}: delete failed: {exc}") from exc
+
+    def to_poison(
+        self,
+        message: ReceivedMessage,
+        reason: str,
+        events: Sequence[PaymentEvent | dict] | None = None,
+    ) -> None:
+        text = poison_envelope_text(message, reason, events)
+        try:
+            self._ensure(self._poison)
+            self._poison.send_message(text)
+        except AzureError as exc:
+            raise TransientError(f"queue {self._poison.queue_name}: send failed: {exc}") from exc
+        self.delete(message)

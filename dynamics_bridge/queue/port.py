@@ -1,0 +1,66 @@
+"""The queue port: what intake and the sync loop need from a durable queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dynamics_bridge.errors import InputError
+from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.queue.envelope import Envelope, decode_message
+
+__all__ = ["EventQueue", "ReceivedMessage"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One message taken off the queue. ``error`` is set when it could not be decoded."""
+
+    message_id: str
+    pop_receipt: str
+    dequeue_count: int
+    raw: str
+    envelope: Envelope | None
+    error: str | None = None
+
+    @classmethod
+    def from_raw(
+        cls, message_id: str, pop_receipt: str, dequeue_count: int, raw: str
+    ) -> ReceivedMessage:
+        try:
+            return cls(message_id, pop_receipt, dequeue_count, raw, decode_message(raw))
+        except InputError as exc:
+            return cls(message_id, pop_receipt, dequeue_count, raw, None, error=str(exc))
+
+    def events(self) -> list[PaymentEvent]:
+        if self.envelope is None:
+            raise InputError(
+                self.error or "undecodable message", location=f"message {self.message_id}"
+            )
+        return self.envelope.parsed_events()
+
+
+class EventQueue(Protocol):
+    """Durable at-least-once queue of canonical events."""
+
+    name: str
+
+    def send(self, events: Sequence[PaymentEvent]) -> list[str]:
+        """Queue the events (split into messages as needed); returns message ids."""
+        ...
+
+    def receive(
+        self, max_messages: int = 32, visibility_timeout: int = 300
+    ) -> list[ReceivedMessage]: ...
+
+    def delete(self, message: ReceivedMessage) -> None: ...
+
+    def to_poison(
+        self,
+        message: ReceivedMessage,
+        reason: str,
+        events: Sequence[PaymentEvent | dict] | None = None,
+    ) -> None:
+        """Move a message (or some of its events) to the poison queue with the reason."""
+        ...

@@ -1,0 +1,179 @@
+"""Typed settings: environment (``BRIDGE_`` prefix, ``__`` between levels), then ``.env``.
+
+In Azure the same names are app settings, with secrets as Key Vault references. Every problem is
+reported at once, by its environment variable name, in one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from dynamics_bridge.errors import ConfigError
+
+__all__ = [
+    "BillogramSettings",
+    "LogSettings",
+    "QueueSettings",
+    "Settings",
+    "SwishSettings",
+    "WebhookSettings",
+    "env_name",
+    "load_settings",
+]
+
+ENV_PREFIX = "BRIDGE_"
+ENV_DELIMITER = "__"
+
+
+class QueueSettings(BaseModel):
+    backend: Literal["azure", "memory"] = "memory"
+    connection_string: SecretStr | None = Field(default=None, validate_default=True)
+    name: str = "payment-events"
+    poison_name: str | None = Field(
+        default=None, description="Defaults to '<name>-poison', the Functions host's convention."
+    )
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024)
+
+    @field_validator("name")
+    @classmethod
+    def _queue_name_rules(cls, v: str) -> str:
+        # Azure: 3-63 chars, lower-case letters, digits and single hyphens, not at either end.
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]", v):
+            raise ValueError("3-63 lower-case letters, digits or single hyphens")
+        return v
+
+    @field_validator("connection_string")
+    @classmethod
+    def _azure_needs_connection(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is None and info.data.get("backend") == "azure":
+            raise ValueError("required when BRIDGE_QUEUE__BACKEND is 'azure'")
+        return v
+
+    @property
+    def poison_queue_name(self) -> str:
+        return self.poison_name or f"{self.name}-poison"
+
+
+class BillogramSettings(BaseModel):
+    sign_key: SecretStr | None = None
+    tolerance_seconds: int = Field(default=300, ge=1)
+    allow_legacy_md5: bool = False
+
+
+class SwishSettings(BaseModel):
+    callback_identifier: SecretStr | None = None
+    identifier_header: str = Field(
+        default="callbackIdentifier",
+        description="Where Swish returns the identifier is not verified: header name to read.",
+    )
+    identifier_in_body: bool = Field(
+        default=True,
+        description="Also accept the identifier as the body field 'callbackIdentifier'.",
+    )
+    allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    member_ref_pattern: str = Field(
+        default=r"^(?P<value>\d{1,16})$",
+        description="Regex over payeePaymentReference; group 'value' is the member number.",
+    )
+    member_ref_kind: str = "member_number"
+    currency: str = "SEK"
+    confirm_with_api: bool = False
+    api_base_url: str = "https://cpc.getswish.net/swish-cpcapi/api/"
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca_bundle: str | None = None
+
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _split_cidrs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _valid_cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network: {cidr!r}") from None
+        return v
+
+    @field_validator("member_ref_pattern")
+    @classmethod
+    def _valid_pattern(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "value" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<value>...)")
+        return v
+
+
+class WebhookSettings(BaseModel):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    json_format: bool = Field(default=True, alias="json")
+
+    model_config = {"populate_by_name": True}
+
+
+class Settings(BaseSettings):
+    """The root of every setting; nested per outside system."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    billogram: BillogramSettings = Field(default_factory=BillogramSettings)
+    swish: SwishSettings = Field(default_factory=SwishSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret's value, so the log filter can scrub them."""
+        found: list[str] = []
+
+        def walk(model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, SecretStr):
+                    found.append(value.get_secret_value())
+                elif isinstance(value, BaseModel):
+                    walk(value)
+
+        walk(self)
+        return [s for s in found if s]
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """``("queue", "name")`` → ``BRIDGE_QUEUE__NAME``: the name an operator actually sets."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + ENV_DELIMITER.join(p.upper() for p in parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings or raise one ConfigError that lists every problem by env var name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+            problems.append(f"{env_name(loc)}: {err['msg']}")
+        raise ConfigError(problems) from None
