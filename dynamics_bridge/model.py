@@ -66,6 +66,9 @@ class MemberRefKind(StrEnum):
     INVOICE = "invoice"
     CUSTOMER_NUMBER = "customer_number"
     PERSONNUMMER = "personnummer"
+    #: The provider's reference of an earlier payment (a Swish refund names only the payment it
+    #: refunds); resolved to a member through the payment table.
+    PAYMENT = "payment"
 
 
 class PaymentMethod(StrEnum):
@@ -158,7 +161,7 @@ class PaymentEvent:
             return PaymentMethod.BANKGIRO
         if self.kind.value.startswith("efaktura."):
             return PaymentMethod.EFAKTURA
-        if self.kind.value.startswith("mandate.") or self.provider_ref.startswith("autogiro:"):
+        if self.kind.value.startswith("mandate.") or self.reason_code == "AutogiroFailed":
             return PaymentMethod.AUTOGIRO
         return PaymentMethod.INVOICE
 
