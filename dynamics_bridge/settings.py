@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInf
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dynamics_bridge.errors import ConfigError
+from dynamics_bridge.model import MemberRefKind
 
 __all__ = [
     "BillogramSettings",
@@ -63,6 +64,25 @@ class BillogramSettings(BaseModel):
     sign_key: SecretStr | None = None
     tolerance_seconds: int = Field(default=300, ge=1)
     allow_legacy_md5: bool = False
+    allow_unsigned: bool = Field(
+        default=False,
+        description="Accept callbacks when no sign key is set (development only).",
+    )
+    member_ref_order: Annotated[list[MemberRefKind], NoDecode] = Field(
+        default_factory=lambda: [
+            MemberRefKind.CUSTOMER_NUMBER,
+            MemberRefKind.OCR,
+            MemberRefKind.INVOICE,
+        ],
+        description="Which invoice field names the member, first present wins.",
+    )
+
+    @field_validator("member_ref_order", mode="before")
+    @classmethod
+    def _split_order(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
 
 class SwishSettings(BaseModel):
@@ -80,7 +100,7 @@ class SwishSettings(BaseModel):
         default=r"^(?P<value>\d{1,16})$",
         description="Regex over payeePaymentReference; group 'value' is the member number.",
     )
-    member_ref_kind: str = "member_number"
+    member_ref_kind: MemberRefKind = MemberRefKind.MEMBER_NUMBER
     currency: str = "SEK"
     confirm_with_api: bool = False
     api_base_url: str = "https://cpc.getswish.net/swish-cpcapi/api/"

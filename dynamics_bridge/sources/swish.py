@@ -1,0 +1,221 @@
+"""Swish Commerce callbacks: payment requests and refunds (reference: payments.md §3).
+
+Swish does not sign callbacks, so authentication is what the merchant can add: an IP allow-list,
+the ``callbackIdentifier`` it chose when creating the request (where Swish returns it is not
+verified, so header name and body fallback are settings), and optionally a confirming GET of the
+object from the Swish API over mTLS before its status is trusted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from dynamics_bridge.errors import InputError, SignatureError
+from dynamics_bridge.model import (
+    EventKind,
+    MemberRef,
+    MemberRefKind,
+    PaymentEvent,
+    Source,
+    make_event_id,
+)
+from dynamics_bridge.settings import SwishSettings
+from dynamics_bridge.sources._common import (
+    WebhookParse,
+    field,
+    header,
+    load_json,
+    parse_timestamp,
+    to_minor_units,
+)
+
+__all__ = ["ERROR_TEXTS", "SwishApi", "authenticate", "callback_kind", "parse_callback"]
+
+#: Swedish texts for the codes a callback can carry (payments.md §3.5), shown to members and staff.
+ERROR_TEXTS: dict[str, str] = {
+    "DECLINED": "Betalningen avböjdes i Swish-appen.",
+    "RF07": "Betalningen nekades, till exempel av bankens beloppsgräns.",
+    "BANKIDCL": "Signeringen med BankID avbröts.",
+    "BANKIDONGOING": "BankID används redan i en annan signering.",
+    "BANKIDUNKN": "BankID kunde inte godkänna betalningen.",
+    "FF10": "Tekniskt fel hos banken.",
+    "TM01": "Betalningen startades inte i tid i Swish-appen.",
+    "DS24": "Utfallet är okänt: Swish fick inget svar från banken. Kontrollera betalningen "
+    "innan den bokas som misslyckad.",
+    "VR01": "Betalaren är under åldersgränsen för betalningen.",
+    "VR02": "Betalarens personnummer stämmer inte med det som angavs.",
+    "ACMT01": "Motparten är inte aktiverad för Swish.",
+    "ACMT03": "Betalaren är inte ansluten till Swish.",
+    "ACMT07": "Mottagaren är inte ansluten till Swish.",
+}
+
+
+class SwishApi(Protocol):
+    """The confirming read: the object as Swish itself reports it (trusted, unlike a callback)."""
+
+    def get_payment(self, payment_id: str) -> dict[str, Any]: ...
+
+    def get_refund(self, refund_id: str) -> dict[str, Any]: ...
+
+
+def callback_kind(body: Mapping[str, Any]) -> str:
+    """``payment``, ``refund`` or ``payout``: the discriminator olssonm/swish-php uses."""
+    if "originalPaymentReference" in body:
+        return "refund"
+    if "payoutInstructionUUID" in body:
+        return "payout"
+    return "payment"
+
+
+def authenticate(
+    body: bytes, headers: Mapping[str, str], client_ip: str | None, settings: SwishSettings
+) -> None:
+    """Raise SignatureError unless the source address and the identifier check out."""
+    if settings.allowed_ips:
+        if not client_ip:
+            raise SignatureError("swish: source address unknown but an allow-list is configured")
+        try:
+            address = ipaddress.ip_address(client_ip.strip())
+        except ValueError:
+            raise SignatureError(f"swish: source address {client_ip!r} is not an IP") from None
+        networks = (ipaddress.ip_network(c, strict=False) for c in settings.allowed_ips)
+        if not any(address in net for net in networks):
+            raise SignatureError(f"swish: source address {client_ip} is not allowed")
+    if settings.callback_identifier is None:
+        return
+    expected = settings.callback_identifier.get_secret_value().encode("utf-8")
+    presented = header(headers, settings.identifier_header)
+    if presented is None and settings.identifier_in_body:
+        presented = _identifier_from_body(body)
+    if presented is None:
+        raise SignatureError("swish: callback identifier missing")
+    if not hmac.compare_digest(presented.encode("utf-8"), expected):
+        raise SignatureError("swish: callback identifier wrong")
+
+
+def _identifier_from_body(body: bytes) -> str | None:
+    try:
+        data = load_json(body)
+    except InputError:
+        return None
+    value = data.get("callbackIdentifier") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def parse_callback(
+    body: bytes | Mapping[str, Any],
+    settings: SwishSettings,
+    *,
+    api: SwishApi | None = None,
+) -> WebhookParse:
+    """One callback → zero or one canonical event. With ``api`` the Swish API's copy decides."""
+    data = load_json(body) if isinstance(body, bytes) else body
+    if not isinstance(data, Mapping):
+        raise InputError("callback body must be a JSON object", field="body")
+    kind = callback_kind(data)
+    if kind == "payout":
+        return WebhookParse([], ignored="payout callbacks are not membership payments")
+    object_id = str(field(data, "id"))
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", object_id):
+        raise InputError("'id' must be 32 hexadecimal characters", field="id")
+    if api is not None:
+        confirmed = api.get_refund(object_id) if kind == "refund" else api.get_payment(object_id)
+        if str(confirmed.get("id", "")).upper() != object_id.upper():
+            raise SignatureError(f"swish: API returned another object for {object_id}")
+        data = confirmed
+    if kind == "refund":
+        return _refund(data, object_id, settings)
+    return _payment(data, object_id, settings)
+
+
+def _payment(data: Mapping[str, Any], object_id: str, settings: SwishSettings) -> WebhookParse:
+    status = str(field(data, "status")).upper()
+    if status == "PAID":
+        kind, code = EventKind.PAYMENT_SUCCEEDED, None
+    elif status in ("DECLINED", "ERROR"):
+        kind = EventKind.PAYMENT_FAILED
+        code = str(data.get("errorCode") or status)
+    elif status == "CANCELLED":
+        kind, code = EventKind.PAYMENT_CANCELLED, None
+    elif status == "CREATED":
+        return WebhookParse([], ignored="status CREATED: the payer has not acted yet")
+    else:
+        raise InputError(f"unknown payment status {status!r}", field="status")
+    text = None
+    if code is not None:
+        text = data.get("errorMessage") or ERROR_TEXTS.get(code) or f"Swish-fel {code}"
+    when = (
+        data.get("datePaid")
+        if status == "PAID"
+        else data.get("datePaid") or data.get("dateCreated")
+    )
+    event = PaymentEvent(
+        event_id=make_event_id(Source.SWISH, "payment", object_id.upper(), kind.value),
+        source=Source.SWISH,
+        kind=kind,
+        member_ref=_member_ref(
+            field(data, "payeePaymentReference"), "payeePaymentReference", settings
+        ),
+        amount_minor=to_minor_units(field(data, "amount"), path="amount"),
+        currency=_currency(data, settings),
+        occurred_at=parse_timestamp(when, path="datePaid" if status == "PAID" else "dateCreated"),
+        provider_ref=object_id.upper(),
+        reason_code=code,
+        reason_text=text,
+        origin=f"swish:{object_id.upper()}:{status}",
+    )
+    return WebhookParse([event])
+
+
+def _refund(data: Mapping[str, Any], object_id: str, settings: SwishSettings) -> WebhookParse:
+    status = str(field(data, "status")).upper()
+    if status in ("CREATED", "VALIDATED"):
+        return WebhookParse([], ignored=f"refund status {status}: not yet taken from the account")
+    if status == "ERROR":
+        return WebhookParse([], ignored=f"refund failed ({data.get('errorCode')}): no money moved")
+    if status not in ("DEBITED", "PAID"):
+        raise InputError(f"unknown refund status {status!r}", field="status")
+    original = str(field(data, "originalPaymentReference"))
+    own_ref = data.get("payerPaymentReference")
+    member_ref = (
+        _member_ref(own_ref, "payerPaymentReference", settings, strict=False) if own_ref else None
+    ) or MemberRef(MemberRefKind.PAYMENT, original)
+    event = PaymentEvent(
+        # DEBITED and then PAID describe one refund: one id, so the second is a duplicate.
+        event_id=make_event_id(Source.SWISH, "refund", object_id.upper()),
+        source=Source.SWISH,
+        kind=EventKind.PAYMENT_REFUNDED,
+        member_ref=member_ref,
+        amount_minor=to_minor_units(field(data, "amount"), path="amount"),
+        currency=_currency(data, settings),
+        occurred_at=parse_timestamp(
+            data.get("datePaid") or data.get("dateCreated"), path="dateCreated"
+        ),
+        provider_ref=object_id.upper(),
+        reason_code=None,
+        reason_text=f"Återbetalning av Swish-betalning {original}",
+        origin=f"swish:{object_id.upper()}:{status}",
+    )
+    return WebhookParse([event])
+
+
+def _member_ref(
+    raw: Any, path: str, settings: SwishSettings, *, strict: bool = True
+) -> MemberRef | None:
+    match = re.match(settings.member_ref_pattern, str(raw).strip())
+    if not match or not match.group("value"):
+        if not strict:
+            return None
+        raise InputError(f"'{path}' does not match BRIDGE_SWISH__MEMBER_REF_PATTERN", field=path)
+    return MemberRef(MemberRefKind(settings.member_ref_kind), match.group("value"))
+
+
+def _currency(data: Mapping[str, Any], settings: SwishSettings) -> str:
+    currency = str(data.get("currency") or settings.currency).upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise InputError(f"'currency' is not a currency code: {currency!r}", field="currency")
+    return currency
