@@ -6,6 +6,8 @@ injected so tests mock it with ``responses``; certificates come from settings.
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -61,7 +63,7 @@ class SwishApiClient:
         if problem is not None:
             raise problem
         try:
-            body = response.json()
+            body = json.loads(response.content, parse_float=Decimal)
         except ValueError:
             raise TransientError(f"swish: API sent no JSON for {path}") from None
         if not isinstance(body, dict):

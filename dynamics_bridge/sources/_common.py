@@ -27,21 +27,28 @@ def load_json(body: bytes) -> Any:
         ) from None
 
 
-def field(data: Mapping[str, Any], path: str, *, required: bool = True) -> Any:
-    """``a.b.c`` from nested objects; a missing required field names its full path."""
+def field(data: Mapping[str, Any], path: str, *, required: bool = True, within: str = "") -> Any:
+    """``a.b.c`` from nested objects; a missing required field names its full path.
+
+    ``within`` is where ``data`` itself sits in the body, so the error names the whole path.
+    """
     value: Any = data
     for part in path.split("."):
         if not isinstance(value, Mapping) or value.get(part) is None:
             if required:
-                raise InputError(f"missing field '{path}'", field=path)
+                full = f"{within}.{path}" if within else path
+                raise InputError(f"missing field '{full}'", field=full)
             return None
         value = value[part]
     return value
 
 
 def to_minor_units(amount: Any, *, path: str) -> int:
-    """``"100.00"``, ``100.00`` or ``100`` SEK → 10000 öre; refuses fractions of an öre."""
-    if isinstance(amount, bool) or not isinstance(amount, str | int | Decimal):
+    """``"100.00"``, ``100.00`` or ``100`` SEK → 10000 öre; refuses fractions of an öre.
+
+    A float goes through its shortest repr, so ``250.1`` is 25010 and never 25009.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, str | int | float | Decimal):
         raise InputError(f"'{path}' must be a number, got {type(amount).__name__}", field=path)
     try:
         value = Decimal(str(amount).strip())

@@ -168,7 +168,7 @@ def _billogram_event(
 ) -> WebhookParse:
     billogram = field(data, "billogram")
     event = field(data, "event")
-    event_type = str(field(event, "type"))
+    event_type = str(field(event, "type", within="event"))
     kind = EVENT_KINDS.get(event_type)
     if kind is None:
         return WebhookParse([], ignored=f"event type {event_type} is not mapped")
@@ -200,7 +200,9 @@ def _billogram_event(
 
 def _event_amount(kind: EventKind, event_data: Mapping[str, Any], billogram: Mapping) -> int:
     if kind in (EventKind.PAYMENT_SUCCEEDED, EventKind.INVOICE_CREDITED):
-        return to_minor_units(field(event_data, "amount"), path="event.data.amount")
+        return to_minor_units(
+            field(event_data, "amount", within="event.data"), path="event.data.amount"
+        )
     for source, path in (
         (event_data, "amount"),
         (billogram, "remaining_sum"),
@@ -248,11 +250,12 @@ def _payment_recalled(
     data: Mapping[str, Any], settings: BillogramSettings, origin: str
 ) -> WebhookParse:
     recall = field(data, "payment_recall")
-    executed_on = field(recall, "executed_on")
+    executed_on = field(recall, "executed_on", within="payment_recall")
     events = []
     for index, payable in enumerate(recall.get("payables") or []):
-        billogram = field(payable, "billogram")
-        billogram_id = str(field(billogram, "id"))
+        where = f"payment_recall.payables[{index}]"
+        billogram = field(payable, "billogram", within=where)
+        billogram_id = str(field(billogram, "id", within=f"{where}.billogram"))
         event = billogram.get("event") or {}
         event_data = event.get("data") or {}
         amount = event_data.get("recalled_amount")
@@ -316,7 +319,9 @@ def _einvoice_registration(
 
 def _efaktura_registration(data: Mapping[str, Any], origin: str) -> WebhookParse:
     registration = field(data, "efaktura_registration")
-    registration_type = str(field(registration, "registration_type"))
+    registration_type = str(
+        field(registration, "registration_type", within="efaktura_registration")
+    )
     if registration_type == "ForwardedEfakturaRegistration":
         return WebhookParse([], ignored="forwarded EFA file: registrations arrive one by one too")
     if registration_type not in ("Registration", "Deregistration"):

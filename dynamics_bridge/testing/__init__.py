@@ -1,0 +1,3 @@
+"""Helpers for tests and benchmarks that need real local parts (shipped so bench/ can use them)."""
+
+from __future__ import annotations
