@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
 from dynamics_bridge import __version__
+from dynamics_bridge.logs import configure_logging
 
 app = typer.Typer(
     name="dynamics-bridge",
@@ -16,6 +19,15 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def main(
+    log_level: str = typer.Option("WARNING", envvar="BRIDGE_LOG__LEVEL", help="Log level."),
+) -> None:
+    """Swedish payment events into Dynamics 365 member records and APSIS One."""
+    # Logs go to stderr as JSON lines, scrubbed; stdout stays for results (tables, --json).
+    configure_logging(log_level, stream=sys.stderr)
 
 
 @app.command()
