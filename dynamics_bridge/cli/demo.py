@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -27,12 +28,16 @@ def demo(
         queue={"backend": "memory", "name": "demo-payment-events"},
         billogram={"sign_key": DEMO_SIGN_KEY},
     )
-    # The demo sends a forged callback on purpose and reports the 401 itself.
-    logging.getLogger("dynamics_bridge.intake").setLevel(logging.ERROR)
     queue = InMemoryQueue(settings.queue.name)
     member_numbers = [str(100001 + i) for i in range(members)]
-    report = deliver(demo_callbacks(member_numbers, DEMO_SIGN_KEY), settings, queue)
-    summary = {
+    intake_log = logging.getLogger("dynamics_bridge.intake")
+    level = intake_log.level
+    intake_log.setLevel(logging.ERROR)  # the forged callback is on purpose; reported below
+    try:
+        report = deliver(demo_callbacks(member_numbers, DEMO_SIGN_KEY), settings, queue)
+    finally:
+        intake_log.setLevel(level)
+    summary: dict[str, Any] = {
         "deliveries": report.deliveries,
         "answers": {str(k): v for k, v in sorted(report.answers.items())},
         "queued_events": len(report.queued),

@@ -78,7 +78,7 @@ def swish_callbacks(
         if identifier:
             body["callbackIdentifier"] = identifier
         if not failed and first_paid is None:
-            first_paid = (member, body["paymentReference"])
+            first_paid = (member, str(body["paymentReference"]))
         yield Callback(
             "swish",
             json.dumps(body).encode(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
@@ -43,7 +44,7 @@ class AzureStorageQueue:
         max_message_bytes: int = 64 * 1024,
         api_version: str | None = None,
     ) -> AzureStorageQueue:
-        kwargs = {"api_version": api_version} if api_version else {}
+        kwargs: dict[str, Any] = {"api_version": api_version} if api_version else {}
         return cls(
             QueueClient.from_connection_string(connection_string, name, **kwargs),
             QueueClient.from_connection_string(connection_string, poison_name, **kwargs),

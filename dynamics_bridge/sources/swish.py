@@ -157,7 +157,7 @@ def _payment(data: Mapping[str, Any], object_id: str, settings: SwishSettings) -
         event_id=make_event_id(Source.SWISH, "payment", object_id.upper(), kind.value),
         source=Source.SWISH,
         kind=kind,
-        member_ref=_member_ref(
+        member_ref=_required_member_ref(
             field(data, "payeePaymentReference"), "payeePaymentReference", settings
         ),
         amount_minor=to_minor_units(field(data, "amount"), path="amount"),
@@ -181,9 +181,9 @@ def _refund(data: Mapping[str, Any], object_id: str, settings: SwishSettings) ->
         raise InputError(f"unknown refund status {status!r}", field="status")
     original = str(field(data, "originalPaymentReference"))
     own_ref = data.get("payerPaymentReference")
-    member_ref = (
-        _member_ref(own_ref, "payerPaymentReference", settings, strict=False) if own_ref else None
-    ) or MemberRef(MemberRefKind.PAYMENT, original)
+    member_ref = (_member_ref(own_ref, settings) if own_ref else None) or MemberRef(
+        MemberRefKind.PAYMENT, original
+    )
     event = PaymentEvent(
         # DEBITED and then PAID describe one refund: one id, so the second is a duplicate.
         event_id=make_event_id(Source.SWISH, "refund", object_id.upper()),
@@ -203,15 +203,18 @@ def _refund(data: Mapping[str, Any], object_id: str, settings: SwishSettings) ->
     return WebhookParse([event])
 
 
-def _member_ref(
-    raw: Any, path: str, settings: SwishSettings, *, strict: bool = True
-) -> MemberRef | None:
+def _member_ref(raw: Any, settings: SwishSettings) -> MemberRef | None:
     match = re.match(settings.member_ref_pattern, str(raw).strip())
     if not match or not match.group("value"):
-        if not strict:
-            return None
-        raise InputError(f"'{path}' does not match BRIDGE_SWISH__MEMBER_REF_PATTERN", field=path)
+        return None
     return MemberRef(MemberRefKind(settings.member_ref_kind), match.group("value"))
+
+
+def _required_member_ref(raw: Any, path: str, settings: SwishSettings) -> MemberRef:
+    ref = _member_ref(raw, settings)
+    if ref is None:
+        raise InputError(f"'{path}' does not match BRIDGE_SWISH__MEMBER_REF_PATTERN", field=path)
+    return ref
 
 
 def _currency(data: Mapping[str, Any], settings: SwishSettings) -> str:
