@@ -1,0 +1,88 @@
+"""Read a mapping file: YAML → models, with every error named by file, line and column.
+
+``{prefix}`` in keys and values is replaced by the file's ``publisher_prefix`` (or an override),
+so the shipped defaults work for any publisher.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dynamics_bridge.errors import ConfigError
+from dynamics_bridge.mapping.models import MappingFile
+
+__all__ = ["DEFAULT_MAPPING", "load_mapping", "parse_mapping"]
+
+DEFAULT_MAPPING = Path(__file__).resolve().parent.parent.parent / "mappings" / "dataverse.yaml"
+
+
+def load_mapping(path: Path | str | None = None, *, prefix: str | None = None) -> MappingFile:
+    """The mapping at ``path`` (default: the repository's ``mappings/dataverse.yaml``)."""
+    path = Path(path) if path is not None else DEFAULT_MAPPING
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read mapping file: {exc.strerror}") from None
+    return parse_mapping(text, name=str(path), prefix=prefix)
+
+
+def parse_mapping(text: str, *, name: str = "<mapping>", prefix: str | None = None) -> MappingFile:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        raise ConfigError(f"{where}: {exc.problem or exc.context}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}:1:1: a mapping file is a YAML object")
+    chosen = prefix or data.get("publisher_prefix")
+    if isinstance(chosen, str):
+        data = _substitute(data, chosen)
+        data["publisher_prefix"] = chosen
+    try:
+        return MappingFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+            problems.append(
+                f"{_locate(root, loc, name)}: {'.'.join(map(str, loc)) or '(root)'}: {err['msg']}"
+            )
+        raise ConfigError(problems) from None
+
+
+def _substitute(value: Any, prefix: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{prefix}", prefix)
+    if isinstance(value, dict):
+        return {_substitute(k, prefix): _substitute(v, prefix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, prefix) for v in value]
+    return value
+
+
+def _locate(root: yaml.Node | None, loc: list[Any], name: str) -> str:
+    """``file:line:col`` of the deepest YAML node on the error's path."""
+    node = root
+    found = node
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        nxt = None
+        for key, value in node.value:
+            key_text = str(key.value).replace("{prefix}", "")
+            if str(key.value) == str(part) or (key_text and str(part).endswith(key_text)):
+                nxt = value
+                found = key
+                break
+        if nxt is None:
+            break
+        node = found = nxt
+    if found is None:
+        return name
+    return f"{name}:{found.start_mark.line + 1}:{found.start_mark.column + 1}"

@@ -1,0 +1,279 @@
+"""The mapping file, as models: which tables and columns an event touches, and how.
+
+A CRM admin reads and edits ``mappings/dataverse.yaml``; these models are its contract (and the
+source of its JSON Schema). Column values are *transforms*: small, named operations over the event
+and the member's current row, evaluated in :mod:`dynamics_bridge.mapping.transforms`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dynamics_bridge.model import EventKind, MemberRefKind, PaymentMethod
+
+__all__ = [
+    "EVENT_FIELDS",
+    "ChoiceSet",
+    "ColumnSpec",
+    "KindRule",
+    "MappingFile",
+    "MemberKey",
+    "MemberTable",
+    "PaymentTable",
+    "Transform",
+]
+
+#: What a transform may read from an event (``method`` is derived from source and kind).
+EVENT_FIELDS = (
+    "event_id",
+    "source",
+    "kind",
+    "member_ref.kind",
+    "member_ref.value",
+    "amount_minor",
+    "currency",
+    "occurred_at",
+    "provider_ref",
+    "reason_code",
+    "reason_text",
+    "origin",
+    "method",
+)
+EventField = Literal[
+    "event_id",
+    "source",
+    "kind",
+    "member_ref.kind",
+    "member_ref.value",
+    "amount_minor",
+    "currency",
+    "occurred_at",
+    "provider_ref",
+    "reason_code",
+    "reason_text",
+    "origin",
+    "method",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChoiceOption(_Strict):
+    value: int
+    label: str
+
+
+class ChoiceSet(_Strict):
+    """A Dataverse choice (option set): our words → its integers, with labels for provisioning."""
+
+    options: dict[str, ChoiceOption]
+
+    def value_of(self, word: str) -> int | None:
+        option = self.options.get(word)
+        return option.value if option else None
+
+
+class ColumnSpec(_Strict):
+    """A column the mapping writes; its type is checked against metadata and used to provision."""
+
+    type: Literal[
+        "string",
+        "memo",
+        "integer",
+        "decimal",
+        "money",
+        "date",
+        "datetime",
+        "boolean",
+        "choice",
+        "lookup",
+    ]
+    label: str | None = None
+    max_length: int | None = Field(default=None, ge=1, le=4000)
+    choices: str | None = Field(default=None, description="Name of a choice set (type choice).")
+    target: str | None = Field(default=None, description="Table a lookup points to.")
+
+    @model_validator(mode="after")
+    def _type_extras(self) -> ColumnSpec:
+        if self.type == "choice" and not self.choices:
+            raise ValueError("a choice column needs 'choices: <choice set name>'")
+        if self.type == "lookup" and not self.target:
+            raise ValueError("a lookup column needs 'target: <table>'")
+        return self
+
+
+class ChoiceFrom(_Strict):
+    set: str
+    value: str | None = Field(default=None, description="A fixed option of the set.")
+    from_: EventField | None = Field(
+        default=None, alias="from", description="Event field whose value names the option."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ChoiceFrom:
+        if (self.value is None) == (self.from_ is None):
+            raise ValueError("give exactly one of 'value' or 'from'")
+        return self
+
+
+Period = Literal["month", "quarter", "half_year", "year"]
+
+
+class PaidThrough(_Strict):
+    """End of the period the payment covers; a payment made while already paid up extends it."""
+
+    period: Period = "year"
+    by_method: dict[PaymentMethod, Period] = Field(
+        default_factory=dict, description="Another period for some payment methods."
+    )
+
+
+class Transform(_Strict):
+    """Exactly one operation per column."""
+
+    constant: Any = None
+    copy_: EventField | None = Field(default=None, alias="copy")
+    choice: ChoiceFrom | None = None
+    date: EventField | None = None
+    datetime: EventField | None = None
+    money: EventField | None = None
+    template: str | None = None
+    paid_through: PaidThrough | None = None
+    arrears: Literal["increase", "decrease", "clear"] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            ops = [k for k in data if k in OPERATIONS]
+            if len(ops) != 1 or len(data) != 1:
+                raise ValueError(
+                    f"a column takes exactly one of {', '.join(OPERATIONS)}; got {sorted(data)}"
+                )
+        return data
+
+    @property
+    def operation(self) -> str:
+        (name,) = self.model_fields_set
+        return "copy" if name == "copy_" else name
+
+
+OPERATIONS = (
+    "constant",
+    "copy",
+    "choice",
+    "date",
+    "datetime",
+    "money",
+    "template",
+    "paid_through",
+    "arrears",
+)
+
+
+class MemberKey(_Strict):
+    """How a member reference of one kind finds its member row."""
+
+    column: str | None = Field(default=None, description="Member column holding this reference.")
+    via_payment: bool = Field(default=False, description="Resolve through the payment table.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MemberKey:
+        if (self.column is None) == (not self.via_payment):
+            raise ValueError("give 'column' or 'via_payment: true'")
+        return self
+
+
+class MemberTable(_Strict):
+    table: str = "contact"
+    entity_set: str = "contacts"
+    id_column: str = "contactid"
+    key_column: str = Field(description="The member-number column with an alternate key.")
+    key_name: str = Field(description="Schema name of that alternate key.")
+    keys: dict[MemberRefKind, MemberKey]
+    ordering_column: str = Field(description="Time of the last applied event: the ordering guard.")
+    columns: dict[str, ColumnSpec]
+
+
+class PaymentTable(_Strict):
+    table: str
+    entity_set: str
+    label: str = "Payment event"
+    key_column: str = Field(
+        description="Holds the event id; alternate key, so writes are idempotent."
+    )
+    key_name: str
+    member_lookup: str = Field(description="Lookup column to the member.")
+    member_navigation: str = Field(description="Navigation property used with @odata.bind.")
+    columns: dict[str, ColumnSpec]
+    values: dict[str, Transform]
+
+
+class KindRule(_Strict):
+    """What one event kind changes on the member. No columns: only the payment row is written."""
+
+    guard: str | None = Field(default=None, description="Ordering column; default the member's.")
+    set: dict[str, Transform] = Field(default_factory=dict)
+
+
+class MappingFile(_Strict):
+    version: Literal[1] = 1
+    publisher_prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,7}$")
+    timezone: str = Field(
+        default="Europe/Stockholm",
+        description="Where calendar dates (paid through, last paid on) are cut.",
+    )
+    choices: dict[str, ChoiceSet]
+    member: MemberTable
+    payment: PaymentTable
+    rules: dict[EventKind, KindRule]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> MappingFile:
+        problems = []
+        for name, spec in {**self.member.columns, **self.payment.columns}.items():
+            if spec.choices and spec.choices not in self.choices:
+                problems.append(f"column {name}: unknown choice set {spec.choices!r}")
+        for kind, rule in self.rules.items():
+            guard = rule.guard or self.member.ordering_column
+            if guard not in self.member.columns:
+                problems.append(f"rules.{kind.value}.guard: {guard} is not a member column")
+            for column, transform in rule.set.items():
+                if column not in self.member.columns:
+                    problems.append(
+                        f"rules.{kind.value}.set.{column}: not a declared member column"
+                    )
+                problems.extend(
+                    _transform_problems(f"rules.{kind.value}.set.{column}", transform, self)
+                )
+        for column, transform in self.payment.values.items():
+            if column not in self.payment.columns:
+                problems.append(f"payment.values.{column}: not a declared payment column")
+            problems.extend(_transform_problems(f"payment.values.{column}", transform, self))
+        for ref_kind, key in self.member.keys.items():
+            if key.column and key.column not in self.member.columns:
+                problems.append(
+                    f"member.keys.{ref_kind.value}: {key.column} is not a member column"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _transform_problems(where: str, transform: Transform, mapping: MappingFile) -> list[str]:
+    if transform.choice is None:
+        return []
+    choice_set = mapping.choices.get(transform.choice.set)
+    if choice_set is None:
+        return [f"{where}: unknown choice set {transform.choice.set!r}"]
+    if transform.choice.value is not None and transform.choice.value not in choice_set.options:
+        return [f"{where}: {transform.choice.value!r} is not an option of {transform.choice.set}"]
+    return []
