@@ -1,0 +1,334 @@
+"""Apply a batch of canonical events to Dataverse: the one place that combines the ports.
+
+One read of the members a batch touches, one check for payment rows that already exist, member
+changes computed in memory (no-op columns left out), and one change set per member: its payment
+rows, created create-only under the event-id key, plus one ETag-guarded update of the member. A
+replayed event fails its create as a duplicate and rolls its change set back, so nothing is
+applied twice; an ETag conflict re-reads the member and recomputes. Every event gets an outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from dynamics_bridge.logs import log_context
+from dynamics_bridge.mapping import MappingFile, payment_row, plan_member_update
+from dynamics_bridge.model import Outcome, PaymentEvent
+
+__all__ = [
+    "EventOutcome",
+    "MemberRow",
+    "MemberStore",
+    "Pipeline",
+    "UnitResult",
+    "WriteUnit",
+    "summarize",
+]
+
+log = logging.getLogger("dynamics_bridge.pipeline")
+
+MAX_ROUNDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A member as read: its key value, row id, ETag and the columns the mapping needs."""
+
+    key: str
+    row_id: str
+    etag: str | None
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteUnit:
+    """One atomic change set: the member's new payment rows and at most one member update."""
+
+    member: MemberRow
+    payments: list[tuple[str, dict[str, Any]]]  # (event id, row body)
+    member_changes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitResult:
+    """How a change set ended. ``event_id`` names the payment row that failed, when one did."""
+
+    status: Literal["ok", "duplicate", "conflict", "member_missing", "failed", "transient"]
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class MemberStore(Protocol):
+    """What the pipeline needs from Dataverse, in its own words (adapter: dataverse/store.py)."""
+
+    def read_members(
+        self, column: str, values: Sequence[str], columns: Sequence[str]
+    ) -> dict[str, MemberRow]:
+        """Members whose ``column`` is one of ``values``, keyed by that value."""
+        ...
+
+    def members_of_payments(self, provider_refs: Sequence[str]) -> dict[str, str]:
+        """Provider reference of an earlier payment → the member key it was booked on."""
+        ...
+
+    def existing_payments(self, event_ids: Sequence[str]) -> set[str]: ...
+
+    def write(self, units: Sequence[WriteUnit]) -> list[UnitResult]:
+        """Each unit atomically (a change set); one result per unit, in order."""
+        ...
+
+
+@dataclass
+class EventOutcome:
+    event: PaymentEvent
+    outcome: Outcome
+    reason: str | None = None
+    member_key: str | None = None
+    #: column → (old, new) for the member, for dry runs and logs
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: a failure that may pass (throttling, outage): leave the message for redelivery
+    retryable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event.event_id,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "member": self.member_key,
+            "retryable": self.retryable,
+        }
+
+
+class Pipeline:
+    def __init__(self, store: MemberStore, mapping: MappingFile) -> None:
+        self.store = store
+        self.mapping = mapping
+        rule_columns = {c for rule in mapping.rules.values() for c in rule.set}
+        guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
+        self._member_columns = sorted(
+            {mapping.member.key_column, mapping.member.ordering_column} | rule_columns | guards
+        )
+
+    def apply(self, events: Sequence[PaymentEvent], *, dry_run: bool = False) -> list[EventOutcome]:
+        """One outcome per event, in the order given."""
+        outcomes: dict[int, EventOutcome] = {}
+        members = self._resolve_members(events, outcomes)
+        existing = self.store.existing_payments(
+            sorted({e.event_id for i, e in enumerate(events) if i not in outcomes})
+        )
+        seen: set[str] = set()
+        by_member: dict[str, list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            if index in outcomes:
+                continue
+            member = members[index]
+            if event.event_id in existing or event.event_id in seen:
+                outcomes[index] = EventOutcome(
+                    event, Outcome.DUPLICATE, "payment row exists already", member.key
+                )
+                continue
+            seen.add(event.event_id)
+            by_member[member.key].append(index)
+
+        pending = {key: indexes for key, indexes in by_member.items()}
+        current = {members[indexes[0]].key: members[indexes[0]] for indexes in pending.values()}
+        for _round in range(MAX_ROUNDS):
+            if not pending:
+                break
+            units, planned = [], []
+            for key, indexes in pending.items():
+                unit, plans = self._plan(current[key], [(i, events[i]) for i in indexes])
+                units.append(unit)
+                planned.append(plans)
+            if dry_run:
+                for plans in planned:
+                    outcomes.update(plans)
+                return [outcomes[i] for i in range(len(events))]
+            results = self.store.write(units)
+            pending = self._settle(units, planned, results, pending, current, events, outcomes)
+        for indexes in pending.values():
+            for i in indexes:
+                outcomes[i] = EventOutcome(
+                    events[i],
+                    Outcome.FAILED,
+                    f"still conflicting after {MAX_ROUNDS} rounds",
+                    retryable=True,
+                )
+        result = [outcomes[i] for i in range(len(events))]
+        for outcome in result:
+            with log_context(event_id=outcome.event.event_id):
+                log.info(
+                    "event %s",
+                    outcome.outcome.value,
+                    extra={
+                        "source": outcome.event.source.value,
+                        "kind": outcome.event.kind.value,
+                        "outcome": outcome.outcome.value,
+                        "reason": outcome.reason,
+                    },
+                )
+        return result
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _resolve_members(
+        self, events: Sequence[PaymentEvent], outcomes: dict[int, EventOutcome]
+    ) -> dict[int, MemberRow]:
+        """Find each event's member with one read per key column; the rest are unmatched."""
+        keys = self.mapping.member.keys
+        via_payment = [
+            i
+            for i, e in enumerate(events)
+            if keys.get(e.member_ref.kind) and keys[e.member_ref.kind].via_payment
+        ]
+        paid_members = (
+            self.store.members_of_payments(
+                sorted({events[i].member_ref.value for i in via_payment})
+            )
+            if via_payment
+            else {}
+        )
+        wanted: dict[str, dict[int, str]] = defaultdict(dict)
+        for index, event in enumerate(events):
+            key = keys.get(event.member_ref.kind)
+            if key is None:
+                outcomes[index] = EventOutcome(
+                    event,
+                    Outcome.UNMATCHED,
+                    f"the mapping has no member key for {event.member_ref.kind.value} references",
+                )
+            elif key.via_payment:
+                member_key = paid_members.get(event.member_ref.value)
+                if member_key is None:
+                    outcomes[index] = EventOutcome(
+                        event,
+                        Outcome.UNMATCHED,
+                        f"no payment row with reference {event.member_ref.value!r}",
+                    )
+                else:
+                    wanted[self.mapping.member.key_column][index] = member_key
+            else:
+                assert key.column is not None
+                wanted[key.column][index] = event.member_ref.value
+        found: dict[int, MemberRow] = {}
+        for column, by_index in wanted.items():
+            rows = self.store.read_members(
+                column, sorted(set(by_index.values())), self._member_columns
+            )
+            for index, value in by_index.items():
+                row = rows.get(value)
+                if row is None:
+                    ref = events[index].member_ref
+                    outcomes[index] = EventOutcome(
+                        events[index],
+                        Outcome.UNMATCHED,
+                        f"no member with {column} = {value!r} ({ref.kind.value} {ref.value})",
+                    )
+                else:
+                    found[index] = row
+        # One row object per member, whichever column found it.
+        canonical: dict[str, MemberRow] = {}
+        return {i: canonical.setdefault(row.key, row) for i, row in found.items()}
+
+    def _plan(
+        self, member: MemberRow, indexed: list[tuple[int, PaymentEvent]]
+    ) -> tuple[WriteUnit, dict[int, EventOutcome]]:
+        """Plan a member's events in event-time order over a running copy of its row."""
+        state = dict(member.values)
+        changes: dict[str, Any] = {}
+        payments: list[tuple[str, dict[str, Any]]] = []
+        plans: dict[int, EventOutcome] = {}
+        for index, event in sorted(indexed, key=lambda item: item[1].occurred_at):
+            plan = plan_member_update(event, state, self.mapping)
+            payments.append((event.event_id, payment_row(event, self.mapping, member.key)))
+            if plan.stale:
+                plans[index] = EventOutcome(
+                    event, Outcome.STALE, "older than the member's last applied event", member.key
+                )
+                continue
+            for column, value in plan.changes.items():
+                changes[column] = value
+                state[column] = value
+            plans[index] = EventOutcome(
+                event,
+                Outcome.APPLIED,
+                None,
+                member.key,
+                {c: (plan.old.get(c), v) for c, v in plan.changes.items()},
+            )
+        net = {c: v for c, v in changes.items() if member.values.get(c) != v}
+        return WriteUnit(member, payments, net), plans
+
+    def _settle(
+        self,
+        units: list[WriteUnit],
+        planned: list[dict[int, EventOutcome]],
+        results: list[UnitResult],
+        pending: dict[str, list[int]],
+        current: dict[str, MemberRow],
+        events: Sequence[PaymentEvent],
+        outcomes: dict[int, EventOutcome],
+    ) -> dict[str, list[int]]:
+        """Record finished units; return the members whose change set must be tried again."""
+        again: dict[str, list[int]] = {}
+        reread: list[str] = []
+        by_event = {events[i].event_id: i for indexes in pending.values() for i in indexes}
+        for unit, plans, result in zip(units, planned, results, strict=True):
+            key = unit.member.key
+            indexes = pending[key]
+            if result.status == "ok":
+                outcomes.update(plans)
+            elif result.status == "duplicate" and result.event_id in by_event:
+                dup = by_event[result.event_id]
+                outcomes[dup] = EventOutcome(
+                    events[dup], Outcome.DUPLICATE, "payment row exists already", key
+                )
+                if rest := [i for i in indexes if i != dup]:
+                    again[key] = rest
+            elif result.status == "conflict":
+                again[key] = indexes
+                reread.append(key)
+            elif result.status == "member_missing":
+                for i in indexes:
+                    outcomes[i] = EventOutcome(
+                        events[i], Outcome.UNMATCHED, f"member {key} no longer exists"
+                    )
+            elif result.status == "failed" and result.event_id in by_event:
+                bad = by_event[result.event_id]
+                outcomes[bad] = EventOutcome(events[bad], Outcome.FAILED, result.reason, key)
+                if rest := [i for i in indexes if i != bad]:
+                    again[key] = rest
+            else:
+                retry = result.status == "transient"
+                for i in indexes:
+                    outcomes[i] = EventOutcome(
+                        events[i],
+                        Outcome.FAILED,
+                        result.reason or result.status,
+                        key,
+                        retryable=retry,
+                    )
+        if reread:
+            rows = self.store.read_members(
+                self.mapping.member.key_column, sorted(reread), self._member_columns
+            )
+            for key in reread:
+                if key in rows:
+                    current[key] = rows[key]
+                else:
+                    for i in again.pop(key):
+                        outcomes[i] = EventOutcome(
+                            events[i], Outcome.UNMATCHED, f"member {key} no longer exists"
+                        )
+        return again
+
+
+def summarize(outcomes: Iterable[EventOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {o.value: 0 for o in Outcome}
+    for outcome in outcomes:
+        counts[outcome.outcome.value] += 1
+    return counts
