@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import QueueClient
+from azure.storage.queue import QueueClient, QueueMessage
 
 from dynamics_bridge.errors import TransientError
 from dynamics_bridge.model import PaymentEvent
@@ -116,3 +116,57 @@ class AzureStorageQueue:
         except AzureError as exc:
             raise TransientError(f"queue {self._poison.queue_name}: send failed: {exc}") from exc
         self.delete(message)
+
+    # -- the poison queue ------------------------------------------------------------------------
+    def _received(self, msg: QueueMessage) -> ReceivedMessage:
+        return ReceivedMessage.from_raw(
+            str(msg.id), str(msg.pop_receipt or ""), int(msg.dequeue_count or 0), str(msg.content)
+        )
+
+    def poison_peek(self, limit: int = 32) -> list[ReceivedMessage]:
+        try:
+            self._ensure(self._poison)
+            return [self._received(m) for m in self._poison.peek_messages(min(limit, 32))]
+        except AzureError as exc:
+            raise TransientError(f"queue {self._poison.queue_name}: peek failed: {exc}") from exc
+
+    def poison_receive(
+        self, max_messages: int = 32, visibility_timeout: int = 30
+    ) -> list[ReceivedMessage]:
+        try:
+            self._ensure(self._poison)
+            pages = self._poison.receive_messages(
+                max_messages=min(max_messages, 32), visibility_timeout=visibility_timeout
+            )
+            return [self._received(m) for m in pages][:max_messages]
+        except AzureError as exc:
+            raise TransientError(f"queue {self._poison.queue_name}: receive failed: {exc}") from exc
+
+    def poison_find(self, message_id: str, visibility_timeout: int = 30) -> ReceivedMessage | None:
+        """Storage queues have no get-by-id: take batches, keep the match, release the rest."""
+        released: list[ReceivedMessage] = []
+        try:
+            while batch := self.poison_receive(32, visibility_timeout):
+                found = None
+                for message in batch:
+                    if message.message_id == message_id:
+                        found = message
+                    else:
+                        released.append(message)
+                if found is not None:
+                    return found
+            return None
+        finally:
+            for message in released:
+                with contextlib.suppress(AzureError):
+                    self._poison.update_message(
+                        message.message_id, message.pop_receipt, visibility_timeout=0
+                    )
+
+    def poison_delete(self, message: ReceivedMessage) -> None:
+        try:
+            self._poison.delete_message(message.message_id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise TransientError(f"queue {self._poison.queue_name}: delete failed: {exc}") from exc

@@ -59,23 +59,23 @@ class InMemoryQueue:
     def receive(
         self, max_messages: int = 32, visibility_timeout: int = 300
     ) -> list[ReceivedMessage]:
+        return self._take(self._messages, max_messages, visibility_timeout)
+
+    def _take(
+        self, where: dict[str, _Stored], max_messages: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
         now = self._clock()
-        out: list[ReceivedMessage] = []
         with self._lock:
-            for stored in self._messages.values():
-                if len(out) >= max_messages:
-                    break
-                if stored.visible_at > now:
-                    continue
-                stored.dequeue_count += 1
-                stored.visible_at = now + visibility_timeout
-                stored.pop_receipt = uuid.uuid4().hex
-                out.append(
-                    ReceivedMessage.from_raw(
-                        stored.message_id, stored.pop_receipt, stored.dequeue_count, stored.text
-                    )
-                )
-        return out
+            visible = [m for m in where.values() if m.visible_at <= now][:max_messages]
+            return [self._claim(m, visibility_timeout) for m in visible]
+
+    def _claim(self, stored: _Stored, visibility_timeout: int) -> ReceivedMessage:
+        stored.dequeue_count += 1
+        stored.visible_at = self._clock() + visibility_timeout
+        stored.pop_receipt = uuid.uuid4().hex
+        return ReceivedMessage.from_raw(
+            stored.message_id, stored.pop_receipt, stored.dequeue_count, stored.text
+        )
 
     def delete(self, message: ReceivedMessage) -> None:
         with self._lock:
@@ -94,6 +94,30 @@ class InMemoryQueue:
             message_id = f"p{next(self._ids):08d}"
             self._poison[message_id] = _Stored(message_id, text)
         self.delete(message)
+
+    # -- the poison queue ----------------------------------------------------------------------
+    def poison_peek(self, limit: int = 32) -> list[ReceivedMessage]:
+        with self._lock:
+            stored = list(self._poison.values())[:limit]
+        return [ReceivedMessage.from_raw(m.message_id, "", m.dequeue_count, m.text) for m in stored]
+
+    def poison_receive(
+        self, max_messages: int = 32, visibility_timeout: int = 30
+    ) -> list[ReceivedMessage]:
+        return self._take(self._poison, max_messages, visibility_timeout)
+
+    def poison_find(self, message_id: str, visibility_timeout: int = 30) -> ReceivedMessage | None:
+        with self._lock:
+            stored = self._poison.get(message_id)
+            if stored is None or stored.visible_at > self._clock():
+                return None
+            return self._claim(stored, visibility_timeout)
+
+    def poison_delete(self, message: ReceivedMessage) -> None:
+        with self._lock:
+            stored = self._poison.get(message.message_id)
+            if stored is not None and stored.pop_receipt == message.pop_receipt:
+                del self._poison[message.message_id]
 
     # -- inspection, for tests and the demo ---------------------------------------------------
     def peek_events(self) -> list[dict[str, Any]]:

@@ -64,3 +64,18 @@ class EventQueue(Protocol):
     ) -> None:
         """Move a message (or some of its events) to the poison queue with the reason."""
         ...
+
+    # The poison queue, for operators: list, show, replay, purge.
+    def poison_peek(self, limit: int = 32) -> list[ReceivedMessage]:
+        """Look without taking (Azure shows at most 32 this way)."""
+        ...
+
+    def poison_find(self, message_id: str, visibility_timeout: int = 30) -> ReceivedMessage | None:
+        """Take one poison message by id; others stay visible."""
+        ...
+
+    def poison_receive(
+        self, max_messages: int = 32, visibility_timeout: int = 30
+    ) -> list[ReceivedMessage]: ...
+
+    def poison_delete(self, message: ReceivedMessage) -> None: ...
