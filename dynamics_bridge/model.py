@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     PAYMENT_REFUNDED = "payment.refunded"
     PAYMENT_CANCELLED = "payment.cancelled"
     PAYMENT_RESCHEDULED = "payment.rescheduled"
+    #: A collection waiting for its date (Autogiro payment register extract); reminders use it.
+    PAYMENT_SCHEDULED = "payment.scheduled"
     MANDATE_REQUESTED = "mandate.requested"
     MANDATE_APPROVED = "mandate.approved"
     MANDATE_CANCELLED = "mandate.cancelled"
