@@ -17,6 +17,7 @@ from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.model import MemberRefKind
 
 __all__ = [
+    "BankgirotSettings",
     "BillogramSettings",
     "LogSettings",
     "QueueSettings",
@@ -137,6 +138,14 @@ class SwishSettings(BaseModel):
         return v
 
 
+class BankgirotSettings(BaseModel):
+    ocr_scheme: Literal["luhn", "luhn_length", "plain"] = Field(
+        default="luhn",
+        description="How an OCR reference carries the member number (see sources/ocr.py).",
+    )
+    events_per_message_batch: int = Field(default=1000, ge=1, le=10000)
+
+
 class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
@@ -163,6 +172,7 @@ class Settings(BaseSettings):
     billogram: BillogramSettings = Field(default_factory=BillogramSettings)
     swish: SwishSettings = Field(default_factory=SwishSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    bankgirot: BankgirotSettings = Field(default_factory=BankgirotSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secrets(self) -> list[str]:

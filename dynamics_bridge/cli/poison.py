@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 from rich.table import Table
@@ -12,6 +14,8 @@ from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.queue import EventQueue, open_queue
 from dynamics_bridge.settings import load_settings
+
+T = TypeVar("T")
 
 poison_app = typer.Typer(
     help="List, show, replay or purge messages on the poison queue.", no_args_is_help=True
@@ -23,7 +27,7 @@ def _queue() -> EventQueue:
     return open_queue(load_settings().queue)
 
 
-def _run(action):  # type: ignore[no-untyped-def]
+def _run(action: Callable[[], T]) -> T:
     try:
         return action()
     except BridgeError as exc:

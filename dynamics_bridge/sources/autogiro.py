@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import BinaryIO
 
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import (
@@ -26,6 +25,7 @@ from dynamics_bridge.model import (
 )
 from dynamics_bridge.sources import autogiro_codes as codes
 from dynamics_bridge.sources.bankgirot import (
+    Readable,
     Record,
     amount,
     day_start,
@@ -143,7 +143,7 @@ class _Context:
         )
 
 
-def parse(stream: BinaryIO, name: str) -> Iterator[PaymentEvent]:
+def parse(stream: Readable, name: str) -> Iterator[PaymentEvent]:
     """Canonical events from one Autogiro report, validated against its closing records."""
     records = read_records(stream, name)
     first = next(records, None)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import BinaryIO
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from dynamics_bridge.errors import InputError
 
 __all__ = [
     "STOCKHOLM",
+    "Readable",
     "Record",
     "amount",
     "day_start",
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+class Readable(Protocol):
+    """A binary stream: an open file, or a wrapper that counts what is read."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 RECORD = 80
 _SNIFF = 64 * 1024
 
@@ -74,7 +83,7 @@ def decode_line(raw: bytes) -> str:
     return text
 
 
-def _physical_lines(stream: BinaryIO) -> Iterator[bytes]:
+def _physical_lines(stream: Readable) -> Iterator[bytes]:
     head = stream.read(_SNIFF)
     if not head:
         return
@@ -104,7 +113,7 @@ def _physical_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield pending
 
 
-def read_records(stream: BinaryIO, name: str) -> Iterator[Record]:
+def read_records(stream: Readable, name: str) -> Iterator[Record]:
     """Normalised 80-character records; title lines before the first record are skipped."""
     started = False
     for line_no, raw in enumerate(_physical_lines(stream), start=1):

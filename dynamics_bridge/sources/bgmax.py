@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import (
@@ -25,6 +24,7 @@ from dynamics_bridge.model import (
 )
 from dynamics_bridge.sources.autogiro_codes import DEDUCTION
 from dynamics_bridge.sources.bankgirot import (
+    Readable,
     Record,
     amount,
     day_start,
@@ -55,7 +55,7 @@ class _Section:
     total: int = 0
 
 
-def parse(stream: BinaryIO, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Iterator[PaymentEvent]:
+def parse(stream: Readable, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Iterator[PaymentEvent]:
     """One event per payment (TK20) and per deduction (TK21), validated against TK15 and TK70."""
     records = read_records(stream, name)
     first = next(records, None)
