@@ -24,12 +24,13 @@ _SHAPE = re.compile(
 PNR_PATTERN = re.compile(r"(?<![\dA-Za-z])(?:\d{2})?\d{6}[-+]?\d{4}(?![\dA-Za-z])")
 
 
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # 2·d with its digits summed
+
+
 def luhn_check_digit(digits: str) -> int:
-    """The digit that makes ``digits + it`` pass the Luhn test (weights 2,1,2,… from the left)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        n = int(ch) * (2 if i % 2 == 0 else 1)
-        total += n - 9 if n > 9 else n
+    """The digit that makes ``digits + it`` pass the Luhn test (weights 2,1,2,… from the right)."""
+    backwards = digits[::-1]
+    total = sum(map(int, backwards[0::2].translate(_DOUBLED))) + sum(map(int, backwards[1::2]))
     return (10 - total % 10) % 10
 
 

@@ -27,6 +27,7 @@ from dynamics_bridge.sources import autogiro_codes as codes
 from dynamics_bridge.sources.bankgirot import (
     Readable,
     Record,
+    RunCounter,
     amount,
     day_start,
     number,
@@ -105,7 +106,7 @@ class _Context:
     name: str
     file_date: date | None = None
     payee_bankgiro: str = ""
-    used: Counter[str] = field(default_factory=Counter)
+    runs: RunCounter = field(default_factory=RunCounter)
 
     def event(
         self,
@@ -125,11 +126,10 @@ class _Context:
             note = f"ogiltigt datum {date_raw.strip() or '(tomt)'} i filen"
             reason_text = f"{reason_text}; {note}" if reason_text else note
             when = self.file_date or date(1970, 1, 1)
-        identity = f"{self.payee_bankgiro}|{record.text.rstrip()}"
-        self.used[identity] += 1  # byte-identical records in one file are distinct payments
+        identity = self.payee_bankgiro + "|" + record.text
         payer_number = payer.strip().lstrip("0") or "0"
         return PaymentEvent(
-            event_id=make_event_id(Source.AUTOGIRO, identity, str(self.used[identity])),
+            event_id=make_event_id(Source.AUTOGIRO, identity, str(self.runs.next(identity))),
             source=Source.AUTOGIRO,
             kind=kind,
             member_ref=MemberRef(MemberRefKind.PAYER_NUMBER, payer_number),

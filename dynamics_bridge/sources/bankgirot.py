@@ -9,6 +9,7 @@ the file, and keeps the 1-based physical line number for every record.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,6 +22,7 @@ __all__ = [
     "STOCKHOLM",
     "Readable",
     "Record",
+    "RunCounter",
     "amount",
     "day_start",
     "decode_line",
@@ -43,7 +45,7 @@ RECORD = 80
 _SNIFF = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """One 80-character record and where it stood."""
 
@@ -142,6 +144,28 @@ def read_records(stream: Readable, name: str) -> Iterator[Record]:
         yield Record(line_no, text, name)
 
 
+class RunCounter:
+    """Numbers byte-identical records that stand together: 1, 2, 3 … then 1 again.
+
+    Identical records in one file are distinct payments and need distinct ids. Bankgirot sorts
+    reports (by payer number, or by BGC serial), so repeats are adjacent; counting runs instead
+    of remembering every record keeps memory flat.
+    """
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.count = 0
+
+    def next(self, key: str) -> int:
+        if key == self.last:
+            self.count += 1
+        else:
+            self.last, self.count = key, 1
+        return self.count
+
+
 def number(record: Record, start: int, end: int, what: str) -> int:
     """A zero-filled numeric field; blanks count as zero only when the whole field is blank."""
     raw = record.text[start - 1 : end]
@@ -168,6 +192,7 @@ def signed_amount(record: Record, start: int, end: int, what: str) -> int:
     return number(record, start, end, what)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_date(raw: str) -> date | None:
     """``YYYYMMDD`` → date; an impossible date (Bankgirot's own ``20080631``) → None, kept raw."""
     if len(raw) != 8 or not raw.isdigit():
@@ -178,6 +203,7 @@ def parse_date(raw: str) -> date | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def day_start(day: date) -> datetime:
     """Bankgirot dates are Swedish banking days: midnight in Stockholm."""
     return datetime(day.year, day.month, day.day, tzinfo=STOCKHOLM)

@@ -26,6 +26,7 @@ from dynamics_bridge.sources.autogiro_codes import DEDUCTION
 from dynamics_bridge.sources.bankgirot import (
     Readable,
     Record,
+    RunCounter,
     amount,
     day_start,
     number,
@@ -64,7 +65,7 @@ def parse(stream: Readable, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Ite
     if first.tk != "01" or first.field(3, 22).strip() != "BGMAX":
         raise first.error("not a BgMax file: the first record must be TK01 'BGMAX'")
     counts: Counter[str] = Counter()
-    used: Counter[str] = Counter()
+    runs = RunCounter()
     section: _Section | None = None
     ended = False
     for rec in records:
@@ -99,7 +100,7 @@ def parse(stream: Readable, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Ite
         elif tk == "15":
             if section is None:
                 raise rec.error("TK15 deposit without a TK05 opening")
-            yield from _close(rec, section, used, ocr_scheme)
+            yield from _close(rec, section, runs, ocr_scheme)
             counts["15"] += 1
             section = None
         elif tk == "70":
@@ -119,7 +120,7 @@ def parse(stream: Readable, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Ite
 
 
 def _close(
-    deposit: Record, section: _Section, used: Counter[str], scheme: OcrScheme
+    deposit: Record, section: _Section, runs: RunCounter, scheme: OcrScheme
 ) -> Iterator[PaymentEvent]:
     stated = amount(deposit, 51, 68, "deposit amount")
     if stated != section.total:
@@ -141,11 +142,10 @@ def _close(
         raise deposit.error(
             f"deposit date {booked_raw!r} (positions 38-45) is not a date", field="date"
         )
-    deposit_key = f"{section.bankgiro}|{booked_raw}|{deposit.field(46, 50)}"
+    deposit_key = f"{section.bankgiro}|{booked_raw}|{deposit.field(46, 50)}|"
     for payment in section.payments:
         rec = payment.record
-        identity = f"{deposit_key}|{rec.text.rstrip()}"
-        used[identity] += 1
+        identity = deposit_key + rec.text
         member_ref, reason_code, reason_text = _member(payment, scheme)
         if rec.tk == "21":
             code = rec.field(71, 71)
@@ -155,7 +155,7 @@ def _close(
         else:
             kind = EventKind.PAYMENT_SUCCEEDED
         yield PaymentEvent(
-            event_id=make_event_id(Source.BGMAX, identity, str(used[identity])),
+            event_id=make_event_id(Source.BGMAX, identity, str(runs.next(identity))),
             source=Source.BGMAX,
             kind=kind,
             member_ref=member_ref,
