@@ -17,8 +17,10 @@ from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.model import MemberRefKind
 
 __all__ = [
+    "AppUser",
     "BankgirotSettings",
     "BillogramSettings",
+    "DataverseSettings",
     "LogSettings",
     "QueueSettings",
     "Settings",
@@ -146,6 +148,62 @@ class BankgirotSettings(BaseModel):
     events_per_message_batch: int = Field(default=1000, ge=1, le=10000)
 
 
+class AppUser(BaseModel):
+    """One Dataverse application user: its own throttling budget (limits are per user)."""
+
+    client_id: str
+    client_secret: SecretStr | None = None
+    certificate_path: str | None = None
+    certificate_password: SecretStr | None = None
+
+
+class DataverseSettings(BaseModel):
+    url: str | None = Field(default=None, description="https://<org>.crm4.dynamics.com")
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    certificate_path: str | None = Field(default=None, description="PFX or PEM private key.")
+    certificate_password: SecretStr | None = None
+    authority: str | None = Field(
+        default=None, description="Override https://login.microsoftonline.com/<tenant>."
+    )
+    ca_bundle: str | None = Field(default=None, description="Trust this CA (the sandbox's).")
+    app_users: Annotated[list[AppUser], NoDecode] = Field(
+        default_factory=list, description="JSON list of further app users: work is spread."
+    )
+    api_version: str = "v9.2"
+    max_concurrency: int = Field(default=8, ge=1, le=52)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    page_size: int = Field(default=5000, ge=1, le=5000)
+    keys_per_query: int = Field(default=100, ge=1, le=500)
+    suppress_flows: bool = Field(
+        default=False, description="MSCRM.SuppressCallbackRegistrationExpanderJob: true"
+    )
+    bypass_business_logic: str | None = Field(
+        default=None, description="MSCRM.BypassBusinessLogicExecution, e.g. CustomSync,CustomAsync"
+    )
+    duplicate_detection: bool = Field(
+        default=False, description="MSCRM.SuppressDuplicateDetection: false"
+    )
+    use_multiple_operations: bool = Field(
+        default=False, description="CreateMultiple/UpsertMultiple where the table supports it."
+    )
+
+    @field_validator("app_users", mode="before")
+    @classmethod
+    def _json_users(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            import json
+
+            return json.loads(v) if v.strip() else []
+        return v
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url and self.client_id and (self.client_secret or self.certificate_path))
+
+
 class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
@@ -173,19 +231,22 @@ class Settings(BaseSettings):
     swish: SwishSettings = Field(default_factory=SwishSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     bankgirot: BankgirotSettings = Field(default_factory=BankgirotSettings)
+    dataverse: DataverseSettings = Field(default_factory=DataverseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secrets(self) -> list[str]:
         """Every configured secret's value, so the log filter can scrub them."""
         found: list[str] = []
 
-        def walk(model: BaseModel) -> None:
-            for name in type(model).model_fields:
-                value = getattr(model, name)
-                if isinstance(value, SecretStr):
-                    found.append(value.get_secret_value())
-                elif isinstance(value, BaseModel):
-                    walk(value)
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list):
+                for item in value:
+                    walk(item)
 
         walk(self)
         return [s for s in found if s]

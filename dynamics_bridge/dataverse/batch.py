@@ -120,7 +120,7 @@ def _parse_http(payload: bytes) -> tuple[str, dict[str, str], Any]:
 
 def _message(content_type: str, body: bytes) -> email.message.EmailMessage:
     raw = b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    return email.message_from_bytes(raw, policy=email.policy.HTTP)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.HTTP)
 
 
 def parse_batch_response(content_type: str, body: bytes) -> list[BatchPart]:
