@@ -282,7 +282,18 @@ class Pipeline:
             indexes = pending[key]
             if result.status == "ok":
                 outcomes.update(plans)
-            elif result.status == "duplicate" and result.event_id in by_event:
+            elif result.status == "duplicate" and result.event_id not in by_event:
+                # The change set failed as a whole: ask which of its rows exist already.
+                ids = [events[i].event_id for i in indexes]
+                exists = self.store.existing_payments(ids)
+                for i in indexes:
+                    if events[i].event_id in exists:
+                        outcomes[i] = EventOutcome(
+                            events[i], Outcome.DUPLICATE, "payment row exists already", key
+                        )
+                if rest := [i for i in indexes if events[i].event_id not in exists]:
+                    again[key] = rest
+            elif result.status == "duplicate" and result.event_id is not None:
                 dup = by_event[result.event_id]
                 outcomes[dup] = EventOutcome(
                     events[dup], Outcome.DUPLICATE, "payment row exists already", key

@@ -1,0 +1,141 @@
+"""The Dataverse MemberStore: requests it makes and how change-set answers become results.
+
+Batch answers are written here in the multipart shape of reference dataverse.md §4."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+import requests
+import responses
+
+from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.pipeline import MemberRow, WriteUnit
+
+ORG = "https://org.crm4.dynamics.com"
+API = f"{ORG}/api/data/v9.2/"
+MAPPING = load_mapping()
+
+
+def part(status: str, content_id: str, body: str = "") -> str:
+    return (
+        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+        f"Content-ID: {content_id}\r\n\r\nHTTP/1.1 {status}\r\nOData-Version: 4.0\r\n"
+        + ("Content-Type: application/json; odata.metadata=minimal\r\n" if body else "")
+        + f"\r\n{body}\r\n"
+    )
+
+
+def batch_response(*change_sets: list[str]) -> bytes:
+    out = []
+    for i, parts in enumerate(change_sets):
+        out.append(f"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=cs{i}\r\n\r\n")
+        out.extend(f"--cs{i}\r\n{p}" for p in parts)
+        out.append(f"--cs{i}--\r\n")
+    out.append("--batchresponse_1--\r\n")
+    return "".join(out).encode()
+
+
+@pytest.fixture
+def store() -> DataverseMemberStore:
+    client = DataverseClient(
+        ORG, requests.Session(), lambda: "t", gate=AppUserGate(sleep=lambda s: None), max_attempts=2
+    )
+    return DataverseMemberStore(client, MAPPING)
+
+
+def unit(key: str, *event_ids: str, changes: dict | None = None) -> WriteUnit:
+    member = MemberRow(key, f"id-{key}", 'W/"5"', {})
+    return WriteUnit(
+        member,
+        [(e, {"mbr_amount": 250.0}) for e in event_ids],
+        changes if changes is not None else {"mbr_paymentstatus": 100000000},
+    )
+
+
+@responses.activate
+def test_members_are_read_by_their_key_column_with_etags(store) -> None:
+    responses.get(
+        API + "contacts",
+        json={"value": [{"@odata.etag": 'W/"9"', "contactid": "g1", "mbr_memberno": "100001"}]},
+    )
+    rows = store.read_members("mbr_memberno", ["100001", "100002"], ["mbr_paymentstatus"])
+    assert rows["100001"] == MemberRow(
+        "100001",
+        "g1",
+        'W/"9"',
+        {"@odata.etag": 'W/"9"', "contactid": "g1", "mbr_memberno": "100001"},
+    )
+    url = unquote(responses.calls[0].request.url)
+    assert "$select=mbr_memberno,mbr_paymentstatus,contactid" in url
+
+
+@responses.activate
+def test_a_unit_is_one_change_set_create_only_rows_and_an_etag_guarded_update(store) -> None:
+    responses.post(
+        API + "$batch",
+        body=batch_response([part("204 No Content", "1"), part("204 No Content", "2")]),
+        content_type="multipart/mixed; boundary=batchresponse_1",
+    )
+    assert [r.status for r in store.write([unit("100001", "swish-1")])] == ["ok"]
+    body = responses.calls[0].request.body.decode()
+    assert "PATCH /api/data/v9.2/mbr_payments(mbr_eventid='swish-1') HTTP/1.1" in body
+    assert "If-None-Match: *" in body
+    assert "PATCH /api/data/v9.2/contacts(mbr_memberno='100001') HTTP/1.1" in body
+    assert 'If-Match: W/"5"' in body
+
+
+@responses.activate
+def test_a_duplicate_row_names_its_event(store) -> None:
+    dup = (
+        '{"error":{"code":"0x80040237",'
+        '"message":"A record with matching key values already exists."}}'
+    )
+    responses.post(
+        API + "$batch",
+        body=batch_response(
+            [part("204 No Content", "1"), part("412 Precondition Failed", "2", dup)]
+        ),
+        content_type="multipart/mixed; boundary=batchresponse_1",
+    )
+    (result,) = store.write([unit("100001", "swish-1", "swish-2", changes={})])
+    assert (result.status, result.event_id) == ("duplicate", "swish-2")
+
+
+@responses.activate
+def test_a_stale_etag_is_a_conflict_and_a_missing_member_is_named(store) -> None:
+    conflict = '{"error":{"code":"0x80060882","message":"version mismatch"}}'
+    gone = '{"error":{"code":"0x80060891","message":"does not exist"}}'
+    responses.post(
+        API + "$batch",
+        body=batch_response(
+            [part("412 Precondition Failed", "2", conflict)], [part("404 Not Found", "4", gone)]
+        ),
+        content_type="multipart/mixed; boundary=batchresponse_1",
+    )
+    results = store.write([unit("100001", "swish-1"), unit("100002", "swish-2")])
+    assert [r.status for r in results] == ["conflict", "member_missing"]
+
+
+@responses.activate
+def test_a_batch_that_keeps_failing_is_transient_for_every_unit(store) -> None:
+    responses.post(API + "$batch", status=503)
+    assert [r.status for r in store.write([unit("1", "a"), unit("2", "b")])] == [
+        "transient",
+        "transient",
+    ]
+
+
+@responses.activate
+def test_units_are_packed_into_batches_of_at_most_1000_operations(store) -> None:
+    responses.post(
+        API + "$batch",
+        body=batch_response([part("204 No Content", "1")]),
+        content_type="multipart/mixed; boundary=batchresponse_1",
+    )
+    units = [unit(str(i), f"e{i}", changes={}) for i in range(1500)]
+    store.write(units)
+    assert len(responses.calls) == 2
