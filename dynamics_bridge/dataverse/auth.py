@@ -18,7 +18,7 @@ import requests
 from dynamics_bridge.errors import AuthError, ConfigError
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
-__all__ = ["TokenProvider", "msal_token_provider"]
+__all__ = ["TokenProvider", "msal_token_provider", "session_for"]
 
 TokenProvider = Callable[[], str]
 
@@ -38,6 +38,19 @@ def _credential(user: AppUser) -> Any:
             return {"private_key_pfx_path": str(path), "passphrase": password}
         return {"private_key": path.read_text(), "passphrase": password}
     raise ConfigError(f"app user {user.client_id}: give a client secret or a certificate")
+
+
+def session_for(settings: DataverseSettings) -> requests.Session:
+    """A session that trusts ``ca_bundle`` when one is set.
+
+    requests lets REQUESTS_CA_BUNDLE in the environment override a session's own ``verify``, so
+    with a bundle of ours the environment is not consulted at all.
+    """
+    session = requests.Session()
+    if settings.ca_bundle:
+        session.verify = settings.ca_bundle
+        session.trust_env = False
+    return session
 
 
 def msal_token_provider(settings: DataverseSettings, user: AppUser | None = None) -> TokenProvider:
@@ -62,9 +75,7 @@ def msal_token_provider(settings: DataverseSettings, user: AppUser | None = None
     with _lock:
         app = _apps.get((authority, user.client_id))
         if app is None:
-            http = requests.Session()
-            if settings.ca_bundle:
-                http.verify = settings.ca_bundle
+            http = session_for(settings)
             app = msal.ConfidentialClientApplication(
                 client_id=user.client_id,
                 authority=authority,

@@ -1,0 +1,510 @@
+"""A local Dataverse: the Web API subset dynamics_bridge uses, on SQLite, with Dataverse's answers.
+
+Implements (reference dataverse.md): rows by set and by alternate key, ``$select``, ``$filter``
+(``eq``, ``and``, ``Microsoft.Dynamics.CRM.In``), paging by ``odata.maxpagesize`` and
+``@odata.nextLink``, create / create-only / update-only / upsert with ETags, ``@odata.bind`` by
+alternate key, ``$batch`` with atomic change sets and ``continue-on-error``, change tracking with
+deletions, metadata reads and writes, and the service-protection limit per app user (429 +
+Retry-After). Pure request → response: :mod:`.server` puts it on a socket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
+
+from dynamics_bridge.dataverse.batch import (
+    BatchPart,
+    BatchRequest,
+    ChangeSet,
+    parse_batch_request,
+    render_batch_response,
+)
+
+__all__ = ["Answer", "DataverseSandbox", "Limits"]
+
+API = "/api/data/v9.2/"
+_KEY = re.compile(r"^(?P<set>[A-Za-z_][\w]*)\((?P<key>.*)\)$")
+_PAIR = re.compile(r"(\w+)=('(?:[^']|'')*'|[^,]+)")
+_IN = re.compile(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyValues=\[(.*)\]\)")
+_EQ = re.compile(r"^(\w+) eq ('(?:[^']|'')*'|[\w.-]+)$")
+_STRING = re.compile(r"'((?:[^']|'')*)'")
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+
+    def json_bytes(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
+
+
+class Failure(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.answer = Answer(
+            status,
+            {"Content-Type": "application/json; odata.metadata=minimal"},
+            {"error": {"code": code, "message": message}},
+        )
+
+
+@dataclass
+class Limits:
+    """Service protection per app user: requests in a sliding window (dataverse.md §5)."""
+
+    requests_per_window: int = 6000
+    window_seconds: float = 300.0
+    time_scale: float = 1.0  # 60 → a 5-minute window passes in 5 seconds
+    latency_seconds: float = 0.0
+    fault_rate: float = 0.0  # share of requests answered 503 (fault injection)
+    clock: Callable[[], float] = time.monotonic
+    _seen: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    throttled: int = 0
+    faults_left: int = 0
+
+    def admit(self, user: str) -> float | None:
+        """None when admitted, else the Retry-After in (real) seconds."""
+        now = self.clock() * self.time_scale
+        with self._lock:
+            seen = self._seen.setdefault(user, deque())
+            while seen and seen[0] <= now - self.window_seconds:
+                seen.popleft()
+            if len(seen) >= self.requests_per_window:
+                self.throttled += 1
+                return max((seen[0] + self.window_seconds - now) / self.time_scale, 0.01)
+            seen.append(now)
+            return None
+
+
+def _literal(raw: str) -> Any:
+    raw = raw.strip()
+    if raw.startswith("'") and raw.endswith("'"):
+        return raw[1:-1].replace("''", "'")
+    if raw in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[raw]
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
+    """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, joined by ``and``."""
+    clauses = [c.strip() for c in re.split(r"\s+and\s+", text)]
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for clause in clauses:
+        if m := _IN.fullmatch(clause):
+            column = m.group(1)
+            values = {v.replace("''", "'") for v in _STRING.findall(m.group(2))}
+            tests.append(lambda row, c=column, vs=values: str(row.get(c)) in vs)
+        elif m := _EQ.match(clause):
+            column, value = m.group(1), _literal(m.group(2))
+            tests.append(lambda row, c=column, v=value: row.get(c) == v)
+        else:
+            raise Failure(400, "0x80060888", f"The query filter is not supported: {clause}")
+    return lambda row: all(t(row) for t in tests)
+
+
+class DataverseSandbox:
+    def __init__(
+        self,
+        db_path: str = ":memory:",
+        *,
+        base_url: str = "https://127.0.0.1",
+        limits: Limits | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.limits = limits or Limits()
+        self.credentials: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS rows (entity TEXT, id TEXT, data TEXT, version INTEGER,
+                                             deleted INTEGER DEFAULT 0, PRIMARY KEY (entity, id));
+            CREATE TABLE IF NOT EXISTS entities (logical TEXT PRIMARY KEY, entity_set TEXT UNIQUE,
+                                                 definition TEXT);
+            CREATE TABLE IF NOT EXISTS counter (version INTEGER);
+        """)
+        if self.db.execute("SELECT count(*) FROM counter").fetchone()[0] == 0:
+            self.db.execute("INSERT INTO counter VALUES (1000)")
+        self.requests = 0
+
+    # -- app users and metadata -----------------------------------------------------------------
+
+    def add_app_user(self, client_id: str, secret: str) -> None:
+        self.credentials[client_id] = secret
+
+    def issue_token(self, client_id: str, secret: str) -> str | None:
+        if self.credentials.get(client_id) != secret:
+            return None
+        token = uuid.uuid4().hex
+        self.tokens[token] = client_id
+        return token
+
+    def define_entity(self, definition: dict[str, Any]) -> None:
+        definition.setdefault("Attributes", [])
+        definition.setdefault("Keys", [])
+        with self._lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO entities VALUES (?, ?, ?)",
+                (definition["LogicalName"], definition["EntitySetName"], json.dumps(definition)),
+            )
+
+    def entity(self, logical: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT definition FROM entities WHERE logical = ?", (logical,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _entity_by_set(self, entity_set: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT definition FROM entities WHERE entity_set = ?", (entity_set,)
+        ).fetchone()
+        if row is None:
+            raise Failure(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.")
+        return json.loads(row[0])
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def _next_version(self) -> int:
+        self.db.execute("UPDATE counter SET version = version + 1")
+        return int(self.db.execute("SELECT version FROM counter").fetchone()[0])
+
+    def _rows(self, logical: str) -> list[tuple[str, dict[str, Any], int]]:
+        return [
+            (r[0], json.loads(r[1]), r[2])
+            for r in self.db.execute(
+                "SELECT id, data, version FROM rows WHERE entity = ? AND deleted = 0 "
+                "ORDER BY rowid",
+                (logical,),
+            )
+        ]
+
+    def _find(self, entity: dict[str, Any], key: str) -> tuple[str, dict[str, Any], int] | None:
+        pairs = dict((n, _literal(v)) for n, v in _PAIR.findall(key))
+        if not pairs:  # a bare GUID
+            pairs = {entity["PrimaryIdAttribute"]: key.strip("'")}
+        else:
+            declared = [set(k["KeyAttributes"]) for k in entity["Keys"]]
+            if set(pairs) != {entity["PrimaryIdAttribute"]} and set(pairs) not in declared:
+                raise Failure(
+                    400,
+                    "0x80060890",
+                    f"The key in the request URI is not valid for resource "
+                    f"'{entity['LogicalName']}'. Make sure the key is declared.",
+                )
+        for row_id, data, version in self._rows(entity["LogicalName"]):
+            if all(str(data.get(k)) == str(v) for k, v in pairs.items()):
+                return row_id, data, version
+        return None
+
+    def _binds(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``nav@odata.bind: /contacts(key='v')`` → the lookup column ``_nav_value``."""
+        out = {}
+        for name, value in body.items():
+            if name.endswith("@odata.bind"):
+                m = _KEY.match(str(value).lstrip("/"))
+                if not m:
+                    raise Failure(400, "0x80048d19", f"Invalid bind value {value!r}")
+                target = self._entity_by_set(m.group("set"))
+                found = self._find(target, m.group("key"))
+                if found is None:
+                    raise Failure(
+                        404,
+                        "0x80060891",
+                        "A record with the specified key values "
+                        f"does not exist in {target['LogicalName']} entity",
+                    )
+                out[f"_{name.split('@')[0].lower()}_value"] = found[0]
+            else:
+                out[name] = value
+        return out
+
+    def _write(
+        self, entity: dict[str, Any], key: str | None, body: dict[str, Any], headers: dict[str, str]
+    ) -> Answer:
+        if_match = headers.get("If-Match")
+        if_none = headers.get("If-None-Match")
+        found = self._find(entity, key) if key is not None else None
+        logical = entity["LogicalName"]
+        if found is not None and if_none == "*":
+            raise Failure(412, "0x80040237", "A record with matching key values already exists.")
+        if found is None and if_match is not None:
+            raise Failure(
+                404,
+                "0x80060891",
+                f"A record with the specified key values does not exist in {logical} entity",
+            )
+        if found is not None and if_match not in (None, "*") and if_match != f'W/"{found[2]}"':
+            raise Failure(
+                412,
+                "0x80060882",
+                "The version of the existing record doesn't match "
+                "the RowVersion property provided.",
+            )
+        values = self._binds(body)
+        version = self._next_version()
+        if found is None:
+            row_id = str(uuid.uuid4())
+            data = {entity["PrimaryIdAttribute"]: row_id, **values}
+            if key is not None:
+                data.update({n: _literal(v) for n, v in _PAIR.findall(key)})
+            self.db.execute(
+                "INSERT INTO rows VALUES (?, ?, ?, ?, 0)",
+                (logical, row_id, json.dumps(data), version),
+            )
+        else:
+            row_id, data, _ = found
+            data.update(values)
+            self.db.execute(
+                "UPDATE rows SET data = ?, version = ? WHERE entity = ? AND id = ?",
+                (json.dumps(data), version, logical, row_id),
+            )
+        return Answer(
+            204, {"OData-EntityId": f"{self.base_url}{API}{entity['EntitySetName']}({row_id})"}
+        )
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        """One HTTP request (already authenticated) → its answer."""
+        headers = {k.title() if not k.startswith("MSCRM") else k: v for k, v in headers.items()}
+        path, _, query = target.partition("?")
+        path = unquote(path)
+        if path.startswith(API):
+            path = path[len(API) :]
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        try:
+            with self._lock:
+                if path == "$batch" and method == "POST":
+                    return self._batch(headers, body)
+                return self._dispatch(method, path, params, headers, body)
+        except Failure as failure:
+            return failure.answer
+
+    def _dispatch(
+        self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Answer:
+        payload = json.loads(body) if body else None
+        if path.startswith("EntityDefinitions"):
+            return self._metadata(method, path, payload)
+        m = _KEY.match(path)
+        entity_set, key = (m.group("set"), m.group("key")) if m else (path, None)
+        entity = self._entity_by_set(entity_set)
+        if method == "GET" and key is None:
+            return self._query(entity, params, headers)
+        if method == "GET":
+            found = self._find(entity, key)
+            if found is None:
+                raise Failure(
+                    404,
+                    "0x80060891",
+                    "A record with the specified key values does "
+                    f"not exist in {entity['LogicalName']} entity",
+                )
+            return Answer(200, {}, {"@odata.etag": f'W/"{found[2]}"', **found[1]})
+        if method == "PATCH" and key is not None:
+            self.db.execute("SAVEPOINT w")
+            try:
+                answer = self._write(entity, key, payload or {}, headers)
+            except Failure:
+                self.db.execute("ROLLBACK TO w")
+                raise
+            finally:
+                self.db.execute("RELEASE w")
+            return answer
+        if method == "POST" and key is None:
+            return self._write(entity, None, payload or {}, headers)
+        if method == "DELETE" and key is not None:
+            found = self._find(entity, key)
+            if found is None:
+                raise Failure(
+                    404, "0x80060891", "A record with the specified key values does not exist"
+                )
+            self.db.execute(
+                "UPDATE rows SET deleted = 1, version = ? WHERE entity = ? AND id = ?",
+                (self._next_version(), entity["LogicalName"], found[0]),
+            )
+            return Answer(204)
+        raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
+
+    def _query(
+        self, entity: dict[str, Any], params: dict[str, str], headers: dict[str, str]
+    ) -> Answer:
+        prefer = headers.get("Prefer", "")
+        tracking = "odata.track-changes" in prefer
+        if "$deltatoken" in params:
+            return self._delta(entity, params)
+        m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        page = min(int(m.group(1)) if m else 5000, 5000)
+        skip = int(params.get("$skiptoken", "0") or 0)
+        rows = [(rid, data, v) for rid, data, v in self._rows(entity["LogicalName"])]
+        if "$filter" in params:
+            if tracking:
+                raise Failure(400, "0x80060888", "$filter is not supported with change tracking")
+            test = parse_filter(params["$filter"])
+            rows = [r for r in rows if test(r[1])]
+        select = [c for c in params.get("$select", "").split(",") if c]
+        selected = rows[skip : skip + page]
+        value = [self._shape(entity, data, version, select) for _, data, version in selected]
+        answer: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}{API}$metadata#{entity['EntitySetName']}",
+            "value": value,
+        }
+        base = f"{self.base_url}{API}{entity['EntitySetName']}"
+        if skip + page < len(rows):
+            rest = {k: v for k, v in params.items() if k != "$skiptoken"}
+            answer["@odata.nextLink"] = f"{base}?{urlencode({**rest, '$skiptoken': skip + page})}"
+        elif tracking:
+            version = int(self.db.execute("SELECT version FROM counter").fetchone()[0])
+            token = urlencode({"$select": params.get("$select", ""), "$deltatoken": version})
+            answer["@odata.deltaLink"] = f"{base}?{token}"
+        headers_out = {"Preference-Applied": "odata.track-changes"} if tracking else {}
+        return Answer(200, headers_out, answer)
+
+    def _delta(self, entity: dict[str, Any], params: dict[str, str]) -> Answer:
+        since = int(params["$deltatoken"])
+        select = [c for c in params.get("$select", "").split(",") if c]
+        value = []
+        for row_id, data, version, deleted in self.db.execute(
+            "SELECT id, data, version, deleted FROM rows WHERE entity = ? AND version > ? "
+            "ORDER BY version",
+            (entity["LogicalName"], since),
+        ):
+            if deleted:
+                value.append(
+                    {
+                        "@odata.context": f"{self.base_url}{API}$metadata#"
+                        f"{entity['EntitySetName']}/$deletedEntity",
+                        "id": row_id,
+                        "reason": "deleted",
+                    }
+                )
+            else:
+                value.append(self._shape(entity, json.loads(data), version, select))
+        version = int(self.db.execute("SELECT version FROM counter").fetchone()[0])
+        base = f"{self.base_url}{API}{entity['EntitySetName']}"
+        return Answer(
+            200,
+            {},
+            {
+                "value": value,
+                "@odata.deltaLink": f"{base}?"
+                + urlencode({"$select": params.get("$select", ""), "$deltatoken": version}),
+            },
+        )
+
+    @staticmethod
+    def _shape(
+        entity: dict[str, Any], data: dict[str, Any], version: int, select: list[str]
+    ) -> dict[str, Any]:
+        primary = entity["PrimaryIdAttribute"]
+        columns = select or list(data)
+        shaped = {c: data.get(c) for c in columns}
+        shaped[primary] = data.get(primary)
+        return {"@odata.etag": f'W/"{version}"', **shaped}
+
+    def _batch(self, headers: dict[str, str], body: bytes) -> Answer:
+        items = parse_batch_request(headers.get("Content-Type", ""), body)
+        if sum(len(i.requests) if isinstance(i, ChangeSet) else 1 for i in items) > 1000:
+            raise Failure(400, "0x8004800d", "The number of requests in a batch exceeds 1000.")
+        continue_on_error = "odata.continue-on-error" in headers.get("Prefer", "")
+        groups: list[list[BatchPart] | BatchPart] = []
+        for item in items:
+            requests_ = item.requests if isinstance(item, ChangeSet) else [item]
+            self.db.execute("SAVEPOINT cs")
+            parts: list[BatchPart] = []
+            failed = False
+            for req in requests_:
+                answer = self._one(req)
+                parts.append(BatchPart(answer.status, answer.headers, answer.body, req.content_id))
+                if answer.status >= 400:
+                    failed = True
+                    break
+            if failed and isinstance(item, ChangeSet):
+                self.db.execute("ROLLBACK TO cs")
+                parts = [parts[-1]]  # a failed change set answers with its failing part
+            self.db.execute("RELEASE cs")
+            groups.append(parts if isinstance(item, ChangeSet) else parts[0])
+            if failed and not continue_on_error:
+                break
+        content_type, payload = render_batch_response(groups)
+        return Answer(200, {"Content-Type": content_type}, payload)
+
+    def _one(self, req: BatchRequest) -> Answer:
+        path, _, query = req.url.partition("?")
+        if path.startswith("http"):
+            path = "/" + path.split("/", 3)[3]
+        path = unquote(path)
+        if path.startswith(API):
+            path = path[len(API) :]
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        headers = {k.title() if not k.startswith("MSCRM") else k: v for k, v in req.headers.items()}
+        body = json.dumps(req.body).encode() if req.body is not None else b""
+        try:
+            return self._dispatch(req.method, path, params, headers, body)
+        except Failure as failure:
+            return failure.answer
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _metadata(self, method: str, path: str, payload: Any) -> Answer:
+        m = re.match(r"EntityDefinitions(?:\(LogicalName='(\w+)'\))?(?:/(Attributes|Keys))?$", path)
+        if not m:
+            raise Failure(400, "0x80060888", f"Unsupported metadata path {path}")
+        logical, part = m.group(1), m.group(2)
+        if method == "GET" and logical:
+            definition = self.entity(logical)
+            if definition is None:
+                raise Failure(404, "0x80060888", f"Could not find entity '{logical}'")
+            return Answer(200, {}, definition)
+        if method == "POST" and not logical:
+            schema = payload["SchemaName"].lower()
+            self.define_entity(
+                {
+                    "LogicalName": schema,
+                    "SchemaName": payload["SchemaName"],
+                    "EntitySetName": payload.get("EntitySetName") or schema + "s",
+                    "PrimaryIdAttribute": schema + "id",
+                    "ChangeTrackingEnabled": bool(payload.get("ChangeTrackingEnabled", True)),
+                    "Attributes": [
+                        {"LogicalName": schema + "id", "AttributeType": "Uniqueidentifier"},
+                        *payload.get("Attributes", []),
+                    ],
+                    "Keys": [],
+                }
+            )
+            return Answer(204)
+        if method == "POST" and logical and part:
+            definition = self.entity(logical)
+            if definition is None:
+                raise Failure(404, "0x80060888", f"Could not find entity '{logical}'")
+            item = dict(payload)
+            if part == "Attributes":
+                item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
+                definition["Attributes"].append(item)
+            else:
+                item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
+                item.setdefault("EntityKeyIndexStatus", "Active")
+                definition["Keys"].append(item)
+            self.define_entity(definition)
+            return Answer(204)
+        raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
