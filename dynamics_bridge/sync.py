@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynamics_bridge.errors import BridgeError, InputError, TransientError
-from dynamics_bridge.model import Outcome
+from dynamics_bridge.model import Outcome, PaymentEvent
 from dynamics_bridge.pipeline import EventOutcome, Pipeline
 from dynamics_bridge.queue import EventQueue, ReceivedMessage
 
-__all__ = ["SyncReport", "process_message", "run_sync"]
+__all__ = ["SyncReport", "process_message", "process_messages", "run_sync"]
 
 log = logging.getLogger("dynamics_bridge.sync")
 
@@ -50,25 +50,61 @@ def process_message(
     max_dequeue_count: int = 5,
 ) -> SyncReport:
     """Apply one message's events and settle it (delete, poison, requeue)."""
-    report = SyncReport(messages=1)
-    try:
-        events = message.events()
-    except InputError as exc:
-        if not dry_run:
-            queue.to_poison(message, f"undecodable message: {exc}")
-        report.outcomes["undecodable"] += 1
+    return process_messages(
+        [message], pipeline, queue, dry_run=dry_run, max_dequeue_count=max_dequeue_count
+    )
+
+
+def process_messages(
+    messages: list[ReceivedMessage],
+    pipeline: Pipeline,
+    queue: EventQueue,
+    *,
+    dry_run: bool = False,
+    max_dequeue_count: int = 5,
+) -> SyncReport:
+    """Apply the events of several messages in one pipeline call, then settle each message."""
+    report = SyncReport(messages=len(messages))
+    decoded: list[tuple[ReceivedMessage, list[PaymentEvent]]] = []
+    for message in messages:
+        try:
+            decoded.append((message, message.events()))
+        except InputError as exc:
+            if not dry_run:
+                queue.to_poison(message, f"undecodable message: {exc}")
+            report.outcomes["undecodable"] += 1
+    events = [event for _, batch in decoded for event in batch]
+    if not events:
+        for message, _ in decoded:
+            if not dry_run:
+                queue.delete(message)
         return report
     try:
         outcomes = pipeline.apply(events, dry_run=dry_run)
     except TransientError as exc:
-        # Leave the message: it reappears after its visibility timeout.
-        log.warning("message %s left for retry: %s", message.message_id, exc)
+        # Leave the messages: they reappear after their visibility timeout.
+        log.warning("%d message(s) left for retry: %s", len(decoded), exc)
         report.outcomes["retry"] += len(events)
         return report
     report.results = outcomes
     report.outcomes.update(o.outcome.value for o in outcomes)
     if dry_run:
         return report
+    position = 0
+    for message, batch in decoded:
+        mine = outcomes[position : position + len(batch)]
+        position += len(batch)
+        _settle(message, mine, queue, report, max_dequeue_count)
+    return report
+
+
+def _settle(
+    message: ReceivedMessage,
+    outcomes: list[EventOutcome],
+    queue: EventQueue,
+    report: SyncReport,
+    max_dequeue_count: int,
+) -> None:
     permanent = [
         o for o in outcomes if o.outcome in (Outcome.UNMATCHED, Outcome.FAILED) and not o.retryable
     ]
@@ -80,10 +116,9 @@ def process_message(
         queue.to_poison(message, f"{outcome.outcome.value}: {outcome.reason}", [outcome.event])
     if retry:
         queue.send([o.event for o in retry])
-    report.poisoned_events = len(permanent)
-    report.requeued_events = len(retry)
+    report.poisoned_events += len(permanent)
+    report.requeued_events += len(retry)
     queue.delete(message)
-    return report
 
 
 def run_sync(
@@ -107,15 +142,16 @@ def run_sync(
                 break
             time.sleep(idle_sleep)
             continue
-        for message in messages:
-            try:
-                part = process_message(message, pipeline, queue, dry_run=dry_run)
-            except BridgeError as exc:
-                log.error("message %s not settled: %s", message.message_id, exc)
-                continue
-            total.add(part)
-            if on_progress:
-                on_progress(total)
+        try:
+            part = process_messages(messages, pipeline, queue, dry_run=dry_run)
+        except BridgeError as exc:
+            log.error("%d message(s) not settled: %s", len(messages), exc)
+            if once:
+                break
+            continue
+        total.add(part)
+        if on_progress:
+            on_progress(total)
         if dry_run and once:
             break  # nothing is deleted in a dry run: one pass shows every message once
     return total

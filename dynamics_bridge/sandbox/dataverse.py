@@ -108,18 +108,20 @@ def _literal(raw: str) -> Any:
 def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
     """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, joined by ``and``."""
     clauses = [c.strip() for c in re.split(r"\s+and\s+", text)]
-    tests: list[Callable[[dict[str, Any]], bool]] = []
+    wanted: list[tuple[str, set[str]]] = []
     for clause in clauses:
         if m := _IN.fullmatch(clause):
-            column = m.group(1)
             values = {v.replace("''", "'") for v in _STRING.findall(m.group(2))}
-            tests.append(lambda row, c=column, vs=values: str(row.get(c)) in vs)
+            wanted.append((m.group(1), values))
         elif m := _EQ.match(clause):
-            column, value = m.group(1), _literal(m.group(2))
-            tests.append(lambda row, c=column, v=value: row.get(c) == v)
+            wanted.append((m.group(1), {str(_literal(m.group(2)))}))
         else:
             raise Failure(400, "0x80060888", f"The query filter is not supported: {clause}")
-    return lambda row: all(t(row) for t in tests)
+
+    def test(row: dict[str, Any]) -> bool:
+        return all(str(row.get(column)) in values for column, values in wanted)
+
+    return test
 
 
 class DataverseSandbox:
@@ -311,7 +313,7 @@ class DataverseSandbox:
         entity = self._entity_by_set(entity_set)
         if method == "GET" and key is None:
             return self._query(entity, params, headers)
-        if method == "GET":
+        if method == "GET" and key is not None:
             found = self._find(entity, key)
             if found is None:
                 raise Failure(
@@ -500,6 +502,14 @@ class DataverseSandbox:
             item = dict(payload)
             if part == "Attributes":
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
+                kind = str(item.get("@odata.type", "")).rsplit(".", 1)[-1]
+                item.setdefault("AttributeType", kind.removesuffix("AttributeMetadata") or None)
+                if any(a["LogicalName"] == item["LogicalName"] for a in definition["Attributes"]):
+                    raise Failure(
+                        400,
+                        "0x80044363",
+                        f"An attribute named {item['LogicalName']} already exists",
+                    )
                 definition["Attributes"].append(item)
             else:
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())

@@ -1,0 +1,197 @@
+"""The whole main job on the local sandbox: intake of every source, twice, then sync to Dataverse.
+
+Members are fictitious. Their personnummer are generated to pass the Luhn check but use serial
+numbers 980-999 on dates in 1950-1999; they exist only in the sandbox.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
+from dynamics_bridge.dataverse.batch import BatchRequest
+from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.provision import apply_plan, plan
+from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.demo.callbacks import demo_callbacks
+from dynamics_bridge.demo.intake import deliver
+from dynamics_bridge.ingest import ingest_file
+from dynamics_bridge.mapping import MappingFile, load_mapping
+from dynamics_bridge.personnummer import luhn_check_digit
+from dynamics_bridge.pipeline import Pipeline
+from dynamics_bridge.queue import InMemoryQueue
+from dynamics_bridge.sandbox.server import run_sandbox
+from dynamics_bridge.settings import DataverseSettings, Settings, load_settings
+from dynamics_bridge.sources.bankgirot_writer import (
+    AutogiroPayment,
+    BgmaxPayment,
+    bgmax_lines,
+    payment_spec_lines,
+)
+from dynamics_bridge.sources.ocr import make_reference
+from dynamics_bridge.sync import run_sync
+
+__all__ = ["DemoReport", "run_demo"]
+
+DEMO_SIGN_KEY = "demo-billogram-sign-key"  # the demo signs its own callbacks; not a real key
+FEE = 25000
+
+
+@dataclass
+class DemoReport:
+    deliveries: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    files_ingested: int = 0
+    events_by_source: Counter[str] = field(default_factory=Counter)
+    events_by_kind: Counter[str] = field(default_factory=Counter)
+    queued_events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    poisoned: list[str] = field(default_factory=list)
+    members_by_status: Counter[str] = field(default_factory=Counter)
+    dataverse_rows: dict[str, int] = field(default_factory=dict)
+    dataverse_requests: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deliveries": self.deliveries,
+            "answers": dict(sorted(self.answers.items())),
+            "files_ingested": self.files_ingested,
+            "queued_events": self.queued_events,
+            "events_by_source": dict(sorted(self.events_by_source.items())),
+            "events_by_kind": dict(sorted(self.events_by_kind.items())),
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "poisoned": self.poisoned,
+            "members_by_payment_status": dict(sorted(self.members_by_status.items())),
+            "dataverse_rows": self.dataverse_rows,
+            "dataverse_requests": self.dataverse_requests,
+        }
+
+
+def test_personnummer(rng: random.Random) -> str:
+    born = date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 50))
+    body = f"{born:%y%m%d}{rng.randrange(980, 1000)}"
+    return f"{born.year // 100}{body}{luhn_check_digit(body)}"
+
+
+def _seed_members(client: DataverseClient, mapping: MappingFile, numbers: list[str]) -> None:
+    rng = random.Random(42)
+    member = mapping.member
+    requests = [
+        BatchRequest(
+            "POST",
+            member.entity_set,
+            {},
+            {
+                member.key_column: number,
+                "firstname": "Test",
+                "lastname": f"Medlem {number}",
+                "governmentid": test_personnummer(rng),
+            },
+        )
+        for number in numbers
+    ]
+    for start in range(0, len(requests), 1000):
+        client.batch(requests[start : start + 1000])
+
+
+def _files(directory: Path, numbers: list[str]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    half = len(numbers) // 2
+    autogiro_members, bankgiro_members = numbers[:half], numbers[half:]
+    statuses = "0000000120"
+    spec = directory / "BFEP.UAGAG.K0471117.D261128.T060000"
+    with spec.open("wb") as fh:
+        fh.writelines(
+            payment_spec_lines(
+                AutogiroPayment(
+                    m, FEE, date(2026, 11, 28), status=statuses[i % 10], reference="MEDLEMSAVGIFT"
+                )
+                for i, m in enumerate(autogiro_members)
+            )
+        )
+    bgmax = directory / "BGMAX.D261127.txt"
+    references = [make_reference(m) for m in bankgiro_members]
+    references[-1] = references[-1][:-1] + str((int(references[-1][-1]) + 1) % 10)  # mistyped
+    with bgmax.open("wb") as fh:
+        fh.writelines(
+            bgmax_lines(BgmaxPayment(ref, FEE, f"{i + 1:012d}") for i, ref in enumerate(references))
+        )
+    return [spec, bgmax]
+
+
+def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
+    """Sandbox up, provision, seed, deliver every input twice, sync, and count what landed."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    report = DemoReport()
+    mapping = load_mapping()
+    numbers = [str(100001 + i) for i in range(members)]
+    with run_sandbox(workdir / "dataverse.sqlite") as sandbox:
+        dv = DataverseSettings(
+            url=sandbox.url,
+            tenant_id="demo",
+            authority=sandbox.authority,
+            client_id=sandbox.client_id,
+            client_secret=sandbox.client_secret,  # type: ignore[arg-type]
+            ca_bundle=sandbox.ca_bundle,
+        )
+        client = DataverseClient(
+            dv.url or "",
+            session_for(dv),
+            msal_token_provider(dv),
+            gate=AppUserGate(max_concurrency=dv.max_concurrency),
+            extra_headers={"MSCRM.SuppressCallbackRegistrationExpanderJob": "true"},
+        )
+        apply_plan(client, plan(client, mapping))
+        _seed_members(client, mapping, numbers)
+
+        settings: Settings = load_settings(
+            queue={"backend": "memory", "name": "demo-payment-events"},
+            billogram={"sign_key": DEMO_SIGN_KEY},
+        )
+        queue = InMemoryQueue(settings.queue.name)
+        half = members // 2
+        intake = deliver(demo_callbacks(numbers[:half], DEMO_SIGN_KEY), settings, queue)
+        report.deliveries = intake.deliveries
+        report.answers.update({str(k): v for k, v in intake.answers.items()})
+        for path in _files(workdir / "inputs", numbers[half:]) * 2:  # files arrive twice too
+            ingest_file(path, queue=queue, settings=settings.bankgirot)
+            report.files_ingested += 1
+        queued = queue.peek_events()
+        report.queued_events = len(queued)
+        unique = {e["event_id"]: e for e in queued}
+        report.events_by_source.update(e["source"] for e in unique.values())
+        report.events_by_kind.update(e["kind"] for e in unique.values())
+
+        requests_before = client.requests_sent
+        sync = run_sync(queue, Pipeline(DataverseMemberStore(client, mapping), mapping), once=True)
+        report.dataverse_requests = client.requests_sent - requests_before
+        report.outcomes.update(sync.outcomes)
+        report.poisoned = [f"{m['poison']['reason']}" for m in queue.poison_messages()]
+
+        labels = {o.value: word for word, o in mapping.choices["payment_status"].options.items()}
+        status_column = next(
+            c
+            for c, t in mapping.rules[_paid_kind()].set.items()
+            if t.choice and t.choice.set == "payment_status"
+        )
+        rows = list(client.query(mapping.member.entity_set, select=[status_column]))
+        report.members_by_status.update(labels.get(r.get(status_column), "(none)") for r in rows)
+        payments = sum(
+            1 for _ in client.query(mapping.payment.entity_set, select=[mapping.payment.key_column])
+        )
+        report.dataverse_rows = {"members": len(rows), "payments": payments}
+    return report
+
+
+def _paid_kind() -> Any:
+    from dynamics_bridge.model import EventKind
+
+    return EventKind.PAYMENT_SUCCEEDED
