@@ -183,7 +183,10 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             if t.choice and t.choice.set == "payment_status"
         )
         rows = list(client.query(mapping.member.entity_set, select=[status_column]))
-        report.members_by_status.update(labels.get(r.get(status_column), "(none)") for r in rows)
+        report.members_by_status.update(
+            labels.get(int(r[status_column]), "?") if r.get(status_column) is not None else "(none)"
+            for r in rows
+        )
         payments = sum(
             1 for _ in client.query(mapping.payment.entity_set, select=[mapping.payment.key_column])
         )
