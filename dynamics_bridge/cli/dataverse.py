@@ -1,0 +1,68 @@
+"""``sandbox`` and ``provision``: a local Dataverse, and the columns the mapping needs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from dynamics_bridge.cli._app import app, console, err_console
+from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
+from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.provision import apply_plan, plan
+from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
+from dynamics_bridge.sandbox.dataverse import Limits
+from dynamics_bridge.sandbox.server import run_sandbox
+from dynamics_bridge.settings import load_settings
+
+
+@app.command()
+def sandbox(
+    db: Path = typer.Option(Path(".bridge/sandbox/dataverse.sqlite"), help="SQLite file."),
+    port: int = typer.Option(0, help="0 picks a free port."),
+    requests_per_window: int = typer.Option(6000, help="Limit per app user per window."),
+    time_scale: float = typer.Option(1.0, help="60 makes the 5-minute window last 5 s."),
+    fault_rate: float = typer.Option(0.0, help="Share of requests answered 503."),
+) -> None:
+    """Run the local Dataverse (and its token endpoint) in the foreground until Ctrl-C."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    limits = Limits(
+        requests_per_window=requests_per_window, time_scale=time_scale, fault_rate=fault_rate
+    )
+    with run_sandbox(db, limits=limits, port=port or None) as box:
+        console.print(f"Dataverse sandbox on {box.url} (data in {db}). Export:")
+        for name, value in box.env.items():
+            typer.echo(f"export {name}={value}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+@app.command()
+def provision(
+    apply: bool = typer.Option(False, "--apply", help="Create what is missing."),
+    mapping: Path = typer.Option(DEFAULT_MAPPING, help="The Dataverse mapping file."),
+) -> None:
+    """Print (or with --apply create) the tables, columns and keys the mapping lacks."""
+    try:
+        settings = load_settings().dataverse
+        model = load_mapping(mapping)
+        client = DataverseClient(
+            settings.url or "",
+            session_for(settings),
+            msal_token_provider(settings),
+            gate=AppUserGate(max_concurrency=settings.max_concurrency),
+        )
+        steps = plan(client, model)
+        for step in steps:
+            console.print(("creating " if apply else "would ") + step.describe(), highlight=False)
+        if apply:
+            apply_plan(client, steps)
+        console.print(f"{len(steps)} step(s)" + ("" if apply else "; run with --apply"))
+    except BridgeError as exc:
+        err_console.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
