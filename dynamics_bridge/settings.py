@@ -168,9 +168,6 @@ class DataverseSettings(BaseModel):
         default=None, description="Override https://login.microsoftonline.com/<tenant>."
     )
     ca_bundle: str | None = Field(default=None, description="Trust this CA (the sandbox's).")
-    app_users: Annotated[list[AppUser], NoDecode] = Field(
-        default_factory=list, description="JSON list of further app users: work is spread."
-    )
     api_version: str = "v9.2"
     max_concurrency: int = Field(default=8, ge=1, le=52)
     max_attempts: int = Field(default=6, ge=1, le=20)
@@ -189,15 +186,6 @@ class DataverseSettings(BaseModel):
     use_multiple_operations: bool = Field(
         default=False, description="CreateMultiple/UpsertMultiple where the table supports it."
     )
-
-    @field_validator("app_users", mode="before")
-    @classmethod
-    def _json_users(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            import json
-
-            return json.loads(v) if v.strip() else []
-        return v
 
     @property
     def configured(self) -> bool:
