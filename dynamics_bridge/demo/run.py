@@ -23,6 +23,7 @@ from dynamics_bridge.demo.callbacks import demo_callbacks
 from dynamics_bridge.demo.intake import deliver
 from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.mapping import MappingFile, load_mapping
+from dynamics_bridge.model import EventKind
 from dynamics_bridge.personnummer import luhn_check_digit
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
@@ -179,7 +180,7 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         labels = {o.value: word for word, o in mapping.choices["payment_status"].options.items()}
         status_column = next(
             c
-            for c, t in mapping.rules[_paid_kind()].set.items()
+            for c, t in mapping.rules[EventKind.PAYMENT_SUCCEEDED].set.items()
             if t.choice and t.choice.set == "payment_status"
         )
         rows = list(client.query(mapping.member.entity_set, select=[status_column]))
@@ -192,9 +193,3 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         )
         report.dataverse_rows = {"members": len(rows), "payments": payments}
     return report
-
-
-def _paid_kind() -> Any:
-    from dynamics_bridge.model import EventKind
-
-    return EventKind.PAYMENT_SUCCEEDED

@@ -7,7 +7,7 @@ and the member's current row, evaluated in :mod:`dynamics_bridge.mapping.transfo
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,21 +26,6 @@ __all__ = [
 ]
 
 #: What a transform may read from an event (``method`` is derived from source and kind).
-EVENT_FIELDS = (
-    "event_id",
-    "source",
-    "kind",
-    "member_ref.kind",
-    "member_ref.value",
-    "amount_minor",
-    "currency",
-    "occurred_at",
-    "provider_ref",
-    "reason_code",
-    "reason_text",
-    "origin",
-    "method",
-)
 EventField = Literal[
     "event_id",
     "source",
@@ -56,6 +41,7 @@ EventField = Literal[
     "origin",
     "method",
 ]
+EVENT_FIELDS: tuple[str, ...] = get_args(EventField)
 
 
 class _Strict(BaseModel):
