@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dynamics_bridge.cli._app import app, console, err_console
-from dynamics_bridge.errors import ConfigError
+from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
 from dynamics_bridge.mapping.schema import write_schemas
 from dynamics_bridge.settings import load_settings
@@ -28,13 +28,28 @@ def check(
 ) -> None:
     """Validate settings and mapping files; exit 1 listing every problem with its place."""
     problems: list[str] = []
-    for step in (load_settings, lambda: load_mapping(mapping)):
+    settings = model = None
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        model = load_mapping(mapping)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if settings is not None and model is not None and settings.dataverse.configured:
+        from dynamics_bridge.cli.sync import dataverse_client
+        from dynamics_bridge.dataverse.provision import check_metadata
+
         try:
-            step()
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+            problems.extend(
+                f"Dataverse: {p}" for p in check_metadata(dataverse_client(settings), model)
+            )
+        except BridgeError as exc:
+            problems.append(f"Dataverse not reachable: {exc}")
     if problems:
         for problem in problems:
             err_console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"[green]✓[/green] settings and {mapping} are valid", highlight=False)
+    checked = " and match Dataverse" if settings and settings.dataverse.configured else ""
+    console.print(f"[green]✓[/green] settings and {mapping} are valid{checked}", highlight=False)

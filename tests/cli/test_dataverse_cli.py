@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app
@@ -29,3 +31,40 @@ def test_provision_without_dataverse_settings_says_which_are_missing() -> None:
     result = runner.invoke(app, ["provision"])
     assert result.exit_code == 1
     assert "BRIDGE_DATAVERSE__URL" in result.stderr
+
+
+def test_check_compares_the_mapping_with_dataverse(monkeypatch) -> None:
+    with run_sandbox() as box:
+        for name, value in box.env.items():
+            monkeypatch.setenv(name, value)
+        before = runner.invoke(app, ["check"])
+        assert before.exit_code == 1
+        assert "Dataverse: table mbr_payment: does not exist" in before.stderr
+        runner.invoke(app, ["provision", "--apply"])
+        after = runner.invoke(app, ["check"])
+        assert after.exit_code == 0, after.output
+        assert "match Dataverse" in after.stdout
+
+
+def test_sync_applies_queued_events_and_a_dry_run_writes_nothing(monkeypatch, tmp_path) -> None:
+    from tests.sources import test_bgmax
+
+    with run_sandbox() as box:
+        for name, value in box.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("BRIDGE_QUEUE__NAME", "cli-sync-test")
+        runner.invoke(app, ["provision", "--apply"])
+        box.dataverse.handle("POST", "/api/data/v9.2/contacts", {}, b'{"mbr_memberno": "100001"}')
+        path = tmp_path / "bg.txt"
+        path.write_bytes(test_bgmax.GOOD)
+        assert runner.invoke(app, ["ingest", str(path)]).exit_code == 0
+        dry = runner.invoke(app, ["sync", "--dry-run"], env={"COLUMNS": "200"})
+        assert dry.exit_code == 0, dry.output
+        assert "mbr_paymentstatus" in dry.stdout
+        assert box.dataverse.entity("mbr_payment") is not None
+        assert not box.dataverse._rows("mbr_payment")
+        time.sleep(1.1)  # the dry run's look at the messages expires
+        done = runner.invoke(app, ["sync", "--once"])
+        assert done.exit_code == 0, done.output
+        assert "applied 2" in done.stdout  # the member's payment and deduction
+        assert len(box.dataverse._rows("mbr_payment")) == 2
