@@ -36,7 +36,10 @@ def luhn_check_digit(digits: str) -> int:
 
 def luhn_valid(digits: str) -> bool:
     return (
-        digits.isdigit() and len(digits) >= 2 and luhn_check_digit(digits[:-1]) == int(digits[-1])
+        digits.isascii()
+        and digits.isdigit()
+        and len(digits) >= 2
+        and luhn_check_digit(digits[:-1]) == int(digits[-1])
     )
 
 

@@ -169,7 +169,7 @@ class RunCounter:
 def number(record: Record, start: int, end: int, what: str) -> int:
     """A zero-filled numeric field; blanks count as zero only when the whole field is blank."""
     raw = record.text[start - 1 : end]
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         return int(raw)
     if not raw.strip():
         return 0
@@ -187,7 +187,7 @@ _OVERPUNCH = {"å": 0, "J": 1, "K": 2, "L": 3, "M": 4, "N": 5, "O": 6, "P": 7, "
 def signed_amount(record: Record, start: int, end: int, what: str) -> int:
     """An amount whose last digit may be an overpunch letter meaning negative (AG-TM 8.5.3)."""
     raw = record.text[start - 1 : end]
-    if raw and raw[-1] in _OVERPUNCH and raw[:-1].isdigit():
+    if raw and raw[-1] in _OVERPUNCH and raw[:-1].isascii() and raw[:-1].isdigit():
         return -(int(raw[:-1]) * 10 + _OVERPUNCH[raw[-1]])
     return number(record, start, end, what)
 
@@ -195,7 +195,7 @@ def signed_amount(record: Record, start: int, end: int, what: str) -> int:
 @functools.lru_cache(maxsize=4096)
 def parse_date(raw: str) -> date | None:
     """``YYYYMMDD`` → date; an impossible date (Bankgirot's own ``20080631``) → None, kept raw."""
-    if len(raw) != 8 or not raw.isdigit():
+    if len(raw) != 8 or not (raw.isascii() and raw.isdigit()):
         return None
     try:
         return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))

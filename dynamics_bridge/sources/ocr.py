@@ -25,7 +25,7 @@ def member_ref_for(reference: str, scheme: OcrScheme = "luhn") -> tuple[MemberRe
     ref = reference.strip()
     if scheme == "plain" and ref:
         return MemberRef(MemberRefKind.MEMBER_NUMBER, ref.lstrip("0") or "0"), None
-    if ref.isdigit() and len(ref) >= 2 and luhn_valid(ref):
+    if ref.isascii() and ref.isdigit() and len(ref) >= 2 and luhn_valid(ref):
         if scheme == "luhn":
             return MemberRef(MemberRefKind.MEMBER_NUMBER, ref[:-1]), None
         if len(ref) >= 3 and int(ref[-2]) == len(ref) % 10:

@@ -72,3 +72,13 @@ def test_large_files_are_read_as_a_stream() -> None:
 def test_overpunch_amounts_are_negative(raw: str, value: int) -> None:
     rec = next(read_records(io.BytesIO(record("09", (29, raw)).encode()), "f"))
     assert signed_amount(rec, 29, 40, "sum") == value
+
+
+def test_digits_outside_ascii_are_not_numbers() -> None:
+    """Found by the property tests: '²'.isdigit() is True, but int('²') fails."""
+    from dynamics_bridge.errors import InputError as Error
+    from dynamics_bridge.sources.bankgirot import number
+
+    rec = next(read_records(io.BytesIO(record("15", (51, "²" + "0" * 17)).encode()), "f"))
+    with pytest.raises(Error, match="not a number"):
+        number(rec, 51, 68, "amount")
