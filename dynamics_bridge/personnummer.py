@@ -17,11 +17,11 @@ from dynamics_bridge.errors import InputError
 __all__ = ["PNR_PATTERN", "Personnummer", "luhn_check_digit", "luhn_valid", "mask", "mask_text"]
 
 _SHAPE = re.compile(
-    r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{3})(?P<check>\d)$"
+    r"^(?P<century>[0-9]{2})?(?P<yymmdd>[0-9]{6})(?P<sep>[-+]?)(?P<serial>[0-9]{3})(?P<check>[0-9])$"
 )
 
 #: 10 or 12 digits with an optional ``-``/``+`` before the last four, not inside a longer number.
-PNR_PATTERN = re.compile(r"(?<![\dA-Za-z])(?:\d{2})?\d{6}[-+]?\d{4}(?![\dA-Za-z])")
+PNR_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9A-Za-z])")
 
 
 _DOUBLED = str.maketrans("0123456789", "0246813579")  # 2·d with its digits summed
