@@ -76,7 +76,7 @@ def parse(stream: Readable, name: str, *, ocr_scheme: OcrScheme = "luhn") -> Ite
             if section is not None:
                 raise rec.error("TK05 opens a section before the previous TK15 deposit")
             currency = rec.field(23, 25)
-            if not currency.isalpha() or not currency.isupper():
+            if not (currency.isascii() and currency.isalpha() and currency.isupper()):
                 raise rec.error(
                     f"currency {currency!r} (positions 23-25) is not a code", field="currency"
                 )
