@@ -336,10 +336,7 @@ def _counted_report(
     ctx.payee_bankgiro = first.field(69, 78)
     sums: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    closed = False
-    for rec in records:
-        if closed:
-            raise rec.error(f"TK{rec.tk} after the closing record")
+    for rec in _framed(records, ctx):
         if rec.tk in detail:
             event = emit(rec)
             counts[rec.tk] += 1
@@ -350,13 +347,8 @@ def _counted_report(
             _check(rec, 41, 46, "payout count", counts["32"])
             _check(rec, 47, 52, "collection count", counts["82"])
             _check(rec, 57, 68, "collection sum", sums["82"], signed=True)
-            closed = True
         else:
             raise rec.error(f"unexpected record type TK{rec.tk}")
-    if not closed:
-        raise InputError(
-            "the file ends without its TK09 closing record", location=f"{ctx.name}:end"
-        )
 
 
 # -- mandates ---------------------------------------------------------------------------------
@@ -373,10 +365,7 @@ def _mandate_notices(
         ctx.file_date = parse_date(first.field(3, 10))
         ctx.payee_bankgiro = first.field(15, 24)
     count = 0
-    closed = False
-    for rec in records:
-        if closed:
-            raise rec.error(f"TK{rec.tk} after the closing record")
+    for rec in _framed(records, ctx):
         if rec.tk == "73":
             count += 1
             info, comment = rec.field(62, 63), rec.field(64, 65)
@@ -401,13 +390,8 @@ def _mandate_notices(
             )
         elif rec.tk == "09":
             _check(rec, 15, 21, "mandate notices (TK73)", count)
-            closed = True
         else:
             raise rec.error(f"unexpected record type TK{rec.tk} in mandate notices")
-    if not closed:
-        raise InputError(
-            "the file ends without its TK09 closing record", location=f"{ctx.name}:end"
-        )
 
 
 def _emandates(first: Record, records: Iterator[Record], ctx: _Context) -> Iterator[PaymentEvent]:
@@ -415,11 +399,8 @@ def _emandates(first: Record, records: Iterator[Record], ctx: _Context) -> Itera
     ctx.file_date = parse_date(first.field(3, 10))
     ctx.payee_bankgiro = first.field(15, 24)
     count = 0
-    closed = False
     message_types = {"0": "Nytt medgivande", "1": "Påminnelse 1", "2": "Påminnelse 2"}
-    for rec in records:
-        if closed:
-            raise rec.error(f"TK{rec.tk} after the closing record")
+    for rec in _framed(records, ctx, closing="59"):
         if rec.tk == "52":
             count += 1
             message = rec.field(62, 62)
@@ -439,13 +420,8 @@ def _emandates(first: Record, records: Iterator[Record], ctx: _Context) -> Itera
             count += 1
         elif rec.tk == "59":
             _check(rec, 15, 21, "records (TK52-56)", count)
-            closed = True
         else:
             raise rec.error(f"unexpected record type TK{rec.tk} in internet-bank mandates")
-    if not closed:
-        raise InputError(
-            "the file ends without its TK59 closing record", location=f"{ctx.name}:end"
-        )
 
 
 def _mandate_extract(
@@ -487,10 +463,7 @@ def _rejected(first: Record, records: Iterator[Record], ctx: _Context) -> Iterat
     ctx.payee_bankgiro = first.field(71, 80) if new else first.field(69, 78)
     sums: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    closed = False
-    for rec in records:
-        if closed:
-            raise rec.error(f"TK{rec.tk} after the closing record")
+    for rec in _framed(records, ctx):
         if rec.tk in ("82", "32"):
             code = rec.field(59, 60)
             money = amount(rec, 31, 42)
@@ -512,13 +485,8 @@ def _rejected(first: Record, records: Iterator[Record], ctx: _Context) -> Iterat
             _check(rec, 21, 32, "rejected payout sum", sums["32"])
             _check(rec, 33, 38, "rejected collections", counts["82"])
             _check(rec, 39, 50, "rejected collection sum", sums["82"])
-            closed = True
         else:
             raise rec.error(f"unexpected record type TK{rec.tk} in rejected payments")
-    if not closed:
-        raise InputError(
-            "the file ends without its TK09 closing record", location=f"{ctx.name}:end"
-        )
 
 
 def _amendments(first: Record, records: Iterator[Record], ctx: _Context) -> Iterator[PaymentEvent]:
@@ -528,10 +496,7 @@ def _amendments(first: Record, records: Iterator[Record], ctx: _Context) -> Iter
     ctx.payee_bankgiro = first.field(71, 80) if new else first.field(69, 78)
     sums: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    closed = False
-    for rec in records:
-        if closed:
-            raise rec.error(f"TK{rec.tk} after the closing record")
+    for rec in _framed(records, ctx):
         if rec.tk in codes.AMENDMENT_CAUSE:
             comment = rec.field(73, 74)
             direction = rec.field(27, 28)
@@ -562,16 +527,25 @@ def _amendments(first: Record, records: Iterator[Record], ctx: _Context) -> Iter
             _check(rec, 41, 46, "cancelled/changed payouts", counts["32"])
             _check(rec, 47, 52, "cancelled/changed collections", counts["82"])
             _check(rec, 57, 68, "cancelled/changed collection sum", sums["82"], signed=True)
-            closed = True
         else:
             raise rec.error(f"unexpected record type TK{rec.tk} in cancellations/changes")
-    if not closed:
-        raise InputError(
-            "the file ends without its TK09 closing record", location=f"{ctx.name}:end"
-        )
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _framed(records: Iterator[Record], ctx: _Context, closing: str = "09") -> Iterator[Record]:
+    """The records up to and including the closing record; nothing may follow it."""
+    closed = False
+    for rec in records:
+        if closed:
+            raise rec.error(f"TK{rec.tk} after the closing record")
+        closed = rec.tk == closing
+        yield rec
+    if not closed:
+        raise InputError(
+            f"the file ends without its TK{closing} closing record", location=f"{ctx.name}:end"
+        )
 
 
 def _with_first(first: Record, records: Iterator[Record]) -> Iterator[Record]:
