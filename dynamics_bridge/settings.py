@@ -18,6 +18,7 @@ from dynamics_bridge.model import MemberRefKind
 
 __all__ = [
     "AppUser",
+    "ApsisSettings",
     "BankgirotSettings",
     "BillogramSettings",
     "DataverseSettings",
@@ -192,6 +193,94 @@ class DataverseSettings(BaseModel):
         return bool(self.url and self.client_id and (self.client_secret or self.certificate_path))
 
 
+class ApsisSettings(BaseModel):
+    """APSIS One (reference apsis.md). Rates are ``N/<seconds>s`` or ``N/min``: APSIS may change
+    its limits without notice, so none is a constant. Name maps take JSON, e.g.
+    ``BRIDGE_APSIS__EVENT_TYPES='{"payment_confirmed": "com.apsis1.events.transaction.custom-…"}'``.
+    """
+
+    base_url: str = Field(
+        default="https://api.apsis.one", description="EU; APAC is https://api-apac.apsis.one"
+    )
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    keyspace: str = "com.apsis1.keyspaces.crm-id"
+    section: str | None = Field(default=None, description="Section discriminator to write in.")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Our attribute name -> APSIS attribute discriminator."
+    )
+    event_types: dict[str, str] = Field(
+        default_factory=dict, description="Our event type -> APSIS event discriminator."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Our tag name -> APSIS tag discriminator."
+    )
+    topics: dict[str, str] = Field(
+        default_factory=dict, description="Our consent topic -> APSIS topic discriminator."
+    )
+    account_rate: Annotated[tuple[int, float], NoDecode] = Field(
+        default=(100, 1.0), description="Requests per account, all API keys together."
+    )
+    profile_rate: Annotated[tuple[int, float], NoDecode] = Field(
+        default=(10, 1.0), description="Consecutive requests for one profile key."
+    )
+    token_rate: Annotated[tuple[int, float], NoDecode] = Field(default=(10, 60.0))
+    import_rate: Annotated[tuple[int, float], NoDecode] = Field(default=(10, 60.0))
+    token_renew_margin_seconds: float = Field(
+        default=3600.0, ge=0, description="Renew this long before expiry (APSIS's modules: 1 h)."
+    )
+    refresh_on_forbidden: bool = Field(
+        default=True,
+        description="A gateway-style 403 ({'message': ...}) means an expired token [unverified].",
+    )
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_cap_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    tag_body_format: Literal["add_remove", "boolean", "true_null"] = Field(
+        default="add_remove",
+        description="Tag PATCH values [unverified]: 'add'/'remove', true/false, or true/null.",
+    )
+    erase_mode: Literal["delete", "lock"] = Field(
+        default="delete", description="delete (APSIS's advice) or lock (also blocks re-creation)."
+    )
+    consent_source: str = "dynamics-bridge"
+    events_per_request: int = Field(default=100, ge=1, description="Cap per POST [unverified].")
+    max_body_bytes: int = Field(default=100_000, ge=1024, description="APSIS: 100 kB -> 413.")
+    spread_equal_event_times: bool = Field(
+        default=True, description="+1 s per event sharing a timestamp, as APSIS's modules do."
+    )
+    bulk_threshold: int = Field(
+        default=500, ge=1, description="More profiles than this in one change -> bulk import."
+    )
+    import_poll_seconds: float = Field(default=5.0, gt=0)
+    import_timeout_seconds: float = Field(default=1800.0, gt=0)
+    max_import_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+
+    @field_validator("account_rate", "profile_rate", "token_rate", "import_rate", mode="before")
+    @classmethod
+    def _parse_rate(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*\.?\d+)?\s*(s|min)\s*", v)
+        if not match:
+            raise ValueError("a rate like '100/1s', '10/s' or '10/min'")
+        count, number, unit = match.groups()
+        seconds = float(number or 1) * (60 if unit == "min" else 1)
+        return (int(count), seconds)
+
+    @field_validator("account_rate", "profile_rate", "token_rate", "import_rate")
+    @classmethod
+    def _positive_rate(cls, v: tuple[int, float]) -> tuple[int, float]:
+        if v[0] < 1 or v[1] <= 0:
+            raise ValueError("needs at least one request per positive number of seconds")
+        return v
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.section)
+
+
 class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
@@ -220,6 +309,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     bankgirot: BankgirotSettings = Field(default_factory=BankgirotSettings)
     dataverse: DataverseSettings = Field(default_factory=DataverseSettings)
+    apsis: ApsisSettings = Field(default_factory=ApsisSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secrets(self) -> list[str]:
