@@ -1,0 +1,412 @@
+"""APSIS One REST client for one account, keyspace and section, over one injected session.
+
+Every request is paced (account and profile windows, see :mod:`.pacing`), carries a shared
+bearer token (one refresh-and-retry when APSIS rejects it), and retries 408/429/5xx and
+connection failures with back-off that honours ``Retry-After``; a 429 pauses every worker of
+the account. Identifiers here are APSIS discriminators; :mod:`.platform` maps our names to them.
+Paths, bodies and status meanings follow reference apsis.md §3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import quote
+
+import requests
+
+from dynamics_bridge.apsis.auth import TokenSource, shared_token_cache
+from dynamics_bridge.apsis.models import ConsentResult, ImportResult
+from dynamics_bridge.apsis.pacing import Pacer
+from dynamics_bridge.apsis.policy import classify, is_gateway_denial, sleep_for
+from dynamics_bridge.apsis.wire import (
+    TagBodyFormat,
+    chunk_items,
+    import_body,
+    import_columns,
+    import_csv_chunks,
+    tag_patch,
+)
+from dynamics_bridge.errors import (
+    BridgeError,
+    ConfigError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
+from dynamics_bridge.settings import ApsisSettings
+
+__all__ = ["CHANNELS", "ApsisClient", "DefinitionKind"]
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+ACCEPT = "application/json, application/problem+json"
+CHANNELS = {"email": "com.apsis1.channels.email", "sms": "com.apsis1.channels.sms"}
+#: Import states from apsis.md §3.6; the first two end the wait.
+IMPORT_DONE = ("completed", "error")
+
+DefinitionKind = Literal["attributes", "events", "tags"]
+
+
+def _q(segment: str) -> str:
+    """A path segment, URL-encoded (``andy@example.com`` → ``andy%40example.com``)."""
+    return quote(segment, safe="")
+
+
+class ApsisClient:
+    """The APSIS One calls the bridge makes; thread-safe, so workers may share one instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session,
+        tokens: TokenSource,
+        *,
+        keyspace: str,
+        section: str,
+        pacer: Pacer | None = None,
+        import_pacer: Pacer | None = None,
+        max_attempts: int = 5,
+        backoff_cap: float = 60.0,
+        timeout: float = 30.0,
+        refresh_on_forbidden: bool = True,
+        tag_body_format: TagBodyFormat = "add_remove",
+        consent_source: str = "dynamics-bridge",
+        events_per_request: int = 100,
+        max_body_bytes: int = 100_000,
+        import_poll_seconds: float = 5.0,
+        import_timeout_seconds: float = 1800.0,
+        max_import_bytes: int = 50 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base = base_url.rstrip("/")
+        self.session = session
+        self.tokens = tokens
+        self.keyspace = keyspace
+        self.section = section
+        self.pacer = pacer or Pacer((100, 1.0), (10, 1.0), clock=clock)
+        self.import_pacer = import_pacer or Pacer((10, 60.0), clock=clock)
+        self.max_attempts = max_attempts
+        self.backoff_cap = backoff_cap
+        self.timeout = timeout
+        self.refresh_on_forbidden = refresh_on_forbidden
+        self.tag_body_format = tag_body_format
+        self.consent_source = consent_source
+        self.events_per_request = events_per_request
+        self.max_body_bytes = max_body_bytes
+        self.import_poll_seconds = import_poll_seconds
+        self.import_timeout_seconds = import_timeout_seconds
+        self.max_import_bytes = max_import_bytes
+        self.clock = clock
+        self.sleep = sleep
+        self._definitions: dict[str, list[dict[str, Any]]] = {}
+        self._definitions_lock = threading.Lock()
+        #: Requests sent to the API (retries included), for logs and the demo.
+        self.requests_sent = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ApsisSettings,
+        session: requests.Session | None = None,
+        *,
+        tokens: TokenSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> ApsisClient:
+        """A client configured from ``BRIDGE_APSIS__*``; the token cache is shared per API key."""
+        if not settings.section:
+            raise ConfigError("BRIDGE_APSIS__SECTION: required (the section discriminator)")
+        session = session or requests.Session()
+        return cls(
+            settings.base_url,
+            session,
+            tokens or shared_token_cache(settings, session),
+            keyspace=settings.keyspace,
+            section=settings.section,
+            pacer=Pacer(settings.account_rate, settings.profile_rate, clock=clock),
+            import_pacer=Pacer(settings.import_rate, clock=clock),
+            max_attempts=settings.max_attempts,
+            backoff_cap=settings.backoff_cap_seconds,
+            timeout=settings.timeout_seconds,
+            refresh_on_forbidden=settings.refresh_on_forbidden,
+            tag_body_format=settings.tag_body_format,
+            consent_source=settings.consent_source,
+            events_per_request=settings.events_per_request,
+            max_body_bytes=settings.max_body_bytes,
+            import_poll_seconds=settings.import_poll_seconds,
+            import_timeout_seconds=settings.import_timeout_seconds,
+            max_import_bytes=settings.max_import_bytes,
+            clock=clock,
+            sleep=sleep,
+        )
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content_type: str = JSON,
+        profile_key: str | None = None,
+        allow: Iterable[int] = (),
+    ) -> requests.Response:
+        """One API call with pacing, auth and retries. Statuses in ``allow`` are answers, not
+        errors (409 on create means "already exists")."""
+        allowed = set(allow)
+        data = None
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+        refreshed = False
+        attempt = 1
+        while True:
+            if (wait := self.pacer.reserve(profile_key)) > 0:
+                self.sleep(wait)
+            token = self.tokens.token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            self.requests_sent += 1
+            try:
+                response = self.session.request(
+                    method, self.base + path, data=data, headers=headers, timeout=self.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                error: BridgeError = TransientError(f"APSIS unreachable: {type(exc).__name__}")
+            else:
+                status = response.status_code
+                if status < 400 or status in allowed:
+                    return response
+                if not refreshed and self._token_rejected(status, response.content):
+                    refreshed = True
+                    self.tokens.invalidate(token)
+                    continue
+                found = classify(status, response.headers, response.content)
+                assert found is not None
+                error = found
+            if not isinstance(error, TransientError) or attempt >= self.max_attempts:
+                raise error
+            self._back_off(error, attempt, method)
+            attempt += 1
+
+    def _token_rejected(self, status: int, body: bytes) -> bool:
+        return status == 401 or (self.refresh_on_forbidden and is_gateway_denial(status, body))
+
+    def _back_off(self, error: TransientError, attempt: int, method: str) -> None:
+        if isinstance(error, ThrottledError):
+            # The limit is the account's: everyone waits, and the pacer makes them.
+            self.pacer.pause(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
+        else:
+            self.sleep(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
+        log.warning(
+            "APSIS %s failed, retrying (attempt %d of %d)",
+            method,
+            attempt + 1,
+            self.max_attempts,
+            extra={"provider": "apsis", "status": error.status, "reason": error.message},
+        )
+
+    def _profile(self, key: str, *, v2: bool = False) -> str:
+        return f"{'/v2' if v2 else ''}/audience/keyspaces/{_q(self.keyspace)}/profiles/{_q(key)}"
+
+    def _in_section(self, key: str, what: str, *, v2: bool = False) -> str:
+        return f"{self._profile(key, v2=v2)}/sections/{_q(self.section)}/{what}"
+
+    # -- definitions -------------------------------------------------------------------------
+
+    def definitions(self, kind: DefinitionKind, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """The section's attribute, event or tag definitions (cached: they change rarely)."""
+        with self._definitions_lock:
+            if refresh or kind not in self._definitions:
+                path = f"/audience/sections/{_q(self.section)}/{kind}"
+                items = self.request("GET", path).json().get("items", [])
+                self._definitions[kind] = [i for i in items if isinstance(i, dict)]
+            return self._definitions[kind]
+
+    def version_id(self, kind: Literal["attributes", "events"], discriminator: str) -> str:
+        """The current (not deprecated) version id of an attribute or event type."""
+        for refresh in (False, True):
+            for item in self.definitions(kind, refresh=refresh):
+                if item.get("discriminator") != discriminator:
+                    continue
+                current = [v for v in item.get("versions", []) if v.get("deprecated_at") is None]
+                if current:
+                    return str(current[-1]["id"])
+        raise ConfigError(
+            f"APSIS section {self.section} has no current {kind[:-1]} {discriminator!r}"
+        )
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def create_profile(self, key: str) -> bool:
+        """Create the profile; False when it already existed (409 is success here)."""
+        path = f"/audience/keyspaces/{_q(self.keyspace)}/sections/{_q(self.section)}/profiles"
+        response = self.request(
+            "POST", path, json_body={"profile_key": key}, profile_key=key, allow=(409,)
+        )
+        return response.status_code != 409
+
+    def update_attributes(self, key: str, values: Mapping[str, Any]) -> None:
+        """v2 JSON Merge Patch keyed by discriminator; ``None`` clears. The profile must exist."""
+        self.request(
+            "PATCH",
+            self._in_section(key, "attributes", v2=True),
+            json_body=dict(values),
+            content_type=MERGE_PATCH,
+            profile_key=key,
+        )
+
+    def set_tags(self, key: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Add and remove tags (discriminators) in one merge patch."""
+        body = tag_patch(add, remove, self.tag_body_format)
+        if body:
+            self.request(
+                "PATCH",
+                self._in_section(key, "tags"),
+                json_body=body,
+                content_type=MERGE_PATCH,
+                profile_key=key,
+            )
+
+    def post_events(self, key: str, items: Sequence[Mapping[str, Any]]) -> int:
+        """Post ``{"event_time", "version_id", "data"}`` items for one profile, as few requests
+        as the size and count caps allow; returns the number of requests."""
+        chunks = chunk_items(
+            [dict(i) for i in items],
+            max_items=self.events_per_request,
+            max_bytes=self.max_body_bytes,
+        )
+        for chunk in chunks:
+            self.request(
+                "POST", self._in_section(key, "events"), json_body={"items": chunk}, profile_key=key
+            )
+        return len(chunks)
+
+    def set_consent(
+        self, key: str, topic: str, channel: str, *, opt_in: bool, reason: str = ""
+    ) -> ConsentResult:
+        """Consent 2.0: 201 created, 204 changed, 409 "already so" (not an error)."""
+        body: dict[str, Any] = {
+            "topic_discriminator": topic,
+            "channel_discriminator": CHANNELS.get(channel, channel),
+            "type": "opt-in" if opt_in else "opt-out",
+        }
+        if reason:
+            body["reason"] = reason
+        body["source"] = self.consent_source
+        response = self.request(
+            "POST",
+            self._in_section(key, "consents", v2=True),
+            json_body=body,
+            profile_key=key,
+            allow=(409,),
+        )
+        return {201: "created", 409: "unchanged"}.get(response.status_code, "updated")  # type: ignore[return-value]
+
+    def delete_profile(self, key: str) -> bool:
+        """GDPR erase (irreversible); False when there was no such profile (already erased)."""
+        response = self.request("DELETE", self._profile(key), profile_key=key, allow=(404,))
+        return response.status_code != 404
+
+    def lock_profile(self, key: str) -> None:
+        """Erase and block re-creation on every keyspace (irreversible)."""
+        self.request("PUT", self._profile(key) + "/locks", profile_key=key)
+
+    # -- bulk import -------------------------------------------------------------------------
+
+    def create_import(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Start an import; the answer holds ``import_id``, ``file_upload_url`` and the form
+        fields ``file_upload_body`` for the upload."""
+        if (wait := self.import_pacer.reserve()) > 0:
+            self.sleep(wait)
+        path = f"/v2/audience/sections/{_q(self.section)}/imports"
+        answer = self.request("POST", path, json_body=dict(body)).json()
+        if not isinstance(answer, dict) or not answer.get("import_id"):
+            raise PermanentError("APSIS created an import without an import_id")
+        return answer
+
+    def upload_import_file(self, url: str, fields: Mapping[str, Any], csv_bytes: bytes) -> None:
+        """POST the CSV to the pre-signed URL as a form, with every given field and no token."""
+        form = {str(k): str(v) for k, v in fields.items()}
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.session.post(
+                    url,
+                    data=form,
+                    files={"file": ("profiles.csv", csv_bytes, "text/csv")},
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                error: BridgeError = TransientError(f"upload unreachable: {type(exc).__name__}")
+            else:
+                if response.status_code < 400:
+                    return
+                found = classify(response.status_code, response.headers, response.content)
+                assert found is not None
+                error = found
+            if not isinstance(error, TransientError) or attempt == self.max_attempts:
+                raise error
+            self.sleep(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
+
+    def import_status(self, import_id: str) -> str:
+        """``queued``, ``in_progress``, ``waiting_for_file``, ``completed`` or ``error``."""
+        path = f"/audience/sections/{_q(self.section)}/imports/{_q(import_id)}"
+        answer = self.request("GET", path).json()
+        result = answer.get("result") if isinstance(answer, dict) else None
+        status = result.get("status") if isinstance(result, dict) else None
+        if not isinstance(status, str):
+            raise PermanentError(f"APSIS import {import_id}: no result.status in the answer")
+        return status
+
+    def wait_for_import(self, import_id: str) -> str:
+        """Poll until the import completes or fails; TransientError when it takes too long."""
+        deadline = self.clock() + self.import_timeout_seconds
+        while (status := self.import_status(import_id)) not in IMPORT_DONE:
+            if self.clock() >= deadline:
+                raise TransientError(
+                    f"APSIS import {import_id} still {status!r} after "
+                    f"{self.import_timeout_seconds:.0f} s"
+                )
+            self.sleep(self.import_poll_seconds)
+        return status
+
+    def prepare_import(
+        self, rows: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> tuple[dict[str, Any], list[tuple[bytes, list[str]]]]:
+        """The create-import body and the CSV files (each with the keys it carries) for
+        ``(key, {discriminator: value})`` rows; files stay under ``max_import_bytes``."""
+        discriminators = list(dict.fromkeys(d for _, values in rows for d in values))
+        columns = import_columns(discriminators)
+        version_ids = {columns[d]: self.version_id("attributes", d) for d in discriminators}
+        files = list(import_csv_chunks(rows, columns, self.max_import_bytes))
+        return import_body(self.keyspace, version_ids), files
+
+    def run_import(self, body: Mapping[str, Any], csv_bytes: bytes, rows: int) -> ImportResult:
+        """One import end to end: create it, upload the file, poll until it is done."""
+        answer = self.create_import(body)
+        import_id = str(answer["import_id"])
+        self.upload_import_file(
+            str(answer["file_upload_url"]), answer.get("file_upload_body") or {}, csv_bytes
+        )
+        status = self.wait_for_import(import_id)
+        log.info(
+            "APSIS import %s %s",
+            import_id,
+            status,
+            extra={"provider": "apsis", "count": rows, "outcome": status},
+        )
+        return ImportResult(import_id, status, rows)
+
+    def import_profiles(self, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> list[ImportResult]:
+        """Bulk-write attributes, one import after another so no more than one is pending."""
+        body, files = self.prepare_import(rows)
+        return [self.run_import(body, csv_bytes, len(keys)) for csv_bytes, keys in files]
