@@ -2,6 +2,9 @@
 
 Pure and symmetric: the client writes with :func:`build_batch` and reads with
 :func:`parse_batch_response`; the sandbox reads requests with :func:`parse_batch_request`.
+:func:`correlate` turns the answers into one :class:`OperationResult` per request sent, which is
+where the batch rules live: a failed change set rolls back all of its operations, and parts that
+never came back (processing stopped at a failure) were not executed.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from dynamics_bridge.dataverse.policy import classify, header
+from dynamics_bridge.errors import BridgeError
 
 __all__ = [
     "BatchPart",
     "BatchRequest",
+    "BatchResult",
     "ChangeSet",
+    "OperationResult",
     "build_batch",
+    "correlate",
     "parse_batch_request",
     "parse_batch_response",
     "render_batch_response",
@@ -27,6 +36,8 @@ __all__ = [
 
 @dataclass
 class BatchRequest:
+    """One operation. ``content_id`` lets later parts of the same change set say ``$<id>``."""
+
     method: str
     url: str  # relative to the service root, e.g. "contacts(mbr_memberno='1')"
     headers: dict[str, str] = field(default_factory=dict)
@@ -50,6 +61,7 @@ class BatchPart:
     body: Any
     content_id: str | None = None
     change_set: int | None = None  # index of the change set in the request, if any
+    position: int | None = None  # index of the top-level part (request or change set)
 
 
 def _request_text(req: BatchRequest, root_path: str) -> str:
@@ -129,20 +141,148 @@ def parse_batch_response(content_type: str, body: bytes) -> list[BatchPart]:
     for index, part in enumerate(_message(content_type, body).iter_parts()):
         if part.get_content_type() == "multipart/mixed":
             for inner in part.iter_parts():
-                parts.append(_leaf(inner, index))
+                parts.append(_leaf(inner, index, index))
         else:
-            parts.append(_leaf(part, None))
+            parts.append(_leaf(part, None, index))
     return parts
 
 
-def _leaf(part: email.message.Message, change_set: int | None) -> BatchPart:
+def _leaf(part: email.message.Message, change_set: int | None, position: int) -> BatchPart:
     payload = part.get_payload(decode=True)
     first, headers, body = _parse_http(payload if isinstance(payload, bytes) else b"")
     try:
         status = int(first.split()[1])
     except (IndexError, ValueError):
         status = 0
-    return BatchPart(status, headers, body, part.get("Content-ID"), change_set)
+    content_id = part.get("Content-ID")
+    return BatchPart(
+        status, headers, body, str(content_id) if content_id else None, change_set, position
+    )
+
+
+State = Literal["ok", "failed", "rolled_back", "not_executed"]
+
+
+@dataclass
+class OperationResult:
+    """What became of one request of a ``$batch``.
+
+    ``failed``: this operation's own answer was an error (``error`` is classified as for a single
+    request). ``rolled_back``: another operation of its change set failed, so nothing of the
+    change set was saved (``error`` is that operation's). ``not_executed``: Dataverse stopped
+    before reaching it (no ``odata.continue-on-error``), so it is safe to send again.
+    """
+
+    request: BatchRequest
+    state: State
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    error: BridgeError | None = None
+    change_set: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+@dataclass
+class BatchResult:
+    """Every part as it came back, and one result per request sent (in request order)."""
+
+    parts: list[BatchPart]
+    operations: list[OperationResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(op.ok for op in self.operations)
+
+    def failures(self) -> list[OperationResult]:
+        return [op for op in self.operations if op.state == "failed"]
+
+
+def _error_for(req: BatchRequest, part: BatchPart) -> BridgeError | None:
+    if_match = header(req.headers, "If-Match")
+    return classify(
+        part.status,
+        part.headers,
+        part.body,
+        create_only=header(req.headers, "If-None-Match") == "*",
+        conditional=if_match is not None and if_match != "*",
+    )
+
+
+def correlate(
+    items: Sequence[BatchRequest | ChangeSet], parts: Sequence[BatchPart]
+) -> list[OperationResult]:
+    """One result per request: top-level parts by position, change-set parts by Content-ID.
+
+    A failed change set may answer with just its failing part; if that part carries no
+    Content-ID the failure cannot be pinned on one operation, and all of them are rolled back.
+    """
+    by_position: dict[int, list[BatchPart]] = {}
+    for index, part in enumerate(parts):
+        position = part.position if part.position is not None else index
+        by_position.setdefault(position, []).append(part)
+    results: list[OperationResult] = []
+    for position, item in enumerate(items):
+        answered = by_position.get(position, [])
+        if isinstance(item, BatchRequest):
+            if not answered:
+                results.append(OperationResult(item, "not_executed"))
+                continue
+            part = answered[0]
+            error = _error_for(item, part)
+            results.append(
+                OperationResult(
+                    item, "failed" if error else "ok", part.status, part.headers, part.body, error
+                )
+            )
+            continue
+        results.extend(_change_set_results(item, answered, position))
+    return results
+
+
+def _change_set_results(
+    change_set: ChangeSet, answered: list[BatchPart], position: int
+) -> list[OperationResult]:
+    if not answered:
+        return [
+            OperationResult(r, "not_executed", change_set=position) for r in change_set.requests
+        ]
+    failing = next((p for p in answered if p.status >= 400), None)
+    if failing is None:
+        by_id = {p.content_id: p for p in answered if p.content_id is not None}
+        out = []
+        for index, req in enumerate(change_set.requests):
+            part = by_id.get(req.content_id) if req.content_id is not None else None
+            if part is None and index < len(answered):
+                part = answered[index]
+            if part is None:
+                out.append(OperationResult(req, "not_executed", change_set=position))
+            else:
+                out.append(
+                    OperationResult(
+                        req, "ok", part.status, part.headers, part.body, change_set=position
+                    )
+                )
+        return out
+    culprit = next(
+        (r for r in change_set.requests if r.content_id and r.content_id == failing.content_id),
+        change_set.requests[0] if len(change_set.requests) == 1 else None,
+    )
+    error = _error_for(culprit or change_set.requests[0], failing)
+    out = []
+    for req in change_set.requests:
+        if req is culprit:
+            out.append(
+                OperationResult(
+                    req, "failed", failing.status, failing.headers, failing.body, error, position
+                )
+            )
+        else:
+            out.append(OperationResult(req, "rolled_back", error=error, change_set=position))
+    return out
 
 
 def parse_batch_request(content_type: str, body: bytes) -> list[BatchRequest | ChangeSet]:

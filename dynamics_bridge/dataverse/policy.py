@@ -1,7 +1,18 @@
 """Dataverse answers → what to do: one pure classification and small retry decisions.
 
-Classification follows reference dataverse.md §5. Pure: imports no I/O library, so it is
-tested on plain status codes, headers and bodies.
+Classification follows reference dataverse.md §5. Pure: imports no I/O library, so it is tested
+on plain status codes, headers and bodies, and the sandbox can share it.
+
+::
+
+    status / error.code                          → error                     retried here?
+    429 (0x80072322 / 21 / 26)                   → ThrottledError            yes, after Retry-After
+    502 503 504 408, 500 + 0x80044339, other 5xx → TransientError            yes, backoff + jitter
+    401 403                                      → AuthError                 401: once, new token
+    412 on create-only, 0x80040237 / 0x80060892  → DuplicateKeyError         no (replay = done)
+    412 with an ETag, 0x80060882                 → ConcurrencyConflictError  no (re-read)
+    404, 0x80060891 / 0x80040217                 → NotFoundError             no
+    other 4xx, 0x80040333 (duplicate detection)  → PermanentError            no
 """
 
 from __future__ import annotations
@@ -9,6 +20,8 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from dynamics_bridge.errors import (
@@ -22,12 +35,22 @@ from dynamics_bridge.errors import (
     TransientError,
 )
 
-__all__ = ["classify", "error_details", "retry_after_seconds", "sleep_for"]
+__all__ = [
+    "classify",
+    "error_details",
+    "header",
+    "request_id",
+    "retry_after_seconds",
+    "should_retry",
+    "sleep_for",
+]
 
 DATABASE_LOCK = "0x80044339"
-DUPLICATE_CODES = {"0x80040237", "0x80060892"}
-NOT_FOUND_CODES = {"0x80060891", "0x80040217"}
+DUPLICATE_CODES = frozenset({"0x80040237", "0x80060892"})
+DUPLICATE_DETECTION = "0x80040333"  # a duplicate-detection *rule* fired: not an idempotent replay
+NOT_FOUND_CODES = frozenset({"0x80060891", "0x80040217"})
 CONCURRENCY_CODE = "0x80060882"
+TRANSIENT_STATUSES = frozenset({408, 502, 503, 504})
 MAX_RETRY_AFTER = 600.0
 
 
@@ -45,19 +68,33 @@ def error_details(body: Any) -> tuple[str | None, str]:
     return (str(error["code"]) if error.get("code") else None), str(error.get("message") or "")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively (batch parts come back as plain dicts)."""
     wanted = name.lower()
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    raw = _header(headers, "Retry-After")
-    if raw is None:
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The id Microsoft support asks for."""
+    return header(headers, "x-ms-service-request-id") or header(headers, "REQ_ID")
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (Dataverse sends seconds; an HTTP date is accepted too), capped."""
+    raw = header(headers, "Retry-After")
+    if raw is None or not raw.strip():
         return None
     try:
-        return min(max(float(raw), 0.0), MAX_RETRY_AFTER)
+        seconds = float(raw)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def classify(
@@ -72,30 +109,42 @@ def classify(
 
     ``create_only``: the request carried ``If-None-Match: *`` (a 412 means the row exists).
     ``conditional``: it carried ``If-Match`` with an ETag (a 412 means someone changed the row).
+    The Dataverse error code and ``x-ms-service-request-id`` stay on the error.
     """
     if status < 400:
         return None
     code, message = error_details(body)
-    request_id = _header(headers, "x-ms-service-request-id") or _header(headers, "REQ_ID")
     detail = (
         f"Dataverse {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     )
-    kw: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
+    kw: dict[str, Any] = {"status": status, "code": code, "request_id": request_id(headers)}
     if status == 429:
         return ThrottledError(detail, retry_after=retry_after_seconds(headers), **kw)
-    if status in (502, 503, 504) or code == DATABASE_LOCK:
+    if status in TRANSIENT_STATUSES or code == DATABASE_LOCK:
         return TransientError(detail, retry_after=retry_after_seconds(headers), **kw)
     if status in (401, 403):
         return AuthError(detail, **kw)
+    if code == DUPLICATE_DETECTION:
+        return PermanentError(detail, **kw)
     if code in DUPLICATE_CODES or (status == 412 and create_only and code != CONCURRENCY_CODE):
         return DuplicateKeyError(detail, **kw)
     if status == 412 and (conditional or code == CONCURRENCY_CODE):
         return ConcurrencyConflictError(detail, **kw)
     if status == 404 or code in NOT_FOUND_CODES:
         return NotFoundError(detail, **kw)
-    if status >= 500:
+    if status >= 500:  # unknown server trouble: retried a bounded number of times
         return TransientError(detail, **kw)
     return PermanentError(detail, **kw)
+
+
+def should_retry(error: BaseException) -> bool:
+    """Whether trying the same request again can help (throttling and transient failures)."""
+    return isinstance(error, TransientError)
+
+
+def _jitter() -> float:
+    """The only randomness in retry timing, kept apart so tests can pin it."""
+    return random.random()  # noqa: S311 - spreading retries, not cryptography
 
 
 def sleep_for(
@@ -107,9 +156,9 @@ def sleep_for(
     jitter: float | None = None,
 ) -> float:
     """Seconds before retry ``attempt`` (1-based): the server's Retry-After when it gave one,
-    else exponential backoff with full jitter (``jitter`` in [0, 1) is injectable for tests)."""
+    else exponential backoff with jitter in [½, 1) of the step (``jitter`` pins the fraction)."""
     if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
+        return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
     ceiling = min(cap, base * (2 ** (attempt - 1)))
-    fraction = random.random() if jitter is None else jitter  # noqa: S311 - not cryptographic
+    fraction = _jitter() if jitter is None else jitter
     return ceiling * (0.5 + fraction / 2)

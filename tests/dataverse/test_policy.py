@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from dynamics_bridge.dataverse.policy import classify, sleep_for
+from dynamics_bridge.dataverse import policy
+from dynamics_bridge.dataverse.policy import (
+    classify,
+    retry_after_seconds,
+    should_retry,
+    sleep_for,
+)
 from dynamics_bridge.errors import (
     AuthError,
     ConcurrencyConflictError,
@@ -23,41 +31,73 @@ def body(code: str, message: str = "m") -> dict:
 @pytest.mark.parametrize(
     ("status", "payload", "kwargs", "expected"),
     [
-        (
+        pytest.param(
             429,
             body("0x80072322", "Number of requests exceeded the limit of 6000"),
             {},
             ThrottledError,
+            id="429-requests",
         ),
-        (503, None, {}, TransientError),
-        (502, None, {}, TransientError),
-        (504, None, {}, TransientError),
-        (500, body("0x80044339", "CouldNotObtainLockOnResource"), {}, TransientError),
-        (401, None, {}, AuthError),
-        (403, body("0x80040220", "PrivilegeDenied"), {}, AuthError),
-        (
+        pytest.param(429, body("0x80072326"), {}, ThrottledError, id="429-concurrency"),
+        pytest.param(503, None, {}, TransientError, id="503"),
+        pytest.param(502, None, {}, TransientError, id="502"),
+        pytest.param(504, None, {}, TransientError, id="504"),
+        pytest.param(408, None, {}, TransientError, id="408"),
+        pytest.param(
+            500, body("0x80044339", "CouldNotObtainLockOnResource"), {}, TransientError, id="lock"
+        ),
+        pytest.param(500, body("0x80040216", "generic"), {}, TransientError, id="500-other"),
+        pytest.param(401, None, {}, AuthError, id="401"),
+        pytest.param(403, body("0x80040220", "PrivilegeDenied"), {}, AuthError, id="403"),
+        pytest.param(
             412,
             body("0x80040237", "A record with matching key values already exists."),
             {"create_only": True},
             DuplicateKeyError,
+            id="412-create-only",
         ),
-        (412, body("", ""), {"create_only": True}, DuplicateKeyError),
-        (412, body("0x80060892"), {}, DuplicateKeyError),
-        (
+        pytest.param(
+            412, body("", ""), {"create_only": True}, DuplicateKeyError, id="412-create-no-code"
+        ),
+        pytest.param(412, body("0x80060892"), {}, DuplicateKeyError, id="412-key-violation"),
+        pytest.param(
             412,
             body("0x80060882", "The version of the existing record doesn't match"),
             {"conditional": True},
             ConcurrencyConflictError,
+            id="412-etag",
         ),
-        (
+        pytest.param(
+            412, body("0x80060882"), {"create_only": True}, ConcurrencyConflictError, id="412-code"
+        ),
+        pytest.param(412, body(""), {}, PermanentError, id="412-unconditional"),
+        pytest.param(
+            412,
+            body("0x80040333", "DuplicateRecordsFound"),
+            {"create_only": True},
+            PermanentError,
+            id="412-duplicate-detection-rule",
+        ),
+        pytest.param(
+            500, body("0x80040333"), {}, PermanentError, id="500-duplicate-detection-old-docs"
+        ),
+        pytest.param(
             404,
             body("0x80060891", "A record with the specified key values does not exist"),
             {},
             NotFoundError,
+            id="404-key",
         ),
-        (404, None, {}, NotFoundError),
-        (400, body("0x8004431A", "PicklistValueOutOfRange"), {}, PermanentError),
-        (400, body("0x80044331", "text too long"), {}, PermanentError),
+        pytest.param(404, None, {}, NotFoundError, id="404-bare"),
+        pytest.param(400, body("0x8004431A", "PicklistValueOutOfRange"), {}, PermanentError),
+        pytest.param(400, body("0x80044331", "text too long"), {}, PermanentError),
+        pytest.param(
+            400,
+            body("0x80060890", "The key in the request URI is not valid"),
+            {},
+            PermanentError,
+            id="key-not-declared",
+        ),
     ],
 )
 def test_status_and_code_decide_the_error(status, payload, kwargs, expected) -> None:
@@ -65,10 +105,13 @@ def test_status_and_code_decide_the_error(status, payload, kwargs, expected) -> 
     assert type(error) is expected
     assert error.status == status
     assert error.request_id == "req-1"
+    code = (payload or {}).get("error", {}).get("code") or None
+    assert error.code == code
 
 
-def test_success_is_no_error() -> None:
-    assert classify(204, {}, None) is None
+@pytest.mark.parametrize("status", [200, 201, 204, 304])
+def test_success_is_no_error(status) -> None:
+    assert classify(status, {}, None) is None
 
 
 def test_throttling_keeps_retry_after_and_the_code() -> None:
@@ -77,9 +120,35 @@ def test_throttling_keeps_retry_after_and_the_code() -> None:
     assert (error.retry_after, error.code) == (17.0, "0x80072321")
 
 
+def test_the_request_id_header_is_found_in_any_case_and_req_id_is_a_fallback() -> None:
+    assert classify(400, {"X-MS-Service-Request-Id": "a"}, None).request_id == "a"
+    assert classify(400, {"REQ_ID": "b"}, None).request_id == "b"
+
+
 def test_a_non_json_error_body_is_kept_readable() -> None:
     error = classify(400, {}, b"<html>Bad Request</html>")
     assert "Bad Request" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("0.25", 0.25), ("-3", 0.0), ("99999", 600.0), ("soon", None), ("", None)],
+)
+def test_retry_after_in_seconds_is_clamped(value, seconds) -> None:
+    assert retry_after_seconds({"Retry-After": value}) == seconds
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = datetime(2025, 3, 14, 9, 12, 0, tzinfo=UTC)
+    assert retry_after_seconds({"retry-after": "Fri, 14 Mar 2025 09:12:30 GMT"}, now) == 30.0
+
+
+def test_only_throttling_and_transient_failures_are_retried() -> None:
+    assert should_retry(classify(429, {}, None))
+    assert should_retry(classify(503, {}, None))
+    assert not should_retry(classify(412, {}, None, create_only=True))
+    assert not should_retry(classify(401, {}, None))
+    assert not should_retry(ValueError("bug"))
 
 
 def test_retry_after_wins_over_backoff_and_is_capped() -> None:
@@ -87,7 +156,9 @@ def test_retry_after_wins_over_backoff_and_is_capped() -> None:
     assert sleep_for(1, 10_000.0) == 600.0
 
 
-def test_backoff_grows_exponentially_with_isolated_jitter() -> None:
+def test_backoff_grows_exponentially_with_isolated_jitter(monkeypatch) -> None:
     assert [sleep_for(n, jitter=0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert sleep_for(3, jitter=0.999) < 4.0
     assert sleep_for(30, jitter=0.0, cap=60.0) == 30.0
+    monkeypatch.setattr(policy, "_jitter", lambda: 1.0)
+    assert sleep_for(2) == 2.0
