@@ -7,6 +7,7 @@ reported at once, by its environment variable name, in one ``ConfigError``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -154,24 +155,39 @@ class AppUser(BaseModel):
 
     client_id: str
     client_secret: SecretStr | None = None
-    certificate_path: str | None = None
+    certificate_path: str | None = Field(default=None, description="PFX, or PEM key + cert.")
     certificate_password: SecretStr | None = None
+    certificate_thumbprint: str | None = Field(
+        default=None, description="SHA-1 thumbprint, only for a PEM file without its certificate."
+    )
 
 
 class DataverseSettings(BaseModel):
+    """Dataverse Web API (reference dataverse.md). The single-user fields name the main app user;
+    ``app_users`` adds more, each with its own service-protection budget, and work is spread
+    over all of them."""
+
     url: str | None = Field(default=None, description="https://<org>.crm4.dynamics.com")
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
     certificate_path: str | None = Field(default=None, description="PFX or PEM private key.")
     certificate_password: SecretStr | None = None
+    certificate_thumbprint: str | None = None
+    app_users: Annotated[list[AppUser], NoDecode] = Field(
+        default_factory=list,
+        description='JSON list of further app users: [{"client_id": ..., "client_secret": ...}]',
+    )
     authority: str | None = Field(
         default=None, description="Override https://login.microsoftonline.com/<tenant>."
     )
     ca_bundle: str | None = Field(default=None, description="Trust this CA (the sandbox's).")
     api_version: str = "v9.2"
-    max_concurrency: int = Field(default=8, ge=1, le=52)
-    max_attempts: int = Field(default=6, ge=1, le=20)
+    max_concurrency: int = Field(default=8, ge=1, le=52, description="Per app user.")
+    max_attempts: int = Field(default=6, ge=1, le=20, description="Tries for transient failures.")
+    max_throttle_seconds: float = Field(
+        default=900.0, gt=0, description="Give up on one call after this much Retry-After waiting."
+    )
     timeout_seconds: float = Field(default=60.0, gt=0)
     page_size: int = Field(default=5000, ge=1, le=5000)
     keys_per_query: int = Field(default=100, ge=1, le=500)
@@ -184,13 +200,66 @@ class DataverseSettings(BaseModel):
     duplicate_detection: bool = Field(
         default=False, description="MSCRM.SuppressDuplicateDetection: false"
     )
-    use_multiple_operations: bool = Field(
-        default=False, description="CreateMultiple/UpsertMultiple where the table supports it."
+    multiple_operations_tables: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Tables (logical names) written with CreateMultiple/UpsertMultiple.",
     )
+    multiple_operations_size: int = Field(default=100, ge=1, le=1000)
+    solution: str | None = Field(
+        default=None, description="MSCRM.SolutionUniqueName for metadata writes (provision)."
+    )
+
+    @field_validator("app_users", mode="before")
+    @classmethod
+    def _json_users(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return json.loads(v) if v.strip() else []
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list of app users: {exc}") from None
+        return v
+
+    @field_validator("multiple_operations_tables", mode="before")
+    @classmethod
+    def _split_tables(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return v
+
+    def users(self) -> list[AppUser]:
+        """Every configured app user, the main one first."""
+        main = (
+            [
+                AppUser(
+                    client_id=self.client_id,
+                    client_secret=self.client_secret,
+                    certificate_path=self.certificate_path,
+                    certificate_password=self.certificate_password,
+                    certificate_thumbprint=self.certificate_thumbprint,
+                )
+            ]
+            if self.client_id
+            else []
+        )
+        return main + [u for u in self.app_users if u.client_id != self.client_id]
+
+    def behaviour_headers(self) -> dict[str, str]:
+        """The opt-in ``MSCRM.*`` headers, put on every write (and every ``$batch`` part)."""
+        headers: dict[str, str] = {}
+        if self.suppress_flows:
+            headers["MSCRM.SuppressCallbackRegistrationExpanderJob"] = "true"
+        if self.bypass_business_logic:
+            headers["MSCRM.BypassBusinessLogicExecution"] = self.bypass_business_logic
+        if self.duplicate_detection:
+            headers["MSCRM.SuppressDuplicateDetection"] = "false"
+        return headers
 
     @property
     def configured(self) -> bool:
-        return bool(self.url and self.client_id and (self.client_secret or self.certificate_path))
+        return bool(self.url and any(u.client_secret or u.certificate_path for u in self.users()))
 
 
 class ApsisSettings(BaseModel):

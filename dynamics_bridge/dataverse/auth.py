@@ -1,14 +1,16 @@
 """Tokens for Dataverse: msal client credentials, one application object per app user and process.
 
 msal caches the token and renews it five minutes before expiry, so asking before every request is
-free (reference dataverse.md §1). The authority can be overridden so msal talks to the sandbox's
-token endpoint; the sandbox serves HTTPS with its own CA, which ``ca_bundle`` trusts.
+free (reference dataverse.md §1); constructing the application costs an authority-discovery call,
+so it is built once per (authority, client id) and reused. The authority can be overridden so msal
+talks to the sandbox's token endpoint; the sandbox serves HTTPS with its own CA (``ca_bundle``).
+No token or secret is ever logged or put into an error message.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,24 @@ import requests
 from dynamics_bridge.errors import AuthError, ConfigError
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
-__all__ = ["TokenProvider", "msal_token_provider", "session_for"]
-
-TokenProvider = Callable[[], str]
+__all__ = ["MsalTokenProvider", "TokenProvider", "msal_token_provider", "session_for"]
 
 _apps: dict[tuple[str, str], msal.ConfidentialClientApplication] = {}
 _lock = threading.Lock()
+_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class TokenProvider:
+    """Anything that returns a bearer token; :meth:`invalidate` drops a token the server refused.
+
+    A plain ``Callable[[], str]`` works wherever a provider is taken (tests pass a lambda).
+    """
+
+    def __call__(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """Forget the cached token, so the next call asks the identity provider."""
 
 
 def _credential(user: AppUser) -> Any:
@@ -31,12 +45,25 @@ def _credential(user: AppUser) -> Any:
         return user.client_secret.get_secret_value()
     if user.certificate_path:
         path = Path(user.certificate_path)
+        if not path.is_file():
+            raise ConfigError(f"app user {user.client_id}: no certificate file at {path}")
         password = (
             user.certificate_password.get_secret_value() if user.certificate_password else None
         )
-        if path.suffix.lower() in (".pfx", ".p12"):
+        if path.suffix.lower() in (".pfx", ".p12"):  # msal ≥ 1.29 reads it, SHA-256 thumbprint
             return {"private_key_pfx_path": str(path), "passphrase": password}
-        return {"private_key": path.read_text(), "passphrase": password}
+        pem = path.read_text()
+        credential: dict[str, Any] = {"private_key": pem, "passphrase": password}
+        if user.certificate_thumbprint:  # SHA-1, deprecated by Entra but still accepted
+            credential["thumbprint"] = user.certificate_thumbprint
+        elif match := _CERTIFICATE.search(pem):  # msal ≥ 1.35 derives a SHA-256 thumbprint
+            credential["public_certificate"] = match.group(0)
+        else:
+            raise ConfigError(
+                f"app user {user.client_id}: the PEM file needs the certificate next to the "
+                "private key, or set the certificate thumbprint"
+            )
+        return credential
     raise ConfigError(f"app user {user.client_id}: give a client secret or a certificate")
 
 
@@ -53,19 +80,42 @@ def session_for(settings: DataverseSettings) -> requests.Session:
     return session
 
 
-def msal_token_provider(settings: DataverseSettings, user: AppUser | None = None) -> TokenProvider:
-    """A function that returns a bearer token for ``user`` (default: the main app user)."""
+class MsalTokenProvider(TokenProvider):
+    """Client-credentials tokens for one app user from a process-wide msal application."""
+
+    def __init__(self, app: msal.ConfidentialClientApplication, scope: str, client_id: str):
+        self.app = app
+        self.scope = scope
+        self.client_id = client_id
+
+    def __call__(self) -> str:
+        result = self.app.acquire_token_for_client(scopes=[self.scope])
+        if "access_token" not in result:
+            raise AuthError(
+                f"no Dataverse token for {self.client_id}: "
+                f"{result.get('error')}: {str(result.get('error_description', ''))[:200]}",
+                request_id=result.get("correlation_id"),
+            )
+        return str(result["access_token"])
+
+    def invalidate(self) -> None:
+        self.app.remove_tokens_for_client()
+
+    def __repr__(self) -> str:
+        return f"MsalTokenProvider(client_id={self.client_id!r}, scope={self.scope!r})"
+
+
+def msal_token_provider(
+    settings: DataverseSettings, user: AppUser | None = None
+) -> MsalTokenProvider:
+    """A token source for ``user`` (default: the main app user of ``settings``)."""
     if not settings.url:
         raise ConfigError("BRIDGE_DATAVERSE__URL: required")
     if user is None:
-        if not settings.client_id:
-            raise ConfigError("BRIDGE_DATAVERSE__CLIENT_ID: required")
-        user = AppUser(
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            certificate_path=settings.certificate_path,
-            certificate_password=settings.certificate_password,
-        )
+        users = settings.users()
+        if not users:
+            raise ConfigError("BRIDGE_DATAVERSE__CLIENT_ID (or __APP_USERS): required")
+        user = users[0]
     authority = settings.authority or (
         f"https://login.microsoftonline.com/{settings.tenant_id}" if settings.tenant_id else None
     )
@@ -75,24 +125,12 @@ def msal_token_provider(settings: DataverseSettings, user: AppUser | None = None
     with _lock:
         app = _apps.get((authority, user.client_id))
         if app is None:
-            http = session_for(settings)
             app = msal.ConfidentialClientApplication(
                 client_id=user.client_id,
                 authority=authority,
                 client_credential=_credential(user),
-                http_client=http,
+                http_client=session_for(settings),
                 instance_discovery=settings.authority is None,
             )
             _apps[(authority, user.client_id)] = app
-
-    def token() -> str:
-        result = app.acquire_token_for_client(scopes=[scope])
-        if "access_token" not in result:
-            raise AuthError(
-                f"no Dataverse token for {user.client_id}: "
-                f"{result.get('error')}: {result.get('error_description', '')[:200]}",
-                request_id=result.get("correlation_id"),
-            )
-        return str(result["access_token"])
-
-    return token
+    return MsalTokenProvider(app, scope, user.client_id)

@@ -1,122 +1,241 @@
 """Dataverse Web API client: one injected ``requests.Session``, retries and pacing per app user.
 
-A 429 pauses *every* worker of that app user until Retry-After has passed (the budget is per
-user); concurrency per app user is bounded; transient failures retry with backoff and jitter
-(tenacity). Errors are classified by :func:`dynamics_bridge.dataverse.policy.classify`.
+Every request goes through :meth:`DataverseClient.request`: an app user is leased from the
+:class:`~dynamics_bridge.dataverse.pacing.AppUserPool` (least loaded, not paused), its token is
+asked for (msal's cache makes that free), and the answer is classified by the pure
+:func:`~dynamics_bridge.dataverse.policy.classify`. A 429 pauses *every* worker of that app user
+until Retry-After has passed, and the retry goes to whichever user is free; transient failures
+retry with exponential backoff and jitter (tenacity); a 401 gets one retry with a fresh token.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from dynamics_bridge.dataverse.batch import (
     BatchPart,
     BatchRequest,
+    BatchResult,
     ChangeSet,
     build_batch,
+    correlate,
     parse_batch_response,
 )
-from dynamics_bridge.dataverse.policy import classify, sleep_for
-from dynamics_bridge.errors import BridgeError, ThrottledError, TransientError
+from dynamics_bridge.dataverse.metadata import (
+    AlternateKey,
+    ChoiceOption,
+    Table,
+    insert_option_body,
+    parse_options,
+    parse_table,
+)
+from dynamics_bridge.dataverse.odata import Key, bind, key_literal, key_path, odata_in
+from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserLane, AppUserPool
+from dynamics_bridge.dataverse.policy import classify, should_retry, sleep_for
+from dynamics_bridge.errors import (
+    BridgeError,
+    ConfigError,
+    DuplicateKeyError,
+    NotFoundError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
+from dynamics_bridge.settings import AppUser, DataverseSettings
 
-__all__ = ["AppUserGate", "DataverseClient", "key_literal", "odata_in"]
+__all__ = [
+    "MAX_BATCH_OPERATIONS",
+    "AmbiguousWriteError",
+    "AppUserGate",
+    "DataverseClient",
+    "Delta",
+    "RowResult",
+    "bind",
+    "key_literal",
+    "key_path",
+    "odata_in",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_OPERATIONS = 1000
+_STRONG = {"Consistency": "Strong"}  # metadata reads see what was just written
+_CHOICE_CASTS = {
+    "Picklist": "PicklistAttributeMetadata",
+    "State": "StateAttributeMetadata",
+    "Status": "StatusAttributeMetadata",
+}
 
 
-def key_literal(value: str | int) -> str:
-    """An OData literal: numbers bare, strings single-quoted with inner quotes doubled."""
-    if isinstance(value, int):
-        return str(value)
-    return "'" + value.replace("'", "''") + "'"
+class AmbiguousWriteError(TransientError):
+    """A non-idempotent write (plain POST) timed out after it was sent: it may have been applied.
 
-
-def odata_in(column: str, values: Sequence[str]) -> str:
-    """``$filter`` for many values of one column in one request."""
-    listed = ",".join(key_literal(v) for v in values)
-    return f"Microsoft.Dynamics.CRM.In(PropertyName='{column}',PropertyValues=[{listed}])"
+    Not retried here, since a retry could create a second row; write by alternate key instead.
+    """
 
 
 @dataclass
-class AppUserGate:
-    """What all workers of one app user share: a pause-until time and a concurrency bound."""
+class Delta:
+    """One change-tracking read: rows new or changed, ids deleted, and the link for next time.
 
-    max_concurrency: int = 8
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    paused_until: float = 0.0
-    throttled: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _slots: threading.Semaphore = field(init=False)
+    ``resynced``: the old delta link was refused (expired), so this is a full read.
+    """
 
-    def __post_init__(self) -> None:
-        self._slots = threading.BoundedSemaphore(min(self.max_concurrency, 52))
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    delta_link: str = ""
+    resynced: bool = False
 
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self.throttled += 1
-            self.paused_until = max(self.paused_until, self.clock() + seconds)
 
-    def wait(self) -> None:
-        while (remaining := self.paused_until - self.clock()) > 0:
-            self.sleep(remaining)
+@dataclass(frozen=True)
+class RowResult:
+    """One row of a bulk write: ``error`` is None when it was written."""
 
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        with self._slots:
-            self.wait()
-            yield
+    key: Mapping[str, Any]
+    error: BridgeError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def duplicate(self) -> bool:
+        return isinstance(self.error, DuplicateKeyError)
 
 
 class DataverseClient:
-    """The Web API calls the rest of the tool needs, for one app user."""
+    """The Web API calls the rest of the tool needs, over one or more app users.
+
+    ``token`` + ``gate`` describe a single app user; ``pool`` several (see :meth:`from_settings`).
+    """
 
     def __init__(
         self,
         base_url: str,
         session: requests.Session,
-        token: Callable[[], str],
+        token: Callable[[], str] | None = None,
         *,
         gate: AppUserGate | None = None,
+        pool: AppUserPool | None = None,
         api_version: str = "v9.2",
-        extra_headers: dict[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         max_attempts: int = 6,
+        max_throttle_seconds: float = 900.0,
+        default_retry_after: float = 5.0,
         timeout: float = 60.0,
         page_size: int = 5000,
         keys_per_query: int = 100,
+        max_filter_chars: int = 6000,
+        multiple_operations: Collection[str] = (),
+        multiple_operations_size: int = 100,
+        solution: str | None = None,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
+        if pool is None:
+            if token is None:
+                raise ValueError("give a token provider or an app user pool")
+            pool = AppUserPool.single(token, gate)
+        self.pool = pool
         self.root = f"{base_url.rstrip('/')}/api/data/{api_version}/"
         self.root_path = f"/api/data/{api_version}/"
         self.session = session
-        self.token = token
-        self.gate = gate or AppUserGate()
-        self.extra_headers = extra_headers or {}
+        self.extra_headers = dict(extra_headers or {})
         self.max_attempts = max_attempts
+        self.max_throttle_seconds = max_throttle_seconds
+        self.default_retry_after = default_retry_after
         self.timeout = timeout
         self.page_size = page_size
         self.keys_per_query = keys_per_query
+        self.max_filter_chars = max_filter_chars
+        self.multiple_operations = frozenset(multiple_operations)
+        self.multiple_operations_size = multiple_operations_size
+        self.solution = solution
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep or pool.lanes[0].gate.sleep
         self.requests_sent = 0
+        self._count_lock = threading.Lock()
         self._metadata: dict[str, Any] = {}
+        self._choices: dict[tuple[str, str], dict[str, tuple[ChoiceOption, ...]]] = {}
+        self._tables: list[Table] | None = None
 
-    # -- transport ---------------------------------------------------------------------------
+    @classmethod
+    def from_settings(
+        cls,
+        settings: DataverseSettings,
+        session: requests.Session | None = None,
+        *,
+        token_for: Callable[[AppUser], Callable[[], str]] | None = None,
+    ) -> DataverseClient:
+        """A client over every configured app user, each with its own gate and msal app."""
+        from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
 
-    def _headers(self, extra: dict[str, str] | None, *, write: bool) -> dict[str, str]:
+        if not settings.url:
+            raise ConfigError("BRIDGE_DATAVERSE__URL: required")
+        make_token = token_for or (lambda user: msal_token_provider(settings, user))
+        users = settings.users()
+        if not users:
+            raise ConfigError("BRIDGE_DATAVERSE__CLIENT_ID (or __APP_USERS): required")
+        pool = AppUserPool(
+            [
+                AppUserLane(
+                    user.client_id,
+                    make_token(user),
+                    AppUserGate(max_concurrency=settings.max_concurrency),
+                )
+                for user in users
+            ]
+        )
+        return cls(
+            settings.url,
+            session or session_for(settings),
+            pool=pool,
+            api_version=settings.api_version,
+            extra_headers=settings.behaviour_headers(),
+            max_attempts=settings.max_attempts,
+            max_throttle_seconds=settings.max_throttle_seconds,
+            timeout=settings.timeout_seconds,
+            page_size=settings.page_size,
+            keys_per_query=settings.keys_per_query,
+            multiple_operations=settings.multiple_operations_tables,
+            multiple_operations_size=settings.multiple_operations_size,
+            solution=settings.solution,
+        )
+
+    @property
+    def gate(self) -> AppUserGate:
+        """The first app user's gate (the only one with a single-user client)."""
+        return self.pool.lanes[0].gate
+
+    @property
+    def throttled(self) -> int:
+        """429s seen over all app users."""
+        return self.pool.throttled
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _headers(
+        self, lane: AppUserLane, extra: Mapping[str, str] | None, *, behaviour: bool
+    ) -> dict[str, str]:
         headers = {
-            "Authorization": f"Bearer {self.token()}",
+            "Authorization": f"Bearer {lane.token()}",
             "Accept": "application/json",
             "OData-MaxVersion": "4.0",
             "OData-Version": "4.0",
             "If-None-Match": "null",
         }
-        if write:
+        if behaviour:
             headers.update(self.extra_headers)
         headers.update(extra or {})
         return headers
@@ -126,68 +245,143 @@ class DataverseClient:
         method: str,
         path: str,
         *,
-        params: dict[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
         json_body: Any = None,
         data: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        behaviour: bool | None = None,
+        multipart_errors: bool = False,
     ) -> requests.Response:
-        """One call with retries: 429 pauses the app user, 5xx and connection errors back off."""
+        """One call with retries; raises the classified error when it cannot succeed.
+
+        ``idempotent=False`` (a plain POST create): a timeout after sending is not retried.
+        ``behaviour``: add the opt-in ``MSCRM.*`` headers (default: on every write).
+        ``multipart_errors``: hand back a 4xx multipart answer (a stopped ``$batch``).
+        """
+        transient = 0
+        throttled_for = 0.0
+
+        def count(exc: BaseException) -> bool:
+            nonlocal transient, throttled_for
+            if isinstance(exc, AmbiguousWriteError) or not should_retry(exc):
+                return False
+            if isinstance(exc, ThrottledError):
+                throttled_for += exc.retry_after or self.default_retry_after
+            else:
+                transient += 1
+            return True
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ThrottledError):
+                return 0.0  # the app user's gate holds every worker back, this one included
             retry_after = getattr(exc, "retry_after", None)
-            return (
-                0.0
-                if isinstance(exc, ThrottledError)
-                else sleep_for(state.attempt_number, retry_after)
+            return sleep_for(transient, retry_after, base=self.backoff_base, cap=self.backoff_cap)
+
+        def stop(state: RetryCallState) -> bool:
+            return transient >= self.max_attempts or throttled_for > self.max_throttle_seconds
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.debug(
+                "Dataverse %s %s: %s; trying again",
+                method,
+                path.split("?")[0][:120],
+                type(exc).__name__,
+                extra={
+                    "status": getattr(exc, "status", None),
+                    "request_id": getattr(exc, "request_id", None),
+                },
             )
 
         retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.max_attempts),
+            retry=retry_if_exception(count),
+            stop=stop,
             wait=wait,
-            sleep=self.gate.sleep,
+            sleep=self.sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send, method, path, params, json_body, data, headers)
+        write = method != "GET"
+        return retrying(
+            self._send,
+            method,
+            path,
+            params,
+            json_body,
+            data,
+            dict(headers or {}),
+            idempotent,
+            write if behaviour is None else behaviour,
+            multipart_errors,
+        )
 
     def _send(
         self,
         method: str,
         path: str,
-        params: dict[str, str] | None,
+        params: Mapping[str, str] | None,
         json_body: Any,
         data: bytes | None,
-        headers: dict[str, str] | None,
+        headers: dict[str, str],
+        idempotent: bool,
+        behaviour: bool,
+        multipart_errors: bool,
     ) -> requests.Response:
         url = path if path.startswith("http") else self.root + path
-        sent = self._headers(headers, write=method != "GET")
         if json_body is not None:
-            sent["Content-Type"] = "application/json; charset=utf-8"
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
-        with self.gate.turn():
-            self.requests_sent += 1
-            try:
-                response = self.session.request(
-                    method, url, params=params, data=data, headers=sent, timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"Dataverse unreachable: {type(exc).__name__}") from exc
-        if response.status_code < 400:
+        for fresh_token in (False, True):
+            with self.pool.lease() as lane:
+                sent = self._headers(lane, headers, behaviour=behaviour)
+                with self._count_lock:
+                    self.requests_sent += 1
+                try:
+                    response = self.session.request(
+                        method, url, params=params, data=data, headers=sent, timeout=self.timeout
+                    )
+                except requests.ConnectTimeout as exc:
+                    raise TransientError(f"Dataverse unreachable: {type(exc).__name__}") from exc
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    kind = TransientError if idempotent else AmbiguousWriteError
+                    raise kind(f"Dataverse unreachable: {type(exc).__name__}") from exc
+            status = response.status_code
+            if status == 401 and not fresh_token and hasattr(lane.token, "invalidate"):
+                lane.token.invalidate()  # expired or revoked: one more try with a new token
+                continue
+            break
+        if status < 400:
             return response
+        if (
+            multipart_errors
+            and status not in (401, 403, 429)
+            and status < 500
+            and response.headers.get("Content-Type", "").startswith("multipart/")
+        ):
+            return response
+        if_match = sent.get("If-Match")
         error = classify(
-            response.status_code,
+            status,
             response.headers,
             response.content,
             create_only=sent.get("If-None-Match") == "*",
-            conditional=sent.get("If-Match", "*") != "*",
+            conditional=if_match is not None and if_match != "*",
         )
         assert error is not None
         if isinstance(error, ThrottledError):
-            self.gate.pause(error.retry_after or 5.0)
+            pause = error.retry_after if error.retry_after is not None else self.default_retry_after
+            lane.gate.pause(pause)
+            log.warning(
+                "Dataverse throttled app user %s for %.1f s",
+                lane.name,
+                pause,
+                extra={"status": 429, "code": error.code, "request_id": error.request_id},
+            )
         raise error
 
-    # -- reads -------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------------
 
     def query(
         self,
@@ -197,8 +391,13 @@ class DataverseClient:
         filter: str | None = None,
         orderby: str | None = None,
         top: int | None = None,
+        annotations: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every row, following ``@odata.nextLink`` with ``Prefer: odata.maxpagesize``."""
+        """Every row, following ``@odata.nextLink`` verbatim with ``Prefer: odata.maxpagesize``.
+
+        With ``top`` no page size is asked for (Dataverse ignores ``$top`` beside it).
+        ``annotations``: e.g. ``OData.Community.Display.V1.FormattedValue`` or ``*``.
+        """
         params: dict[str, str] | None = {}
         assert params is not None
         if select:
@@ -209,117 +408,447 @@ class DataverseClient:
             params["$orderby"] = orderby
         if top:
             params["$top"] = str(top)
-        prefer = {"Prefer": f"odata.maxpagesize={self.page_size}"}
+        prefer = [] if top else [f"odata.maxpagesize={self.page_size}"]
+        if annotations:
+            prefer.append(f'odata.include-annotations="{annotations}"')
+        headers = {"Prefer": ",".join(prefer)} if prefer else {}
         url: str | None = entity_set
         while url:
-            body = self.request("GET", url, params=params, headers=prefer).json()
+            body = self.request("GET", url, params=params, headers=headers).json()
             yield from body.get("value", [])
             url, params = body.get("@odata.nextLink"), None
+
+    def get(
+        self, entity_set: str, key: Key | str, select: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """One row by alternate key (or id), with its ``@odata.etag``; None when there is none."""
+        params = {"$select": ",".join(select)} if select else None
+        try:
+            return dict(self.request("GET", key_path(entity_set, key), params=params).json())
+        except NotFoundError:
+            return None
+
+    def _chunks(self, column: str, values: list[str]) -> Iterator[list[str]]:
+        """Value lists whose ``In`` filter stays under ``keys_per_query`` and the URL budget."""
+        chunk: list[str] = []
+        for value in values:
+            candidate = [*chunk, value]
+            too_long = len(odata_in(column, candidate)) * 3 > self.max_filter_chars  # encoded
+            if chunk and (len(candidate) > self.keys_per_query or too_long):
+                yield chunk
+                candidate = [value]
+            chunk = candidate
+        if chunk:
+            yield chunk
 
     def rows_by_values(
         self, entity_set: str, column: str, values: Sequence[str], select: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
-        """Rows whose ``column`` is one of ``values`` (chunked to stay under URL limits)."""
+        """Rows whose ``column`` is one of ``values``, keyed by that value: one ``In`` query per
+        chunk, chunked to stay under URL limits. Rows carry ``@odata.etag``."""
         found: dict[str, dict[str, Any]] = {}
-        wanted = list(dict.fromkeys(values))
+        wanted = list(dict.fromkeys(str(v) for v in values))
         columns = list(dict.fromkeys([column, *select]))
-        for start in range(0, len(wanted), self.keys_per_query):
-            chunk = wanted[start : start + self.keys_per_query]
+        for chunk in self._chunks(column, wanted):
             for row in self.query(entity_set, select=columns, filter=odata_in(column, chunk)):
                 found[str(row.get(column))] = row
         return found
 
-    # -- writes ------------------------------------------------------------------------------
+    rows_by_key = rows_by_values
 
-    def key_path(self, entity_set: str, key: dict[str, str | int]) -> str:
-        inner = ",".join(f"{name}={key_literal(value)}" for name, value in key.items())
-        return f"{entity_set}({quote(inner, safe=chr(39) + '=,()')})"
+    # -- single writes -------------------------------------------------------------------------
 
-    def create_only(self, entity_set: str, key: dict[str, str | int], body: dict) -> None:
-        """Create under an alternate key; a 412 (row exists) raises DuplicateKeyError."""
-        self.request(
-            "PATCH", self.key_path(entity_set, key), json_body=body, headers={"If-None-Match": "*"}
-        )
-
-    def update(
-        self, entity_set: str, key: dict[str, str | int], body: dict, etag: str = "*"
-    ) -> None:
-        """Update only (404 when missing); with an ETag, 412 when someone changed the row."""
-        self.request(
-            "PATCH", self.key_path(entity_set, key), json_body=body, headers={"If-Match": etag}
-        )
-
-    def upsert(self, entity_set: str, key: dict[str, str | int], body: dict) -> None:
-        self.request("PATCH", self.key_path(entity_set, key), json_body=body)
-
-    def create(self, entity_set: str, body: dict) -> str | None:
-        response = self.request("POST", entity_set, json_body=body)
+    def create(self, entity_set: str, body: Mapping[str, Any]) -> str | None:
+        """A plain POST (not idempotent: prefer :meth:`create_only`); returns OData-EntityId."""
+        response = self.request("POST", entity_set, json_body=dict(body), idempotent=False)
         return response.headers.get("OData-EntityId")
+
+    def create_only(self, entity_set: str, key: Key, body: Mapping[str, Any]) -> None:
+        """Create under an alternate key (``If-None-Match: *``); a row already there raises
+        :class:`DuplicateKeyError` — for a replayed event that means *done*."""
+        self.request(
+            "PATCH", key_path(entity_set, key), json_body=dict(body), headers={"If-None-Match": "*"}
+        )
+
+    def update(self, entity_set: str, key: Key, body: Mapping[str, Any], etag: str = "*") -> None:
+        """Update only: NotFoundError when missing; with an ETag, ConcurrencyConflictError when
+        someone changed the row since it was read."""
+        self.request(
+            "PATCH", key_path(entity_set, key), json_body=dict(body), headers={"If-Match": etag}
+        )
+
+    def upsert(self, entity_set: str, key: Key, body: Mapping[str, Any]) -> None:
+        """Create or update by alternate key (keep the key columns out of ``body``)."""
+        self.request("PATCH", key_path(entity_set, key), json_body=dict(body))
+
+    def delete(self, entity_set: str, key: Key | str, etag: str | None = None) -> None:
+        self.request(
+            "DELETE", key_path(entity_set, key), headers={"If-Match": etag} if etag else None
+        )
+
+    # -- bulk writes ---------------------------------------------------------------------------
+
+    def create_multiple(
+        self, entity_set: str, logical_name: str, rows: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """``CreateMultiple``: all rows or none (standard tables); returns the new ids."""
+        targets = [{"@odata.type": f"Microsoft.Dynamics.CRM.{logical_name}", **r} for r in rows]
+        response = self.request(
+            "POST",
+            f"{entity_set}/Microsoft.Dynamics.CRM.CreateMultiple",
+            json_body={"Targets": targets},
+            idempotent=False,
+        )
+        return [str(i) for i in (response.json() if response.content else {}).get("Ids", [])]
+
+    def upsert_multiple(
+        self, entity_set: str, logical_name: str, rows: Sequence[tuple[Key, Mapping[str, Any]]]
+    ) -> None:
+        """``UpsertMultiple`` by alternate key: each row addressed by ``@odata.id``, key columns
+        kept out of the body (Dataverse refuses them there, 0x80040216)."""
+        targets = [
+            {
+                "@odata.type": f"Microsoft.Dynamics.CRM.{logical_name}",
+                "@odata.id": key_path(entity_set, key, encode=False),
+                **{k: v for k, v in body.items() if k not in key},
+            }
+            for key, body in rows
+        ]
+        self.request(
+            "POST",
+            f"{entity_set}/Microsoft.Dynamics.CRM.UpsertMultiple",
+            json_body={"Targets": targets},
+        )
+
+    def create_many(
+        self, entity_set: str, logical_name: str, rows: Sequence[tuple[Key, Mapping[str, Any]]]
+    ) -> list[RowResult]:
+        """Create-only for many rows: one result per row (duplicates are ``RowResult.duplicate``).
+
+        Tables listed in ``multiple_operations`` go through ``CreateMultiple`` first; when a
+        chunk fails (one row already there rolls the whole call back) that chunk is sent again
+        as create-only operations in a ``$batch`` to learn each row's fate. Others use ``$batch``.
+        """
+        results: list[RowResult] = []
+        if logical_name not in self.multiple_operations:
+            return self._rows_by_batch(entity_set, rows, {"If-None-Match": "*"})
+        for chunk in _chunked(rows, self.multiple_operations_size):
+            try:
+                self.create_multiple(entity_set, logical_name, [{**b, **k} for k, b in chunk])
+            except PermanentError:
+                results.extend(self._rows_by_batch(entity_set, chunk, {"If-None-Match": "*"}))
+            else:
+                results.extend(RowResult(key) for key, _ in chunk)
+        return results
+
+    def upsert_many(
+        self, entity_set: str, logical_name: str, rows: Sequence[tuple[Key, Mapping[str, Any]]]
+    ) -> list[RowResult]:
+        """Upsert many rows by alternate key: ``UpsertMultiple`` for the configured tables (a
+        failed chunk is re-sent through ``$batch`` to pin the failure), else ``$batch``."""
+        if logical_name not in self.multiple_operations:
+            return self._rows_by_batch(entity_set, rows, {})
+        results: list[RowResult] = []
+        for chunk in _chunked(rows, self.multiple_operations_size):
+            try:
+                self.upsert_multiple(entity_set, logical_name, chunk)
+            except PermanentError:
+                results.extend(self._rows_by_batch(entity_set, chunk, {}))
+            else:
+                results.extend(RowResult(key) for key, _ in chunk)
+        return results
+
+    def _rows_by_batch(
+        self,
+        entity_set: str,
+        rows: Sequence[tuple[Key, Mapping[str, Any]]],
+        headers: dict[str, str],
+    ) -> list[RowResult]:
+        results: list[RowResult] = []
+        for chunk in _chunked(rows, MAX_BATCH_OPERATIONS):
+            items = [
+                BatchRequest(
+                    "PATCH",
+                    key_path(entity_set, key),
+                    dict(headers),
+                    {k: v for k, v in body.items() if k not in key},
+                )
+                for key, body in chunk
+            ]
+            outcome = self.execute_batch(items)
+            for (key, _), op in zip(chunk, outcome.operations, strict=True):
+                error = op.error
+                if op.state == "not_executed":
+                    error = TransientError("not executed by Dataverse")
+                results.append(RowResult(key, error))
+        return results
+
+    # -- $batch --------------------------------------------------------------------------------
+
+    def _prepared(
+        self, items: Sequence[BatchRequest | ChangeSet]
+    ) -> list[BatchRequest | ChangeSet]:
+        """Copies with the opt-in headers on every write and a Content-ID on every change-set
+        operation (unique in the batch), so a failure can be pinned on its operation."""
+        used = {
+            r.content_id
+            for i in items
+            for r in (i.requests if isinstance(i, ChangeSet) else [i])
+            if r.content_id is not None
+        }
+        counter = 0
+
+        def prepared(req: BatchRequest, in_change_set: bool) -> BatchRequest:
+            nonlocal counter
+            headers = {**self.extra_headers, **req.headers} if req.method != "GET" else req.headers
+            content_id = req.content_id
+            if content_id is None and in_change_set:
+                counter += 1
+                while str(counter) in used:
+                    counter += 1
+                content_id = str(counter)
+                used.add(content_id)
+            return replace(req, headers=dict(headers), content_id=content_id)
+
+        return [
+            ChangeSet([prepared(r, True) for r in i.requests])
+            if isinstance(i, ChangeSet)
+            else prepared(i, False)
+            for i in items
+        ]
+
+    def execute_batch(
+        self, items: Sequence[BatchRequest | ChangeSet], *, continue_on_error: bool = True
+    ) -> BatchResult:
+        """One ``$batch`` (≤ 1,000 operations): every part's answer and one
+        :class:`OperationResult` per request — ok, failed, rolled back or not executed.
+
+        A throttled or failed POST as a whole raises (and is retried) like any request; the
+        operations of a batch are all-idempotent when written by alternate key.
+        """
+        count = sum(len(i.requests) if isinstance(i, ChangeSet) else 1 for i in items)
+        if count > MAX_BATCH_OPERATIONS:
+            raise BridgeError(f"a $batch holds at most 1,000 operations, not {count}")
+        prepared = self._prepared(items)
+        content_type, body = build_batch(prepared, root_path=self.root_path)
+        headers = {"Content-Type": content_type}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        response = self.request(
+            "POST", "$batch", data=body, headers=headers, behaviour=False, multipart_errors=True
+        )
+        parts = parse_batch_response(response.headers.get("Content-Type", ""), response.content)
+        operations = correlate(prepared, parts)
+        return BatchResult(parts, operations)
 
     def batch(
         self, items: Sequence[BatchRequest | ChangeSet], *, continue_on_error: bool = True
     ) -> list[BatchPart]:
-        """One ``$batch``: each part's status, headers and body (≤ 1,000 operations)."""
-        count = sum(len(i.requests) if isinstance(i, ChangeSet) else 1 for i in items)
-        if count > 1000:
-            raise BridgeError(f"a $batch holds at most 1,000 operations, not {count}")
-        for item in items:
-            for req in item.requests if isinstance(item, ChangeSet) else [item]:
-                if req.method != "GET":
-                    req.headers = {**self.extra_headers, **req.headers}
-        content_type, body = build_batch(items, root_path=self.root_path)
-        headers = {"Content-Type": content_type}
-        if continue_on_error:
-            headers["Prefer"] = "odata.continue-on-error"
-        response = self.request("POST", "$batch", data=body, headers=headers)
-        return parse_batch_response(response.headers.get("Content-Type", ""), response.content)
+        """One ``$batch``: each part's status, headers and body, as they came back."""
+        return self.execute_batch(items, continue_on_error=continue_on_error).parts
 
-    # -- change tracking and metadata ---------------------------------------------------------
+    # -- change tracking -----------------------------------------------------------------------
 
     def changes(
-        self, entity_set: str, select: Sequence[str], delta_link: str | None = None
-    ) -> tuple[list[dict[str, Any]], list[str], str]:
-        """Rows changed and ids deleted since ``delta_link`` (None: all rows), and the next link."""
-        changed: list[dict[str, Any]] = []
-        deleted: list[str] = []
+        self,
+        entity_set: str,
+        select: Sequence[str],
+        delta_link: str | None = None,
+        *,
+        resync_on_expired: bool = True,
+    ) -> Delta:
+        """Rows changed and ids deleted since ``delta_link`` (None: every row), and the next link.
+
+        A delta link Dataverse refuses (older than ``ExpireChangeTrackingInDays``) falls back to
+        a full read with ``resynced=True`` unless ``resync_on_expired`` is off.
+        """
+        if delta_link:
+            try:
+                return self._delta(delta_link, None)
+            except PermanentError as exc:
+                if not resync_on_expired or isinstance(exc, NotFoundError):
+                    raise
+                log.warning(
+                    "Dataverse refused a delta link (%s): reading %s again",
+                    exc.code,
+                    entity_set,
+                    extra={"table": entity_set, "request_id": exc.request_id},
+                )
+                delta = self._delta(entity_set, {"$select": ",".join(select)})
+                delta.resynced = True
+                return delta
+        return self._delta(entity_set, {"$select": ",".join(select)})
+
+    def _delta(self, url: str, params: dict[str, str] | None) -> Delta:
+        delta = Delta()
         headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={self.page_size}"}
-        url: str = delta_link or entity_set
-        params = None if delta_link else {"$select": ",".join(select)}
         while True:
             body = self.request("GET", url, params=params, headers=headers).json()
             for row in body.get("value", []):
                 if "$deletedEntity" in str(row.get("@odata.context", "")):
-                    deleted.append(str(row.get("id")))
+                    delta.deleted.append(str(row.get("id")))
                 else:
-                    changed.append(row)
+                    delta.changed.append(row)
             if body.get("@odata.nextLink"):
                 url, params = body["@odata.nextLink"], None
                 continue
-            return changed, deleted, str(body.get("@odata.deltaLink", ""))
+            delta.delta_link = str(body.get("@odata.deltaLink", ""))
+            return delta
+
+    # -- metadata reads ------------------------------------------------------------------------
 
     def entity(self, logical_name: str, *, refresh: bool = False) -> dict[str, Any] | None:
-        """A table's definition with its attributes (and choice options) and keys; cached."""
+        """A table's raw definition with attributes and keys (None if no such table); cached."""
         if refresh or logical_name not in self._metadata:
-            path = (
-                f"EntityDefinitions(LogicalName={key_literal(logical_name)})"
-                "?$expand=Attributes,Keys"
-            )
+            path = f"EntityDefinitions(LogicalName={key_literal(logical_name)})"
             try:
-                self._metadata[logical_name] = self.request("GET", path).json()
-            except BridgeError as exc:
-                if getattr(exc, "status", None) == 404:
-                    self._metadata[logical_name] = None
-                else:
-                    raise
+                self._metadata[logical_name] = self.request(
+                    "GET", path, params={"$expand": "Attributes,Keys"}, headers=_STRONG
+                ).json()
+            except NotFoundError:
+                self._metadata[logical_name] = None
+            self._choices = {k: v for k, v in self._choices.items() if k[0] != logical_name}
         return self._metadata[logical_name]
 
-    def create_metadata(self, kind: str, body: dict, *, table: str | None = None) -> None:
-        """Metadata writes for ``provision``: a table, a column, or an alternate key."""
-        paths = {
-            "table": "EntityDefinitions",
-            "column": f"EntityDefinitions(LogicalName={key_literal(table or '')})/Attributes",
-            "key": f"EntityDefinitions(LogicalName={key_literal(table or '')})/Keys",
-        }
-        self.request("POST", paths[kind], json_body=body)
+    def table(self, logical_name: str, *, refresh: bool = False) -> Table | None:
+        """A table's columns and alternate keys, typed; cached."""
+        definition = self.entity(logical_name, refresh=refresh)
+        return parse_table(definition) if definition is not None else None
+
+    def tables(self, *, refresh: bool = False) -> list[Table]:
+        """Every table (names, entity set, change tracking; no columns); cached."""
+        if refresh or self._tables is None:
+            select = (
+                "LogicalName,SchemaName,EntitySetName,PrimaryIdAttribute,"
+                "PrimaryNameAttribute,ChangeTrackingEnabled"
+            )
+            answer = self.request(
+                "GET", "EntityDefinitions", params={"$select": select}, headers=_STRONG
+            ).json()
+            self._tables = [parse_table(d) for d in answer.get("value", [])]
+        return self._tables
+
+    def alternate_keys(self, logical_name: str) -> tuple[AlternateKey, ...]:
+        table = self.table(logical_name)
+        if table is None:
+            raise NotFoundError(f"table {logical_name} does not exist")
+        return table.keys
+
+    def choice_options(self, logical_name: str, column: str) -> tuple[ChoiceOption, ...]:
+        """A choice column's options. Dataverse does not expand them with the attributes, so the
+        table's choice columns are read once by casting to their metadata type (and cached)."""
+        table = self.table(logical_name)
+        if table is None or column not in table.columns:
+            raise NotFoundError(f"{logical_name}.{column} does not exist")
+        found = table.columns[column]
+        if found.options is not None:
+            return found.options
+        cast = _CHOICE_CASTS.get(found.attribute_type or "")
+        if cast is None:
+            return ()
+        if (logical_name, cast) not in self._choices:
+            path = (
+                f"EntityDefinitions(LogicalName={key_literal(logical_name)})/Attributes/"
+                f"Microsoft.Dynamics.CRM.{cast}"
+            )
+            expand = (
+                "OptionSet($select=Options)"
+                if cast != "PicklistAttributeMetadata"
+                else "OptionSet($select=Options),GlobalOptionSet($select=Options)"
+            )
+            answer = self.request(
+                "GET",
+                path,
+                params={"$select": "LogicalName", "$expand": expand},
+                headers=_STRONG,
+            ).json()
+            self._choices[(logical_name, cast)] = {
+                str(a["LogicalName"]): parse_options(a.get("OptionSet") or a.get("GlobalOptionSet"))
+                for a in answer.get("value", [])
+            }
+        return self._choices[(logical_name, cast)].get(column, ())
+
+    # -- metadata writes (provision) -----------------------------------------------------------
+
+    def _metadata_write(self, path: str, body: Mapping[str, Any], table: str | None) -> None:
+        headers = {"MSCRM.SolutionUniqueName": self.solution} if self.solution else {}
+        self.request("POST", path, json_body=dict(body), headers=headers, behaviour=False)
         if table:
             self._metadata.pop(table, None)
+            self._choices = {k: v for k, v in self._choices.items() if k[0] != table}
+        self._tables = None
+
+    def create_table(self, body: Mapping[str, Any]) -> None:
+        """``POST EntityDefinitions`` (see :func:`metadata.table_body`)."""
+        self._metadata_write("EntityDefinitions", body, str(body.get("SchemaName", "")).lower())
+
+    def create_column(self, table: str, body: Mapping[str, Any]) -> None:
+        """A column (``*AttributeMetadata`` body) on ``table``. Lookups are made as
+        relationships instead (:meth:`create_relationship`)."""
+        path = f"EntityDefinitions(LogicalName={key_literal(table)})/Attributes"
+        self._metadata_write(path, body, table)
+
+    def create_alternate_key(self, table: str, body: Mapping[str, Any]) -> None:
+        """An alternate key; usable once its index job is Active (:meth:`wait_for_key`)."""
+        self._metadata_write(
+            f"EntityDefinitions(LogicalName={key_literal(table)})/Keys", body, table
+        )
+
+    def create_global_choice(self, body: Mapping[str, Any]) -> None:
+        self._metadata_write("GlobalOptionSetDefinitions", body, None)
+
+    def insert_choice_option(self, table: str, column: str, option: ChoiceOption) -> None:
+        """One more option on a local choice column (the ``InsertOptionValue`` action)."""
+        body = insert_option_body(table, column, option, solution=self.solution)
+        self._metadata_write("InsertOptionValue", body, table)
+
+    def create_relationship(self, body: Mapping[str, Any], *, referencing: str = "") -> None:
+        """A one-to-many relationship with its lookup column (``RelationshipDefinitions``)."""
+        self._metadata_write("RelationshipDefinitions", body, referencing or None)
+
+    def create_metadata(
+        self, kind: str, body: Mapping[str, Any], *, table: str | None = None
+    ) -> None:
+        """Metadata writes by kind, as ``provision`` plans them: table, column, key, choice,
+        relationship."""
+        if kind == "table":
+            self.create_table(body)
+        elif kind == "column":
+            self.create_column(table or "", body)
+        elif kind == "key":
+            self.create_alternate_key(table or "", body)
+        elif kind == "choice":
+            self.create_global_choice(body)
+        elif kind == "relationship":
+            self.create_relationship(body, referencing=table or "")
+        else:
+            raise ValueError(f"unknown metadata kind {kind!r}")
+
+    def wait_for_key(
+        self,
+        table: str,
+        columns: Sequence[str],
+        *,
+        timeout: float = 600.0,
+        poll: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AlternateKey:
+        """Wait until the key's index job is Active (Pending → InProgress → Active | Failed)."""
+        deadline = clock() + timeout
+        while True:
+            found = self.table(table, refresh=True)
+            key = found.key_on(*columns) if found else None
+            if key is None:
+                raise NotFoundError(f"no alternate key on {table}({', '.join(columns)})")
+            if key.usable:
+                return key
+            if key.status == "Failed":
+                raise PermanentError(f"alternate key {key.schema_name} on {table}: index failed")
+            if clock() >= deadline:
+                raise TransientError(f"alternate key {key.schema_name} still {key.status}")
+            self.sleep(poll)
+
+
+def _chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]

@@ -92,7 +92,8 @@ def label_text(value: Any) -> str:
 
 
 def parse_options(option_set: Any) -> tuple[ChoiceOption, ...]:
-    options = (option_set or {}).get("Options") or [] if isinstance(option_set, dict) else []
+    """The options of an OptionSet (local or global); none for anything else."""
+    options = option_set.get("Options") or [] if isinstance(option_set, dict) else []
     return tuple(ChoiceOption(int(o["Value"]), label_text(o.get("Label"))) for o in options)
 
 

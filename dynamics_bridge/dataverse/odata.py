@@ -31,13 +31,15 @@ def key_literal(value: KeyValue) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def key_path(entity_set: str, key: Key | KeyValue) -> str:
+def key_path(entity_set: str, key: Key | KeyValue, *, encode: bool = True) -> str:
     """``contacts(mbr_memberno='O''Brien')``, percent-encoded for a URL or a batch request line.
 
-    ``key`` is a mapping of alternate-key columns, or a bare primary id (GUID).
+    ``key`` is a mapping of alternate-key columns, or a bare primary id (GUID). ``encode=False``
+    for references inside a JSON body (``@odata.bind``, ``@odata.id``), which are not URLs on
+    the wire and are written plain in Microsoft's examples.
     """
     if not isinstance(key, Mapping):
-        return f"{entity_set}({quote(str(key), safe='-')})"
+        return f"{entity_set}({quote(str(key), safe='-') if encode else key})"
     if not key:
         raise ValueError("an alternate key needs at least one column")
     pairs = []
@@ -49,12 +51,13 @@ def key_path(entity_set: str, key: Key | KeyValue) -> str:
                 field=column,
             )
         pairs.append(f"{column}={key_literal(value)}")
-    return f"{entity_set}({quote(','.join(pairs), safe=chr(39) + '=,()-._~')})"
+    inner = ",".join(pairs)
+    return f"{entity_set}({quote(inner, safe=chr(39) + '=,()-._~') if encode else inner})"
 
 
 def bind_path(entity_set: str, key: Key | KeyValue) -> str:
     """The value of ``<navigation>@odata.bind``: ``/contacts(mbr_memberno='10023')``."""
-    return "/" + key_path(entity_set, key)
+    return "/" + key_path(entity_set, key, encode=False)
 
 
 def bind(navigation: str, entity_set: str, key: Key | KeyValue) -> dict[str, str]:

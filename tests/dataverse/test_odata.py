@@ -66,7 +66,10 @@ def test_a_lookup_is_bound_by_the_related_rows_alternate_key() -> None:
     assert bind("mbr_Member", "contacts", {"mbr_memberno": "O'Brien"}) == {
         "mbr_Member@odata.bind": "/contacts(mbr_memberno='O''Brien')"
     }
-    assert bind_path("accounts", {"accountnumber": "A-1"}) == "/accounts(accountnumber='A-1')"
+    assert bind_path("accounts", {"accountnumber": "A 1"}) == "/accounts(accountnumber='A 1')"
+    assert key_path("accounts", {"accountnumber": "A 1"}, encode=False) == (
+        "accounts(accountnumber='A 1')"
+    )
 
 
 def test_the_in_filter_is_dataverses_function() -> None:
