@@ -1,4 +1,8 @@
-"""Compare the mapping with Dataverse's metadata: what is missing or wrong, and how to create it."""
+"""Compare the mapping with Dataverse's metadata: what is missing or wrong, and how to create it.
+
+Lookup columns are created here through ``.../Attributes`` as the sandbox accepts them; real
+Dataverse creates a lookup only with its relationship (``DataverseClient.create_relationship``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.dataverse.metadata import label, table_body
 from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.mapping.models import ColumnSpec
 
@@ -38,24 +43,11 @@ class ProvisionStep:
         )
 
 
-def _label(text: str) -> dict[str, Any]:
-    return {
-        "@odata.type": "Microsoft.Dynamics.CRM.Label",
-        "LocalizedLabels": [
-            {
-                "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
-                "Label": text,
-                "LanguageCode": 1053,
-            }
-        ],
-    }
-
-
 def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str, Any]:
     body: dict[str, Any] = {
         "@odata.type": f"Microsoft.Dynamics.CRM.{_TYPES[spec.type][1]}",
         "SchemaName": name,
-        "DisplayName": _label(spec.label or name),
+        "DisplayName": label(spec.label or name),
         "RequiredLevel": {"Value": "None"},
     }
     if spec.type in ("string", "memo"):
@@ -70,7 +62,7 @@ def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str,
             "IsGlobal": False,
             "OptionSetType": "Picklist",
             "Options": [
-                {"Value": o.value, "Label": _label(o.label)}
+                {"Value": o.value, "Label": label(o.label)}
                 for o in mapping.choices[spec.choices].options.values()
             ],
         }
@@ -90,31 +82,20 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
         definition = client.entity(table)
         existing: set[str] = set()
         if definition is None:
+            primary = f"{mapping.publisher_prefix}_name"
+            display = getattr(table_map, "label", table)
             steps.append(
                 ProvisionStep(
                     "table",
                     table,
                     table,
-                    {
-                        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
-                        "SchemaName": table,
-                        "EntitySetName": table_map.entity_set,
-                        "DisplayName": _label(getattr(table_map, "label", table)),
-                        "OwnershipType": "OrganizationOwned",
-                        "HasNotes": False,
-                        "ChangeTrackingEnabled": True,
-                        "Attributes": [
-                            {
-                                "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
-                                "SchemaName": f"{mapping.publisher_prefix}_name",
-                                "LogicalName": f"{mapping.publisher_prefix}_name",
-                                "AttributeType": "String",
-                                "IsPrimaryName": True,
-                                "MaxLength": 200,
-                                "DisplayName": _label("Namn"),
-                            }
-                        ],
-                    },
+                    table_body(
+                        table,
+                        display,
+                        display,
+                        primary_name=primary,
+                        entity_set=table_map.entity_set,
+                    ),
                 )
             )
             existing = {f"{mapping.publisher_prefix}_name"}
@@ -134,7 +115,7 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                     key_name,
                     {
                         "SchemaName": key_name,
-                        "DisplayName": _label(key_name),
+                        "DisplayName": label(key_name),
                         "KeyAttributes": [key_column],
                     },
                 )
@@ -173,9 +154,7 @@ def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:
                     f"the mapping needs {expected}"
                 )
             if spec.type == "choice" and spec.choices:
-                have = {
-                    o.get("Value") for o in (attribute.get("OptionSet") or {}).get("Options", [])
-                }
+                have = {o.value for o in client.choice_options(table_map.table, name)}
                 for word, option in mapping.choices[spec.choices].options.items():
                     if option.value not in have:
                         problems.append(

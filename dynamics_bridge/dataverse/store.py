@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dynamics_bridge.dataverse.batch import BatchPart, BatchRequest, ChangeSet
-from dynamics_bridge.dataverse.client import DataverseClient, key_literal
-from dynamics_bridge.dataverse.policy import classify, error_details
+from dynamics_bridge.dataverse.batch import BatchRequest, ChangeSet, OperationResult
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.dataverse.odata import key_path
 from dynamics_bridge.errors import (
+    BridgeError,
     ConcurrencyConflictError,
     DuplicateKeyError,
+    InputError,
     NotFoundError,
     TransientError,
 )
@@ -106,75 +108,89 @@ class DataverseMemberStore:
             results.extend(self._write_batch(batch))
         return results
 
-    def _change_set(
-        self, unit: WriteUnit, ids: dict[str, tuple[int, str | None]], index: int
-    ) -> ChangeSet:
+    def _change_set(self, unit: WriteUnit) -> tuple[ChangeSet, list[str | None]]:
+        """The unit's change set and, per operation, the event id (None: the member update)."""
         payment, member = self.mapping.payment, self.mapping.member
-        requests = []
+        requests: list[BatchRequest] = []
+        owners: list[str | None] = []
         for event_id, body in unit.payments:
-            content_id = str(len(ids) + 1)
-            ids[content_id] = (index, event_id)
             requests.append(
                 BatchRequest(
                     "PATCH",
-                    f"{payment.entity_set}({payment.key_column}={key_literal(event_id)})",
+                    key_path(payment.entity_set, {payment.key_column: event_id}),
                     {"If-None-Match": "*"},
                     body,
-                    content_id,
                 )
             )
+            owners.append(event_id)
         if unit.member_changes:
-            content_id = str(len(ids) + 1)
-            ids[content_id] = (index, None)
             requests.append(
                 BatchRequest(
                     "PATCH",
-                    f"{member.entity_set}({member.key_column}={key_literal(unit.member.key)})",
+                    key_path(member.entity_set, {member.key_column: unit.member.key}),
                     {"If-Match": unit.member.etag or "*"},
                     unit.member_changes,
-                    content_id,
                 )
             )
-        return ChangeSet(requests)
+            owners.append(None)
+        return ChangeSet(requests), owners
 
     def _write_batch(self, units: list[WriteUnit]) -> list[UnitResult]:
-        ids: dict[str, tuple[int, str | None]] = {}
-        change_sets = [self._change_set(unit, ids, i) for i, unit in enumerate(units)]
-        try:
-            parts = self.client.batch(change_sets, continue_on_error=True)
-        except TransientError as exc:
-            return [UnitResult("transient", reason=str(exc)) for _ in units]
-        failures: dict[int, BatchPart] = {}
-        for part in parts:
-            if part.status >= 400:
-                owner = ids.get(part.content_id or "", (part.change_set, None))[0]
-                if owner is not None:
-                    failures.setdefault(owner, part)
-        results = []
-        answered = {p.change_set for p in parts}
-        for index in range(len(units)):
-            if index in failures:
-                results.append(self._failure(failures[index], ids))
-            elif index not in answered:
-                results.append(UnitResult("transient", reason="not executed by Dataverse"))
-            else:
-                results.append(UnitResult("ok"))
-        return results
+        results: list[UnitResult | None] = [None] * len(units)
+        change_sets: list[ChangeSet] = []
+        owners: list[tuple[int, list[str | None]]] = []
+        for index, unit in enumerate(units):
+            try:
+                change_set, unit_owners = self._change_set(unit)
+            except InputError as exc:  # a key Dataverse cannot address: this unit only
+                results[index] = UnitResult("failed", reason=str(exc))
+                continue
+            change_sets.append(change_set)
+            owners.append((index, unit_owners))
+        if change_sets:
+            try:
+                outcome = self.client.execute_batch(change_sets, continue_on_error=True)
+            except TransientError as exc:
+                outcome = None
+                for index, _ in owners:
+                    results[index] = UnitResult("transient", reason=str(exc))
+            if outcome is not None:
+                operations = iter(outcome.operations)
+                for index, unit_owners in owners:
+                    ops = [next(operations) for _ in unit_owners]
+                    results[index] = self._result(ops, unit_owners)
+        return [r for r in results if r is not None]
 
-    def _failure(self, part: BatchPart, ids: dict[str, tuple[int, str | None]]) -> UnitResult:
-        _, event_id = ids.get(part.content_id or "", (None, None))
-        is_member = part.content_id in ids and event_id is None
-        error = classify(
-            part.status, part.headers, part.body, create_only=not is_member, conditional=is_member
+    @staticmethod
+    def _result(ops: list[OperationResult], owners: list[str | None]) -> UnitResult:
+        """A change set's operations → one result (it commits or rolls back as a whole)."""
+        if all(op.ok for op in ops):
+            return UnitResult("ok")
+        culprit = next(
+            ((op, o) for op, o in zip(ops, owners, strict=True) if op.state == "failed"), None
         )
-        code, message = error_details(part.body)
-        reason = f"{part.status} {code or ''} {message}".strip()
+        if culprit is None:
+            rolled = next((op for op in ops if op.error is not None), None)
+            if rolled is None:
+                return UnitResult("transient", reason="not executed by Dataverse")
+            error, event_id, is_member = rolled.error, None, False
+        else:
+            error, event_id, is_member = culprit[0].error, culprit[1], culprit[1] is None
+        reason = _reason(error)
         if isinstance(error, DuplicateKeyError) and not is_member:
             return UnitResult("duplicate", event_id, reason)
-        if isinstance(error, ConcurrencyConflictError) or (is_member and part.status == 412):
+        if isinstance(error, ConcurrencyConflictError) or (
+            is_member and getattr(error, "status", None) == 412
+        ):
             return UnitResult("conflict", reason=reason)
         if isinstance(error, NotFoundError) and is_member:
             return UnitResult("member_missing", reason=reason)
         if isinstance(error, TransientError):
             return UnitResult("transient", reason=reason)
         return UnitResult("failed", event_id, reason)
+
+
+def _reason(error: BridgeError | None) -> str:
+    if error is None:
+        return "failed"
+    return f"{error.status or ''} {error.code or ''} {error.message}".strip()
