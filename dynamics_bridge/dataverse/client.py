@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
 from dynamics_bridge.dataverse.batch import (
     BatchPart,
     BatchRequest,
@@ -179,8 +181,6 @@ class DataverseClient:
         token_for: Callable[[AppUser], Callable[[], str]] | None = None,
     ) -> DataverseClient:
         """A client over every configured app user, each with its own gate and msal app."""
-        from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
-
         if not settings.url:
             raise ConfigError("BRIDGE_DATAVERSE__URL: required")
         make_token = token_for or (lambda user: msal_token_provider(settings, user))
@@ -398,16 +398,9 @@ class DataverseClient:
         With ``top`` no page size is asked for (Dataverse ignores ``$top`` beside it).
         ``annotations``: e.g. ``OData.Community.Display.V1.FormattedValue`` or ``*``.
         """
-        params: dict[str, str] | None = {}
-        assert params is not None
-        if select:
-            params["$select"] = ",".join(select)
-        if filter:
-            params["$filter"] = filter
-        if orderby:
-            params["$orderby"] = orderby
-        if top:
-            params["$top"] = str(top)
+        options = {"$select": ",".join(select), "$filter": filter, "$orderby": orderby}
+        options["$top"] = str(top) if top else None
+        params: dict[str, str] | None = {k: v for k, v in options.items() if v}
         prefer = [] if top else [f"odata.maxpagesize={self.page_size}"]
         if annotations:
             prefer.append(f'odata.include-annotations="{annotations}"')
@@ -429,15 +422,20 @@ class DataverseClient:
             return None
 
     def _chunks(self, column: str, values: list[str]) -> Iterator[list[str]]:
-        """Value lists whose ``In`` filter stays under ``keys_per_query`` and the URL budget."""
+        """Value lists whose ``In`` filter stays under ``keys_per_query`` and, URL-encoded,
+        under ``max_filter_chars`` (Dataverse refuses URLs beyond about 32 KB)."""
+        empty = len(quote(odata_in(column, []), safe=""))
         chunk: list[str] = []
+        size = empty
         for value in values:
-            candidate = [*chunk, value]
-            too_long = len(odata_in(column, candidate)) * 3 > self.max_filter_chars  # encoded
-            if chunk and (len(candidate) > self.keys_per_query or too_long):
+            extra = len(quote(key_literal(value), safe="")) + 3  # and an encoded comma
+            if chunk and (
+                len(chunk) >= self.keys_per_query or size + extra > self.max_filter_chars
+            ):
                 yield chunk
-                candidate = [value]
-            chunk = candidate
+                chunk, size = [], empty
+            chunk.append(value)
+            size += extra
         if chunk:
             yield chunk
 
