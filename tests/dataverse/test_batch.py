@@ -203,3 +203,16 @@ def test_the_sandbox_reads_back_what_the_client_built_and_renders_what_it_parses
     )
     parts = parse_batch_response(rendered_type, rendered)
     assert [(p.status, p.content_id, p.position) for p in parts] == [(204, "7", 0), (200, None, 1)]
+
+
+def test_a_content_id_reference_stays_relative_in_the_request_line_and_in_a_bind() -> None:
+    note = BatchRequest("POST", "annotations", {}, {"subject": "s"}, "1")
+    link = BatchRequest(
+        "PATCH", "contacts(new_memberno='M-1')", {}, {"mbr_Note@odata.bind": "$1"}, "2"
+    )
+    touch = BatchRequest("PATCH", "$1", {}, {"notetext": "t"}, "3")
+    content_type, body = build_batch([ChangeSet([note, link, touch])])
+    assert b"\r\nPATCH $1 HTTP/1.1\r\n" in body
+    assert b'"mbr_Note@odata.bind":"$1"' in body
+    (change_set,) = parse_batch_request(content_type, body)
+    assert [r.content_id for r in change_set.requests] == ["1", "2", "3"]
