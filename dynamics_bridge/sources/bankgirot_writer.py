@@ -1,8 +1,13 @@
-"""Write Bankgirot report files from payments: the demo's and the benchmarks' own inputs.
+"""Write Bankgirot report files: the demo's, the benchmarks' and the tests' own inputs.
 
-Positions follow reference/payments.md §1.3 (payment specification, new layout) and §2 (BgMax);
-the closing records carry correct totals, so what is written parses back to the same payments.
-Lines are yielded one at a time, so a million-record file never sits in memory.
+Positions follow reference/payments.md §1.3 (payment specification and mandate notices, new
+layout) and §2 (BgMax); closing records carry correct totals, so what is written parses back to
+the same payments. Lines (80 characters + CRLF, Latin-1) are yielded one at a time.
+
+Example::
+
+    with open("BFEP.UAGAG.K0471117.D261128.T060000", "wb") as fh:
+        fh.writelines(payment_spec_lines([AutogiroPayment("100001", 25000, date(2026, 11, 28))]))
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ from itertools import groupby
 
 from dynamics_bridge.sources.bankgirot import STOCKHOLM
 
-__all__ = ["AutogiroPayment", "BgmaxPayment", "bgmax_lines", "payment_spec_lines"]
+__all__ = [
+    "AutogiroPayment",
+    "BgmaxPayment",
+    "MandateNotice",
+    "bgmax_lines",
+    "mandate_notice_lines",
+    "payment_spec_lines",
+]
+
+_ACCOUNT = "00000000000000000000089010032323232"  # Bankgirot's example account (clearing 8901)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +45,18 @@ class AutogiroPayment:
 class BgmaxPayment:
     reference: str
     amount_minor: int
-    serial: str
-    reference_code: str = "2"
-    channel: str = "1"
+    serial: str  # BGC serial number, unique per payment
+    reference_code: str = "2"  # 2 = OCR reference that passed Bankgirot's check
+    channel: str = "1"  # 1 bank, 2 LB, 3 paper form, 4 Autogiro
     deduction: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MandateNotice:
+    payer_number: str
+    action_date: date
+    info: str = "04"  # 04 new mandate initiated by the payee
+    comment: str = "32"  # 32 new mandate (approved)
 
 
 def _line(text: str) -> bytes:
@@ -43,20 +65,32 @@ def _line(text: str) -> bytes:
     return (text + "\r\n").encode("latin-1")
 
 
+def _opening(content: str, stamp: str, customer_number: str, payee_bankgiro: str) -> bytes:
+    """New-layout TK01: 3-22 AUTOGIRO, 25-44 stamp, 45-64 content, 65-70 customer, 71-80 BG."""
+    return _line(
+        f"01{'AUTOGIRO':<20}  {stamp:<20}{content:<20}{customer_number:>06}{payee_bankgiro:>010}"
+    )
+
+
 def payment_spec_lines(
     payments: Iterable[AutogiroPayment],
     *,
     payee_bankgiro: str = "0009912346",
     customer_number: str = "471117",
     written: datetime | None = None,
-    account: str = "00000000000000000000089010032323232",
+    account: str = _ACCOUNT,
 ) -> Iterator[bytes]:
-    """A payment specification: one TK15/TK16 section per payment date and direction, TK09."""
+    """A payment specification: one TK15/TK16 section per payment date and direction, TK09.
+
+    Payments are sorted by date, direction and payer number as Bankgirot does; a section's
+    records are held until its TK15/TK16 (which states their approved sum) is written.
+    """
     written = written or datetime(2026, 11, 28, 6, 0, tzinfo=STOCKHOLM)
-    stamp = written.strftime("%Y%m%d%H%M%S") + "000000"
-    yield _line(
-        f"01{'AUTOGIRO':<20}  {stamp}{'BET. SPEC & STOPP TK':<20}{customer_number:>06}"
-        f"{payee_bankgiro:>010}"
+    yield _opening(
+        "BET. SPEC & STOPP TK",
+        written.strftime("%Y%m%d%H%M%S") + "000000",
+        customer_number,
+        payee_bankgiro,
     )
     totals = {"15": 0, "82": 0, "16": 0, "32": 0}
     ordered = sorted(payments, key=lambda p: (p.payment_date, p.direction != "82", p.payer_number))
@@ -82,45 +116,67 @@ def payment_spec_lines(
     )
 
 
+def mandate_notice_lines(
+    notices: Iterable[MandateNotice],
+    *,
+    payee_bankgiro: str = "0009912346",
+    customer_number: str = "471117",
+    written: date | None = None,
+) -> Iterator[bytes]:
+    """Mandate notices (AG-MEDAVI, new layout): one TK73 per notice, in the order given, TK09."""
+    written = written or date(2026, 11, 28)
+    yield _opening("AG-MEDAVI", f"{written:%Y%m%d}", customer_number, payee_bankgiro)
+    count = 0
+    for n in notices:
+        count += 1
+        yield _line(
+            f"73{payee_bankgiro:>010}{n.payer_number:>016}{'':16}{'':12}{'':5}"
+            f"{n.info}{n.comment}{n.action_date:%Y%m%d}{'':7}"
+        )
+    yield _line(f"09{written:%Y%m%d}9900{count:07d}{'':59}")
+
+
 def bgmax_lines(
     payments: Iterable[BgmaxPayment],
     *,
     receiving_bankgiro: str = "0009912346",
     booked: date | None = None,
-    per_deposit: int = 1000,
+    per_deposit: int | None = 1000,
     currency: str = "SEK",
     written: datetime | None = None,
 ) -> Iterator[bytes]:
-    """A BgMax file with one section (TK05 … TK15) per ``per_deposit`` payments, then TK70."""
+    """A BgMax file: sections (TK05 … TK15) of ``per_deposit`` payments, or one section for all
+    of them with ``None`` (a real day's file: one deposit per bankgiro), then TK70.
+
+    Streams: nothing is held, however many payments there are.
+    """
     booked = booked or date(2026, 11, 27)
     written = written or datetime(2026, 11, 27, 18, 0, tzinfo=STOCKHOLM)
     yield _line(f"01{'BGMAX':<20}01{written:%Y%m%d%H%M%S}000000P{'':35}")
     counts = {"20": 0, "21": 0, "15": 0}
-    section: list[BgmaxPayment] = []
-
-    def close(items: list[BgmaxPayment]) -> Iterator[bytes]:
-        counts["15"] += 1
-        yield _line(f"05{receiving_bankgiro:>010}{'':10}{currency}{'':55}")
-        total = 0
-        for p in items:
-            tk = "21" if p.deduction else "20"
-            counts[tk] += 1
-            total += -p.amount_minor if p.deduction else p.amount_minor
-            deduction_code = "0" if p.deduction else " "
-            yield _line(
-                f"{tk}{0:010d}{p.reference:>25}{p.amount_minor:018d}{p.reference_code}"
-                f"{p.channel}{p.serial:>012}0{deduction_code}{'':9}"
-            )
+    in_section = total = 0
+    for p in payments:
+        if in_section == 0:
+            yield _line(f"05{receiving_bankgiro:>010}{'':10}{currency}{'':55}")
+        tk = "21" if p.deduction else "20"
+        counts[tk] += 1
+        total += -p.amount_minor if p.deduction else p.amount_minor
+        in_section += 1
         yield _line(
-            f"15{'00000000000000000000089010032323232':>035}{booked:%Y%m%d}"
-            f"{counts['15']:05d}{total:018d}{currency}{len(items):08d} "
+            f"{tk}{0:010d}{p.reference:>25}{p.amount_minor:018d}{p.reference_code}"
+            f"{p.channel}{p.serial:>012}0{'0' if p.deduction else ' '}{'':9}"
         )
-
-    for payment in payments:
-        section.append(payment)
-        if len(section) >= per_deposit:
-            yield from close(section)
-            section = []
-    if section:
-        yield from close(section)
+        if per_deposit is not None and in_section >= per_deposit:
+            counts["15"] += 1
+            yield _deposit(counts["15"], booked, total, currency, in_section)
+            in_section = total = 0
+    if in_section:
+        counts["15"] += 1
+        yield _deposit(counts["15"], booked, total, currency, in_section)
     yield _line(f"70{counts['20']:08d}{counts['21']:08d}{0:08d}{counts['15']:08d}{'':46}")
+
+
+def _deposit(serial: int, booked: date, total: int, currency: str, count: int) -> bytes:
+    if total < 0:
+        raise ValueError("a deposit cannot be negative: more deducted than paid in one section")
+    return _line(f"15{_ACCOUNT:>035}{booked:%Y%m%d}{serial:05d}{total:018d}{currency}{count:08d} ")

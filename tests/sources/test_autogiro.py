@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from dynamics_bridge.errors import InputError
+from dynamics_bridge.model import Source, make_event_id
 from dynamics_bridge.sources import autogiro
-from tests.conftest import shared_samples
-from tests.sources.bankgirot_records import (
+from dynamics_bridge.sources.bankgirot_writer import (
+    AutogiroPayment,
+    MandateNotice,
+    mandate_notice_lines,
+    payment_spec_lines,
+)
+from tests.fixtures.bankgirot import (
+    BG,
     ag_closing,
+    ag_count_closing,
+    ag_notice,
     ag_opening,
     ag_payment,
     ag_refund,
     ag_section,
     lines,
+    old_closing,
     record,
 )
+from tests.fixtures.bankgirot import build as fixtures
 
 
 def parse(data: bytes, name: str = "ag.txt"):
@@ -30,6 +39,13 @@ def spec(*records: str) -> bytes:
     return lines(ag_opening(), *records)
 
 
+def refused(data: bytes, name: str = "ag.txt") -> InputError:
+    with pytest.raises(InputError) as caught:
+        parse(data, name)
+    return caught.value
+
+
+# A payment specification with every outcome (lines: opening 1, TK15 2, TK82s 3-7, TK16 8, …).
 GOOD = spec(
     ag_section("15", "20261128", 50000, 2),
     ag_payment("82", "20261128", "100001", 25000),
@@ -56,8 +72,7 @@ GOOD = spec(
 
 class TestPaymentSpecification:
     def test_each_status_becomes_its_kind(self) -> None:
-        events = parse(GOOD)
-        assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in events] == [
+        assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in parse(GOOD)] == [
             ("100001", "payment.succeeded", None),
             ("100002", "payment.succeeded", None),
             ("100003", "payment.failed", "1"),
@@ -68,10 +83,14 @@ class TestPaymentSpecification:
             ("100008", "payment.refunded", "02"),
         ]
 
-    def test_failures_carry_bankgirots_swedish_text(self) -> None:
+    def test_failures_carry_bankgirots_code_and_swedish_text(self) -> None:
         events = parse(GOOD)
-        assert events[2].reason_text == "Täckning saknas"
+        assert (events[2].reason_code, events[2].reason_text) == ("1", "Täckning saknas")
+        assert "Koppling till Autogiro saknas" in (events[3].reason_text or "")
         assert "återkallat" in (events[7].reason_text or "")
+
+    def test_amounts_are_positive_ore_and_the_kind_carries_the_direction(self) -> None:
+        assert [e.amount_minor for e in parse(GOOD)] == [25000] * 5 + [10000] * 2 + [25000]
 
     def test_payer_numbers_are_member_refs_without_zero_fill(self) -> None:
         assert parse(GOOD)[0].member_ref.to_json() == {"kind": "payer_number", "value": "100001"}
@@ -82,14 +101,28 @@ class TestPaymentSpecification:
         assert events[7].occurred_at.date().isoformat() == "2026-11-27"
 
     def test_origin_is_the_physical_line(self) -> None:
-        assert parse(GOOD, "spec.txt")[0].origin == "spec.txt:3"
+        assert [e.origin for e in parse(GOOD, "spec.txt")][:2] == ["spec.txt:3", "spec.txt:4"]
 
+    def test_the_reference_is_the_provider_ref(self) -> None:
+        assert parse(GOOD)[0].provider_ref == "MEDLEMSAVGIFT"
+
+    def test_a_stopped_payout_is_not_in_the_withdrawal_total(self) -> None:
+        """TK16 says 100,00 for one payout though two follow: the second was stopped."""
+        assert len(parse(GOOD)) == 8
+
+
+class TestIds:
     def test_the_same_file_from_anywhere_gives_the_same_ids(self) -> None:
         assert [e.event_id for e in parse(GOOD, "a/x.txt")] == [
             e.event_id for e in parse(GOOD, "b/y.txt")
         ]
 
-    def test_identical_records_are_distinct_payments(self) -> None:
+    def test_ids_are_make_event_id_over_payee_bankgiro_and_record(self) -> None:
+        first = parse(GOOD)[0]
+        record_text = ag_payment("82", "20261128", "100001", 25000)
+        assert first.event_id == make_event_id(Source.AUTOGIRO, f"{BG}|{record_text}", "1")
+
+    def test_identical_records_standing_together_are_distinct_payments(self) -> None:
         twice = spec(
             ag_section("15", "20261128", 50000, 2),
             ag_payment("82", "20261128", "100001", 25000),
@@ -99,46 +132,115 @@ class TestPaymentSpecification:
         first, second = parse(twice)
         assert first.event_id != second.event_id
 
-    def test_a_deposit_amount_that_does_not_add_up_names_its_line(self) -> None:
-        bad = GOOD.replace(f"{50000:018d}".encode(), f"{50001:018d}".encode(), 1)
-        with pytest.raises(InputError) as caught:
-            parse(bad, "spec.txt")
-        assert caught.value.location == "spec.txt:2"
-        assert caught.value.field == "amount"
-        assert "500.01 kr" in str(caught.value)
-        assert "500.00 kr" in str(caught.value)
+    def test_identical_records_apart_are_distinct_too(self) -> None:
+        """Payer 100001 approved, cancelled, approved again on the same day: three facts."""
+        events = parse(fixtures.mandate_notices())
+        ids = [e.event_id for e in events]
+        assert events[0].origin != events[4].origin
+        assert len(set(ids)) == len(ids)
+
+    def test_a_different_line_ending_or_title_changes_no_id(self) -> None:
+        plain = parse(GOOD)
+        variant = parse(b"Exempelfil\n\n" + GOOD.replace(b"\r\n", b"\n"))
+        assert [e.event_id for e in variant] == [e.event_id for e in plain]
+        assert variant[0].origin != plain[0].origin
+
+
+class TestRefusals:
+    def test_a_deposit_amount_that_does_not_add_up_names_its_line_field_and_figures(self) -> None:
+        error = refused(GOOD.replace(f"{50000:018d}".encode(), f"{50001:018d}".encode(), 1), "s")
+        assert (error.location, error.field) == ("s:2", "amount")
+        assert "500.01 kr" in str(error)
+        assert "500.00 kr" in str(error)
+
+    def test_a_deposit_count_that_does_not_add_up_is_refused(self) -> None:
+        data = GOOD.replace(
+            ag_section("15", "20261128", 50000, 2).encode(),
+            ag_section("15", "20261128", 50000, 3).encode(),
+        )
+        error = refused(data, "s")
+        assert (error.location, error.field) == ("s:2", "count")
 
     def test_a_closing_count_that_does_not_add_up_names_its_line(self) -> None:
-        bad = GOOD.replace(
+        data = GOOD.replace(
             ag_closing("20261128", 1, 2, 1, 1, 1, 1).encode(),
             ag_closing("20261128", 1, 3, 1, 1, 1, 1).encode(),
         )
-        with pytest.raises(InputError) as caught:
-            parse(bad, "spec.txt")
-        assert caught.value.location == "spec.txt:13"
-        assert "approved collections" in str(caught.value)
+        error = refused(data, "s")
+        assert error.location == "s:13"
+        assert "approved collections (TK82) = 3" in str(error)
+        assert "the file has 2" in str(error)
 
-    def test_a_missing_closing_record_is_refused(self) -> None:
-        with pytest.raises(InputError, match="without its TK09"):
-            parse(GOOD.rsplit(b"\r\n09", 1)[0] + b"\r\n")
+    def test_a_missing_closing_record_is_refused_at_the_last_line(self) -> None:
+        error = refused(GOOD.rsplit(b"\r\n09", 1)[0] + b"\r\n", "s")
+        assert "without its TK09" in str(error)
+        assert error.location == "s:12"
 
     def test_a_payment_outside_its_section_is_refused(self) -> None:
-        with pytest.raises(InputError, match="TK32 outside a TK16 section"):
-            parse(
-                spec(
-                    ag_section("15", "20261128", 0, 0),
-                    ag_payment("32", "20261128", "1", 100),
-                    ag_closing("20261128", 1, 0),
-                )
-            )
+        data = spec(
+            ag_section("15", "20261128", 0, 0),
+            ag_payment("32", "20261128", "1", 100),
+            ag_closing("20261128", 1, 0),
+        )
+        assert "TK32 outside a TK16 section" in str(refused(data))
 
-    def test_a_non_numeric_amount_names_the_field(self) -> None:
-        bad = GOOD.replace(b"000000025000000991", b"0000000250X0000991", 1)
-        with pytest.raises(InputError) as caught:
-            parse(bad, "spec.txt")
-        assert caught.value.location == "spec.txt:3"
+    def test_a_non_numeric_amount_names_the_line_and_field(self) -> None:
+        error = refused(GOOD.replace(b"000000025000000991", b"0000000250X0000991", 1), "s")
+        assert (error.location, error.field) == ("s:3", "amount")
 
-    def test_an_impossible_date_is_kept_raw_not_fatal(self) -> None:
+    def test_a_payee_bankgiro_other_than_the_openings_is_refused(self) -> None:
+        data = spec(
+            ag_section("15", "20261128", 100, 1),
+            ag_payment("82", "20261128", "7", 100, bankgiro="0001234567"),
+            ag_closing("20261128", 1, 1),
+        )
+        assert refused(data).field == "payee bankgiro"
+
+    def test_an_unknown_status_is_refused(self) -> None:
+        data = spec(
+            ag_section("15", "20261128", 0, 0),
+            ag_payment("82", "20261128", "7", 100, status="5"),
+            ag_closing("20261128", 1, 0),
+        )
+        assert refused(data).field == "status"
+
+    def test_an_unexpected_record_type_is_refused(self) -> None:
+        assert "TK99" in str(refused(spec(record("99"), ag_closing("20261128", 0, 0))))
+
+    def test_records_after_the_closing_record_need_a_new_opening(self) -> None:
+        error = refused(GOOD + lines(ag_payment("82", "20261128", "1", 1)), "s")
+        assert error.location == "s:14"
+
+    def test_an_empty_file_is_refused(self) -> None:
+        assert "no Autogiro records" in str(refused(b"\r\n\r\n"))
+
+    def test_a_bgmax_file_is_named_as_such(self) -> None:
+        assert "BgMax" in str(refused(fixtures.bgmax()))
+
+    def test_an_unknown_report_is_refused(self) -> None:
+        assert "unknown Autogiro report" in str(refused(lines(ag_opening("NÅGOT ANNAT"))))
+
+
+class TestSections:
+    def test_a_file_may_hold_several_sections_each_with_its_own_totals(self) -> None:
+        other = "0001234567"
+        second = [
+            ag_opening(bankgiro=other),
+            ag_section("15", "20261128", 100, 1),
+            ag_payment("82", "20261128", "9", 100, bankgiro=other),
+            ag_closing("20261128", 1, 1),
+        ]
+        events = parse(GOOD + lines(*second))
+        assert len(events) == 9
+        assert events[-1].provider_ref == "MEDLEMSAVGIFT"
+
+    def test_a_second_section_of_another_report_kind_is_refused(self) -> None:
+        data = GOOD + lines(ag_opening("AG-MEDAVI"), ag_count_closing("20261128", 0))
+        assert "another payment specification opening" in str(refused(data))
+
+
+class TestImpossibleDates:
+    def test_an_impossible_date_is_kept_raw_and_the_file_date_used(self) -> None:
         data = spec(
             ag_section("15", "20260631", 100, 1),
             ag_payment("82", "20260631", "7", 100),
@@ -146,159 +248,142 @@ class TestPaymentSpecification:
         )
         (event,) = parse(data)
         assert "20260631" in (event.reason_text or "")
-        assert event.occurred_at.date().isoformat() == "2026-11-28"  # the file's date
+        assert event.occurred_at.date().isoformat() == "2026-11-28"
+
+    def test_the_rejection_report_keeps_bankgirots_own_kind_of_impossible_date(self) -> None:
+        events = parse(fixtures.rejected())
+        assert "ogiltigt datum 20260631" in (events[1].reason_text or "")
+        assert events[1].reason_code == "12"
+
+
+class TestOldLayout:
+    def test_blank_status_is_approved_and_the_totals_count_every_record(self) -> None:
+        events = parse(fixtures.payment_spec_old())
+        assert [(e.kind.value, e.reason_code) for e in events] == [
+            ("payment.succeeded", None),
+            ("payment.succeeded", None),
+            ("payment.failed", "1"),
+            ("payment.failed", "2"),
+        ]
+
+    def test_old_totals_that_count_only_approved_records_are_refused(self) -> None:
+        data = fixtures.payment_spec_old().replace(
+            old_closing("20261128", "10000", 1, 3, "75000").encode(),
+            old_closing("20261128", "0", 0, 2, "50000").encode(),
+        )
+        assert "payout sum" in str(refused(data))
+
+    def test_old_mandate_notices(self) -> None:
+        events = parse(fixtures.mandate_notices_old())
+        assert [(e.kind.value, e.reason_code) for e in events] == [
+            ("mandate.approved", "04/32"),
+            ("mandate.rejected", "04/10"),
+        ]
+
+
+class TestMandates:
+    def test_comment_codes_decide_approved_cancelled_or_rejected(self) -> None:
+        events = parse(fixtures.mandate_notices())
+        assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in events] == [
+            ("100001", "mandate.approved", "04/32"),
+            ("100002", "mandate.cancelled", "46/02"),
+            ("100003", "mandate.rejected", "04/21"),
+            ("100001", "mandate.cancelled", "03/33"),
+            ("100001", "mandate.approved", "04/32"),
+            ("100004", "mandate.cancelled", "43/07"),
+        ]
+
+    def test_the_reason_text_is_both_codes_in_swedish_and_no_money_moves(self) -> None:
+        events = parse(fixtures.mandate_notices())
+        assert events[2].reason_text == (
+            "Nytt medgivande initierat av betalningsmottagaren: Felaktigt betalarnummer"
+        )
+        assert all(e.amount_minor == 0 for e in events)
+
+    def test_a_wrong_notice_count_is_refused(self) -> None:
+        data = lines(
+            ag_opening("AG-MEDAVI"), ag_notice("1", "04", "32"), ag_count_closing("20261128", 2)
+        )
+        assert refused(data).field == "mandate notices (TK73)"
+
+    def test_internet_bank_mandates_are_requested_and_names_stay_out(self) -> None:
+        events = parse(fixtures.emandates())
+        assert [(e.member_ref.value, e.kind.value) for e in events] == [
+            ("100011", "mandate.requested"),
+            ("100012", "mandate.requested"),
+        ]
+        assert "Öberg" not in repr([e.to_json() for e in events])
+        assert "Påminnelse 1" in (events[1].reason_text or "")
+
+    def test_the_mandate_register_extract_has_no_opening_or_closing(self) -> None:
+        events = parse(fixtures.mandate_extract())
+        assert [(e.member_ref.value, e.kind.value) for e in events] == [
+            ("100001", "mandate.approved"),
+            ("100002", "mandate.requested"),
+            ("100003", "mandate.approved"),
+        ]
+        assert events[2].occurred_at.date().isoformat() == "2026-01-01"  # created, never changed
 
 
 class TestOtherReports:
-    def test_mandate_notices_map_comment_codes(self) -> None:
-        data = lines(
-            ag_opening("AG-MEDAVI", "20261128" + " " * 12),
-            record(
-                "73",
-                (3, "0009912346"),
-                (13, "0000000000100001"),
-                (62, "04"),
-                (64, "32"),
-                (66, "20261128"),
-            ),
-            record(
-                "73",
-                (3, "0009912346"),
-                (13, "0000000000100002"),
-                (62, "46"),
-                (64, "02"),
-                (66, "20261128"),
-            ),
-            record(
-                "73",
-                (3, "0009912346"),
-                (13, "0000000000100003"),
-                (62, "04"),
-                (64, "21"),
-                (66, "20261128"),
-            ),
-            record("09", (3, "20261128"), (11, "9900"), (15, "0000003")),
-        )
-        events = parse(data)
-        assert [(e.kind.value, e.reason_code) for e in events] == [
-            ("mandate.approved", "04/32"),
-            ("mandate.cancelled", "46/02"),
-            ("mandate.rejected", "04/21"),
+    def test_rejected_orders_are_failed_payments_with_the_comment_code(self) -> None:
+        events = parse(fixtures.rejected())
+        assert [(e.kind.value, e.reason_code, e.amount_minor) for e in events] == [
+            ("payment.failed", "01", 25000),
+            ("payment.failed", "12", 25000),
+            ("payment.failed", "09", 10000),
         ]
-        assert "Felaktigt betalarnummer" in (events[2].reason_text or "")
-        assert all(e.amount_minor == 0 for e in events)
+        assert events[0].reason_text == "Avvisat betalningsuppdrag: Medgivande saknas"
 
-    def test_a_request_file_to_bankgirot_is_refused_saying_what_it_is(self) -> None:
-        data = lines(
-            record("01", (3, "20261128"), (11, "AUTOGIRO"), (63, "471117"), (69, "0009912346")),
-            ag_payment("82", "20261128", "100001", 25000),
-        )
-        with pytest.raises(InputError, match=r"payment order file .* sent TO Bankgirot"):
-            parse(data)
+    def test_done_cancellations_and_date_changes_only_and_overpunched_totals(self) -> None:
+        events = parse(fixtures.amendments())
+        assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in events] == [
+            ("100001", "payment.cancelled", "25/12"),
+            ("100002", "payment.rescheduled", "29/18"),
+            ("100004", "payment.cancelled", "11/12"),
+        ]
+        assert "nytt datum 20261215" in (events[1].reason_text or "")
+        assert events[0].provider_ref == "FAKTURA1"
 
-    def test_an_empty_file_is_refused(self) -> None:
-        with pytest.raises(InputError, match="no Autogiro records"):
-            parse(b"\r\n\r\n")
-
-
-def sample_events(folder: Path, name: str):
-    with (folder / name).open("rb") as fh:
-        return list(autogiro.parse(fh, name))
-
-
-def kinds_and_sums(events) -> dict[str, tuple[int, int]]:
-    counts, sums = Counter(), Counter()
-    for e in events:
-        counts[e.kind.value] += 1
-        sums[e.kind.value] += e.amount_minor
-    return {k: (counts[k], sums[k]) for k in counts}
-
-
-class TestBankgirotsPublishedExamples:
-    """Figures from ../shared/samples/payments/autogiro*/SOURCE.txt."""
-
-    def test_payment_specification(self) -> None:
-        folder = shared_samples("payments", "autogiro")
-        got = kinds_and_sums(sample_events(folder, "autogiro_exempelfil_bet-spec-o-tk_sv.txt"))
-        assert got["payment.succeeded"] == (5, 1_500_000)
-        assert got["payment.rescheduled"] == (1, 300_000)
-        assert got["payment.failed"] == (3, 2 * 300_000 + 100_000)
-        # 3 approved payouts of 1 000,00 plus refunds of 200,00 and 500,00
-        assert got["payment.refunded"] == (5, 300_000 + 20_000 + 50_000)
-
-    def test_mandate_notices(self) -> None:
-        folder = shared_samples("payments", "autogiro")
-        events = sample_events(folder, "autogiro_exempelfiler_medgivandeavisering_sv.txt")
-        assert Counter(e.kind.value for e in events) == {
-            "mandate.approved": 3,
-            "mandate.cancelled": 5,
-            "mandate.rejected": 2,
-        }
-        assert [e.member_ref.value for e in events if e.kind == "mandate.approved"] == [
-            "103",
-            "101",
-            "104",
+    def test_the_payment_extract_gives_scheduled_payments(self) -> None:
+        events = parse(fixtures.payment_extract())
+        assert [(e.kind.value, e.amount_minor) for e in events] == [
+            ("payment.scheduled", 25000),
+            ("payment.scheduled", 25000),
+            ("payment.scheduled", 10000),
         ]
 
-    def test_rejected_payments(self) -> None:
-        folder = shared_samples("payments", "autogiro")
-        events = sample_events(folder, "autogiro_exempelfilavvisade_betalningsuppdrag_sv.txt")
-        assert len(events) == 8
-        assert sum(e.amount_minor for e in events) == 87_551 + 128_200
+    def test_a_file_to_bankgirot_is_refused_saying_what_it_is(self) -> None:
+        error = refused(fixtures.payment_order(), "order.txt")
+        assert "payment order file" in str(error)
+        assert "sent TO Bankgirot" in str(error)
+        assert error.location == "order.txt:1"
 
-    def test_cancellations_and_changes(self) -> None:
-        folder = shared_samples("payments", "autogiro")
-        events = sample_events(
-            folder, "autogiro_exempelfilermakuleringar_andringar-av-betalningar_sv.txt"
-        )
-        assert sum(e.amount_minor for e in events) == 111_000 + 577_500
 
-    def test_internet_bank_mandates_and_register_extracts(self) -> None:
-        folder = shared_samples("payments", "autogiro")
-        emandates = sample_events(
-            folder, "autogiro_exempelfil_nya_medgivanden_via_internetbank_sv.txt"
-        )
-        assert [e.member_ref.value for e in emandates] == ["111", "112", "113", "114"]
-        extract = sample_events(folder, "autogiro_exempelfil-utdrag-ur-medgivanderegistret_sv.txt")
-        assert Counter(e.kind.value for e in extract) == {
-            "mandate.approved": 5,
-            "mandate.requested": 2,
-        }
-        payments = kinds_and_sums(
-            sample_events(folder, "autogiro_exempelfilutdrag-ur-bevakningsregistret_sv.txt")
-        )
-        assert payments["payment.scheduled"] == (10, 655_055 + 231_625)
+class TestWriter:
+    """The package's writer (for the demo and the benchmark) writes what the parser reads."""
 
-    @pytest.mark.parametrize(
-        "name",
-        [
-            "autogiro_exempelfil-betalningsunderlag_sv.txt",
-            "autogiro_exempelfil_medgivandeunderlag_sv.txt",
-            "autogiro_exempelfilermakulerings-andringsunderlag_sv.txt",
-        ],
-    )
-    def test_files_to_bankgirot_are_refused(self, name: str) -> None:
-        folder = shared_samples("payments", "autogiro")
-        with pytest.raises(InputError, match="sent TO Bankgirot"):
-            sample_events(folder, name)
+    def test_a_written_payment_specification_reads_back_with_its_totals(self) -> None:
+        from datetime import date
 
-    def test_old_layout(self) -> None:
-        folder = shared_samples("payments", "autogiro-old-layout")
-        spec_events = sample_events(folder, next(p.name for p in folder.glob("*betalningsspec*")))
-        got = kinds_and_sums(spec_events)
-        assert got["payment.succeeded"] == (11, 376_400)
-        assert len(spec_events) == 15
-        notices = sample_events(
-            folder, next(p.name for p in folder.glob("autogiro_gl_medgivandeavisering_fran*"))
-        )
-        assert Counter(e.kind.value for e in notices) == {
-            "mandate.approved": 5,
-            "mandate.rejected": 1,
-        }
-        rejected = sample_events(folder, next(p.name for p in folder.glob("*avvisadebetaln_fran*")))
-        assert sum(e.amount_minor for e in rejected) == 95_000
-        requests = [p for p in folder.glob("*till-bankgirot*")]
-        assert requests
-        for path in requests:
-            with pytest.raises(InputError, match="sent TO Bankgirot"):
-                sample_events(folder, path.name)
+        payments = [
+            AutogiroPayment("100001", 25000, date(2026, 11, 28)),
+            AutogiroPayment("100002", 25000, date(2026, 11, 28), status="1"),
+            AutogiroPayment("100003", 5000, date(2026, 11, 27), direction="32"),
+        ]
+        events = parse(b"".join(payment_spec_lines(payments)))
+        assert sorted((e.member_ref.value, e.kind.value) for e in events) == [
+            ("100001", "payment.succeeded"),
+            ("100002", "payment.failed"),
+            ("100003", "payment.refunded"),
+        ]
+
+    def test_written_mandate_notices_read_back(self) -> None:
+        from datetime import date
+
+        notices = [
+            MandateNotice("100001", date(2026, 11, 28)),
+            MandateNotice("7", date(2026, 11, 28), "46", "02"),
+        ]
+        events = parse(b"".join(mandate_notice_lines(notices)))
+        assert [e.kind.value for e in events] == ["mandate.approved", "mandate.cancelled"]

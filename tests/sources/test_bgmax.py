@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
+from datetime import date
 
 import pytest
 
 from dynamics_bridge.errors import InputError
+from dynamics_bridge.model import Source, make_event_id
 from dynamics_bridge.sources import bgmax
+from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
-from tests.conftest import shared_samples
-from tests.sources.bankgirot_records import (
+from tests.fixtures.bankgirot import (
     bg_deposit,
     bg_end,
     bg_opening,
@@ -20,6 +21,7 @@ from tests.sources.bankgirot_records import (
     lines,
     record,
 )
+from tests.fixtures.bankgirot import build as fixtures
 
 OCR_100001 = make_reference("100001")  # member number + Luhn digit
 
@@ -28,6 +30,13 @@ def parse(data: bytes, name: str = "bgmax.txt", **kwargs):
     return list(bgmax.parse(io.BytesIO(data), name, **kwargs))
 
 
+def refused(data: bytes, name: str = "bgmax.txt") -> InputError:
+    with pytest.raises(InputError) as caught:
+        parse(data, name)
+    return caught.value
+
+
+# Lines: start 1, opening 2, payments 3-5, deduction 6, name 7, deposit 8, end 9.
 GOOD = lines(
     bg_start(),
     bg_opening(),
@@ -41,151 +50,176 @@ GOOD = lines(
 )
 
 
-def test_payments_and_deductions_become_events() -> None:
-    events = parse(GOOD)
-    assert [e.kind.value for e in events] == ["payment.succeeded"] * 3 + ["payment.refunded"]
-    assert [e.amount_minor for e in events] == [25000, 25000, 10000, 5000]
-    assert events[3].reason_code == "1"
-    assert "Delavdrag" in (events[3].reason_text or "")
+class TestEvents:
+    def test_payments_and_deductions_become_events(self) -> None:
+        events = parse(GOOD)
+        assert [e.kind.value for e in events] == ["payment.succeeded"] * 3 + ["payment.refunded"]
+        assert [e.amount_minor for e in events] == [25000, 25000, 10000, 5000]
 
+    def test_a_deduction_carries_its_deduction_code_as_reason(self) -> None:
+        deduction = parse(GOOD)[3]
+        assert deduction.reason_code == "1"
+        assert deduction.reason_text == "Avdrag: Delavdrag, rest finns"
 
-def test_an_ocr_reference_passing_the_check_names_the_member() -> None:
-    assert parse(GOOD)[0].member_ref.to_json() == {"kind": "member_number", "value": "100001"}
+    def test_an_ocr_reference_passing_the_check_names_the_member(self) -> None:
+        assert parse(GOOD)[0].member_ref.to_json() == {"kind": "member_number", "value": "100001"}
 
+    def test_an_ocr_reference_failing_the_check_is_kept_whole_with_a_reason(self) -> None:
+        event = parse(GOOD)[1]
+        assert event.member_ref.to_json() == {"kind": "ocr", "value": "1000020"}
+        assert event.reason_code == "ocr_check_failed"
+        assert event.kind == "payment.succeeded"
 
-def test_an_ocr_reference_failing_the_check_is_kept_whole_with_a_reason() -> None:
-    event = parse(GOOD)[1]
-    assert event.member_ref.to_json() == {"kind": "ocr", "value": "1000020"}
-    assert event.reason_code == "ocr_check_failed"
-    assert event.kind == "payment.succeeded"
+    def test_a_payment_without_reference_is_kept_with_a_reason(self) -> None:
+        event = parse(GOOD)[2]
+        assert (event.member_ref.value, event.reason_code) == ("", "no_reference")
 
-
-def test_a_payment_without_reference_is_kept_with_a_reason() -> None:
-    event = parse(GOOD)[2]
-    assert (event.member_ref.value, event.reason_code) == ("", "no_reference")
-
-
-def test_the_booking_date_comes_from_the_deposit_record() -> None:
-    assert parse(GOOD)[0].occurred_at.isoformat() == "2026-11-27T00:00:00+01:00"
-
-
-def test_payer_names_never_reach_the_events() -> None:
-    assert "Testa" not in repr([e.to_json() for e in parse(GOOD)])
-
-
-def test_the_ocr_scheme_is_configurable() -> None:
-    ref = make_reference("100001", "luhn_length")
-    data = GOOD.replace(f"{OCR_100001:>25}".encode(), f"{ref:>25}".encode(), 1)
-    assert parse(data, ocr_scheme="luhn_length")[0].member_ref.value == "100001"
-    # Read with the wrong scheme, the length digit would become part of the member number.
-    assert parse(data, ocr_scheme="luhn")[0].member_ref.value == ref[:-1]
-
-
-def test_a_deposit_that_does_not_add_up_names_its_line_and_both_figures() -> None:
-    bad = GOOD.replace(f"{55000:018d}".encode(), f"{55100:018d}".encode())
-    with pytest.raises(InputError) as caught:
-        parse(bad, "in.txt")
-    assert caught.value.location == "in.txt:8"
-    assert "551.00" in str(caught.value)
-    assert "550.00" in str(caught.value)
-
-
-def test_an_end_record_that_does_not_add_up_is_refused() -> None:
-    bad = GOOD.replace(bg_end(3, 1).encode(), bg_end(4, 1).encode())
-    with pytest.raises(InputError, match=r"payments \(TK20\) = 4"):
-        parse(bad)
-
-
-def test_a_missing_end_record_is_refused() -> None:
-    with pytest.raises(InputError, match="without its TK70"):
-        parse(GOOD.rsplit(b"70", 1)[0])
-
-
-def test_a_file_that_is_not_bgmax_is_refused() -> None:
-    with pytest.raises(InputError, match="not a BgMax file"):
-        parse(lines(record("01", (3, "AUTOGIRO"))))
-
-
-def test_ids_are_stable_and_distinct() -> None:
-    first, second = parse(GOOD, "a.txt"), parse(GOOD, "b.txt")
-    assert [e.event_id for e in first] == [e.event_id for e in second]
-    assert len({e.event_id for e in first}) == 4
-
-
-def test_records_without_line_breaks_parse_the_same() -> None:
-    glued = GOOD.replace(b"\r\n", b"")
-    assert [e.event_id for e in parse(glued)] == [e.event_id for e in parse(GOOD)]
-
-
-class TestBankgirotsPublishedExamples:
-    """Figures from ../shared/samples/payments/bgmax/SOURCE.txt (amounts in öre)."""
-
-    @pytest.mark.parametrize(
-        ("name", "payments", "payment_sum", "deductions"),
-        [
-            ("bangiroinbetalningar_exempelfil_avtalutantillval_kontroller_sv.txt", 5, 85_000, 0),
-            (
-                "bangiroinbetalningar_exempelfil_avtalutantillval_kontroller_sv-with-new-line.txt",
-                5,
-                85_000,
-                0,
-            ),
-            (
-                "no_padding_bangiroinbetalningar_exempelfil_avtalutantillval_kontroller_sv-with-new"
-                "-line.txt",
-                5,
-                85_000,
-                0,
-            ),
-            ("bankgiroinbetalningar_exempelfil_avtal-om-ocr-kontroll_sv.txt", 4, 210_000, 0),
-            (
-                "bankgiroinbetalningar_avtal-ocr-kontroll_utokad-blankettregistrering-ocr-kontroll_"
-                "exempelfil.txt",
-                7,
-                860_000,
-                0,
-            ),
-            (
-                "bankgiroinbetalningar_bildfil_avtal-ocr-kontroll_utokad-blankettregistrering-ocr-"
-                "kontroll_exempelfil.txt",
-                6,
-                353_300,
-                0,
-            ),
-            (
-                "bankgiroinbetalningar_exempelfil_avtal-om-ocr-kontroll_checksiffra_langd_sv.txt",
-                8,
-                1_440_000,
-                1,
-            ),
-            (
-                "fabhed-variant_bankgiroinbetalningar_exempelfil_avtal-om-ocr-kontroll_checksiffra_"
-                "langd_sv.txt",
-                6,
-                1_040_000,
-                1,
-            ),
-            ("pybgmax_multipayment.txt", 4, 70_000, 0),
-            ("autogiro_exempelfil_bg-max-forma_sv.txt", 4, 70_000, 0),
-        ],
-    )
-    def test_each_file_gives_its_documented_figures(
-        self, name: str, payments: int, payment_sum: int, deductions: int
+    def test_an_ocr_number_in_the_extra_reference_after_a_blank_one_names_the_member(
+        self,
     ) -> None:
-        folder = shared_samples("payments", "bgmax")
-        with (folder / name).open("rb") as fh:
-            events = list(bgmax.parse(fh, name))
-        paid = [e for e in events if e.kind == "payment.succeeded"]
-        assert len(paid) == payments
-        assert sum(e.amount_minor for e in paid) == payment_sum
-        assert len([e for e in events if e.kind == "payment.refunded"]) == deductions
+        events = parse(fixtures.bgmax())
+        assert events[-1].member_ref.to_json() == {"kind": "member_number", "value": "100002"}
+        assert len(events) == 5  # the TK22/TK23 extra references made no event of their own
 
-    def test_currencies_are_kept_apart(self) -> None:
-        folder = shared_samples("payments", "bgmax")
-        name = "bankgiroinbetalningar_exempelfil_avtal-om-ocr-kontroll_checksiffra_langd_sv.txt"
-        with (folder / name).open("rb") as fh:
-            events = list(bgmax.parse(fh, name))
-        paid = Counter()
-        for e in events:
-            paid[e.currency] += e.amount_minor if e.kind == "payment.succeeded" else -e.amount_minor
-        assert paid == {"SEK": 990_000, "EUR": 400_000}
+    def test_the_bgc_serial_is_the_provider_ref(self) -> None:
+        assert parse(GOOD)[1].provider_ref == "000000000002"
+
+    def test_the_booking_date_comes_from_the_deposit_record(self) -> None:
+        assert parse(GOOD)[0].occurred_at.isoformat() == "2026-11-27T00:00:00+01:00"
+
+    def test_origin_is_the_physical_line(self) -> None:
+        assert [e.origin for e in parse(GOOD, "in.txt")] == [f"in.txt:{n}" for n in (3, 4, 5, 6)]
+
+    def test_payer_names_never_reach_the_events(self) -> None:
+        assert "Testa" not in repr([e.to_json() for e in parse(GOOD)])
+        assert "Öberg" not in repr([e.to_json() for e in parse(fixtures.bgmax())])
+
+    def test_the_ocr_scheme_is_configurable(self) -> None:
+        ref = make_reference("100001", "luhn_length")
+        data = GOOD.replace(f"{OCR_100001:>25}".encode(), f"{ref:>25}".encode(), 1)
+        assert parse(data, ocr_scheme="luhn_length")[0].member_ref.value == "100001"
+        # Read with the wrong scheme, the length digit would become part of the member number.
+        assert parse(data, ocr_scheme="luhn")[0].member_ref.value == ref[:-1]
+
+    def test_currencies_are_kept_per_section(self) -> None:
+        events = parse(fixtures.bgmax_two_currencies())
+        assert [(e.currency, e.amount_minor) for e in events] == [("SEK", 25000), ("EUR", 4000)]
+
+
+class TestIds:
+    def test_ids_are_stable_and_distinct(self) -> None:
+        first, second = parse(GOOD, "a.txt"), parse(GOOD, "b.txt")
+        assert [e.event_id for e in first] == [e.event_id for e in second]
+        assert len({e.event_id for e in first}) == 4
+
+    def test_ids_are_make_event_id_over_the_deposit_and_the_record(self) -> None:
+        record_text = bg_payment(OCR_100001, 25000)
+        identity = f"0009912346|20261127|00042|{record_text}"
+        assert parse(GOOD)[0].event_id == make_event_id(Source.BGMAX, identity, "1")
+
+    def test_records_without_line_breaks_give_the_same_events(self) -> None:
+        glued = parse(fixtures.bgmax_no_line_breaks())
+        lined = parse(fixtures.bgmax())
+        assert [e.to_json() for e in glued] == [e.to_json() for e in lined]
+
+
+class TestRefusals:
+    def test_a_deposit_that_does_not_add_up_names_its_line_and_both_figures(self) -> None:
+        error = refused(GOOD.replace(f"{55000:018d}".encode(), f"{55100:018d}".encode()), "in")
+        assert (error.location, error.field) == ("in:8", "amount")
+        assert "551.00" in str(error)
+        assert "550.00" in str(error)
+
+    def test_a_deposit_count_that_does_not_add_up_is_refused(self) -> None:
+        error = refused(GOOD.replace(bg_deposit(55000, 4).encode(), bg_deposit(55000, 5).encode()))
+        assert error.field == "count"
+
+    def test_an_end_record_that_does_not_add_up_is_refused(self) -> None:
+        error = refused(GOOD.replace(bg_end(3, 1).encode(), bg_end(4, 1).encode()), "in")
+        assert error.location == "in:9"
+        assert "payments (TK20) = 4" in str(error)
+
+    def test_a_missing_end_record_is_refused_at_the_last_line(self) -> None:
+        error = refused(GOOD.rsplit(b"70", 1)[0], "in")
+        assert "without its TK70" in str(error)
+        assert error.location == "in:8"
+
+    def test_a_deposit_in_another_currency_than_its_section_is_refused(self) -> None:
+        data = lines(
+            bg_start(),
+            bg_opening("SEK"),
+            bg_payment(OCR_100001, 100),
+            bg_deposit(100, 1, currency="EUR"),
+            bg_end(1),
+        )
+        assert refused(data).field == "currency"
+
+    def test_a_payment_outside_a_section_is_refused(self) -> None:
+        data = lines(bg_start(), bg_payment(OCR_100001, 100), bg_end(1, deposits=0))
+        assert "outside a section" in str(refused(data))
+
+    def test_a_file_that_is_not_bgmax_is_refused(self) -> None:
+        assert "not a BgMax file" in str(refused(lines(record("01", (3, "AUTOGIRO")))))
+
+    def test_records_after_the_end_record_are_refused(self) -> None:
+        error = refused(GOOD + lines(bg_opening()), "in")
+        assert error.location == "in:10"
+
+    def test_unknown_record_types_are_ignored_but_counted_payments_still_must_agree(self) -> None:
+        data = GOOD.replace(b"26Testa Medlem", b"99Testa Medlem")
+        assert len(parse(data)) == 4
+
+
+class TestDates:
+    def test_an_impossible_deposit_date_is_kept_raw_and_the_file_date_used(self) -> None:
+        data = GOOD.replace(
+            bg_deposit(55000, 4).encode(), bg_deposit(55000, 4, date="20260631").encode()
+        )
+        events = parse(data)
+        assert len(events) == 4
+        assert all("20260631" in (e.reason_text or "") for e in events)
+        assert events[0].occurred_at.date() == date(2026, 11, 27)  # TK01 written on that day
+
+
+class TestLargeSections:
+    """A section larger than the buffer is read a second time instead of being held."""
+
+    @pytest.mark.parametrize("limit", [1, 2, 3])
+    def test_a_section_read_again_gives_the_same_events(self, limit: int) -> None:
+        data = fixtures.bgmax()
+        held = parse(data)
+        again = parse(data, buffer_limit=limit)
+        assert [e.to_json() for e in again] == [e.to_json() for e in held]
+
+    def test_the_stream_is_put_back_after_reading_a_section_again(self) -> None:
+        data = fixtures.bgmax() + lines(bg_opening())  # a record after TK70
+        with pytest.raises(InputError, match="after the TK70"):
+            parse(data, buffer_limit=1)
+
+    def test_without_seeking_a_large_section_is_held_instead(self) -> None:
+        class OneWay(io.RawIOBase):
+            def __init__(self, data: bytes) -> None:
+                self._inner = io.BytesIO(data)
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+                chunk = self._inner.read(len(buffer))
+                buffer[: len(chunk)] = chunk
+                return len(chunk)
+
+        data = fixtures.bgmax()
+        streamed = list(bgmax.parse(OneWay(data), "bgmax.txt", buffer_limit=1))
+        assert [e.to_json() for e in streamed] == [e.to_json() for e in parse(data)]
+
+
+class TestWriter:
+    def test_a_written_file_reads_back_with_one_deposit_or_many(self) -> None:
+        payments = [
+            BgmaxPayment(make_reference(str(100001 + i)), 100 + i, f"{i:012d}") for i in range(5)
+        ]
+        for per_deposit in (None, 2):
+            events = parse(b"".join(bgmax_lines(payments, per_deposit=per_deposit)))
+            assert [e.member_ref.value for e in events] == [str(100001 + i) for i in range(5)]
+            assert sum(e.amount_minor for e in events) == 510
