@@ -1,122 +1,208 @@
-"""Ingest Bankgirot files: parse, validate against the file's own totals, then queue.
+"""Ingest Bankgirot files: parse, check against the file's own totals, then hand events on.
 
-Events are spooled to a temporary file while the whole file is checked, so a bad total found on
-the last line still means nothing from that file is queued (the file itself is the durable copy),
-and memory stays flat however large the file is.
+A file is read twice: once to check all of it (every section and closing figure), and only
+then again to queue (or print) its events. So a bad total found on the last line still means
+nothing from that file is queued, and memory stays flat however large the file is: nothing is
+held between the passes but the per-kind totals. The file itself is the durable copy until its
+events are on the queue. A stream that cannot seek (a network body) is first copied to a
+temporary file.
+
+The CLI (``dynamics-bridge ingest``) and, later, a blob-triggered Azure Function call
+:func:`ingest_file`.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue
 from dynamics_bridge.settings import BankgirotSettings
 from dynamics_bridge.sources import autogiro, bgmax
-from dynamics_bridge.sources.bankgirot import Readable
 
-__all__ = ["FileFormat", "IngestReport", "detect_format", "ingest_file", "iter_files"]
+__all__ = [
+    "FileFormat",
+    "IngestReport",
+    "Progress",
+    "detect_format",
+    "ingest_file",
+    "iter_files",
+    "parse_stream",
+]
 
 FileFormat = Literal["auto", "autogiro", "bgmax"]
+#: Called after every chunk read: ("checking" | "queueing", bytes read so far, total or None).
+Progress = Callable[[str, int, int | None], None]
+
+_SPOOL_IN_MEMORY = 16 * 1024 * 1024
 
 
 @dataclass
 class IngestReport:
+    """What one file held: events per kind and currency (count and sum), and how many went on."""
+
     path: str
     format: str
     events: int = 0
+    queued: int = 0
     #: kind → currency → [count, sum in minor units]
-    totals: dict[str, dict[str, list[int]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    )
-    queued: bool = False
+    totals: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def add(self, event: PaymentEvent) -> None:
         self.events += 1
-        entry = self.totals[event.kind.value][event.currency]
+        by_currency = self.totals.setdefault(event.kind.value, {})
+        entry = by_currency.setdefault(event.currency, [0, 0])
         entry[0] += 1
         entry[1] += event.amount_minor
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "path": self.path,
             "format": self.format,
             "events": self.events,
             "queued": self.queued,
             "by_kind": {
-                kind: {cur: {"count": c, "sum_minor": s} for cur, (c, s) in by_cur.items()}
+                kind: {cur: {"count": c, "sum_minor": s} for cur, (c, s) in sorted(by_cur.items())}
                 for kind, by_cur in sorted(self.totals.items())
             },
         }
 
 
 def detect_format(head: bytes) -> Literal["autogiro", "bgmax"]:
-    """BgMax files open with ``01BGMAX``; everything else is read as an Autogiro report."""
+    """BgMax files open with ``01BGMAX``; everything else is read as an Autogiro report.
+
+    Title lines before the first record (anything not starting with two digits) are skipped.
+    """
     for line in head.splitlines() or [head]:
-        stripped = line.lstrip()
+        stripped = line.lstrip(b"\xef\xbb\xbf \t")
         if stripped[:2].isdigit():
             return "bgmax" if stripped[2:7] == b"BGMAX" else "autogiro"
     return "autogiro"
 
 
 def parse_stream(
-    stream: Readable, name: str, fmt: Literal["autogiro", "bgmax"], settings: BankgirotSettings
+    stream: BinaryIO,
+    name: str,
+    fmt: Literal["autogiro", "bgmax"],
+    settings: BankgirotSettings,
 ) -> Iterator[PaymentEvent]:
+    """The events of one file, checked as they stream past (the pure parsers, chosen by format)."""
     if fmt == "bgmax":
         return bgmax.parse(stream, name, ocr_scheme=settings.ocr_scheme)
     return autogiro.parse(stream, name)
 
 
 def ingest_file(
-    path: Path,
+    source: str | os.PathLike[str] | BinaryIO,
     *,
-    fmt: FileFormat = "auto",
+    format: FileFormat = "auto",
     queue: EventQueue | None = None,
     settings: BankgirotSettings | None = None,
+    name: str | None = None,
     on_event: Callable[[PaymentEvent], None] | None = None,
-    wrap: Callable[[BinaryIO], Readable] | None = None,
+    on_progress: Progress | None = None,
 ) -> IngestReport:
-    """Validate the whole file, then hand its events to ``on_event`` and/or ``queue``.
+    """Check a whole file, then send its events to ``queue`` and/or ``on_event``.
 
-    Raises InputError (naming ``FILE:LINE``) and queues nothing when the file is bad.
+    ``source`` is a path or a binary stream (``name`` then says what to call it in origins and
+    errors). Raises InputError naming ``FILE:LINE`` when the file is bad; nothing from it has
+    then been queued or passed to ``on_event``. A queue failure (TransientError) can stop a
+    file part-way: ingest it again; ids are deterministic, so what already went on the queue
+    becomes a duplicate downstream, never a second payment.
     """
     settings = settings or BankgirotSettings()
-    name = str(path)
-    with path.open("rb") as raw:
-        chosen = fmt if fmt != "auto" else detect_format(raw.read(4096))
-        raw.seek(0)
-        stream: Readable = wrap(raw) if wrap else raw
-        report = IngestReport(name, chosen)
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-            for event in parse_stream(stream, name, chosen, settings):
-                report.add(event)
-                spool.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
-            spool.seek(0)
-            batch: list[PaymentEvent] = []
-            for line in spool:
-                event = PaymentEvent.from_json(json.loads(line))
-                if on_event:
-                    on_event(event)
-                if queue is not None:
-                    batch.append(event)
-                    if len(batch) >= settings.events_per_message_batch:
-                        queue.send(batch)
-                        batch = []
-            if queue is not None and batch:
-                queue.send(batch)
-    report.queued = queue is not None
+    with _seekable(source, name) as (stream, label, size):
+        start = stream.tell()
+        head = stream.read(64 * 1024)
+        stream.seek(start)
+        chosen: Literal["autogiro", "bgmax"] = (
+            detect_format(head) if format == "auto" else cast(Literal["autogiro", "bgmax"], format)
+        )
+        report = IngestReport(label, chosen)
+        checked = _Watched(stream, "checking", size, on_progress) if on_progress else stream
+        for event in parse_stream(checked, label, chosen, settings):  # type: ignore[arg-type]
+            report.add(event)
+        if queue is None and on_event is None:
+            return report
+        stream.seek(start)
+        sent = _Watched(stream, "queueing", size, on_progress) if on_progress else stream
+        batch: list[PaymentEvent] = []
+        limit = settings.events_per_message_batch
+        for event in parse_stream(sent, label, chosen, settings):  # type: ignore[arg-type]
+            if on_event is not None:
+                on_event(event)
+            if queue is not None:
+                batch.append(event)
+                if len(batch) >= limit:
+                    queue.send(batch)
+                    report.queued += len(batch)
+                    batch = []
+        if queue is not None and batch:
+            queue.send(batch)
+            report.queued += len(batch)
     return report
 
 
+@contextmanager
+def _seekable(
+    source: str | os.PathLike[str] | BinaryIO, name: str | None
+) -> Iterator[tuple[BinaryIO, str, int | None]]:
+    """A seekable binary stream for the two passes, its name, and its size when known."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        with path.open("rb") as fh:
+            yield fh, name or str(source), path.stat().st_size
+        return
+    label = name or str(getattr(source, "name", "<stream>"))
+    seekable = getattr(source, "seekable", None)
+    if callable(seekable) and seekable():
+        yield source, label, None
+        return
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        shutil.copyfileobj(source, spool)
+        size = spool.tell()
+        spool.seek(0)
+        yield cast(BinaryIO, spool), label, size
+
+
+class _Watched:
+    """A read-through stream that reports how far the parser has read (for a progress bar)."""
+
+    def __init__(self, raw: BinaryIO, phase: str, size: int | None, report: Progress) -> None:
+        self._raw, self._phase, self._size, self._report = raw, phase, size, report
+        self._done = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        position = self._raw.tell()
+        if position > self._done:  # a BgMax section read again does not move the bar back
+            self._done = position
+            self._report(self._phase, position, self._size)
+        return data
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
 def iter_files(paths: list[Path]) -> Iterator[Path]:
-    """Files as given, and the files inside given directories (sorted, hidden ones skipped)."""
+    """Files as given, and the files inside given directories (sorted, hidden ones skipped).
+
+    A path that does not exist raises InputError naming it; the caller decides whether to go on.
+    """
     for path in paths:
         if path.is_dir():
             yield from sorted(

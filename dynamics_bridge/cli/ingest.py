@@ -2,119 +2,157 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import cast
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dynamics_bridge.cli._app import app, console, err_console
-from dynamics_bridge.errors import ConfigError, InputError, TransientError
+from dynamics_bridge.errors import BridgeError, ConfigError, InputError
 from dynamics_bridge.ingest import FileFormat, IngestReport, ingest_file, iter_files
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue, open_queue
-from dynamics_bridge.settings import BankgirotSettings, load_settings
+from dynamics_bridge.settings import ENV_DELIMITER, ENV_PREFIX, BankgirotSettings, load_settings
 
-PROGRESS_FROM_BYTES = 1024 * 1024
-
-
-class _Counting:
-    """A read-through wrapper that moves a progress bar as the parser reads."""
-
-    def __init__(self, raw: BinaryIO, progress: Progress, task: Any) -> None:
-        self._raw, self._progress, self._task = raw, progress, task
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self._progress.update(self._task, advance=len(data))
-        return data
+#: Files at least this large get a progress bar (when events are queued).
+PROGRESS_FROM_BYTES = 8 * 1024 * 1024
+FORMATS = ("auto", "autogiro", "bgmax")
 
 
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files or directories."),
+    paths: list[Path] = typer.Argument(..., help="Files or directories (read recursively)."),
     file_format: str = typer.Option("auto", "--format", help="auto | autogiro | bgmax"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Parse and check only; queue nothing."),
-    as_json: bool = typer.Option(False, "--json", help="Events (dry run) or summary as JSON."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Parse and check only; queue nothing, need no queue settings."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Dry run: events as JSON lines on stdout. Else: summary as JSON."
+    ),
 ) -> None:
-    """Read Bankgirot files, check them against their own totals, and queue their events."""
-    if file_format not in ("auto", "autogiro", "bgmax"):
-        err_console.print(f"--format must be auto, autogiro or bgmax, not {file_format!r}")
-        raise typer.Exit(2)
-    queue: EventQueue | None = None
-    if dry_run:
-        bankgirot = BankgirotSettings()
-        # A dry run needs no queue settings; the Bankgirot ones apply when they are valid.
-        with contextlib.suppress(ConfigError):
-            bankgirot = load_settings().bankgirot
-    else:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            err_console.print(str(exc), highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        bankgirot = settings.bankgirot
-        queue = open_queue(settings.queue)
+    """Read Bankgirot files, check them against their own totals, and queue their events.
 
-    def print_event(event: PaymentEvent) -> None:
-        sys.stdout.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+    A bad file is reported as FILE:LINE: message on stderr and nothing from it is queued; the
+    other files still are. Exit code 2 when any file was bad.
+    """
+    if file_format not in FORMATS:
+        _error(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
+        raise typer.Exit(2)
+    bankgirot, queue = _settings(dry_run)
+    print_event = _print_event if dry_run and as_json else None
 
     reports: list[IngestReport] = []
     failed = 0
-    try:
-        files = list(iter_files(paths))
-    except InputError as exc:
-        err_console.print(f"{exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    for path in files:
-        size = path.stat().st_size
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=size < PROGRESS_FROM_BYTES or dry_run,
-        ) as progress:
-            counting = functools.partial(
-                _Counting, progress=progress, task=progress.add_task(path.name, total=size)
-            )
+    for given in paths:
+        try:
+            files = list(iter_files([given]))
+        except InputError as exc:
+            failed += 1
+            _error(str(exc))
+            continue
+        for path in files:
             try:
                 reports.append(
-                    ingest_file(
-                        path,
-                        fmt=cast(FileFormat, file_format),
-                        queue=queue,
-                        settings=bankgirot,
-                        on_event=print_event if (dry_run and as_json) else None,
-                        wrap=counting,
-                    )
+                    _ingest_one(path, cast(FileFormat, file_format), queue, bankgirot, print_event)
                 )
             except InputError as exc:
                 failed += 1
-                err_console.print(f"{exc}", highlight=False, soft_wrap=True)
-            except TransientError as exc:
+                _error(str(exc))
+            except BridgeError as exc:
                 failed += 1
-                err_console.print(f"{path}: not queued: {exc}", highlight=False, soft_wrap=True)
+                _error(
+                    f"{path}: stopped while queueing: {exc} (ingest the file again: event ids "
+                    "are deterministic, so what was queued becomes a duplicate downstream)"
+                )
+            except OSError as exc:
+                failed += 1
+                _error(f"{path}: cannot read: {exc.strerror or exc}")
     _summary(reports, dry_run=dry_run, as_json=as_json)
     if failed:
         raise typer.Exit(2)
 
 
+def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None]:
+    """The Bankgirot settings, and the queue unless this is a dry run (which needs no queue)."""
+    prefix = f"{ENV_PREFIX}BANKGIROT{ENV_DELIMITER}"
+    try:
+        if dry_run:
+            return load_settings(queue={"backend": "memory"}).bankgirot, None
+        settings = load_settings()
+        return settings.bankgirot, open_queue(settings.queue)
+    except ConfigError as exc:
+        if not dry_run or any(p.startswith(prefix) for p in exc.problems):
+            _error(str(exc))
+            raise typer.Exit(2) from None
+    # A dry run goes on past problems in settings it does not use, with the Bankgirot ones.
+    try:
+        values = {
+            key[len(prefix) :].lower(): value
+            for key, value in os.environ.items()
+            if key.startswith(prefix)
+        }
+        return BankgirotSettings(**values), None  # type: ignore[arg-type]
+    except ValidationError as exc:
+        _error(f"invalid {prefix}* settings: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _ingest_one(
+    path: Path,
+    file_format: FileFormat,
+    queue: EventQueue | None,
+    bankgirot: BankgirotSettings,
+    on_event: Callable[[PaymentEvent], None] | None,
+) -> IngestReport:
+    size = path.stat().st_size
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=queue is None or size < PROGRESS_FROM_BYTES,
+    ) as progress:
+        task = progress.add_task(f"checking {path.name}", total=size)
+
+        def moved(phase: str, done: int, total: int | None) -> None:
+            progress.update(task, completed=done, description=f"{phase} {path.name}")
+
+        return ingest_file(
+            path,
+            format=file_format,
+            queue=queue,
+            settings=bankgirot,
+            on_event=on_event,
+            on_progress=moved,
+        )
+
+
+def _print_event(event: PaymentEvent) -> None:
+    sys.stdout.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+
+
+def _error(message: str) -> None:
+    err_console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
 def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> None:
+    """Per file and kind: count and sum. JSON on stderr in a dry run (stdout holds events)."""
     if as_json:
-        lines = [json.dumps(r.to_json(), ensure_ascii=False) for r in reports]
-        target = err_console if dry_run else console
-        for line in lines:
-            target.print(line, highlight=False, soft_wrap=True)
+        target = sys.stderr if dry_run else sys.stdout
+        for report in reports:
+            target.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
         return
-    table = Table(title="Events " + ("found (dry run, nothing queued)" if dry_run else "queued"))
+    title = "Events found (dry run, nothing queued)" if dry_run else "Events queued"
+    table = Table(title=title)
     for column in ("file", "format", "kind", "currency", "count", "sum"):
         table.add_column(
             column,
@@ -123,6 +161,8 @@ def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> No
             overflow="fold",
         )
     for report in reports:
+        if not report.totals:
+            table.add_row(Path(report.path).name, report.format, "(no events)", "", "0", "")
         for kind, by_currency in sorted(report.totals.items()):
             for currency, (count, total) in sorted(by_currency.items()):
                 table.add_row(
@@ -131,6 +171,12 @@ def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> No
                     kind,
                     currency,
                     str(count),
-                    f"{total / 100:,.2f}".replace(",", " "),
+                    _kronor(total),
                 )
-    (err_console if dry_run and as_json else console).print(table)
+    console.print(table)
+
+
+def _kronor(minor: int) -> str:
+    """``123456789`` öre → ``1 234 567.89`` (integers all the way: amounts are never floats)."""
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{abs(minor) // 100:,}.{abs(minor) % 100:02d}".replace(",", " ")

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app
+from dynamics_bridge.model import JSON_KEYS
+from dynamics_bridge.queue import open_queue
+from dynamics_bridge.settings import load_settings
+from tests.fixtures.bankgirot import HERE
 from tests.sources import test_autogiro, test_bgmax
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _own_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory queues are shared per name within a process: each test gets its own."""
+    monkeypatch.setenv("BRIDGE_QUEUE__NAME", f"ingest-{uuid.uuid4().hex[:12]}")
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -19,55 +31,114 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def test_dry_run_json_prints_one_event_per_line_and_a_summary_on_stderr(tmp_path) -> None:
+def queued() -> list[dict]:
+    return open_queue(load_settings().queue).peek_events()
+
+
+def test_dry_run_json_prints_one_canonical_event_per_line_and_a_summary_on_stderr(
+    tmp_path,
+) -> None:
     path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
     result = runner.invoke(app, ["ingest", str(path), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["kind"] for e in events] == ["payment.succeeded"] * 3 + ["payment.refunded"]
-    assert set(events[0]) == {
-        "event_id",
-        "source",
-        "kind",
-        "member_ref",
-        "amount_minor",
-        "currency",
-        "occurred_at",
-        "provider_ref",
-        "reason_code",
-        "reason_text",
-        "origin",
-    }
-    assert '"events": 4' in result.stderr
+    assert all(list(e) == list(JSON_KEYS) for e in events)
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (summary["path"], summary["events"], summary["queued"]) == (str(path), 4, 0)
 
 
-def test_a_dry_run_needs_no_queue_settings(tmp_path, monkeypatch) -> None:
+def test_a_dry_run_queues_nothing_and_needs_no_queue_settings(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")  # and no connection string
     path = write(tmp_path, "ag.txt", test_autogiro.GOOD)
-    assert runner.invoke(app, ["ingest", str(path), "--dry-run"]).exit_code == 0
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "nothing queued" in result.stdout
+    monkeypatch.delenv("BRIDGE_QUEUE__BACKEND")
+    assert queued() == []
+
+
+def test_a_dry_run_still_uses_the_ocr_scheme_setting(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BRIDGE_BANKGIROT__OCR_SCHEME", "plain")
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run", "--json"])
+    second = json.loads(result.stdout.splitlines()[1])
+    assert second["member_ref"] == {"kind": "member_number", "value": "1000020"}
+
+
+def test_a_bad_setting_is_refused_by_its_env_name(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BRIDGE_BANKGIROT__OCR_SCHEME", "rot13")
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert "BRIDGE_BANKGIROT__OCR_SCHEME" in result.stderr
 
 
 def test_a_bad_file_exits_2_with_its_line_and_good_files_still_go(tmp_path) -> None:
     good = write(tmp_path, "a_good.txt", test_bgmax.GOOD)
     bad = write(tmp_path, "b_bad.txt", test_bgmax.GOOD.replace(b"70000000030", b"70000000099"))
+    also_good = write(tmp_path, "c_good.txt", test_autogiro.GOOD)
     result = runner.invoke(app, ["ingest", str(tmp_path), "--dry-run", "--json"])
     assert result.exit_code == 2
-    assert f"{bad}:9:" in result.stderr
-    assert len(result.stdout.splitlines()) == 4  # the good file's events only
+    assert f"{bad}:9: end record says payments (TK20) = 9 (positions 3-10)" in result.stderr
+    assert len(result.stdout.splitlines()) == 4 + 8  # the good files' events only
     assert str(good) in result.stderr
+    assert str(also_good) in result.stderr
 
 
-def test_without_dry_run_events_go_to_the_configured_queue(tmp_path) -> None:
+def test_a_missing_path_is_reported_and_the_others_still_go(tmp_path) -> None:
+    good = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(
+        app, ["ingest", str(tmp_path / "nope.txt"), str(good), "--dry-run", "--json"]
+    )
+    assert result.exit_code == 2
+    assert "nope.txt: no such file or directory" in result.stderr
+    assert len(result.stdout.splitlines()) == 4
+
+
+def test_without_dry_run_events_go_to_the_configured_queue_with_a_table(tmp_path) -> None:
     path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
     result = runner.invoke(app, ["ingest", str(path)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "Events queued" in result.stdout
-    from dynamics_bridge.queue import open_queue
-    from dynamics_bridge.settings import load_settings
+    assert "payment.succeeded" in result.stdout
+    assert "600.00" in result.stdout  # 250 + 250 + 100 kr
+    assert len(queued()) == 4
 
-    assert len(open_queue(load_settings().queue).peek_events()) >= 4
+
+def test_without_dry_run_nothing_from_a_bad_file_is_queued(tmp_path) -> None:
+    bad = write(tmp_path, "bad.txt", test_bgmax.GOOD.replace(b"70000000030", b"70000000099"))
+    result = runner.invoke(app, ["ingest", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:9:" in result.stderr
+    assert queued() == []
+
+
+def test_a_file_to_bankgirot_is_refused_saying_what_it_is(tmp_path) -> None:
+    order = HERE / "autogiro_payment_order_to_bankgirot.txt"
+    result = runner.invoke(app, ["ingest", str(order), "--dry-run"])
+    assert result.exit_code == 2
+    assert "payment order file" in result.stderr
+
+
+def test_the_format_can_be_forced(tmp_path) -> None:
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--format", "autogiro", "--dry-run"])
+    assert result.exit_code == 2
+    assert "BgMax" in result.stderr
 
 
 def test_an_unknown_format_is_refused(tmp_path) -> None:
     path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
-    assert runner.invoke(app, ["ingest", str(path), "--format", "xml"]).exit_code == 2
+    result = runner.invoke(app, ["ingest", str(path), "--format", "xml"])
+    assert result.exit_code == 2
+    assert "--format must be one of" in result.stderr
+
+
+def test_json_summary_without_dry_run_goes_to_stdout(tmp_path) -> None:
+    path = write(tmp_path, "ag.txt", test_autogiro.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["queued"] == 8
+    assert summary["by_kind"]["payment.failed"]["SEK"] == {"count": 3, "sum_minor": 60000}
