@@ -1,15 +1,27 @@
 """Parse speed and memory for Bankgirot files: 1,000,000-record Autogiro and BgMax files.
 
 Run: .venv/bin/python bench/parse.py [--records N]
-Each file is generated, then parsed into canonical events in a fresh process so its peak RSS is
-the parser's own. Memory is measured at N/10 and N records: flat means the two are close.
+
+Each file is generated with the package's writer, then parsed into canonical events in a fresh
+process, so its peak RSS is the parser's own. Memory is measured at N/10 and N records: flat
+means the two are close. The Autogiro file is a payment specification (one record per payment,
+90 % approved). The BgMax file has one record per payment, all in ONE deposit as a real day's
+file has: the worst case, since the parser cannot hold the section and reads it twice.
+
+Besides the parse, each format prints what ``ingest`` costs (check the whole file, then read it
+again to hand on the events) and a floor: how long reading the records alone, and making one
+PaymentEvent with its id per record alone, take on this machine. Those two bound what any
+parser producing canonical events can reach here.
+
 Last line: RESULT autogiro_records_per_s=N bgmax_records_per_s=N peak_rss_mb=N
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,32 +60,89 @@ def generate(kind: str, path: Path, records: int) -> None:
                 BgmaxPayment(make_reference(str(100000 + i)), 25000, f"{i:012d}")
                 for i in range(records)
             )
-            fh.writelines(bgmax_lines(payments, per_deposit=1000))
+            fh.writelines(bgmax_lines(payments, per_deposit=None))
+
+
+def count_records(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def parse(kind: str, path: Path) -> dict:
     from dynamics_bridge.sources import autogiro, bgmax
 
     parser = autogiro.parse if kind == "autogiro" else bgmax.parse
-    lines = 0
-    with path.open("rb") as fh:
-        for _ in fh:
-            lines += 1
+    records = count_records(path)
     started = time.perf_counter()
     events = 0
     with path.open("rb") as fh:
         for _ in parser(fh, str(path)):
             events += 1
     elapsed = time.perf_counter() - started
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "kind": kind,
-        "records": lines,
+        "records": records,
         "events": events,
         "seconds": elapsed,
-        "records_per_s": lines / elapsed,
-        "peak_rss_mb": rss_mb,
+        "records_per_s": records / elapsed,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def ingest(kind: str, path: Path) -> dict:
+    from dynamics_bridge.ingest import ingest_file
+
+    records = count_records(path)
+    handed_on = 0
+
+    def take(_event: object) -> None:
+        nonlocal handed_on
+        handed_on += 1
+
+    started = time.perf_counter()
+    report = ingest_file(path, format=kind, on_event=take)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - started
+    assert handed_on == report.events
+    return {"records_per_s": records / elapsed, "peak_rss_mb": peak_rss_mb()}
+
+
+def floor(kind: str, path: Path) -> dict:
+    """Per record: reading alone, and making an event with its id alone (no field parsing)."""
+    from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind, PaymentEvent, Source
+    from dynamics_bridge.sources.bankgirot import RecordReader, day
+
+    records = count_records(path)
+    started = time.perf_counter()
+    with path.open("rb") as fh:
+        texts = sum(1 for _ in RecordReader(fh, str(path)))
+    reading = time.perf_counter() - started
+
+    source, kind_, ref_kind = Source.AUTOGIRO, EventKind.PAYMENT_SUCCEEDED, MemberRefKind.OCR
+    when = day("20261128")
+    base = hashlib.sha256(b"0009912346|")
+    text = "8" * 80
+    started = time.perf_counter()
+    for line in range(texts):
+        digest = base.copy()
+        digest.update(f"{text}\x1f1".encode())
+        PaymentEvent(
+            "autogiro-" + digest.hexdigest()[:32],
+            source,
+            kind_,
+            MemberRef(ref_kind, "100001"),
+            25000,
+            "SEK",
+            when,
+            "MEDLEMSAVGIFT",
+            None,
+            None,
+            "bench:" + str(line),
+        )
+    making = time.perf_counter() - started
+    return {"read_us": reading / records * 1e6, "event_us": making / records * 1e6}
 
 
 def run_child(*args: str) -> dict:
@@ -95,15 +164,18 @@ def main() -> None:
             generate(kind, Path(path), args.child_records)
             print("{}")
         else:
-            print(json.dumps(parse(kind, Path(path))))
+            work = {"parse": parse, "ingest": ingest, "floor": floor}[action]
+            print(json.dumps(work(kind, Path(path))))
         return
 
     results = {}
     peak = 0.0
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("autogiro", "bgmax"):
             rss = {}
-            for n in (args.records // 10, args.records):
+            sizes = (args.records // 10, args.records)
+            for n in sizes:
                 path = Path(tmp) / f"{kind}-{n}.txt"
                 run_child("--child", "generate", kind, str(path), "--child-records", str(n))
                 result = run_child("--child", "parse", kind, str(path))
@@ -114,13 +186,26 @@ def main() -> None:
                     f"peak RSS {result['peak_rss_mb']:.1f} MB  "
                     f"({path.stat().st_size / 1e6:.0f} MB file)"
                 )
+                if n == sizes[-1]:
+                    both = run_child("--child", "ingest", kind, str(path))
+                    least = run_child("--child", "floor", kind, str(path))
+                    print(
+                        f"{kind:<9} ingest (check, then read again to hand on): "
+                        f"{both['records_per_s']:.0f} records/s, peak RSS "
+                        f"{both['peak_rss_mb']:.1f} MB"
+                    )
+                    print(
+                        f"{kind:<9} floor on this machine: reading records "
+                        f"{least['read_us']:.2f} µs + one event with its id "
+                        f"{least['event_us']:.2f} µs per record"
+                    )
                 path.unlink()
             results[kind] = result["records_per_s"]
             peak = max(peak, *rss.values())
-            small, large = rss[args.records // 10], rss[args.records]
+            small, large = rss[sizes[0]], rss[sizes[-1]]
             print(
-                f"{kind:<9} memory: {small:.1f} MB at {args.records // 10} records, "
-                f"{large:.1f} MB at {args.records}: growth {large - small:+.1f} MB"
+                f"{kind:<9} memory: {small:.1f} MB at {sizes[0]} records, "
+                f"{large:.1f} MB at {sizes[-1]}: growth {large - small:+.1f} MB"
             )
     print(
         f"RESULT autogiro_records_per_s={results['autogiro']:.0f} "

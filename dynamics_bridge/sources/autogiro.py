@@ -252,16 +252,11 @@ class _Parser:
         case: the same id, the same fields, a third of the time. Arguments are positional
         because a keyword call to the dataclass costs twice as much.
         """
-        raw = text[31:43]
-        payer = text[15:31]
-        if not (
-            raw.isdigit()
-            and raw.isascii()
-            and payer.isdigit()
-            and payer.isascii()
-            and text[43:53] == self.payee_bankgiro
-        ):
+        numbers = text[15:43]  # payer number 16-31 and amount 32-43, checked in one go
+        if not (numbers.isdigit() and numbers.isascii() and text[43:53] == self.payee_bankgiro):
             raise self.bad_payment(line, text)
+        payer = numbers[:16]
+        raw = numbers[16:]
         tk = text[:2]
         if tk == "77":
             reason = text[77:79]

@@ -354,7 +354,7 @@ class Occurrences:
 
     __slots__ = ("_current", "_previous", "_window")
 
-    def __init__(self, window: int = 20_000) -> None:
+    def __init__(self, window: int = 10_000) -> None:
         self._current: dict[str, int] = {}
         self._previous: dict[str, int] = {}
         self._window = window
