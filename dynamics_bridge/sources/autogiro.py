@@ -113,7 +113,11 @@ def parse(stream: Readable, name: str) -> Iterator[PaymentEvent]:
     records = iter(reader)
     first = next(records, None)
     if first is None:
-        raise located(name, max(reader.last_line, 1), "no Autogiro records in the file")
+        raise located(
+            name,
+            max(reader.last_line, 1),
+            "no Autogiro records in the file (no line starts with a two-digit record type)",
+        )
     kind = detect(name, *first)
     if kind is None:
         detail = next(records, None)
@@ -578,7 +582,8 @@ class _Parser:
                 raise located(
                     self.name, line, "not a mandate register record (bankgiro 1-10, status 58)"
                 )
-            self.payee_bankgiro = text[:10]
+            if text[:10] != self.payee_bankgiro:  # the extract may list several payees
+                self.section(text[:10], "")
             changed = text[49:57]
             when = changed if day(changed) else text[41:49]
             if status == "1":

@@ -91,7 +91,11 @@ class _Parser:
         records = iter(reader)
         first = next(records, None)
         if first is None:
-            raise located(name, max(reader.last_line, 1), "no BgMax records in the file")
+            raise located(
+                name,
+                max(reader.last_line, 1),
+                "no BgMax records in the file (no line starts with a two-digit record type)",
+            )
         line, text = first
         if text[:2] != "01" or text[2:22].strip() != "BGMAX":
             raise located(name, line, "not a BgMax file: the first record must be TK01 'BGMAX'")
