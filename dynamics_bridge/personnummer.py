@@ -2,8 +2,9 @@
 
 Rules (Skatteverket SKV 704): ``YYMMDD-NNNC`` or ``YYYYMMDDNNNC``; ``+`` instead of ``-`` in the
 10-digit form means the person is 100 or older; ``C`` is a Luhn check digit over the 10-digit
-form; a samordningsnummer adds 60 to the day. Everything that logs or prints a personnummer goes
-through :func:`mask` (or the log filter built on :data:`PNR_PATTERN`).
+form; a samordningsnummer adds 60 to the day. A 12-digit number starts with 18, 19 or 20 and no
+one is born after today. Everything that logs or prints a personnummer goes through :func:`mask`
+(or the log filter built on :data:`PNR_PATTERN`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _SHAPE = re.compile(
 #: 10 or 12 digits with an optional ``-``/``+`` before the last four, not inside a longer number.
 PNR_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9A-Za-z])")
 
+
+_CENTURIES = (18, 19, 20)
 
 _DOUBLED = str.maketrans("0123456789", "0246813579")  # 2·d with its digits summed
 
@@ -76,10 +79,15 @@ class Personnummer:
         if not m:
             raise InputError("not a personnummer: expected 10 or 12 digits", field="personnummer")
         yymmdd, serial, check = m["yymmdd"], m["serial"], m["check"]
+        today = today or datetime.now(UTC).date()
         if m["century"]:
             if m["sep"] == "+":
                 raise InputError("'+' is only used in the 10-digit form", field="personnummer")
             century = int(m["century"])
+            if century not in _CENTURIES:
+                raise InputError(
+                    f"century must be 18, 19 or 20 in {mask(text)}", field="personnummer"
+                )
         else:
             century = _infer_century(
                 int(yymmdd[:2]), yymmdd, centenarian=m["sep"] == "+", today=today
@@ -89,17 +97,21 @@ class Personnummer:
         digits = f"{century:02d}{yymmdd}{serial}{check}"
         day = int(digits[6:8])
         try:
-            date(int(digits[:4]), int(digits[4:6]), day - 60 if day > 60 else day)
+            born = date(int(digits[:4]), int(digits[4:6]), day - 60 if day > 60 else day)
         except ValueError:
             raise InputError(f"no such date in {mask(text)}", field="personnummer") from None
+        if born > today:
+            raise InputError(f"birth date after today in {mask(text)}", field="personnummer")
         return cls(digits)
 
 
-def _infer_century(yy: int, yymmdd: str, *, centenarian: bool, today: date | None) -> int:
-    today = today or datetime.now(UTC).date()
+def _infer_century(yy: int, yymmdd: str, *, centenarian: bool, today: date) -> int:
     # The latest year ending in yy that is not after today, then 100 years back for '+'.
+    # A samordningsnummer's day is the birth day + 60: compare the birth day itself.
     year = today.year - ((today.year - yy) % 100)
-    if year == today.year and yymmdd[2:4] + yymmdd[4:6] > f"{today.month:02d}{today.day:02d}":
+    day = int(yymmdd[4:6])
+    birthday = f"{yymmdd[2:4]}{day - 60 if day > 60 else day:02d}"
+    if year == today.year and birthday > f"{today.month:02d}{today.day:02d}":
         year -= 100
     if centenarian:
         year -= 100
