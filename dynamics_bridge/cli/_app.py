@@ -17,8 +17,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and messages stay on one line for grep and logs
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()

@@ -11,6 +11,7 @@ Retry-After). Pure request → response: :mod:`.server` puts it on a socket.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
 import threading
@@ -73,11 +74,22 @@ class Limits:
     time_scale: float = 1.0  # 60 → a 5-minute window passes in 5 seconds
     latency_seconds: float = 0.0
     fault_rate: float = 0.0  # share of requests answered 503 (fault injection)
+    fault_seed: int = 0  # the same faults on every run, so a test cannot pass by luck
     clock: Callable[[], float] = time.monotonic
     _seen: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     throttled: int = 0
-    faults_left: int = 0
+    _faults: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._faults = random.Random(self.fault_seed)  # noqa: S311 - test faults, not security
+
+    def fault(self) -> bool:
+        """Whether this request is answered 503 (injected)."""
+        if not self.fault_rate:
+            return False
+        with self._lock:
+            return self._faults.random() < self.fault_rate
 
     def admit(self, user: str) -> float | None:
         """None when admitted, else the Retry-After in (real) seconds."""

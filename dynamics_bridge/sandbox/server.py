@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import socket
 import ssl
 import tempfile
@@ -174,7 +173,7 @@ def _handler(box: DataverseSandbox, limits: Limits, base: str) -> type[BaseHTTPR
                     )
                 )
                 return
-            if limits.fault_rate and random.random() < limits.fault_rate:  # noqa: S311
+            if limits.fault():
                 self._reply(Answer(503, {}, None))
                 return
             if limits.latency_seconds:
