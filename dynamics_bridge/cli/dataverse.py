@@ -24,12 +24,22 @@ def sandbox(
     port: int = typer.Option(0, help="0 picks a free port."),
     requests_per_window: int = typer.Option(6000, help="Limit per app user per window."),
     time_scale: float = typer.Option(1.0, help="60 makes the 5-minute window last 5 s."),
+    execution_ms_per_window: int = typer.Option(1_200_000, help="Execution-time budget."),
+    max_concurrent: int = typer.Option(52, help="Requests in flight per app user."),
+    latency: float = typer.Option(0.0, help="Seconds added to every request."),
     fault_rate: float = typer.Option(0.0, help="Share of requests answered 503."),
+    reset_rate: float = typer.Option(0.0, help="Share of connections dropped."),
 ) -> None:
     """Run the local Dataverse (and its token endpoint) in the foreground until Ctrl-C."""
     db.parent.mkdir(parents=True, exist_ok=True)
     limits = Limits(
-        requests_per_window=requests_per_window, time_scale=time_scale, fault_rate=fault_rate
+        requests_per_window=requests_per_window,
+        execution_ms_per_window=execution_ms_per_window,
+        max_concurrent=max_concurrent,
+        time_scale=time_scale,
+        latency_seconds=latency,
+        fault_rate=fault_rate,
+        reset_rate=reset_rate,
     )
     with run_sandbox(db, limits=limits, port=port or None) as box:
         console.print(f"Dataverse sandbox on {box.url} (data in {db}). Export:")

@@ -17,10 +17,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlencode
 
 from dynamics_bridge.dataverse.batch import (
@@ -65,44 +65,136 @@ class Failure(Exception):
         )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A service-protection 429: which facet, Dataverse's code and message, and Retry-After."""
+
+    code: str
+    message: str
+    retry_after: float  # real seconds
+
+
+#: What injected chaos does to one request.
+Chaos = Literal["fault", "reset_before", "reset_after", "slow"]
+
+
 @dataclass
 class Limits:
-    """Service protection per app user: requests in a sliding window (dataverse.md §5)."""
+    """Service protection per app user in a sliding window (dataverse.md §5), and injected chaos.
+
+    Three facets, as Dataverse counts them: requests (a ``$batch`` is one), combined execution
+    time (a ``$batch`` counts all of its operations) and requests in flight. Concurrency is
+    refused at once; the other two are detected after the fact, as in Dataverse. Times given
+    here are Dataverse's (window, execution budget); ``time_scale`` compresses them, so with
+    ``time_scale=60`` a 300 s window passes in 5 real seconds and a request that takes 0.1 real
+    seconds has used 6 s of the execution budget.
+    """
 
     requests_per_window: int = 6000
+    execution_ms_per_window: int = 1_200_000
+    max_concurrent: int = 52
     window_seconds: float = 300.0
-    time_scale: float = 1.0  # 60 → a 5-minute window passes in 5 seconds
-    latency_seconds: float = 0.0
-    fault_rate: float = 0.0  # share of requests answered 503 (fault injection)
-    fault_seed: int = 0  # the same faults on every run, so a test cannot pass by luck
+    time_scale: float = 1.0
+    latency_seconds: float = 0.0  # real seconds added to every API request
+    latency_per_operation_seconds: float = 0.0  # real seconds per operation inside a request
+    fault_rate: float = 0.0  # share of requests answered 503
+    reset_rate: float = 0.0  # share of connections dropped; half of them after the work is done
+    slow_rate: float = 0.0  # share of requests held back by slow_seconds
+    slow_seconds: float = 1.0
+    fault_seed: int = 0  # the same chaos on every run, so a test cannot pass by luck
     clock: Callable[[], float] = time.monotonic
-    _seen: dict[str, deque[float]] = field(default_factory=dict)
+    throttled: Counter[str] = field(default_factory=Counter)  # 429s by Dataverse error code
+    chaos_seen: Counter[str] = field(default_factory=Counter)
+    _requests: dict[str, deque[float]] = field(default_factory=dict)
+    _executions: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    _in_flight: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    throttled: int = 0
-    _faults: random.Random = field(init=False, repr=False)
+    _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._faults = random.Random(self.fault_seed)  # noqa: S311 - test faults, not security
+        self._random = random.Random(self.fault_seed)  # noqa: S311 - test chaos, not security
 
-    def fault(self) -> bool:
-        """Whether this request is answered 503 (injected)."""
-        if not self.fault_rate:
-            return False
+    def chaos(self) -> Chaos | None:
+        """What, if anything, goes wrong with this request (one draw, seeded)."""
+        if not (self.fault_rate or self.reset_rate or self.slow_rate):
+            return None
         with self._lock:
-            return self._faults.random() < self.fault_rate
+            draw = self._random.random()
+        outcome: Chaos | None = None
+        if draw < self.fault_rate:
+            outcome = "fault"
+        elif (draw := draw - self.fault_rate) < self.reset_rate:
+            outcome = "reset_before" if draw < self.reset_rate / 2 else "reset_after"
+        elif draw - self.reset_rate < self.slow_rate:
+            outcome = "slow"
+        if outcome:
+            with self._lock:
+                self.chaos_seen[outcome] += 1
+        return outcome
 
-    def admit(self, user: str) -> float | None:
-        """None when admitted, else the Retry-After in (real) seconds."""
+    def admit(self, user: str) -> Refusal | None:
+        """None when the request may run (it then counts as in flight until :meth:`done`)."""
         now = self.clock() * self.time_scale
+        horizon = now - self.window_seconds
         with self._lock:
-            seen = self._seen.setdefault(user, deque())
-            while seen and seen[0] <= now - self.window_seconds:
+            if self._in_flight[user] >= self.max_concurrent:
+                return self._refuse(
+                    "0x80072326",
+                    f"Number of concurrent requests exceeded the limit of {self.max_concurrent}.",
+                    1.0,
+                )
+            seen = self._requests.setdefault(user, deque())
+            while seen and seen[0] <= horizon:
                 seen.popleft()
             if len(seen) >= self.requests_per_window:
-                self.throttled += 1
-                return max((seen[0] + self.window_seconds - now) / self.time_scale, 0.01)
+                return self._refuse(
+                    "0x80072322",
+                    f"Number of requests exceeded the limit of {self.requests_per_window} "
+                    f"over time window of {self.window_seconds:.0f} seconds.",
+                    seen[0] + self.window_seconds - now,
+                )
+            runs = self._executions.setdefault(user, deque())
+            while runs and runs[0][0] <= horizon:
+                runs.popleft()
+            if sum(ms for _, ms in runs) >= self.execution_ms_per_window:
+                return self._refuse(
+                    "0x80072321",
+                    "Combined execution time of incoming requests exceeded limit of "
+                    f"{self.execution_ms_per_window} milliseconds over time window of "
+                    f"{self.window_seconds:.0f} seconds.",
+                    runs[0][0] + self.window_seconds - now,
+                )
             seen.append(now)
+            self._in_flight[user] += 1
             return None
+
+    def done(self, user: str, real_seconds: float) -> None:
+        """An admitted request finished after ``real_seconds``: its execution time counts."""
+        with self._lock:
+            self._in_flight[user] -= 1
+            self._executions.setdefault(user, deque()).append(
+                (self.clock() * self.time_scale, real_seconds * self.time_scale * 1000)
+            )
+
+    def service_time(self, operations: int) -> float:
+        """Real seconds a request with this many operations is made to take."""
+        return self.latency_seconds + self.latency_per_operation_seconds * operations
+
+    def _refuse(self, code: str, message: str, scaled_wait: float) -> Refusal:
+        self.throttled[code] += 1
+        return Refusal(code, message, max(scaled_wait / self.time_scale, 0.01))
+
+
+def operation_count(path: str, body: bytes) -> int:
+    """Operations one request carries: the parts of a ``$batch``, the rows of a *Multiple."""
+    if path.endswith("/$batch"):
+        return max(body.count(b"application/http"), 1)
+    if path.endswith(("/CreateMultiple", "/UpsertMultiple")):
+        try:
+            return max(len(json.loads(body).get("Targets", [])), 1)
+        except (ValueError, AttributeError):
+            return 1
+    return 1
 
 
 def _literal(raw: str) -> Any:

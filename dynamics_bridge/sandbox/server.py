@@ -20,7 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from dynamics_bridge.sandbox.dataverse import API, Answer, DataverseSandbox, Limits
+from dynamics_bridge.sandbox.dataverse import (
+    API,
+    Answer,
+    Chaos,
+    DataverseSandbox,
+    Limits,
+    operation_count,
+)
 from dynamics_bridge.sandbox.tls import make_certificates
 
 __all__ = ["CONTACT", "SandboxInfo", "run_sandbox"]
@@ -157,29 +164,44 @@ def _handler(box: DataverseSandbox, limits: Limits, base: str) -> type[BaseHTTPR
             if user is None:
                 self._reply(Answer(401, {"WWW-Authenticate": "Bearer"}, None))
                 return
-            if (retry_after := limits.admit(user)) is not None:
+            if (refused := limits.admit(user)) is not None:
                 self._reply(
                     Answer(
                         429,
-                        {"Retry-After": f"{retry_after:.2f}"},
-                        {
-                            "error": {
-                                "code": "0x80072322",
-                                "message": f"Number of requests exceeded the limit of "
-                                f"{limits.requests_per_window} over time window of "
-                                f"{limits.window_seconds:.0f} seconds.",
-                            }
-                        },
+                        {"Retry-After": f"{refused.retry_after:.2f}"},
+                        {"error": {"code": refused.code, "message": refused.message}},
                     )
                 )
                 return
-            if limits.fault():
+            started = time.perf_counter()
+            try:
+                self._serve(method, path, body, limits.chaos())
+            finally:
+                limits.done(user, time.perf_counter() - started)
+
+        def _serve(self, method: str, path: str, body: bytes, chaos: Chaos | None) -> None:
+            if chaos == "fault":
                 self._reply(Answer(503, {}, None))
                 return
-            if limits.latency_seconds:
-                time.sleep(limits.latency_seconds)
+            if chaos == "reset_before":
+                self._drop()
+                return
+            pause = limits.service_time(operation_count(path, body))
+            pause += limits.slow_seconds if chaos == "slow" else 0.0
+            if pause:
+                time.sleep(pause)
             box.requests += 1
-            self._reply(box.handle(method, path, dict(self.headers.items()), body))
+            answer = box.handle(method, path, dict(self.headers.items()), body)
+            if chaos == "reset_after":  # the work is done, the answer is lost
+                self._drop()
+                return
+            self._reply(answer)
+
+        def _drop(self) -> None:
+            """Close the connection with no answer, as a reset or a dying front end does."""
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
         def do_GET(self) -> None:
             self._route("GET")
