@@ -35,6 +35,9 @@ __all__ = ["Answer", "DataverseSandbox", "Limits"]
 
 API = "/api/data/v9.2/"
 _KEY = re.compile(r"^(?P<set>[A-Za-z_][\w]*)\((?P<key>.*)\)$")
+_MULTIPLE = re.compile(
+    r"^(?P<set>\w+)/Microsoft\.Dynamics\.CRM\.(?P<action>Create|Upsert)Multiple$"
+)
 _PAIR = re.compile(r"(\w+)=('(?:[^']|'')*'|[^,]+)")
 _IN = re.compile(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyValues=\[(.*)\]\)")
 _EQ = re.compile(r"^(\w+) eq ('(?:[^']|'')*'|[\w.-]+)$")
@@ -197,6 +200,11 @@ def operation_count(path: str, body: bytes) -> int:
     return 1
 
 
+def _key_entry(columns: list[str], values: dict[str, Any]) -> tuple[str, str]:
+    """An alternate key's index entry: its sorted columns and their values as text."""
+    return ",".join(columns), json.dumps([str(values[c]) for c in columns])
+
+
 def _literal(raw: str) -> Any:
     raw = raw.strip()
     if raw.startswith("'") and raw.endswith("'"):
@@ -248,6 +256,9 @@ class DataverseSandbox:
             CREATE TABLE IF NOT EXISTS entities (logical TEXT PRIMARY KEY, entity_set TEXT UNIQUE,
                                                  definition TEXT);
             CREATE TABLE IF NOT EXISTS counter (version INTEGER);
+            CREATE TABLE IF NOT EXISTS keys (entity TEXT, name TEXT, value TEXT, id TEXT,
+                                             PRIMARY KEY (entity, name, value));
+            CREATE INDEX IF NOT EXISTS keys_by_row ON keys (entity, id);
         """)
         if self.db.execute("SELECT count(*) FROM counter").fetchone()[0] == 0:
             self.db.execute("INSERT INTO counter VALUES (1000)")
@@ -305,22 +316,57 @@ class DataverseSandbox:
         ]
 
     def _find(self, entity: dict[str, Any], key: str) -> tuple[str, dict[str, Any], int] | None:
+        """The row a key addresses: by primary id, or through a declared alternate key's index."""
         pairs = dict((n, _literal(v)) for n, v in _PAIR.findall(key))
+        primary = entity["PrimaryIdAttribute"]
         if not pairs:  # a bare GUID
-            pairs = {entity["PrimaryIdAttribute"]: key.strip("'")}
+            pairs = {primary: key.strip("'")}
+        if set(pairs) == {primary}:
+            row_id = str(pairs[primary])
         else:
-            declared = [set(k["KeyAttributes"]) for k in entity["Keys"]]
-            if set(pairs) != {entity["PrimaryIdAttribute"]} and set(pairs) not in declared:
+            if set(pairs) not in [set(k["KeyAttributes"]) for k in entity["Keys"]]:
                 raise Failure(
                     400,
                     "0x80060890",
                     f"The key in the request URI is not valid for resource "
                     f"'{entity['LogicalName']}'. Make sure the key is declared.",
                 )
-        for row_id, data, version in self._rows(entity["LogicalName"]):
-            if all(str(data.get(k)) == str(v) for k, v in pairs.items()):
-                return row_id, data, version
-        return None
+            name, value = _key_entry(sorted(pairs), pairs)
+            hit = self.db.execute(
+                "SELECT id FROM keys WHERE entity = ? AND name = ? AND value = ?",
+                (entity["LogicalName"], name, value),
+            ).fetchone()
+            if hit is None:
+                return None
+            row_id = hit[0]
+        row = self.db.execute(
+            "SELECT data, version FROM rows WHERE entity = ? AND id = ? AND deleted = 0",
+            (entity["LogicalName"], row_id),
+        ).fetchone()
+        return (row_id, json.loads(row[0]), row[1]) if row else None
+
+    def _index(self, entity: dict[str, Any], row_id: str, data: dict[str, Any]) -> None:
+        """Keep the alternate-key index of one row; a value another row holds is refused."""
+        logical = entity["LogicalName"]
+        self.db.execute("DELETE FROM keys WHERE entity = ? AND id = ?", (logical, row_id))
+        for declared in entity["Keys"]:
+            columns = sorted(declared["KeyAttributes"])
+            if any(data.get(c) is None for c in columns):
+                continue
+            name, value = _key_entry(columns, data)
+            holder = self.db.execute(
+                "SELECT id FROM keys WHERE entity = ? AND name = ? AND value = ?",
+                (logical, name, value),
+            ).fetchone()
+            if holder is not None:
+                raise Failure(
+                    412,
+                    "0x80060892",
+                    f"A record that has the attribute values {value} already exists. "
+                    f"The entity key {declared.get('LogicalName', name)} requires that this set "
+                    "of attributes contains unique values.",
+                )
+            self.db.execute("INSERT INTO keys VALUES (?, ?, ?, ?)", (logical, name, value, row_id))
 
     def _binds(self, body: dict[str, Any]) -> dict[str, Any]:
         """``nav@odata.bind: /contacts(key='v')`` → the lookup column ``_nav_value``."""
@@ -369,17 +415,22 @@ class DataverseSandbox:
         values = self._binds(body)
         version = self._next_version()
         if found is None:
-            row_id = str(uuid.uuid4())
-            data = {entity["PrimaryIdAttribute"]: row_id, **values}
-            if key is not None:
-                data.update({n: _literal(v) for n, v in _PAIR.findall(key)})
+            primary = entity["PrimaryIdAttribute"]
+            addressed = {n: _literal(v) for n, v in _PAIR.findall(key or "")}
+            if key is not None and not addressed:  # a bare GUID
+                addressed = {primary: key.strip("'")}
+            row_id = str(addressed.get(primary) or values.get(primary) or uuid.uuid4())
+            data = {**addressed, **values, primary: row_id}  # on create the body wins (§2)
+            self._index(entity, row_id, data)
             self.db.execute(
                 "INSERT INTO rows VALUES (?, ?, ?, ?, 0)",
                 (logical, row_id, json.dumps(data), version),
             )
         else:
             row_id, data, _ = found
-            data.update(values)
+            addressed = dict(_PAIR.findall(key or ""))
+            data.update({k: v for k, v in values.items() if k not in addressed})
+            self._index(entity, row_id, data)
             self.db.execute(
                 "UPDATE rows SET data = ?, version = ? WHERE entity = ? AND id = ?",
                 (json.dumps(data), version, logical, row_id),
@@ -412,6 +463,10 @@ class DataverseSandbox:
         payload = json.loads(body) if body else None
         if path.startswith("EntityDefinitions"):
             return self._metadata(method, path, payload)
+        if (bulk := _MULTIPLE.match(path)) and method == "POST":
+            return self._multiple(
+                self._entity_by_set(bulk.group("set")), bulk.group("action"), payload or {}
+            )
         m = _KEY.match(path)
         entity_set, key = (m.group("set"), m.group("key")) if m else (path, None)
         entity = self._entity_by_set(entity_set)
@@ -449,8 +504,41 @@ class DataverseSandbox:
                 "UPDATE rows SET deleted = 1, version = ? WHERE entity = ? AND id = ?",
                 (self._next_version(), entity["LogicalName"], found[0]),
             )
+            self.db.execute(
+                "DELETE FROM keys WHERE entity = ? AND id = ?", (entity["LogicalName"], found[0])
+            )
             return Answer(204)
         raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
+
+    def _multiple(self, entity: dict[str, Any], action: str, payload: dict[str, Any]) -> Answer:
+        """CreateMultiple / UpsertMultiple: every target or none (a standard table's rule)."""
+        logical = entity["LogicalName"]
+        ids: list[str] = []
+        self.db.execute("SAVEPOINT bulk")
+        try:
+            for target in payload.get("Targets", []):
+                body = dict(target)
+                if body.pop("@odata.type", None) != f"Microsoft.Dynamics.CRM.{logical}":
+                    raise Failure(400, "0x80048d19", f"Each target must be a {logical}.")
+                key = None
+                if action == "Upsert" and (address := body.pop("@odata.id", None)):
+                    m = _KEY.match(str(address).lstrip("/"))
+                    if m is None:
+                        raise Failure(400, "0x80048d19", f"Invalid @odata.id {address!r}")
+                    key = m.group("key")
+                    if set(dict(_PAIR.findall(key))) & set(body):
+                        raise Failure(
+                            400, "0x80040216", "Key attributes must not be in the target's body."
+                        )
+                answer = self._write(entity, key, body, {})
+                ids.append(answer.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")"))
+        except Failure:
+            self.db.execute("ROLLBACK TO bulk")
+            raise
+        finally:
+            self.db.execute("RELEASE bulk")
+        context = f"{self.base_url}{API}$metadata#Microsoft.Dynamics.CRM.{action}MultipleResponse"
+        return Answer(200, {}, {"@odata.context": context, "Ids": ids})
 
     def _query(
         self, entity: dict[str, Any], params: dict[str, str], headers: dict[str, str]
@@ -619,6 +707,8 @@ class DataverseSandbox:
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
                 item.setdefault("EntityKeyIndexStatus", "Active")
                 definition["Keys"].append(item)
+                for row_id, data, _ in self._rows(logical):  # existing rows join the new index
+                    self._index(definition, row_id, data)
             self.define_entity(definition)
             return Answer(204)
         raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")

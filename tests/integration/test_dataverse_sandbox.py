@@ -317,3 +317,55 @@ def test_dropped_connections_are_retried_even_when_the_work_was_done() -> None:
         assert sorted(r["lastname"] for r in c.query("contacts", select=["lastname"])) == [
             str(n) for n in sorted(range(20), key=str)
         ]
+
+
+def test_create_multiple_writes_all_rows_or_none_and_a_duplicate_is_named() -> None:
+    with run_sandbox() as box:
+        c = client_for(box, multiple_operations={"contact"})
+        declare_member_key(c)
+        first = c.create_many("contacts", "contact", [({"mbr_memberno": "A"}, {"lastname": "a"})])
+        assert [r.error for r in first] == [None]
+        requests_before = box.dataverse.requests
+        again = c.create_many(
+            "contacts",
+            "contact",
+            [({"mbr_memberno": "B"}, {"lastname": "b"}), ({"mbr_memberno": "A"}, {})],
+        )
+        # The bulk call is refused as a whole, then the $batch fallback tells the rows apart.
+        assert box.dataverse.requests - requests_before == 2
+        assert again[0].error is None
+        assert isinstance(again[1].error, DuplicateKeyError)
+        rows = c.query("contacts", select=["mbr_memberno", "lastname"])
+        assert sorted((r["mbr_memberno"], r["lastname"]) for r in rows) == [("A", "a"), ("B", "b")]
+
+
+def test_upsert_multiple_addresses_rows_by_alternate_key() -> None:
+    with run_sandbox() as box:
+        c = client_for(box, multiple_operations={"contact"})
+        declare_member_key(c)
+        c.create_only("contacts", {"mbr_memberno": "A"}, {"lastname": "old"})
+        results = c.upsert_many(
+            "contacts",
+            "contact",
+            [({"mbr_memberno": "A"}, {"lastname": "new"}), ({"mbr_memberno": "C"}, {})],
+        )
+        assert [r.error for r in results] == [None, None]
+        rows = c.query("contacts", select=["mbr_memberno", "lastname"])
+        assert sorted((r["mbr_memberno"], r["lastname"]) for r in rows) == [
+            ("A", "new"),
+            ("C", None),
+        ]
+
+
+def test_an_alternate_key_value_is_unique_across_rows() -> None:
+    with run_sandbox() as box:
+        c = client_for(box)
+        declare_member_key(c)
+        c.create_only("contacts", {"mbr_memberno": "A"}, {})
+        c.create_only("contacts", {"mbr_memberno": "B"}, {})
+        b_id = next(r["contactid"] for r in c.query("contacts") if r["mbr_memberno"] == "B")
+        with pytest.raises(DuplicateKeyError):
+            c.update("contacts", {"contactid": b_id}, {"mbr_memberno": "A"})
+        # Addressed by its alternate key, an update leaves the key columns alone (§2).
+        c.update("contacts", {"mbr_memberno": "B"}, {"mbr_memberno": "Z", "lastname": "b"})
+        assert sorted(r["mbr_memberno"] for r in c.query("contacts")) == ["A", "B"]
