@@ -217,23 +217,26 @@ def _literal(raw: str) -> Any:
         return raw
 
 
-def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
-    """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, joined by ``and``."""
-    clauses = [c.strip() for c in re.split(r"\s+and\s+", text)]
-    wanted: list[tuple[str, set[str]]] = []
-    for clause in clauses:
+Clauses = list[tuple[str, set[str]]]
+
+
+def parse_filter(text: str) -> Clauses:
+    """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, joined by ``and``;
+    as (column, accepted values as text) pairs that must all hold."""
+    clauses: Clauses = []
+    for clause in (c.strip() for c in re.split(r"\s+and\s+", text)):
         if m := _IN.fullmatch(clause):
             values = {v.replace("''", "'") for v in _STRING.findall(m.group(2))}
-            wanted.append((m.group(1), values))
+            clauses.append((m.group(1), values))
         elif m := _EQ.match(clause):
-            wanted.append((m.group(1), {str(_literal(m.group(2)))}))
+            clauses.append((m.group(1), {str(_literal(m.group(2)))}))
         else:
             raise Failure(400, "0x80060888", f"The query filter is not supported: {clause}")
+    return clauses
 
-    def test(row: dict[str, Any]) -> bool:
-        return all(str(row.get(column)) in values for column, values in wanted)
 
-    return test
+def matches(row: dict[str, Any], clauses: Clauses) -> bool:
+    return all(str(row.get(column)) in values for column, values in clauses)
 
 
 class DataverseSandbox:
@@ -344,6 +347,45 @@ class DataverseSandbox:
             (entity["LogicalName"], row_id),
         ).fetchone()
         return (row_id, json.loads(row[0]), row[1]) if row else None
+
+    def _candidates(
+        self, entity: dict[str, Any], clauses: Clauses
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        """Rows that may match: through the primary id or a one-column key when a clause is on
+        one (as Dataverse's indexes would), else every row."""
+        logical = entity["LogicalName"]
+        single = {k["KeyAttributes"][0] for k in entity["Keys"] if len(k["KeyAttributes"]) == 1}
+        for column, values in clauses:
+            if column == entity["PrimaryIdAttribute"]:
+                ids = sorted(values)
+            elif column in single:
+                entries = [_key_entry([column], {column: v})[1] for v in values]
+                ids = [
+                    r[0]
+                    for r in self._select_in(
+                        "SELECT id FROM keys WHERE entity = ? AND name = ? AND value",
+                        (logical, column),
+                        entries,
+                    )
+                ]
+            else:
+                continue
+            found = self._select_in(
+                "SELECT id, data, version, rowid FROM rows WHERE entity = ? AND deleted = 0 AND id",
+                (logical,),
+                ids,
+            )
+            return [(r[0], json.loads(r[1]), r[2]) for r in sorted(found, key=lambda r: r[3])]
+        return self._rows(logical)
+
+    def _select_in(self, sql: str, fixed: tuple[str, ...], values: list[str]) -> list[Any]:
+        """``sql IN (values)`` in chunks SQLite accepts; only placeholders are formatted in."""
+        rows: list[Any] = []
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows += self.db.execute(f"{sql} IN ({marks})", (*fixed, *part)).fetchall()
+        return rows
 
     def _index(self, entity: dict[str, Any], row_id: str, data: dict[str, Any]) -> None:
         """Keep the alternate-key index of one row; a value another row holds is refused."""
@@ -550,12 +592,13 @@ class DataverseSandbox:
         m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         page = min(int(m.group(1)) if m else 5000, 5000)
         skip = int(params.get("$skiptoken", "0") or 0)
-        rows = [(rid, data, v) for rid, data, v in self._rows(entity["LogicalName"])]
         if "$filter" in params:
             if tracking:
                 raise Failure(400, "0x80060888", "$filter is not supported with change tracking")
-            test = parse_filter(params["$filter"])
-            rows = [r for r in rows if test(r[1])]
+            clauses = parse_filter(params["$filter"])
+            rows = [r for r in self._candidates(entity, clauses) if matches(r[1], clauses)]
+        else:
+            rows = self._rows(entity["LogicalName"])
         select = [c for c in params.get("$select", "").split(",") if c]
         selected = rows[skip : skip + page]
         value = [self._shape(entity, data, version, select) for _, data, version in selected]

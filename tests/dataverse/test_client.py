@@ -86,6 +86,9 @@ def client(fake_time: FakeTime) -> DataverseClient:
     )
 
 
+BOUNDARY_B = "multipart/mixed; boundary=b"
+
+
 def error(code: str, message: str = "m") -> dict:
     return {"error": {"code": code, "message": message}}
 
@@ -147,17 +150,58 @@ def test_top_asks_for_no_page_size_and_annotations_join_the_prefer_header(client
 
 
 @responses.activate
-def test_many_keys_are_read_in_chunks_with_quotes_doubled(client) -> None:
+def test_keys_that_fit_one_query_are_read_with_one_get(client) -> None:
     responses.get(API + "contacts", json={"value": [{"mbr_memberno": "O'Brien"}]})
-    responses.get(API + "contacts", json={"value": [{"mbr_memberno": "100003"}]})
+    rows = client.rows_by_values("contacts", "mbr_memberno", ["O'Brien", "O'Brien"], ["x"])
+    assert sorted(rows) == ["O'Brien"]
+    assert len(responses.calls) == 1
+    sent = unquote(responses.calls[0].request.url)
+    assert "PropertyValues=['O''Brien']" in sent
+    assert "$select=mbr_memberno,x" in sent
+
+
+def get_part(rows: list[dict], next_link: str | None = None) -> str:
+    page = {"@odata.context": "x", "value": rows}
+    if next_link:
+        page["@odata.nextLink"] = next_link
+    return (
+        "--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json; odata.metadata=minimal\r\n\r\n"
+        f"{json.dumps(page)}\r\n"
+    )
+
+
+@responses.activate
+def test_many_keys_are_read_as_get_parts_of_one_batch_with_quotes_doubled(client) -> None:
+    answer = get_part([{"mbr_memberno": "O'Brien"}]) + get_part([{"mbr_memberno": "100003"}])
+    responses.post(API + "$batch", body=answer + "--b--\r\n", content_type=BOUNDARY_B)
     rows = client.rows_by_values(
         "contacts", "mbr_memberno", ["O'Brien", "100002", "100003", "O'Brien"], ["mbr_status"]
     )
     assert sorted(rows) == ["100003", "O'Brien"]
-    assert len(responses.calls) == 2
-    first = unquote(responses.calls[0].request.url)
-    assert "PropertyValues=['O''Brien','100002']" in first
-    assert "$select=mbr_memberno,mbr_status" in first
+    assert len(responses.calls) == 1  # one request toward the limit, whatever the chunks
+    body = unquote(responses.calls[0].request.body.decode())
+    lines = [line for line in body.split("\r\n") if line.startswith("GET ")]
+    assert len(lines) == 2
+    assert "PropertyValues=['O''Brien','100002']" in lines[0]
+    assert "$select=mbr_memberno,mbr_status" in lines[0]
+    assert "odata.maxpagesize=2" in body
+
+
+@responses.activate
+def test_a_batch_part_with_more_pages_is_read_on(client) -> None:
+    answer = get_part([{"mbr_memberno": "1"}], f"{API}contacts?$skiptoken=2") + get_part([])
+    responses.post(API + "$batch", body=answer + "--b--\r\n", content_type=BOUNDARY_B)
+    responses.get(API + "contacts", json={"value": [{"mbr_memberno": "2"}]})
+    rows = client.rows_by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
+    assert sorted(rows) == ["1", "2"]
+
+
+@responses.activate
+def test_a_query_part_left_unanswered_is_an_error_not_an_empty_answer(client) -> None:
+    responses.post(API + "$batch", body=get_part([]) + "--b--\r\n", content_type=BOUNDARY_B)
+    with pytest.raises(TransientError):
+        client.rows_by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
 
 
 @responses.activate
@@ -165,10 +209,12 @@ def test_long_keys_are_chunked_by_url_length_not_only_by_count(fake_time) -> Non
     client = DataverseClient(
         ORG, requests.Session(), lambda: "t", gate=gate(fake_time), max_filter_chars=600
     )
-    responses.get(API + "contacts", json={"value": []})
+    responses.post(API + "$batch", body=get_part([]) * 10 + "--b--\r\n", content_type=BOUNDARY_B)
     client.rows_by_values("contacts", "mbr_memberno", [f"{n:060d}" for n in range(10)], [])
-    assert len(responses.calls) > 1
-    assert all(len(c.request.url) < 1200 for c in responses.calls)
+    body = responses.calls[0].request.body.decode()
+    lines = [line for line in body.split("\r\n") if line.startswith("GET ")]
+    assert len(lines) > 1
+    assert all(len(line) < 1200 for line in lines)
 
 
 @responses.activate
