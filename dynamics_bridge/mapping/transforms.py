@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,10 @@ def event_value(event: PaymentEvent, name: str) -> Any:
         return event.member_ref.kind.value
     if name == "member_ref.value":
         return event.member_ref.value
-    return event.to_json()[name]
+    if name == "occurred_at":
+        return event.occurred_at.isoformat()
+    value = getattr(event, name)  # the other fields are plain attributes (enums by value)
+    return value.value if isinstance(value, Enum) else value
 
 
 def evaluate(

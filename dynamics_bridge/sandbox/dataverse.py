@@ -89,8 +89,8 @@ class Limits:
     time (a ``$batch`` counts all of its operations) and requests in flight. Concurrency is
     refused at once; the other two are detected after the fact, as in Dataverse. Times given
     here are Dataverse's (window, execution budget); ``time_scale`` compresses them, so with
-    ``time_scale=60`` a 300 s window passes in 5 real seconds and a request that takes 0.1 real
-    seconds has used 6 s of the execution budget.
+    ``time_scale=60`` a 300 s window passes in 5 real seconds and a request given 0.1 real
+    seconds of latency has used 6 s of the execution budget.
     """
 
     requests_per_window: int = 6000
@@ -172,7 +172,8 @@ class Limits:
             return None
 
     def done(self, user: str, real_seconds: float) -> None:
-        """An admitted request finished after ``real_seconds``: its execution time counts."""
+        """An admitted request is over; ``real_seconds`` of modelled service time count against
+        the execution budget (the sandbox's own CPU time does not: it is not Dataverse's)."""
         with self._lock:
             self._in_flight[user] -= 1
             self._executions.setdefault(user, deque()).append(
@@ -252,6 +253,7 @@ class DataverseSandbox:
         self.credentials: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
         self._lock = threading.RLock()
+        self._by_set: dict[str, dict[str, Any]] = {}
         self.db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS rows (entity TEXT, id TEXT, data TEXT, version INTEGER,
@@ -287,6 +289,7 @@ class DataverseSandbox:
                 "INSERT OR REPLACE INTO entities VALUES (?, ?, ?)",
                 (definition["LogicalName"], definition["EntitySetName"], json.dumps(definition)),
             )
+            self._by_set.clear()
 
     def entity(self, logical: str) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -295,12 +298,16 @@ class DataverseSandbox:
         return json.loads(row[0]) if row else None
 
     def _entity_by_set(self, entity_set: str) -> dict[str, Any]:
+        """A table's definition for reading (shared and cached: do not change it)."""
+        if (cached := self._by_set.get(entity_set)) is not None:
+            return cached
         row = self.db.execute(
             "SELECT definition FROM entities WHERE entity_set = ?", (entity_set,)
         ).fetchone()
         if row is None:
             raise Failure(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.")
-        return json.loads(row[0])
+        self._by_set[entity_set] = json.loads(row[0])
+        return self._by_set[entity_set]
 
     # -- rows -----------------------------------------------------------------------------------
 

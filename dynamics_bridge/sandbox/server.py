@@ -173,23 +173,22 @@ def _handler(box: DataverseSandbox, limits: Limits, base: str) -> type[BaseHTTPR
                     )
                 )
                 return
-            started = time.perf_counter()
+            pause = limits.service_time(operation_count(path, body))
             try:
-                self._serve(method, path, body, limits.chaos())
+                self._serve(method, path, body, pause, limits.chaos())
             finally:
-                limits.done(user, time.perf_counter() - started)
+                limits.done(user, pause)
 
-        def _serve(self, method: str, path: str, body: bytes, chaos: Chaos | None) -> None:
+        def _serve(
+            self, method: str, path: str, body: bytes, pause: float, chaos: Chaos | None
+        ) -> None:
             if chaos == "fault":
                 self._reply(Answer(503, {}, None))
                 return
             if chaos == "reset_before":
                 self._drop()
                 return
-            pause = limits.service_time(operation_count(path, body))
-            pause += limits.slow_seconds if chaos == "slow" else 0.0
-            if pause:
-                time.sleep(pause)
+            time.sleep(pause + (limits.slow_seconds if chaos == "slow" else 0.0))
             box.requests += 1
             answer = box.handle(method, path, dict(self.headers.items()), body)
             if chaos == "reset_after":  # the work is done, the answer is lost
