@@ -1,34 +1,29 @@
 """The whole main job on the local sandbox: intake of every source, twice, then sync to Dataverse.
 
-Members are fictitious. Their personnummer are generated to pass the Luhn check but use serial
-numbers 980-999 on dates in 1950-1999; they exist only in the sandbox.
+Members are fictitious (see :mod:`dynamics_bridge.testing.dataverse`); they exist only in the
+sandbox.
 """
 
 from __future__ import annotations
 
-import random
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
-from dynamics_bridge.dataverse.batch import BatchRequest
-from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
-from dynamics_bridge.dataverse.provision import apply_plan, plan
+from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.demo.callbacks import demo_callbacks
 from dynamics_bridge.demo.intake import deliver
 from dynamics_bridge.ingest import ingest_file
-from dynamics_bridge.mapping import MappingFile, load_mapping
+from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
-from dynamics_bridge.personnummer import luhn_check_digit
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.settings import DataverseSettings, Settings, load_settings
+from dynamics_bridge.settings import Settings, load_settings
 from dynamics_bridge.sources.bankgirot_writer import (
     AutogiroPayment,
     BgmaxPayment,
@@ -37,11 +32,11 @@ from dynamics_bridge.sources.bankgirot_writer import (
 )
 from dynamics_bridge.sources.ocr import make_reference
 from dynamics_bridge.sync import run_sync
+from dynamics_bridge.testing.dataverse import FEE, prepare_register, sandbox_settings
 
 __all__ = ["DemoReport", "run_demo"]
 
 DEMO_SIGN_KEY = "demo-billogram-sign-key"  # the demo signs its own callbacks; not a real key
-FEE = 25000
 
 
 @dataclass
@@ -72,33 +67,6 @@ class DemoReport:
             "dataverse_rows": self.dataverse_rows,
             "dataverse_requests": self.dataverse_requests,
         }
-
-
-def test_personnummer(rng: random.Random) -> str:
-    born = date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 50))
-    body = f"{born:%y%m%d}{rng.randrange(980, 1000)}"
-    return f"{born.year // 100}{body}{luhn_check_digit(body)}"
-
-
-def _seed_members(client: DataverseClient, mapping: MappingFile, numbers: list[str]) -> None:
-    rng = random.Random(42)
-    member = mapping.member
-    requests = [
-        BatchRequest(
-            "POST",
-            member.entity_set,
-            {},
-            {
-                member.key_column: number,
-                "firstname": "Test",
-                "lastname": f"Medlem {number}",
-                "governmentid": test_personnummer(rng),
-            },
-        )
-        for number in numbers
-    ]
-    for start in range(0, len(requests), 1000):
-        client.batch(requests[start : start + 1000])
 
 
 def _files(directory: Path, numbers: list[str]) -> list[Path]:
@@ -133,25 +101,9 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
     workdir.mkdir(parents=True)
     report = DemoReport()
     mapping = load_mapping()
-    numbers = [str(100001 + i) for i in range(members)]
     with run_sandbox(workdir / "dataverse.sqlite") as sandbox:
-        dv = DataverseSettings(
-            url=sandbox.url,
-            tenant_id="demo",
-            authority=sandbox.authority,
-            client_id=sandbox.client_id,
-            client_secret=sandbox.client_secret,  # type: ignore[arg-type]
-            ca_bundle=sandbox.ca_bundle,
-        )
-        client = DataverseClient(
-            dv.url or "",
-            session_for(dv),
-            msal_token_provider(dv),
-            gate=AppUserGate(max_concurrency=dv.max_concurrency),
-            extra_headers={"MSCRM.SuppressCallbackRegistrationExpanderJob": "true"},
-        )
-        apply_plan(client, plan(client, mapping))
-        _seed_members(client, mapping, numbers)
+        client = DataverseClient.from_settings(sandbox_settings(sandbox, suppress_flows=True))
+        numbers = prepare_register(client, mapping, members)
 
         settings: Settings = load_settings(
             queue={"backend": "memory", "name": "demo-payment-events"},
