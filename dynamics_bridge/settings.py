@@ -26,6 +26,7 @@ __all__ = [
     "LogSettings",
     "QueueSettings",
     "Settings",
+    "SparSettings",
     "SwishSettings",
     "WebhookSettings",
     "env_name",
@@ -350,6 +351,69 @@ class ApsisSettings(BaseModel):
         return bool(self.client_id and self.client_secret and self.section)
 
 
+class SparSettings(BaseModel):
+    """SPAR PersonSok over SOAP (reference soap.md). The identification fields are SPAR's
+    ``Identifieringsinformation``, assigned at onboarding; mTLS needs PEM files (convert a .p12)."""
+
+    endpoint: str | None = Field(
+        default=None,
+        description="PersonSok address; https, or http on 127.0.0.1/localhost (the sandbox).",
+    )
+    wsdl_path: str | None = Field(
+        default=None,
+        description="SPAR's personsok.wsdl. Unset: the bridge's own copy (demo and tests only).",
+    )
+    schema_root: str | None = Field(
+        default=None,
+        description="Folder mirroring http://xmls.statenspersonadressregister.se/se/spar/; "
+        "unset: three levels above a WSDL under granssnitt/personsok/<version>/.",
+    )
+    customer_number: int | None = Field(
+        default=None, ge=500001, le=599999, description="KundNrSlutkund: the permit holder."
+    )
+    delivery_customer_number: int | None = Field(
+        default=None,
+        ge=500001,
+        le=599999,
+        description="KundNrLeveransMottagare: the certificate owner; unset = customer_number.",
+    )
+    assignment_id: int | None = Field(default=None, ge=1, description="UppdragId from SPAR.")
+    end_user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="SlutAnvandarId: must trace to one person (SPAR logs it).",
+    )
+    client_cert: str | None = Field(default=None, description="PEM certificate (or cert + key).")
+    client_key: str | None = Field(default=None, description="PEM private key, unencrypted.")
+    ca_bundle: str | None = Field(default=None, description="Trust only this CA for SPAR.")
+    timeout_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _https_or_loopback(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(
+            r"(?i)^(https://[^/\s]+|http://(127\.0\.0\.1|localhost|\[::1\])([:/]|$))", v
+        ):
+            raise ValueError("https://..., or http:// only on 127.0.0.1 or localhost")
+        return v
+
+    def problems(self) -> list[str]:
+        """What a lookup still needs, by environment variable name."""
+        needed = ("endpoint", "customer_number", "assignment_id", "end_user_id")
+        return [
+            f"{env_name(('spar', name))}: required for SPAR lookups"
+            for name in needed
+            if getattr(self, name) is None
+        ]
+
+    @property
+    def configured(self) -> bool:
+        return not self.problems()
+
+
 class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
@@ -379,6 +443,7 @@ class Settings(BaseSettings):
     bankgirot: BankgirotSettings = Field(default_factory=BankgirotSettings)
     dataverse: DataverseSettings = Field(default_factory=DataverseSettings)
     apsis: ApsisSettings = Field(default_factory=ApsisSettings)
+    spar: SparSettings = Field(default_factory=SparSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secrets(self) -> list[str]:
