@@ -15,6 +15,10 @@ from dynamics_bridge.model import EventKind, MemberRefKind, PaymentMethod
 
 __all__ = [
     "EVENT_FIELDS",
+    "REGISTER_STATUSES",
+    "AddressColumns",
+    "AddressMapping",
+    "AddressSelect",
     "ChoiceSet",
     "ColumnSpec",
     "KindRule",
@@ -210,6 +214,75 @@ class KindRule(_Strict):
     set: dict[str, Transform] = Field(default_factory=dict)
 
 
+#: What the address refresh writes to the register-status column (options of its choice set).
+REGISTER_STATUSES = ("active", "deceased", "emigrated", "deregistered", "not_found")
+
+
+class AddressColumns(_Strict):
+    """Member columns for the postal address (Dataverse's contact has ``address1_*``)."""
+
+    line1: str
+    line2: str | None = None
+    line3: str | None = None
+    postal_code: str
+    city: str
+    country: str | None = Field(default=None, description="Written for foreign addresses.")
+
+
+class NewMembers(_Strict):
+    created: str = Field(default="createdon", description="When the member row was created.")
+    days: int = Field(default=30, ge=1, description="Created this recently and never checked.")
+
+
+class AddressSelect(_Strict):
+    """Which members one refresh looks up; a reason left out is not used. Flags are cleared
+    after the lookup, so a member is not asked about again the next night."""
+
+    flagged: str | None = Field(default=None, description="Boolean column: a check was asked.")
+    returned_mail: str | None = Field(default=None, description="Boolean column: post came back.")
+    new_members: NewMembers | None = None
+    not_checked_days: int | None = Field(
+        default=None, ge=1, description="Last SPAR check older than this many days."
+    )
+    max_per_run: int = Field(
+        default=500, ge=1, description="Lookups per run: flagged first, then returned mail, ..."
+    )
+
+
+class AddressMapping(_Strict):
+    """SPAR address refresh: which member columns it writes. Protected identity only ever sets
+    ``protected``; the address columns of such a member are never written."""
+
+    columns: AddressColumns
+    protected: str = Field(description="Boolean column: protected identity (never marketed).")
+    status: str = Field(description="Choice column: active, deceased, emigrated, ...")
+    status_choices: str = Field(default="register_status", description="Its choice set.")
+    deceased_on: str | None = Field(default=None, description="Date column: date of death.")
+    checked_on: str = Field(description="Datetime column: when SPAR was asked (audit).")
+    transaction_id: str = Field(description="String column: SPAR's UUID for the lookup (audit).")
+    last_changed: str | None = Field(
+        default=None, description="Date column: SPAR's SenasteAndringSPAR."
+    )
+    select: AddressSelect = Field(default_factory=AddressSelect)
+
+    def written_columns(self) -> list[str]:
+        """Every member column the refresh may write, for reads and checks."""
+        optional = (self.deceased_on, self.last_changed, self.select.flagged)
+        return [
+            c
+            for c in (
+                *self.columns.model_dump().values(),
+                self.protected,
+                self.status,
+                self.checked_on,
+                self.transaction_id,
+                *optional,
+                self.select.returned_mail,
+            )
+            if c
+        ]
+
+
 class MappingFile(_Strict):
     version: Literal[1] = 1
     publisher_prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,7}$")
@@ -221,6 +294,47 @@ class MappingFile(_Strict):
     member: MemberTable
     payment: PaymentTable
     rules: dict[EventKind, KindRule]
+    address: AddressMapping | None = Field(
+        default=None, description="SPAR address refresh; left out, the refresh is off."
+    )
+
+    @model_validator(mode="after")
+    def _address_resolves(self) -> MappingFile:
+        if self.address is None:
+            return self
+        address, columns = self.address, self.member.columns
+        problems = [
+            f"address: {c} is not a declared member column"
+            for c in address.written_columns()
+            if c not in columns
+        ]
+        if MemberRefKind.PERSONNUMMER not in self.member.keys or not (
+            self.member.keys[MemberRefKind.PERSONNUMMER].column
+        ):
+            problems.append("address: member.keys.personnummer must name a column")
+        choice_set = self.choices.get(address.status_choices)
+        if choice_set is None:
+            problems.append(f"address.status_choices: no choice set {address.status_choices!r}")
+        else:
+            problems += [
+                f"address.status_choices: {address.status_choices} needs an option {word!r}"
+                for word in REGISTER_STATUSES
+                if word not in choice_set.options
+            ]
+        for name, wanted in (
+            (address.protected, "boolean"),
+            (address.select.flagged, "boolean"),
+            (address.select.returned_mail, "boolean"),
+            (address.status, "choice"),
+            (address.checked_on, "datetime"),
+            (address.deceased_on, "date"),
+            (address.last_changed, "date"),
+        ):
+            if name and name in columns and columns[name].type != wanted:
+                problems.append(f"address: {name} must be a {wanted} column")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> MappingFile:

@@ -1,7 +1,8 @@
 """A local Dataverse: the Web API subset dynamics_bridge uses, on SQLite, with Dataverse's answers.
 
 Implements (reference dataverse.md): rows by set and by alternate key, ``$select``, ``$filter``
-(``eq``, ``and``, ``Microsoft.Dynamics.CRM.In``), paging by ``odata.maxpagesize`` and
+(``eq``, ``lt``/``le``/``gt``/``ge``, ``and``, ``Microsoft.Dynamics.CRM.In``), ``createdon`` set on
+create, paging by ``odata.maxpagesize`` and
 ``@odata.nextLink``, create / create-only / update-only / upsert with ETags, ``@odata.bind`` by
 alternate key, ``$batch`` with atomic change sets and ``continue-on-error``, change tracking with
 deletions, metadata reads and writes, and the service-protection limit per app user (429 +
@@ -42,6 +43,7 @@ _PAIR = re.compile(r"(\w+)=('(?:[^']|'')*'|[^,]+)")
 _IN = re.compile(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyValues=\[(.*)\]\)")
 _EQ = re.compile(r"^(\w+) eq ('(?:[^']|'')*'|[\w.-]+)$")
 _STRING = re.compile(r"'((?:[^']|'')*)'")
+_COMPARE = re.compile(r"^(\w+) (lt|le|gt|ge) ('(?:[^']|'')*'|[\w.:+-]+)$")
 
 
 @dataclass
@@ -218,12 +220,34 @@ def _literal(raw: str) -> Any:
         return raw
 
 
-Clauses = list[tuple[str, set[str]]]
+@dataclass(frozen=True)
+class Comparison:
+    """``col lt value`` and its kin: holds for a row whose value (as text) compares so. Dates
+    and times compare as the ISO text they are stored as; null never compares (as in OData)."""
+
+    op: str
+    value: str
+
+    def __contains__(self, text: object) -> bool:
+        if text == "None":
+            return False
+        other = str(text)
+        if self.op == "lt":
+            return other < self.value
+        if self.op == "le":
+            return other <= self.value
+        if self.op == "gt":
+            return other > self.value
+        return other >= self.value
+
+
+Clauses = list[tuple[str, set[str] | Comparison]]
 
 
 def parse_filter(text: str) -> Clauses:
-    """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, joined by ``and``;
-    as (column, accepted values as text) pairs that must all hold."""
+    """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, ``col lt value`` (and
+    ``le``/``gt``/``ge``), joined by ``and``; as (column, accepted values) pairs that must all
+    hold."""
     clauses: Clauses = []
     for clause in (c.strip() for c in re.split(r"\s+and\s+", text)):
         if m := _IN.fullmatch(clause):
@@ -231,6 +255,8 @@ def parse_filter(text: str) -> Clauses:
             clauses.append((m.group(1), values))
         elif m := _EQ.match(clause):
             clauses.append((m.group(1), {str(_literal(m.group(2)))}))
+        elif m := _COMPARE.match(clause):
+            clauses.append((m.group(1), Comparison(m.group(2), str(_literal(m.group(3))))))
         else:
             raise Failure(400, "0x80060888", f"The query filter is not supported: {clause}")
     return clauses
@@ -363,6 +389,8 @@ class DataverseSandbox:
         logical = entity["LogicalName"]
         single = {k["KeyAttributes"][0] for k in entity["Keys"] if len(k["KeyAttributes"]) == 1}
         for column, values in clauses:
+            if isinstance(values, Comparison):
+                continue
             if column == entity["PrimaryIdAttribute"]:
                 ids = sorted(values)
             elif column in single:
@@ -470,6 +498,8 @@ class DataverseSandbox:
                 addressed = {primary: key.strip("'")}
             row_id = str(addressed.get(primary) or values.get(primary) or uuid.uuid4())
             data = {**addressed, **values, primary: row_id}  # on create the body wins (§2)
+            if any(a["LogicalName"] == "createdon" for a in entity["Attributes"]):
+                data.setdefault("createdon", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             self._index(entity, row_id, data)
             self.db.execute(
                 "INSERT INTO rows VALUES (?, ?, ?, ?, 0)",

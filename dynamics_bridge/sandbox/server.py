@@ -49,6 +49,13 @@ CONTACT = {
         {"LogicalName": "governmentid", "AttributeType": "String", "MaxLength": 50},
         {"LogicalName": "birthdate", "AttributeType": "DateTime"},
         {"LogicalName": "statecode", "AttributeType": "State"},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
+        {"LogicalName": "address1_line1", "AttributeType": "String", "MaxLength": 250},
+        {"LogicalName": "address1_line2", "AttributeType": "String", "MaxLength": 250},
+        {"LogicalName": "address1_line3", "AttributeType": "String", "MaxLength": 250},
+        {"LogicalName": "address1_postalcode", "AttributeType": "String", "MaxLength": 20},
+        {"LogicalName": "address1_city", "AttributeType": "String", "MaxLength": 80},
+        {"LogicalName": "address1_country", "AttributeType": "String", "MaxLength": 80},
     ],
     "Keys": [],
 }
