@@ -11,6 +11,7 @@ from dynamics_bridge.cli._app import app, console, err_console
 # Command modules register themselves on ``app`` when imported.
 # isort: off
 from dynamics_bridge.cli import config, dataverse, demo, ingest, poison, sync  # noqa: F401
+from dynamics_bridge.cli import spar  # noqa: F401
 # isort: on
 
 __all__ = ["app", "console", "err_console"]
