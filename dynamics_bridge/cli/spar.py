@@ -125,3 +125,16 @@ def print_refresh(summary: dict[str, Any], title: str = "SPAR address refresh") 
     console.print(table)
     for failure in summary["failed"]:
         console.print(f"  • {failure}", highlight=False)
+
+
+def print_demo_section(summary: dict[str, Any]) -> None:
+    """The demo's SPAR section (``demo`` prints it after the payment summary)."""
+    if not summary:
+        return
+    print_refresh(summary, "SPAR address refresh (local SPAR responder)")
+    kept = "kept as it was" if summary["protected_address_kept"] else "CHANGED"
+    gone = "still there" if summary["protected_in_marketing"] else "erased"
+    console.print(
+        f"Protected identity: CRM address {kept}, protected flag set, APSIS profile {gone}. "
+        "Every lookup stored its time and SPAR's transaction id; no raw answer was kept."
+    )

@@ -17,6 +17,7 @@ from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.demo.callbacks import demo_callbacks
 from dynamics_bridge.demo.intake import deliver
+from dynamics_bridge.demo.spar import run_spar_demo
 from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
@@ -52,6 +53,7 @@ class DemoReport:
     members_by_status: Counter[str] = field(default_factory=Counter)
     dataverse_rows: dict[str, int] = field(default_factory=dict)
     dataverse_requests: int = 0
+    spar: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class DemoReport:
             "members_by_payment_status": dict(sorted(self.members_by_status.items())),
             "dataverse_rows": self.dataverse_rows,
             "dataverse_requests": self.dataverse_requests,
+            "spar": self.spar,
         }
 
 
@@ -144,4 +147,5 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             1 for _ in client.query(mapping.payment.entity_set, select=[mapping.payment.key_column])
         )
         report.dataverse_rows = {"members": len(rows), "payments": payments}
+        report.spar = run_spar_demo(client, mapping, numbers)
     return report

@@ -255,6 +255,7 @@ def _fault(code: str, text: str) -> bytes:
 def _handler(responder: SparResponder) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
 
         def log_message(self, *args: object) -> None:  # quiet: the request holds personnummer
             return

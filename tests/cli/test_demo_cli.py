@@ -29,3 +29,12 @@ def test_demo_json_shows_every_redelivery_recognised(tmp_path) -> None:
     assert set(summary["events_by_source"]) == {"swish", "billogram", "autogiro", "bgmax"}
     assert any("999999" in reason for reason in summary["poisoned"])
     assert summary["members_by_payment_status"]["paid"] > 0
+    # SPAR: every (new) member looked up once; the protected one kept its CRM address and left
+    # the marketing platform.
+    spar = summary["spar"]
+    assert spar["looked_up"] == 40
+    assert spar["protected"] == 1
+    assert spar["updated"] >= 1
+    assert spar["statuses"]["deceased"] == spar["statuses"]["emigrated"] == 1
+    assert spar["protected_address_kept"] is True
+    assert spar["protected_in_marketing"] is False
