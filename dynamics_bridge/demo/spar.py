@@ -56,7 +56,7 @@ def _apsis_settings(standin: ApsisStandIn) -> ApsisSettings:
         name.removeprefix("BRIDGE_APSIS__").lower(): json.loads(v) if v.startswith("{") else v
         for name, v in standin.env.items()
     }
-    return ApsisSettings(**values)
+    return ApsisSettings.model_validate(values)
 
 
 def run_spar_demo(
