@@ -5,12 +5,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean functionapp
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,functions]'
 	touch $(STAMP)
 
 node_modules/.bin/azurite: package.json
@@ -29,6 +29,17 @@ lint: $(STAMP)
 
 bench: $(STAMP) node_modules/.bin/azurite
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# The function app as `func azure functionapp publish` wants it: function_app.py, host.json,
+# requirements.txt and .funcignore at the root, the package and the mappings beside them.
+FUNCTIONAPP := build/functionapp
+functionapp:
+	rm -rf $(FUNCTIONAPP) && mkdir -p $(FUNCTIONAPP)
+	cp deploy/azure-functions/function_app.py deploy/azure-functions/host.json \
+	   deploy/azure-functions/requirements.txt deploy/azure-functions/.funcignore $(FUNCTIONAPP)/
+	cp -r dynamics_bridge mappings $(FUNCTIONAPP)/
+	find $(FUNCTIONAPP) -name __pycache__ -prune -exec rm -rf {} +
+	@echo "$(FUNCTIONAPP): cd there and run func azure functionapp publish <app> --python"
 
 clean:
 	rm -rf $(VENV) node_modules .bridge .pytest_cache .ruff_cache .mypy_cache

@@ -3,6 +3,11 @@
 Webhook intake authenticates the raw bytes, parses them into canonical events and queues them; it
 never calls the CRM, so a provider gets its answer in milliseconds. On any answer but 202 nothing
 is queued, and the provider keeps (and retries) the callback, so nothing is lost.
+
+The queue handler applies one message the way the Functions host delivers it (the host owns the
+message: it deletes it when the handler returns and redelivers it when the handler raises); the
+file handler checks a whole Bankgirot file before queueing any of it, and answers with a receipt.
+None of them needs ``azure.functions``: ``deploy/azure-functions/function_app.py`` only adapts.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from dynamics_bridge.errors import (
     AuthError,
@@ -22,15 +27,32 @@ from dynamics_bridge.errors import (
     TransientError,
     UnsupportedMediaTypeError,
 )
+from dynamics_bridge.hosting import forwarded_client_ip
+from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.logs import log_context
-from dynamics_bridge.queue import EventQueue, open_queue
-from dynamics_bridge.settings import Settings, load_settings
+from dynamics_bridge.personnummer import mask_text
+from dynamics_bridge.queue import EventQueue, ReceivedMessage, open_queue
+from dynamics_bridge.settings import BankgirotSettings, Settings, load_settings
 from dynamics_bridge.sources import billogram, swish
 from dynamics_bridge.sources._common import WebhookParse, header
+from dynamics_bridge.sync import SyncReport, process_message
 
-__all__ = ["PROVIDERS", "WebhookResult", "handle_webhook"]
+if TYPE_CHECKING:
+    from dynamics_bridge.pipeline import Pipeline
+    from dynamics_bridge.services import Services
+
+__all__ = [
+    "PROVIDERS",
+    "FileReceipt",
+    "WebhookResult",
+    "handle_bankgirot_file",
+    "handle_queue_message",
+    "handle_webhook",
+    "handle_webhook_request",
+]
 
 log = logging.getLogger("dynamics_bridge.intake")
+sync_log = logging.getLogger("dynamics_bridge.sync")
 
 PROVIDERS = ("swish", "billogram")
 
@@ -140,3 +162,111 @@ def _refused(provider: str, status: int, word: str, exc: InputError) -> WebhookR
     if exc.field:
         body["field"] = exc.field
     return WebhookResult(status, body)
+
+
+def handle_webhook_request(
+    provider: str, body: bytes, headers: Mapping[str, str], services: Services
+) -> WebhookResult:
+    """A webhook as the HTTP function receives it: the caller's address from the platform's
+    ``X-Forwarded-For``, settings and queue shared by the worker process."""
+    try:
+        settings, queue = services.settings, services.queue
+    except ConfigError as exc:
+        log.error("webhook not queued: %s", exc, extra={"provider": provider, "status": 503})
+        return WebhookResult(503, {"status": "unavailable"})
+    client_ip = forwarded_client_ip(headers)
+    return handle_webhook(provider, body, headers, client_ip, settings=settings, queue=queue)
+
+
+def handle_queue_message(
+    body: bytes | str,
+    *,
+    message_id: str,
+    dequeue_count: int,
+    pipeline: Pipeline,
+    queue: EventQueue,
+    max_dequeue_count: int,
+) -> SyncReport:
+    """Apply one message delivered by the Functions host, which owns it.
+
+    Written, duplicate and stale events are done; unmatched and failed-for-good ones are copied
+    to the poison queue with their reason. A passing failure raises TransientError, so the host
+    redelivers the message after ``visibilityTimeout``; on attempt ``max_dequeue_count`` it is
+    settled here instead, every event with its reason, and nothing is left for the host to move.
+    """
+    started = time.perf_counter()
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    message = ReceivedMessage.from_raw(message_id, "", dequeue_count, text)
+    report = process_message(
+        message, pipeline, queue, max_dequeue_count=max_dequeue_count, host_owned=True
+    )
+    outcome = "redeliver" if report.left else "settled"
+    sync_log.info(
+        "message %s: %s",
+        message_id,
+        outcome,
+        extra={
+            "outcome": outcome,
+            "count": sum(report.outcomes.values()),
+            "event_ids": [r.event.event_id for r in report.results],
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )
+    if report.left:
+        raise TransientError(
+            f"message {message_id}: attempt {dequeue_count} of {max_dequeue_count} failed "
+            "for a passing reason; the host delivers it again"
+        )
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class FileReceipt:
+    """What became of one Bankgirot file: queued (with its totals) or rejected (with where)."""
+
+    name: str
+    status: Literal["queued", "rejected"]
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    location: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "status": self.status}
+        if self.report is not None:
+            body["report"] = self.report
+        if self.error is not None:
+            body["error"] = self.error
+            body["location"] = self.location
+        return body
+
+
+def handle_bankgirot_file(
+    stream: BinaryIO, name: str, *, settings: BankgirotSettings, queue: EventQueue
+) -> FileReceipt:
+    """Check a whole Autogiro or BgMax file, then queue its events.
+
+    A bad file is rejected with the place (``FILE:LINE``) and nothing from it is queued; the
+    file itself stays where it was put, the durable copy. A queue failure raises (the trigger
+    delivers the file again; event ids are deterministic, so a repeat becomes duplicates).
+    """
+    started = time.perf_counter()
+    try:
+        report = ingest_file(stream, queue=queue, settings=settings, name=name)
+    except InputError as exc:
+        log.error(
+            "file rejected: %s",
+            exc,
+            extra={"origin": name, "outcome": "rejected", "status": 422},
+        )
+        return FileReceipt(name, "rejected", error=mask_text(exc.detail), location=exc.location)
+    log.info(
+        "file queued: %d event(s)",
+        report.queued,
+        extra={
+            "origin": name,
+            "outcome": "queued",
+            "count": report.queued,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )
+    return FileReceipt(name, "queued", report=report.to_json())

@@ -16,7 +16,22 @@ from typing import Any
 
 from dynamics_bridge.personnummer import mask_text
 
-__all__ = ["JsonFormatter", "ScrubFilter", "configure_logging", "log_context"]
+__all__ = [
+    "JsonFormatter",
+    "ScrubFilter",
+    "configure_host_logging",
+    "configure_logging",
+    "log_context",
+]
+
+#: Libraries that log request details at INFO/DEBUG; kept at WARNING everywhere.
+QUIET_LOGGERS = (
+    "msal",
+    "urllib3",
+    "zeep",
+    "azure",
+    "azure.core.pipeline.policies.http_logging_policy",
+)
 
 #: Structured fields a record may carry (``extra={...}``) and the JSON line then shows.
 FIELDS = (
@@ -127,12 +142,29 @@ def configure_logging(
     )
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in (
-        "msal",
-        "urllib3",
-        "zeep",
-        "azure",
-        "azure.core.pipeline.policies.http_logging_policy",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_libraries()
     return handler
+
+
+def configure_host_logging(level: str = "INFO", *, secrets: Iterable[str] = ()) -> None:
+    """Under the Azure Functions Python worker: its handler on the root logger forwards
+    ``self.format(record)`` to the host (Application Insights ``traces.message``), so it gets
+    the scrubbing filter and the JSON formatter. Without the worker (tests, a laptop), the
+    stderr handler of :func:`configure_logging` does the same job."""
+    root = logging.getLogger()
+    worker = [h for h in root.handlers if type(h).__name__ == "AsyncLoggingHandler"]
+    if not worker:
+        configure_logging(level, secrets=secrets)
+        return
+    for handler in worker:
+        for old in [f for f in handler.filters if isinstance(f, ScrubFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(ScrubFilter(secrets))
+        handler.setFormatter(JsonFormatter())
+    root.setLevel(level.upper())
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,6 +10,7 @@ applied twice; an ETag conflict re-reads the member and recomputes. Every event 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Pipeline:
 
     def apply(self, events: Sequence[PaymentEvent], *, dry_run: bool = False) -> list[EventOutcome]:
         """One outcome per event, in the order given."""
+        started = time.perf_counter()
         outcomes: dict[int, EventOutcome] = {}
         members = self._resolve_members(events, outcomes)
         existing = self.store.existing_payments(
@@ -159,6 +161,7 @@ class Pipeline:
                     retryable=True,
                 )
         result = [outcomes[i] for i in range(len(events))]
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)  # of the whole batch
         for outcome in result:
             with log_context(event_id=outcome.event.event_id):
                 log.info(
@@ -169,6 +172,7 @@ class Pipeline:
                         "kind": outcome.event.kind.value,
                         "outcome": outcome.outcome.value,
                         "reason": outcome.reason,
+                        "duration_ms": duration_ms,
                     },
                 )
         return result

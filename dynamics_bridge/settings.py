@@ -39,6 +39,11 @@ ENV_DELIMITER = "__"
 
 class QueueSettings(BaseModel):
     backend: Literal["azure", "memory"] = "memory"
+    account_url: str | None = Field(
+        default=None,
+        description="https://<account>.queue.core.windows.net: connect with the managed identity "
+        "(azure-identity) instead of a connection string.",
+    )
     connection_string: SecretStr | None = Field(default=None, validate_default=True)
     name: str = "payment-events"
     poison_name: str | None = Field(
@@ -57,8 +62,10 @@ class QueueSettings(BaseModel):
     @field_validator("connection_string")
     @classmethod
     def _azure_needs_connection(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        if v is None and info.data.get("backend") == "azure":
-            raise ValueError("required when BRIDGE_QUEUE__BACKEND is 'azure'")
+        if v is None and info.data.get("backend") == "azure" and not info.data.get("account_url"):
+            raise ValueError(
+                "required when BRIDGE_QUEUE__BACKEND is 'azure' (or BRIDGE_QUEUE__ACCOUNT_URL)"
+            )
         return v
 
     @property

@@ -5,6 +5,13 @@ A message is deleted only once every one of its events has a durable outcome: wr
 good). Events that failed for a passing reason go back on the queue as a new message, so a retry
 never repeats the poison entries of the others. A message that cannot be decoded is poisoned
 whole, with its raw text.
+
+Under the Functions host (``host_owned``) the host owns the message: it deletes it when the
+function returns and makes it visible again after ``visibilityTimeout`` when the function raises,
+counting attempts in ``dequeue_count``. So a passing failure is left to the host's redelivery
+(bounded by ``maxDequeueCount``) instead of being requeued as a new message, poison entries are
+copies (the host deletes the original), and on the last attempt everything is settled here, with
+its reason, rather than left for the host to move without one.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class SyncReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     poisoned_events: int = 0
     requeued_events: int = 0
+    #: messages left on the queue for redelivery (after their visibility timeout)
+    left: int = 0
     results: list[EventOutcome] = field(default_factory=list)
 
     def add(self, other: SyncReport) -> None:
@@ -38,6 +47,7 @@ class SyncReport:
         self.outcomes.update(other.outcomes)
         self.poisoned_events += other.poisoned_events
         self.requeued_events += other.requeued_events
+        self.left += other.left
         self.results.extend(other.results)
 
 
@@ -48,10 +58,16 @@ def process_message(
     *,
     dry_run: bool = False,
     max_dequeue_count: int = 5,
+    host_owned: bool = False,
 ) -> SyncReport:
     """Apply one message's events and settle it (delete, poison, requeue)."""
     return process_messages(
-        [message], pipeline, queue, dry_run=dry_run, max_dequeue_count=max_dequeue_count
+        [message],
+        pipeline,
+        queue,
+        dry_run=dry_run,
+        max_dequeue_count=max_dequeue_count,
+        host_owned=host_owned,
     )
 
 
@@ -62,29 +78,40 @@ def process_messages(
     *,
     dry_run: bool = False,
     max_dequeue_count: int = 5,
+    host_owned: bool = False,
 ) -> SyncReport:
     """Apply the events of several messages in one pipeline call, then settle each message."""
     report = SyncReport(messages=len(messages))
+    settle = _Settler(queue, report, max_dequeue_count, host_owned)
     decoded: list[tuple[ReceivedMessage, list[PaymentEvent]]] = []
     for message in messages:
         try:
             decoded.append((message, message.events()))
         except InputError as exc:
             if not dry_run:
-                queue.to_poison(message, f"undecodable message: {exc}")
+                settle.poison(message, f"undecodable message: {exc}")
+                settle.done(message)
             report.outcomes["undecodable"] += 1
     events = [event for _, batch in decoded for event in batch]
     if not events:
         for message, _ in decoded:
             if not dry_run:
-                queue.delete(message)
+                settle.done(message)
         return report
     try:
         outcomes = pipeline.apply(events, dry_run=dry_run)
     except TransientError as exc:
         # Leave the messages: they reappear after their visibility timeout.
         log.warning("%d message(s) left for retry: %s", len(decoded), exc)
-        report.outcomes["retry"] += len(events)
+        for message, batch in decoded:
+            if not dry_run and settle.host_owned and settle.last_attempt(message):
+                reason = f"gave up after {message.dequeue_count} attempts: {exc}"
+                settle.poison(message, reason)
+                settle.done(message)
+                report.poisoned_events += len(batch)
+            else:
+                report.left += 1
+                report.outcomes["retry"] += len(batch)
         return report
     report.results = outcomes
     report.outcomes.update(o.outcome.value for o in outcomes)
@@ -94,31 +121,55 @@ def process_messages(
     for message, batch in decoded:
         mine = outcomes[position : position + len(batch)]
         position += len(batch)
-        _settle(message, mine, queue, report, max_dequeue_count)
+        settle.outcomes(message, mine)
     return report
 
 
-def _settle(
-    message: ReceivedMessage,
-    outcomes: list[EventOutcome],
-    queue: EventQueue,
-    report: SyncReport,
-    max_dequeue_count: int,
-) -> None:
-    permanent = [
-        o for o in outcomes if o.outcome in (Outcome.UNMATCHED, Outcome.FAILED) and not o.retryable
-    ]
-    retry = [o for o in outcomes if o.retryable]
-    if retry and message.dequeue_count >= max_dequeue_count:
-        permanent += retry
-        retry = []
-    for outcome in permanent:
-        queue.to_poison(message, f"{outcome.outcome.value}: {outcome.reason}", [outcome.event])
-    if retry:
-        queue.send([o.event for o in retry])
-    report.poisoned_events += len(permanent)
-    report.requeued_events += len(retry)
-    queue.delete(message)
+@dataclass
+class _Settler:
+    """Settles messages the sync loop owns, or (``host_owned``) the Functions host owns."""
+
+    queue: EventQueue
+    report: SyncReport
+    max_dequeue_count: int
+    host_owned: bool
+
+    def last_attempt(self, message: ReceivedMessage) -> bool:
+        return message.dequeue_count >= self.max_dequeue_count
+
+    def poison(
+        self, message: ReceivedMessage, reason: str, events: list[PaymentEvent] | None = None
+    ) -> None:
+        # Copies only: the original goes once every copy is made (by us in ``done``, or the host).
+        self.queue.to_poison(message, reason, events, keep_original=True)
+
+    def done(self, message: ReceivedMessage) -> None:
+        if not self.host_owned:  # the host deletes its message when the function returns
+            self.queue.delete(message)
+
+    def outcomes(self, message: ReceivedMessage, outcomes: list[EventOutcome]) -> None:
+        permanent = [
+            o
+            for o in outcomes
+            if o.outcome in (Outcome.UNMATCHED, Outcome.FAILED) and not o.retryable
+        ]
+        retry = [o for o in outcomes if o.retryable]
+        if retry and self.host_owned and not self.last_attempt(message):
+            # The host redelivers the whole message; what was written becomes a duplicate then.
+            self.report.left += 1
+            self.report.outcomes["retry"] += len(retry)
+            return
+        if retry and self.last_attempt(message):
+            permanent += retry
+            retry = []
+        for outcome in permanent:
+            reason = f"{outcome.outcome.value}: {outcome.reason}"
+            self.poison(message, reason, [outcome.event])
+        if retry:
+            self.queue.send([o.event for o in retry])
+        self.report.poisoned_events += len(permanent)
+        self.report.requeued_events += len(retry)
+        self.done(message)
 
 
 def run_sync(

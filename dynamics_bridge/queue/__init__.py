@@ -39,7 +39,14 @@ def open_queue(settings: QueueSettings) -> EventQueue:
         )
     from dynamics_bridge.queue.azure import AzureStorageQueue  # the SDK only when it is used
 
-    assert settings.connection_string is not None  # settings validation guarantees it
+    if settings.connection_string is None:  # settings validation guarantees an account URL
+        assert settings.account_url is not None
+        return AzureStorageQueue.from_account_url(
+            settings.account_url,
+            settings.name,
+            settings.poison_queue_name,
+            max_message_bytes=settings.max_message_bytes,
+        )
     return AzureStorageQueue.from_connection_string(
         settings.connection_string.get_secret_value(),
         settings.name,

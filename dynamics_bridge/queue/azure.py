@@ -13,7 +13,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from dynamics_bridge.errors import TransientError
+from dynamics_bridge.errors import ConfigError, TransientError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue.envelope import encode_messages
 from dynamics_bridge.queue.poison import poison_envelope_text
@@ -48,6 +48,32 @@ class AzureStorageQueue:
         return cls(
             QueueClient.from_connection_string(connection_string, name, **kwargs),
             QueueClient.from_connection_string(connection_string, poison_name, **kwargs),
+            max_message_bytes=max_message_bytes,
+        )
+
+    @classmethod
+    def from_account_url(
+        cls,
+        account_url: str,
+        name: str,
+        poison_name: str,
+        *,
+        max_message_bytes: int = 64 * 1024,
+        credential: Any = None,
+    ) -> AzureStorageQueue:
+        """Connect by identity (in Azure: the app's managed identity; no key in any setting)."""
+        if credential is None:
+            try:
+                from azure.identity import DefaultAzureCredential
+            except ImportError:  # pragma: no cover - depends on the installed extras
+                raise ConfigError(
+                    "BRIDGE_QUEUE__ACCOUNT_URL needs azure-identity: "
+                    "pip install 'dynamics-bridge[functions]'"
+                ) from None
+            credential = DefaultAzureCredential()
+        return cls(
+            QueueClient(account_url, name, credential=credential),
+            QueueClient(account_url, poison_name, credential=credential),
             max_message_bytes=max_message_bytes,
         )
 
@@ -108,6 +134,8 @@ class AzureStorageQueue:
         message: ReceivedMessage,
         reason: str,
         events: Sequence[PaymentEvent | dict] | None = None,
+        *,
+        keep_original: bool = False,
     ) -> None:
         text = poison_envelope_text(message, reason, events)
         try:
@@ -115,7 +143,18 @@ class AzureStorageQueue:
             self._poison.send_message(text)
         except AzureError as exc:
             raise TransientError(f"queue {self._poison.queue_name}: send failed: {exc}") from exc
-        self.delete(message)
+        if not keep_original:
+            self.delete(message)
+
+    def depth(self) -> dict[str, int]:
+        counts = {}
+        for word, client in (("messages", self._client), ("poison", self._poison)):
+            try:
+                self._ensure(client)
+                counts[word] = int(client.get_queue_properties().approximate_message_count or 0)
+            except AzureError as exc:
+                raise TransientError(f"queue {client.queue_name}: unreachable: {exc}") from exc
+        return counts
 
     # -- the poison queue ------------------------------------------------------------------------
     def _received(self, msg: QueueMessage) -> ReceivedMessage:

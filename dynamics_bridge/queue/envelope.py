@@ -80,7 +80,9 @@ def encode_envelope(envelope: Envelope) -> str:
 
 def decode_message(text: str | bytes) -> Envelope:
     """Base64 (or plain) JSON text → Envelope; anything else is an InputError naming the problem."""
-    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    # UTF-8, not ASCII: plain JSON text (what the Functions host hands over after decoding the
+    # base64) carries Swedish letters, and base64 with anything non-ASCII is refused below anyway.
+    data = text.encode("utf-8") if isinstance(text, str) else text
     stripped = data.strip()
     if stripped.startswith(b"{"):
         raw = stripped  # plain JSON, e.g. put there by hand or a tool without base64

@@ -88,12 +88,19 @@ class InMemoryQueue:
         message: ReceivedMessage,
         reason: str,
         events: Sequence[PaymentEvent | dict] | None = None,
+        *,
+        keep_original: bool = False,
     ) -> None:
         text = poison_envelope_text(message, reason, events)
         with self._lock:
             message_id = f"p{next(self._ids):08d}"
             self._poison[message_id] = _Stored(message_id, text)
-        self.delete(message)
+        if not keep_original:
+            self.delete(message)
+
+    def depth(self) -> dict[str, int]:
+        with self._lock:
+            return {"messages": len(self._messages), "poison": len(self._poison)}
 
     # -- the poison queue ----------------------------------------------------------------------
     def poison_peek(self, limit: int = 32) -> list[ReceivedMessage]:

@@ -61,8 +61,18 @@ class EventQueue(Protocol):
         message: ReceivedMessage,
         reason: str,
         events: Sequence[PaymentEvent | dict] | None = None,
+        *,
+        keep_original: bool = False,
     ) -> None:
-        """Move a message (or some of its events) to the poison queue with the reason."""
+        """Move a message (or some of its events) to the poison queue with the reason.
+
+        ``keep_original``: only copy; the message's owner deletes it (the Functions host does,
+        when the function returns), so a crash between two copies loses nothing.
+        """
+        ...
+
+    def depth(self) -> dict[str, int]:
+        """Approximate message counts: ``{"messages": n, "poison": n}`` (health, monitoring)."""
         ...
 
     # The poison queue, for operators: list, show, replay, purge.

@@ -54,6 +54,13 @@ def test_plain_json_without_base64_is_also_read() -> None:
     assert decode_message(base64.b64decode(text).decode()).events[0]["event_id"]
 
 
+def test_plain_json_text_keeps_swedish_letters() -> None:
+    """The Functions host hands the queue function decoded text, not base64."""
+    (text,) = encode_messages([event(reason_text="Täckning saknas")])
+    plain = base64.b64decode(text).decode("utf-8")
+    assert decode_message(plain).events[0]["reason_text"] == "Täckning saknas"
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -1,0 +1,283 @@
+// dynamics_bridge on Azure Functions Flex Consumption (Python 3.11).
+//
+// Storage is used by identity only (no account keys), every secret is a Key Vault reference
+// resolved with the app's system-assigned identity, logs go to workspace-based Application
+// Insights, and the queue function's instance cap keeps Dataverse under its per-user limit:
+//   maximumInstanceCount x min(batchSize + newBatchThreshold, BRIDGE_DATAVERSE__MAX_CONCURRENCY)
+//   + timer jobs + 1 (health) <= 52            (README "Deploy to Azure"; host.json holds batchSize)
+//
+// Secrets are never parameters: set them in the vault with `az keyvault secret set` (README).
+// Parsed in CI with pycep-parser; not compiled by the Bicep CLI there (it downloads a binary).
+
+targetScope = 'resourceGroup'
+
+@description('Base name: the function app, and the prefix of the other resources.')
+@minLength(3)
+@maxLength(24)
+param appName string
+
+param location string = resourceGroup().location
+
+@description('Instances of one function group at most (Flex scales each non-HTTP function on its own). With host.json batchSize 8 this caps the queue function at 4 x 8 = 32 Dataverse requests in flight.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 4
+
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Dataverse requests in flight per worker process and app user (BRIDGE_DATAVERSE__MAX_CONCURRENCY).')
+@minValue(1)
+@maxValue(52)
+param dataverseMaxConcurrency int = 8
+
+param queueName string = 'payment-events'
+param dataverseUrl string
+param dataverseTenantId string = subscription().tenantId
+param dataverseClientId string
+@description('Comma-separated CIDRs Swish calls from (confirm at onboarding); empty = no IP check.')
+param swishAllowedIps string = ''
+param apsisClientId string = ''
+param apsisSection string = ''
+param apsisBaseUrl string = 'https://api.apsis.one'
+param sparEndpoint string = ''
+param sparCustomerNumber string = ''
+param sparAssignmentId string = ''
+param sparEndUserId string = ''
+param logLevel string = 'INFO'
+
+@description('Second deployment, after `func azure functionapp publish`: subscribe the Bankgirot blob function to Event Grid (its webhook key exists only once the code runs).')
+param createBlobEventSubscription bool = false
+
+var suffix = uniqueString(resourceGroup().id, appName)
+var storageName = take('st${toLower(replace(appName, '-', ''))}${suffix}', 24)
+var vaultName = take('kv-${appName}-${suffix}', 24)
+var deploymentContainer = 'app-package'
+var incomingContainer = 'bankgirot-incoming'
+var receiptContainer = 'bankgirot-receipts'
+
+// Built-in roles (IDs are the same in every tenant).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+}
+
+// Secret names in the vault, and the app settings that reference them.
+var secrets = {
+  BRIDGE_BILLOGRAM__SIGN_KEY: 'billogram-sign-key'
+  BRIDGE_SWISH__CALLBACK_IDENTIFIER: 'swish-callback-identifier'
+  BRIDGE_DATAVERSE__CLIENT_SECRET: 'dataverse-client-secret'
+  BRIDGE_DATAVERSE__APP_USERS: 'dataverse-app-users'
+  BRIDGE_APSIS__CLIENT_SECRET: 'apsis-client-secret'
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    defaultToOAuthAuthentication: true
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for name in [deploymentContainer, incomingContainer, receiptContainer]: {
+  parent: blobService
+  name: name
+}]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for name in [queueName, '${queueName}-poison']: {
+  parent: queueService
+  name: name
+}]
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${appName}'
+  location: location
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 90
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${appName}'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+  }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: vaultName
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${appName}'
+  location: location
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]: {
+  name: guid(storage.id, site.id, role)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, site.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// App settings after the role assignments: Key Vault references resolve with the identity.
+// Flex takes the runtime from functionAppConfig; FUNCTIONS_WORKER_RUNTIME and the other
+// deprecated settings (WEBSITE_RUN_FROM_PACKAGE, ...) must not be set.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    AzureWebJobsStorage__accountName: storage.name
+    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+    BRIDGE_QUEUE__BACKEND: 'azure'
+    BRIDGE_QUEUE__ACCOUNT_URL: storage.properties.primaryEndpoints.queue
+    BRIDGE_QUEUE__NAME: queueName
+    BRIDGE_DATAVERSE__URL: dataverseUrl
+    BRIDGE_DATAVERSE__TENANT_ID: dataverseTenantId
+    BRIDGE_DATAVERSE__CLIENT_ID: dataverseClientId
+    BRIDGE_DATAVERSE__MAX_CONCURRENCY: string(dataverseMaxConcurrency)
+    BRIDGE_SWISH__ALLOWED_IPS: swishAllowedIps
+    BRIDGE_APSIS__BASE_URL: apsisBaseUrl
+    BRIDGE_APSIS__CLIENT_ID: apsisClientId
+    BRIDGE_APSIS__SECTION: apsisSection
+    BRIDGE_SPAR__ENDPOINT: sparEndpoint
+    BRIDGE_SPAR__CUSTOMER_NUMBER: sparCustomerNumber
+    BRIDGE_SPAR__ASSIGNMENT_ID: sparAssignmentId
+    BRIDGE_SPAR__END_USER_ID: sparEndUserId
+    BRIDGE_LOG__LEVEL: logLevel
+    BRIDGE_BILLOGRAM__SIGN_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_BILLOGRAM__SIGN_KEY})'
+    BRIDGE_SWISH__CALLBACK_IDENTIFIER: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SWISH__CALLBACK_IDENTIFIER})'
+    BRIDGE_DATAVERSE__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__CLIENT_SECRET})'
+    BRIDGE_DATAVERSE__APP_USERS: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__APP_USERS})'
+    BRIDGE_APSIS__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_APSIS__CLIENT_SECRET})'
+  }
+  dependsOn: [
+    storageRoles
+    vaultRole
+  ]
+}
+
+// Bankgirot files: blob created in bankgirot-incoming -> the blob function (Event Grid source).
+resource storageEvents 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+  name: 'evgt-${appName}'
+  location: location
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+resource blobSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-06-01-preview' = if (createBlobEventSubscription) {
+  parent: storageEvents
+  name: 'bankgirot-incoming'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: 'https://${site.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.bankgirot_file&code=${listKeys('${site.id}/host/default', '2024-04-01').systemKeys.blobs_extension}'
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobCreated'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/${incomingContainer}/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+  }
+}
+
+output functionAppName string = site.name
+output keyVaultName string = vault.name
+output storageAccountName string = storage.name
+output swishWebhookUrl string = 'https://${site.properties.defaultHostName}/api/webhooks/swish'
+output billogramWebhookUrl string = 'https://${site.properties.defaultHostName}/api/webhooks/billogram'
+output secretNames object = secrets

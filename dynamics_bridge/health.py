@@ -1,0 +1,112 @@
+"""``GET /api/health``: is the app configured, and can it reach what it needs?
+
+Configuration is reported by variable name only (never a value), Key Vault references the
+platform could not resolve by name, the event queue by its depth, Dataverse by one small read
+with one attempt. APSIS and SPAR are reported as configured or not and are never called: APSIS
+allows ten token requests a minute, and every SPAR lookup is about a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dynamics_bridge import __version__
+from dynamics_bridge.errors import BridgeError, ConfigError
+from dynamics_bridge.hosting import QueueHostOptions, unresolved_key_vault_references
+from dynamics_bridge.services import Services
+
+__all__ = ["HealthReport", "check_health"]
+
+#: A failing one of these makes the answer 503: without them no event reaches Dataverse.
+REQUIRED = ("key_vault", "settings", "queue", "dataverse")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    status: int
+    body: dict[str, Any]
+
+
+def check_health(
+    services: Services,
+    env: Mapping[str, str],
+    *,
+    queue_options: QueueHostOptions | None = None,
+    jobs: Mapping[str, bool] | None = None,
+) -> HealthReport:
+    checks: dict[str, dict[str, Any]] = {}
+    unresolved = unresolved_key_vault_references(env)
+    checks["key_vault"] = {"ok": not unresolved}
+    if unresolved:
+        checks["key_vault"]["unresolved"] = unresolved
+    try:
+        settings = services.settings
+    except ConfigError as exc:
+        names = sorted({p.split(":", 1)[0] for p in exc.problems})
+        checks["settings"] = {"ok": False, "problems": names}
+        return _answer(checks, queue_options, jobs)
+    checks["settings"] = {"ok": True}
+    checks["queue"] = _queue(services, settings.queue.name)
+    checks["dataverse"] = _dataverse(services)
+    checks["apsis"] = {"ok": True, "configured": settings.apsis.configured}
+    checks["spar"] = {"ok": True, "configured": settings.spar.configured}
+    return _answer(checks, queue_options, jobs)
+
+
+def _queue(services: Services, name: str) -> dict[str, Any]:
+    try:
+        depth = services.queue.depth()
+    except BridgeError as exc:
+        return {"ok": False, "name": name, "error": _word(exc)}
+    return {"ok": True, "name": name, **depth}
+
+
+def _dataverse(services: Services) -> dict[str, Any]:
+    from dynamics_bridge.dataverse.client import DataverseClient
+
+    settings = services.settings.dataverse
+    if not settings.configured:
+        return {"ok": False, "error": "not configured (BRIDGE_DATAVERSE__*)"}
+    try:
+        # Its own client with one attempt and a short timeout: a health probe must not wait
+        # out the sync's retry budget (minutes of Retry-After under throttling).
+        probe = DataverseClient.from_settings(
+            settings.model_copy(
+                update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
+            )
+        )
+        member = services.mapping.member
+        list(probe.query(member.entity_set, select=[member.key_column], top=1))
+    except BridgeError as exc:
+        return {"ok": False, "error": _word(exc), "status": exc.status}
+    return {"ok": True}
+
+
+def _word(exc: BridgeError) -> str:
+    """The kind of failure, not its text (which may carry URLs with tokens)."""
+    return type(exc).__name__
+
+
+def _answer(
+    checks: dict[str, dict[str, Any]],
+    queue_options: QueueHostOptions | None,
+    jobs: Mapping[str, bool] | None,
+) -> HealthReport:
+    ok = all(checks.get(name, {"ok": False})["ok"] for name in REQUIRED)
+    body: dict[str, Any] = {
+        "status": "ok" if ok else "unhealthy",
+        "version": __version__,
+        "checks": checks,
+    }
+    if queue_options is not None:
+        body["queue_trigger"] = {
+            "batch_size": queue_options.batch_size,
+            "new_batch_threshold": queue_options.new_batch_threshold,
+            "max_dequeue_count": queue_options.max_dequeue_count,
+            "visibility_timeout_seconds": queue_options.visibility_timeout_seconds,
+        }
+    if jobs is not None:
+        body["jobs"] = dict(jobs)
+    return HealthReport(200 if ok else 503, body)

@@ -1,0 +1,432 @@
+"""The function app, specified function by function: each registered function is called as the
+host would call it, with azure.functions' own request, message and timer types. The parts
+behind it are the in-memory queue and the fake member store; tests/deploy/test_end_to_end.py
+runs the same functions on Azurite and the Dataverse sandbox."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import time
+
+import azure.functions as func
+import pytest
+from azure.functions.blob import InputStream
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+
+from dynamics_bridge.errors import TransientError
+from dynamics_bridge.logs import JsonFormatter, ScrubFilter
+from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind
+from dynamics_bridge.pipeline import Pipeline
+from dynamics_bridge.queue import InMemoryQueue, encode_messages
+from dynamics_bridge.services import Services
+from dynamics_bridge.settings import load_settings
+from tests.conftest import FIXTURES
+from tests.fakes import FakeMemberStore
+from tests.sources.test_bgmax import GOOD as BGMAX
+from tests.sources.test_billogram import KEY, signed_headers
+from tests.test_pipeline import ev
+
+MAPPING = load_mapping()
+SWISH_IP = "213.132.115.94"
+IDENTIFIER = "callback-identifier-4711"
+PNR = "198112189876"  # fictitious, Luhn-valid
+
+
+class CaptureOut:
+    """What a ``func.Out`` binding was set to."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def set(self, value: str) -> None:
+        self.value = value
+
+    def get(self) -> str | None:
+        return self.value
+
+
+@pytest.fixture
+def queue() -> InMemoryQueue:
+    return InMemoryQueue()
+
+
+@pytest.fixture
+def store() -> FakeMemberStore:
+    return FakeMemberStore({"100001": {}, "100002": {}})
+
+
+@pytest.fixture
+def use(function_app, monkeypatch, queue, store):
+    """Give the app's functions these services (as the worker would build from app settings)."""
+
+    def install(**settings: object) -> Services:
+        services = Services(
+            load_settings(**settings), queue=queue, pipeline=Pipeline(store, MAPPING)
+        )
+        monkeypatch.setattr(function_app, "services", services)
+        return services
+
+    return install
+
+
+def post(route: str, body: bytes, headers: dict[str, str]) -> func.HttpRequest:
+    return func.HttpRequest(method="POST", url=f"/api/{route}", headers=headers, body=body)
+
+
+def delivered(events, *, dequeue_count: int = 1, message_id: str = "m-1") -> QueueMessage:
+    """A queue message as the host hands it over: base64 already decoded (messageEncoding)."""
+    (text,) = encode_messages(events)
+    return QueueMessage(
+        id=message_id,
+        body=base64.b64decode(text),
+        dequeue_count=dequeue_count,
+        pop_receipt="receipt",
+    )
+
+
+class TestRegistration:
+    def test_every_function_is_registered_once(self, indexed) -> None:
+        assert sorted(indexed) == [
+            "address_refresh",
+            "bankgirot_file",
+            "billogram_webhook",
+            "health",
+            "payment_events",
+            "reminders",
+            "segments",
+            "swish_webhook",
+        ]
+
+    @pytest.mark.parametrize(
+        ("name", "route", "method", "auth"),
+        [
+            ("swish_webhook", "webhooks/swish", "POST", "ANONYMOUS"),
+            ("billogram_webhook", "webhooks/billogram", "POST", "ANONYMOUS"),
+            ("health", "health", "GET", "FUNCTION"),
+        ],
+    )
+    def test_http_routes_methods_and_keys(self, indexed, name, route, method, auth) -> None:
+        trigger = json.loads(indexed[name].get_function_json())["bindings"][0]
+        assert (trigger["type"], trigger["route"], trigger["methods"]) == (
+            "httpTrigger",
+            route,
+            [method],
+        )
+        assert trigger["authLevel"] == auth
+
+    def test_the_queue_trigger_follows_the_queue_setting(self, indexed) -> None:
+        (trigger,) = json.loads(indexed["payment_events"].get_function_json())["bindings"]
+        assert trigger["type"] == "queueTrigger"
+        assert trigger["queueName"] == "%BRIDGE_QUEUE__NAME%"
+        assert trigger["connection"] == "AzureWebJobsStorage"
+
+    def test_bankgirot_files_come_by_event_grid_and_leave_a_receipt(self, indexed) -> None:
+        bindings = json.loads(indexed["bankgirot_file"].get_function_json())["bindings"]
+        by_type = {b["type"]: b for b in bindings}
+        assert by_type["blobTrigger"]["path"] == "bankgirot-incoming/{name}"
+        assert by_type["blobTrigger"]["source"] == "EventGrid"  # the only one Flex supports
+        assert by_type["blob"]["path"] == "bankgirot-receipts/{name}.json"
+        assert by_type["blob"]["direction"] == "OUT"
+
+    @pytest.mark.parametrize(
+        ("name", "schedule", "retries"),
+        [
+            ("segments", "0 */15 * * * *", None),
+            ("reminders", "0 0 6 * * *", "3"),
+            ("address_refresh", "0 30 1 * * *", "3"),
+        ],
+    )
+    def test_timers(self, indexed, name, schedule, retries) -> None:
+        (trigger,) = json.loads(indexed[name].get_function_json())["bindings"]
+        assert (trigger["type"], trigger["schedule"]) == ("timerTrigger", schedule)
+        retry = indexed[name].get_settings_dict("retry_policy")
+        assert (retry or {}).get("max_retry_count") == retries
+
+
+class TestWebhooks:
+    def test_a_signed_billogram_callback_is_queued(self, functions, use, queue) -> None:
+        use(billogram={"sign_key": KEY})
+        raw = (FIXTURES / "webhooks" / "billogram_payment.json").read_bytes()
+        headers = {"Content-Type": "application/json", **signed_headers(raw, timestamp=now())}
+        answer = functions["billogram_webhook"](post("webhooks/billogram", raw, headers))
+        assert answer.status_code == 202
+        body = json.loads(answer.get_body())
+        assert [e["event_id"] for e in queue.peek_events()] == body["event_ids"]
+
+    def test_a_forged_billogram_callback_is_refused_and_nothing_queued(
+        self, functions, use, queue
+    ) -> None:
+        use(billogram={"sign_key": KEY})
+        raw = (FIXTURES / "webhooks" / "billogram_payment.json").read_bytes()
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(raw, key="not-the-key", timestamp=now()),
+        }
+        answer = functions["billogram_webhook"](post("webhooks/billogram", raw, headers))
+        assert answer.status_code == 401
+        assert json.loads(answer.get_body()) == {"status": "unauthorized"}
+        assert queue.peek_events() == []
+
+    @pytest.mark.parametrize(
+        ("forwarded", "status"),
+        [
+            (f"{SWISH_IP}:51234", 202),  # the platform's front end adds the caller, with port
+            (f"{SWISH_IP}, 10.9.8.7:443", 401),  # a caller-written entry before it is not trusted
+            ("10.9.8.7:443", 401),
+        ],
+    )
+    def test_swish_callers_are_checked_by_the_address_the_platform_saw(
+        self, functions, use, queue, forwarded, status
+    ) -> None:
+        use(swish={"allowed_ips": "213.132.115.0/24", "callback_identifier": IDENTIFIER})
+        body = json.loads((FIXTURES / "webhooks" / "swish_payment_paid.json").read_text())
+        raw = json.dumps({**body, "callbackIdentifier": IDENTIFIER}).encode()
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": forwarded}
+        answer = functions["swish_webhook"](post("webhooks/swish", raw, headers))
+        assert answer.status_code == status
+        assert len(queue) == (1 if status == 202 else 0)
+
+    def test_invalid_settings_answer_503_so_the_provider_retries(
+        self, function_app, functions, monkeypatch
+    ) -> None:
+        monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")  # and no connection: invalid
+        monkeypatch.setattr(function_app, "services", Services())
+        raw = (FIXTURES / "webhooks" / "swish_payment_paid.json").read_bytes()
+        answer = functions["swish_webhook"](
+            post("webhooks/swish", raw, {"Content-Type": "application/json"})
+        )
+        assert answer.status_code == 503
+        assert json.loads(answer.get_body()) == {"status": "unavailable"}
+
+
+class TestQueueFunction:
+    def test_applied_events_return_so_the_host_deletes_the_message(
+        self, functions, use, store, queue
+    ) -> None:
+        use()
+        assert functions["payment_events"](delivered([ev(1), ev(2, member="100002")])) is None
+        assert len(store.payments) == 2
+        assert len(queue) == 0
+        assert queue.poison_messages() == []
+
+    def test_unmatched_events_are_copied_to_poison_with_the_reason(
+        self, functions, use, store, queue
+    ) -> None:
+        use()
+        functions["payment_events"](delivered([ev(1), ev(2, member="999999")]))
+        (poisoned,) = queue.poison_messages()
+        assert poisoned["poison"]["reason"].startswith("unmatched")
+        assert [e["event_id"] for e in poisoned["events"]] == [ev(2).event_id]
+        assert poisoned["poison"]["original_message_id"] == "m-1"
+        assert len(store.payments) == 1
+
+    def test_a_passing_failure_raises_so_the_host_delivers_it_again(
+        self, functions, use, store, queue
+    ) -> None:
+        use()
+        store.transient_left = 1
+        with pytest.raises(TransientError, match="attempt 1 of 5"):
+            functions["payment_events"](delivered([ev(1)], dequeue_count=1))
+        assert queue.poison_messages() == []
+        assert len(queue) == 0  # nothing requeued as a new message: the host owns the retry
+        functions["payment_events"](delivered([ev(1)], dequeue_count=2))
+        assert list(store.payments) == [ev(1).event_id]
+
+    def test_on_the_last_attempt_the_events_are_poisoned_with_the_reason(
+        self, functions, use, store, queue
+    ) -> None:
+        use()
+        store.transient_left = 1
+        assert functions["payment_events"](delivered([ev(1)], dequeue_count=5)) is None
+        (poisoned,) = queue.poison_messages()
+        assert "503" in poisoned["poison"]["reason"]
+        assert poisoned["poison"]["dequeue_count"] == 5
+
+    def test_an_undecodable_message_is_poisoned_with_its_text(self, functions, use, queue):
+        use()
+        message = QueueMessage(id="m-9", body=b"hello", dequeue_count=1, pop_receipt="r")
+        functions["payment_events"](message)
+        (poisoned,) = queue.poison_messages()
+        assert poisoned["poison"]["raw"] == "hello"
+        assert "undecodable" in poisoned["poison"]["reason"]
+
+    def test_the_last_attempt_is_read_from_host_json_or_its_app_setting(self, function_app) -> None:
+        assert (
+            function_app.QUEUE_OPTIONS.max_dequeue_count
+            == json.loads(
+                (function_app.Path(function_app.__file__).with_name("host.json")).read_text()
+            )["extensions"]["queues"]["maxDequeueCount"]
+        )
+
+
+class TestBankgirotFile:
+    def test_a_good_file_is_queued_and_the_receipt_has_its_totals(
+        self, functions, use, queue
+    ) -> None:
+        use()
+        receipt = CaptureOut()
+        blob = InputStream(data=BGMAX, name="bankgirot-incoming/bgmax-0101.txt")
+        functions["bankgirot_file"](blob, receipt)
+        body = json.loads(receipt.get() or "")
+        assert body["status"] == "queued"
+        assert body["report"]["queued"] == len(queue.peek_events()) > 0
+        assert body["report"]["format"] == "bgmax"
+
+    def test_a_file_with_a_wrong_total_is_rejected_naming_the_line(
+        self, functions, use, queue
+    ) -> None:
+        use()
+        bad = BGMAX.replace(f"{55000:018d}".encode(), f"{55100:018d}".encode())
+        receipt = CaptureOut()
+        functions["bankgirot_file"](InputStream(data=bad, name="bankgirot-incoming/x.txt"), receipt)
+        body = json.loads(receipt.get() or "")
+        assert body["status"] == "rejected"
+        assert body["location"].startswith("bankgirot-incoming/x.txt:")
+        assert len(queue) == 0
+
+    def test_a_queue_failure_raises_so_the_file_is_delivered_again(
+        self, function_app, functions, monkeypatch
+    ) -> None:
+        class Down(InMemoryQueue):
+            def send(self, events):
+                raise TransientError("queue payment-events: send failed")
+
+        monkeypatch.setattr(function_app, "services", Services(load_settings(), queue=Down()))
+        receipt = CaptureOut()
+        with pytest.raises(TransientError):
+            functions["bankgirot_file"](InputStream(data=BGMAX, name="b/y.txt"), receipt)
+        assert receipt.get() is None
+
+
+class TestTimers:
+    def test_segments_skip_while_the_activation_area_is_not_built(self, functions, use, caplog):
+        use()
+        with caplog.at_level(logging.WARNING, "dynamics_bridge.jobs"):
+            functions["segments"](TimerRequest(past_due=False))
+        assert "job segments skipped" in caplog.text
+
+    def test_address_refresh_skips_without_spar_settings_and_names_them(
+        self, functions, use, caplog
+    ) -> None:
+        use()
+        with caplog.at_level(logging.WARNING, "dynamics_bridge.jobs"):
+            functions["address_refresh"](TimerRequest(past_due=True))
+        assert "BRIDGE_SPAR__ENDPOINT" in caplog.text
+
+
+class TestHealth:
+    def get(self, functions) -> tuple[int, dict]:
+        answer = functions["health"](
+            func.HttpRequest(method="GET", url="/api/health", headers={}, body=b"")
+        )
+        return answer.status_code, json.loads(answer.get_body())
+
+    def test_without_dataverse_the_app_is_unhealthy_and_says_what_is_missing(
+        self, functions, use, queue
+    ) -> None:
+        use()
+        queue.send([ev(1)])
+        status, body = self.get(functions)
+        assert status == 503
+        assert body["checks"]["queue"] == {
+            "ok": True,
+            "name": "payment-events",
+            "messages": 1,
+            "poison": 0,
+        }
+        assert body["checks"]["dataverse"]["ok"] is False
+        assert body["queue_trigger"]["max_dequeue_count"] == 5
+        assert body["jobs"]["address_refresh"] is True
+
+    def test_unresolved_key_vault_references_and_bad_settings_are_named_not_shown(
+        self, function_app, functions, monkeypatch
+    ) -> None:
+        reference = "@Microsoft.KeyVault(VaultName=kv;SecretName=x)"
+        monkeypatch.setenv("BRIDGE_BILLOGRAM__SIGN_KEY", reference)
+        monkeypatch.setenv("BRIDGE_DATAVERSE__CLIENT_SECRET", "very-secret-value")
+        monkeypatch.setenv("BRIDGE_DATAVERSE__MAX_CONCURRENCY", "99")
+        monkeypatch.setattr(function_app, "services", Services())
+        status, body = self.get(functions)
+        assert status == 503
+        assert body["checks"]["key_vault"]["unresolved"] == ["BRIDGE_BILLOGRAM__SIGN_KEY"]
+        assert body["checks"]["settings"]["problems"] == ["BRIDGE_DATAVERSE__MAX_CONCURRENCY"]
+        assert "very-secret-value" not in json.dumps(body)
+
+
+class TestLogs:
+    def test_event_lines_are_json_with_id_source_kind_outcome_duration_and_no_personnummer(
+        self, functions, use
+    ) -> None:
+        use()
+        lines = capture_json_logs(
+            lambda: functions["payment_events"](
+                delivered([ev(1, member_ref=MemberRef(MemberRefKind.PERSONNUMMER, PNR))])
+            )
+        )
+        (event_line,) = [line for line in lines if line.get("logger") == "dynamics_bridge.pipeline"]
+        assert event_line["event_id"] == ev(1).event_id
+        assert (event_line["source"], event_line["kind"], event_line["outcome"]) == (
+            "swish",
+            EventKind.PAYMENT_SUCCEEDED.value,
+            "unmatched",
+        )
+        assert isinstance(event_line["duration_ms"], float)
+        settled = next(line for line in lines if line.get("logger") == "dynamics_bridge.sync")
+        assert settled["outcome"] == "settled"
+        assert "duration_ms" in settled
+        assert "19811218-****" in event_line["reason"]  # the reason names it, masked
+        assert PNR not in json.dumps(lines)
+
+    def test_chatty_libraries_log_warnings_only(self, function_app, use) -> None:
+        function_app.services.settings  # noqa: B018 - loading settings configures logging
+        for name in ("msal", "urllib3", "zeep"):
+            assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING
+
+    def test_under_the_worker_its_handler_gets_json_and_scrubbing(self, function_app) -> None:
+        class AsyncLoggingHandler(logging.Handler):  # the Python worker's handler, by name
+            def __init__(self) -> None:
+                super().__init__()
+                self.lines: list[str] = []
+
+            def emit(self, record: logging.LogRecord) -> None:
+                self.lines.append(self.format(record))
+
+        worker = AsyncLoggingHandler()
+        root = logging.getLogger()
+        root.addHandler(worker)
+        try:
+            function_app.configure_host_logging("INFO", secrets=["s3cret-value"])
+            assert any(isinstance(f, ScrubFilter) for f in worker.filters)
+            assert isinstance(worker.formatter, JsonFormatter)
+            logging.getLogger("dynamics_bridge.test").info("key s3cret-value for 811218-9876")
+        finally:
+            root.removeHandler(worker)
+        (line,) = [json.loads(x) for x in worker.lines if "dynamics_bridge.test" in x]
+        assert "s3cret-value" not in line["message"]
+        assert "811218-9876" not in line["message"]
+
+
+def capture_json_logs(action) -> list[dict]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ScrubFilter())
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        action()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def now() -> str:
+    return f"{time.time():.6f}"
