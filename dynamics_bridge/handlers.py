@@ -208,7 +208,9 @@ def handle_queue_message(
         extra={
             "outcome": outcome,
             "count": sum(report.outcomes.values()),
-            "event_ids": [r.event.event_id for r in report.results],
+            "event_ids": [str(e.get("event_id")) for e in message.envelope.events]
+            if message.envelope
+            else [],
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         },
     )

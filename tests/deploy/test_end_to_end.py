@@ -1,0 +1,196 @@
+"""The function app end to end on local parts: provider callbacks through the HTTP functions, onto
+an Azure Storage queue (Azurite), through the queue function run the way the Functions host runs
+it (dynamics_bridge/testing/functions_host.py), into the Dataverse sandbox; and the two ways a
+message that keeps failing reaches the poison queue, and comes back with ``poison replay``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import azure.functions as func
+import pytest
+from typer.testing import CliRunner
+
+from dynamics_bridge.cli import app as cli
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.dataverse.provision import apply_plan, plan
+from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.sandbox.server import SandboxInfo, run_sandbox
+from dynamics_bridge.services import Services
+from dynamics_bridge.settings import Settings, load_settings
+from dynamics_bridge.testing.dataverse import sandbox_settings, seed_members
+from dynamics_bridge.testing.functions_host import QueueTriggerHost
+from tests.conftest import FIXTURES
+from tests.integration.conftest import azurite  # noqa: F401 - the fixture
+from tests.sources.test_billogram import KEY, signed_headers
+
+pytestmark = pytest.mark.integration
+
+MAPPING = load_mapping()
+MEMBER = "100234"  # the member both fixture callbacks name
+SWISH_IDENTIFIER = "c0ffee-union-2026"  # as in the Swish fixture
+PAID = MAPPING.choices["payment_status"].options["paid"].value
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def box() -> Iterator[SandboxInfo]:
+    """A fresh register per test: the fixture callbacks have fixed event ids."""
+    with run_sandbox() as box:
+        client = DataverseClient.from_settings(sandbox_settings(box))
+        apply_plan(client, plan(client, MAPPING))
+        seed_members(client, MAPPING, [MEMBER, "100235"])
+        yield box
+
+
+@pytest.fixture
+def settings(box: SandboxInfo, azurite: str) -> Settings:  # noqa: F811 - the fixture
+    return load_settings(
+        queue={"backend": "azure", "connection_string": azurite, "name": f"ev-{uuid.uuid4().hex}"},
+        billogram={"sign_key": KEY},
+        swish={"callback_identifier": SWISH_IDENTIFIER},
+        dataverse=sandbox_settings(box, max_attempts=1),
+    )
+
+
+@pytest.fixture
+def host(function_app, functions, settings, azurite):  # noqa: F811 - the fixture
+    """The queue function as the host runs it; a failed message is visible again at once."""
+    return QueueTriggerHost(
+        azurite,
+        settings.queue.name,
+        functions["payment_events"],
+        function_app.QUEUE_OPTIONS,
+        visibility_timeout=0,
+    )
+
+
+@pytest.fixture
+def poison_cli(monkeypatch, settings):
+    monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")
+    monkeypatch.setenv(
+        "BRIDGE_QUEUE__CONNECTION_STRING", settings.queue.connection_string.get_secret_value()
+    )
+    monkeypatch.setenv("BRIDGE_QUEUE__NAME", settings.queue.name)
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(cli, ["poison", *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def deliver_callbacks(functions) -> list[str]:
+    """A signed Billogram payment and a Swish PAID callback, as the providers send them."""
+    billogram = (FIXTURES / "webhooks" / "billogram_payment.json").read_bytes()
+    swish = (FIXTURES / "webhooks" / "swish_payment_paid.json").read_bytes()
+    answers = [
+        functions["billogram_webhook"](
+            func.HttpRequest(
+                method="POST",
+                url="/api/webhooks/billogram",
+                headers={**JSON, **signed_headers(billogram, timestamp=f"{time.time():.6f}")},
+                body=billogram,
+            )
+        ),
+        functions["swish_webhook"](
+            func.HttpRequest(
+                method="POST",
+                url="/api/webhooks/swish",
+                headers={**JSON, "X-Forwarded-For": "213.132.115.94:50312"},
+                body=swish,
+            )
+        ),
+    ]
+    assert [a.status_code for a in answers] == [202, 202]
+    return [i for a in answers for i in json.loads(a.get_body())["event_ids"]]
+
+
+def payment_rows(client: DataverseClient, event_ids: list[str]) -> set[str]:
+    payment = MAPPING.payment
+    rows = client.query(payment.entity_set, select=[payment.key_column])
+    return {r[payment.key_column] for r in rows} & set(event_ids)
+
+
+def test_callbacks_reach_dataverse_through_the_queue_function(
+    function_app, functions, monkeypatch, settings, host
+) -> None:
+    services = Services(settings)
+    monkeypatch.setattr(function_app, "services", services)
+    event_ids = deliver_callbacks(functions)
+    assert services.queue.depth() == {"messages": 2, "poison": 0}
+
+    run = host.drain()
+    assert (run.invocations, run.succeeded, run.poisoned) == (2, 2, 0)
+    assert services.queue.depth() == {"messages": 0, "poison": 0}
+    assert payment_rows(services.dataverse, event_ids) == set(event_ids)
+    member = services.dataverse.get(
+        MAPPING.member.entity_set, {MAPPING.member.key_column: MEMBER}, select=["mbr_paymentstatus"]
+    )
+    assert member is not None
+    assert member["mbr_paymentstatus"] == PAID
+
+    health = functions["health"](func.HttpRequest(method="GET", url="/api/health", body=b""))
+    checks = json.loads(health.get_body())["checks"]
+    assert health.status_code == 200
+    assert checks["dataverse"] == {"ok": True}
+    assert checks["queue"]["ok"] is True
+
+
+def test_a_message_that_keeps_failing_is_poisoned_with_its_reason_and_replayed_once_fixed(
+    function_app, functions, monkeypatch, settings, host, box, poison_cli
+) -> None:
+    services = Services(settings)
+    monkeypatch.setattr(function_app, "services", services)
+    delivered = deliver_callbacks(functions)
+    (held,) = services.queue.receive(max_messages=1, visibility_timeout=3600)  # one stays aside
+    event_ids = [i for i in delivered if i not in {e.event_id for e in held.events()}]
+    box.limits.fault_rate = 1.0  # Dataverse answers 503 to everything
+    try:
+        run = host.drain()
+    finally:
+        box.limits.fault_rate = 0.0
+    # Attempts 1-4 raise (the host makes the message visible again), attempt 5 settles it here.
+    assert (run.invocations, run.failed, run.succeeded, run.poisoned) == (5, 4, 1, 0)
+
+    (entry,) = [json.loads(line) for line in poison_cli("list", "--json").stdout.splitlines()]
+    assert entry["reason"].startswith("gave up after 5 attempts")
+    assert entry["event_ids"] == event_ids
+    assert payment_rows(services.dataverse, event_ids) == set()
+
+    assert "replayed 1 event(s)" in poison_cli("replay", "--all").stdout
+    run = host.drain()
+    assert (run.invocations, run.succeeded) == (1, 1)
+    assert payment_rows(services.dataverse, event_ids) == set(event_ids)
+    assert poison_cli("list", "--json").stdout == ""
+
+
+def test_a_function_that_crashes_every_time_is_moved_by_the_host_and_replayed(
+    function_app, functions, monkeypatch, settings, host, poison_cli
+) -> None:
+    broken = settings.model_copy(
+        update={"dataverse": settings.dataverse.model_copy(update={"url": None})}
+    )
+    monkeypatch.setattr(function_app, "services", Services(broken))
+    event_ids = deliver_callbacks(functions)
+
+    run = host.drain()
+    # Every run raises (ConfigError building the Dataverse client): after attempt 5 the host
+    # copies each message, unchanged, to <queue>-poison.
+    assert (run.invocations, run.failed, run.poisoned) == (10, 10, 2)
+    entries = [json.loads(line) for line in poison_cli("list", "--json").stdout.splitlines()]
+    assert {e["reason"] for e in entries} == {"moved by the Functions host after maxDequeueCount"}
+    assert sorted(i for e in entries for i in e["event_ids"]) == sorted(event_ids)
+
+    fixed = Services(settings)
+    monkeypatch.setattr(function_app, "services", fixed)
+    for entry in entries:
+        poison_cli("replay", entry["message_id"])
+    run = host.drain()
+    assert (run.invocations, run.succeeded) == (2, 2)
+    assert payment_rows(fixed.dataverse, event_ids) == set(event_ids)
