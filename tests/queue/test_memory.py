@@ -77,3 +77,22 @@ def test_an_undecodable_message_is_received_with_an_error_and_poisoned_raw(queue
     queue.to_poison(msg, msg.error or "")
     (poisoned,) = queue.poison_messages()
     assert poisoned["poison"]["raw"] == "garbage that is not an envelope"
+
+
+def test_a_poison_copy_can_leave_the_original_to_its_owner(queue) -> None:
+    """The Functions host deletes its message when the function returns: we only copy."""
+    queue.send([event()])
+    (msg,) = queue.receive()
+    queue.to_poison(msg, "unmatched: nobody", keep_original=True)
+    assert len(queue.poison_messages()) == 1
+    assert len(queue) == 1
+    queue.delete(msg)
+    assert len(queue) == 0
+
+
+def test_depth_counts_both_queues(queue) -> None:
+    queue.send([event()])
+    queue.send([event(event_id="swish-2")])
+    (msg, _) = queue.receive()
+    queue.to_poison(msg, "failed: member locked")
+    assert queue.depth() == {"messages": 1, "poison": 1}

@@ -1,0 +1,85 @@
+"""What gets deployed: requirements.txt in step with pyproject.toml, no secret in the example
+settings, and a staged app (``make functionapp``) that indexes its functions on its own."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.deploy.conftest import APP_DIR
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def name_of(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def requirements() -> list[str]:
+    lines = (APP_DIR / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_requirements_hold_every_runtime_dependency_and_the_functions_extra() -> None:
+    wanted = PYPROJECT["project"]["dependencies"]
+    wanted += PYPROJECT["project"]["optional-dependencies"]["functions"]
+    assert {name_of(r) for r in wanted} <= {name_of(r) for r in requirements()}
+
+
+def test_azure_functions_is_pinned_to_the_release_for_python_3_11_in_both_places() -> None:
+    extra = PYPROJECT["project"]["optional-dependencies"]["functions"]
+    assert "azure-functions==1.26.0" in extra
+    assert "azure-functions==1.26.0" in requirements()
+    assert not any(name_of(r) == "azure-functions-worker" for r in requirements())
+
+
+def test_the_example_settings_hold_placeholders_not_secrets() -> None:
+    values = json.loads((APP_DIR / "local.settings.json.example").read_text())["Values"]
+    for name in ("BRIDGE_BILLOGRAM__SIGN_KEY", "BRIDGE_DATAVERSE__CLIENT_SECRET"):
+        assert values[name].startswith("<")
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+
+
+def test_local_settings_are_never_committed_nor_deployed() -> None:
+    assert "local.settings.json" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "local.settings.json" in (APP_DIR / ".funcignore").read_text().splitlines()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_staged_app_indexes_its_functions_from_its_own_folder(tmp_path) -> None:
+    staged = tmp_path / "functionapp"
+    subprocess.run(
+        ["make", "-s", "functionapp", f"FUNCTIONAPP={staged}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert {p.name for p in staged.iterdir()} >= {
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        ".funcignore",
+        "dynamics_bridge",
+        "mappings",
+    }
+    probe = (
+        "import function_app, dynamics_bridge.mapping.loader as loader;"
+        "print(len(function_app.app.get_functions()), loader.DEFAULT_MAPPING.is_file(),"
+        " dynamics_bridge.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import dynamics_bridge;" + probe],
+        cwd=staged,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out[:2] == ["8", "True"]
+    assert out[2].startswith(str(staged))  # the copy beside function_app.py, not the checkout
