@@ -71,13 +71,21 @@ def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str,
     return body
 
 
+def _tables(mapping: MappingFile) -> list[tuple[Any, str, str]]:
+    """``(table mapping, key column, key name)`` of every table the mapping writes."""
+    tables: list[tuple[Any, str, str]] = [
+        (mapping.member, mapping.member.key_column, mapping.member.key_name),
+        (mapping.payment, mapping.payment.key_column, mapping.payment.key_name),
+    ]
+    if mapping.state is not None:
+        tables.append((mapping.state, mapping.state.key_column, mapping.state.key_name))
+    return tables
+
+
 def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
     """What the mappings need and the environment lacks, in the order it must be created."""
     steps: list[ProvisionStep] = []
-    for table_map, key_column, key_name in (
-        (mapping.member, mapping.member.key_column, mapping.member.key_name),
-        (mapping.payment, mapping.payment.key_column, mapping.payment.key_name),
-    ):
+    for table_map, key_column, key_name in _tables(mapping):
         table = table_map.table
         definition = client.entity(table)
         existing: set[str] = set()
@@ -133,10 +141,7 @@ def apply_plan(client: DataverseClient, steps: list[ProvisionStep]) -> None:
 def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:
     """Every mapped table, column, type, choice value and alternate key the environment lacks."""
     problems = []
-    for table_map, key_column in (
-        (mapping.member, mapping.member.key_column),
-        (mapping.payment, mapping.payment.key_column),
-    ):
+    for table_map, key_column, _ in _tables(mapping):
         definition = client.entity(table_map.table)
         if definition is None:
             problems.append(f"table {table_map.table}: does not exist (run provision)")

@@ -7,17 +7,27 @@ so the shipped defaults work for any publisher.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping.models import MappingFile
 
-__all__ = ["DEFAULT_MAPPING", "load_mapping", "parse_mapping"]
+__all__ = [
+    "DEFAULT_MAPPING",
+    "MAPPINGS_DIR",
+    "load_config",
+    "load_mapping",
+    "parse_config",
+    "parse_mapping",
+]
 
-DEFAULT_MAPPING = Path(__file__).resolve().parent.parent.parent / "mappings" / "dataverse.yaml"
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent.parent / "mappings"
+DEFAULT_MAPPING = MAPPINGS_DIR / "dataverse.yaml"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_mapping(path: Path | str | None = None, *, prefix: str | None = None) -> MappingFile:
@@ -31,6 +41,33 @@ def load_mapping(path: Path | str | None = None, *, prefix: str | None = None) -
 
 
 def parse_mapping(text: str, *, name: str = "<mapping>", prefix: str | None = None) -> MappingFile:
+    root, data = _compose(text, name)
+    chosen = prefix or data.get("publisher_prefix")
+    if isinstance(chosen, str):
+        data = _substitute(data, chosen)
+        data["publisher_prefix"] = chosen
+    return _validate(MappingFile, data, root, name)
+
+
+def load_config(model: type[M], path: Path | str, *, prefix: str | None = None) -> M:
+    """Another file under ``mappings/`` (APSIS, triggers, segments), read like the mapping:
+    ``{prefix}`` becomes ``prefix`` (the mapping's publisher prefix); errors name file:line:col."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    return parse_config(model, text, name=str(path), prefix=prefix)
+
+
+def parse_config(model: type[M], text: str, *, name: str, prefix: str | None = None) -> M:
+    root, data = _compose(text, name)
+    if prefix:
+        data = _substitute(data, prefix)
+    return _validate(model, data, root, name)
+
+
+def _compose(text: str, name: str) -> tuple[yaml.Node | None, dict[str, Any]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -40,12 +77,12 @@ def parse_mapping(text: str, *, name: str = "<mapping>", prefix: str | None = No
         raise ConfigError(f"{where}: {exc.problem or exc.context}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name}:1:1: a mapping file is a YAML object")
-    chosen = prefix or data.get("publisher_prefix")
-    if isinstance(chosen, str):
-        data = _substitute(data, chosen)
-        data["publisher_prefix"] = chosen
+    return root, data
+
+
+def _validate(model: type[M], data: dict[str, Any], root: yaml.Node | None, name: str) -> M:
     try:
-        return MappingFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -71,6 +108,11 @@ def _locate(root: yaml.Node | None, loc: list[Any], name: str) -> str:
     node = root
     found = node
     for part in loc:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = found = node.value[part]
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         nxt = None
@@ -81,7 +123,7 @@ def _locate(root: yaml.Node | None, loc: list[Any], name: str) -> str:
                 found = key
                 break
         if nxt is None:
-            break
+            continue  # a part the YAML does not spell (a union's tag): look further down
         node = found = nxt
     if found is None:
         return name

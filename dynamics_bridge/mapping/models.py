@@ -26,6 +26,7 @@ __all__ = [
     "MemberKey",
     "MemberTable",
     "PaymentTable",
+    "StateTable",
     "Transform",
 ]
 
@@ -207,6 +208,26 @@ class PaymentTable(_Strict):
     values: dict[str, Transform]
 
 
+class StateTable(_Strict):
+    """A small key-value table for the bridge's own durable state (the activation side's
+    Dataverse delta link): one row per name, under an alternate key."""
+
+    table: str
+    entity_set: str
+    label: str = "Bridge state"
+    key_column: str
+    key_name: str
+    value_column: str
+    columns: dict[str, ColumnSpec]
+
+    @model_validator(mode="after")
+    def _declared(self) -> StateTable:
+        missing = [c for c in (self.key_column, self.value_column) if c not in self.columns]
+        if missing:
+            raise ValueError(f"state: {', '.join(missing)} must be declared in state.columns")
+        return self
+
+
 class KindRule(_Strict):
     """What one event kind changes on the member. No columns: only the payment row is written."""
 
@@ -296,6 +317,9 @@ class MappingFile(_Strict):
     rules: dict[EventKind, KindRule]
     address: AddressMapping | None = Field(
         default=None, description="SPAR address refresh; left out, the refresh is off."
+    )
+    state: StateTable | None = Field(
+        default=None, description="The bridge's own state table (segments' delta link)."
     )
 
     @model_validator(mode="after")

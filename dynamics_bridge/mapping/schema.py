@@ -7,12 +7,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from dynamics_bridge.activation.config import ApsisFile, SegmentsFile, TriggersFile
 from dynamics_bridge.mapping.models import MappingFile
 
 __all__ = ["MAPPING_MODELS", "json_schema", "write_schemas"]
 
 #: File stem under mappings/ → the model that reads it. Later config files add themselves here.
-MAPPING_MODELS: dict[str, type[BaseModel]] = {"dataverse": MappingFile}
+MAPPING_MODELS: dict[str, type[BaseModel]] = {
+    "dataverse": MappingFile,
+    "apsis": ApsisFile,
+    "triggers": TriggersFile,
+    "segments": SegmentsFile,
+}
 
 
 def json_schema(model: type[BaseModel], stem: str) -> dict:

@@ -142,6 +142,8 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
                 ("arrears", "number"),
                 ("engagement_score", "number"),
                 ("winback_candidate", "boolean"),
+                ("member_since", "date"),
+                ("segments", "string"),
             )
         ),
     ]
@@ -156,7 +158,40 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
         EventDef(
             "payment_failed",
             f"com.apsis1.events.transaction.custom-payment-failed-{suffix}",
+            (*payment, "reason", "reason_code", "fix_it"),
+        ),
+        EventDef(
+            "refund",
+            f"com.apsis1.events.transaction.custom-refund-{suffix}",
             (*payment, "reason"),
+        ),
+        EventDef(
+            "invoice_overdue",
+            f"com.apsis1.events.transaction.custom-invoice-overdue-{suffix}",
+            (*payment, "fix_it"),
+        ),
+        *(
+            EventDef(
+                f"mandate_{state}",
+                f"com.apsis1.events.signal.custom-mandate-{state}-{suffix}",
+                ("member_number", "reason", "reason_code", "source_event_id"),
+            )
+            for state in ("approved", "cancelled", "rejected")
+        ),
+        EventDef(
+            "welcome",
+            f"com.apsis1.events.signal.custom-welcome-{suffix}",
+            ("member_number", "method", "source_event_id"),
+        ),
+        EventDef(
+            "benefits_reminder",
+            f"com.apsis1.events.signal.custom-benefits-reminder-{suffix}",
+            ("member_number", "first_paid_on", "text", "source_event_id"),
+        ),
+        EventDef(
+            "winback_nudge",
+            f"com.apsis1.events.signal.custom-winback-nudge-{suffix}",
+            ("member_number", "ended_on", "text", "source_event_id"),
         ),
         EventDef(
             "member_joined",
@@ -166,17 +201,27 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
         EventDef(
             "membership_expiring",
             f"com.apsis1.events.signal.custom-membership-expiring-{suffix}",
-            ("member_number", "valid_to", "source_event_id"),
+            ("member_number", "valid_to", "method", "text", "source_event_id"),
         ),
         EventDef(
             "payment_reminder",
             f"com.apsis1.events.signal.custom-payment-reminder-{suffix}",
-            ("member_number", "due_on", "amount", "currency", "source_event_id"),
+            ("member_number", "due_on", "amount", "currency", "method", "text", "source_event_id"),
         ),
     ]
+    segments = ("onboarding", "at_risk", "lapsed", "engagement_high", "engagement_medium")
+    methods = tuple(f"pays_{m}" for m in ("swish", "autogiro", "invoice", "efaktura", "bankgiro"))
     tags = {
         name: f"usercreated.tags.{name}-{suffix}"
-        for name in ("winback", "arrears", "new_member", "autogiro")
+        for name in (
+            "winback",
+            "arrears",
+            "new_member",
+            "autogiro",
+            *segments,
+            "engagement_low",
+            *methods,
+        )
     }
     topics = {
         name: f"usercreated.topics.{name}-{suffix}" for name in ("newsletter", "member_offers")

@@ -303,4 +303,16 @@ def test_the_env_points_the_bridge_at_the_stand_in_with_every_name_mapped(box) -
         "arrears",
         "new_member",
         "autogiro",
+        # the activation side's segments (mappings/segments.yaml)
+        "onboarding",
+        "at_risk",
+        "lapsed",
+        "engagement_high",
+        "engagement_medium",
+        "engagement_low",
+        "pays_swish",
+        "pays_autogiro",
+        "pays_invoice",
+        "pays_efaktura",
+        "pays_bankgiro",
     }

@@ -1,0 +1,368 @@
+"""The activation config files as models: ``mappings/apsis.yaml``, ``triggers.yaml``,
+``segments.yaml``. These are their contract and the source of their JSON Schema.
+
+Column names are member (or payment) columns of ``mappings/dataverse.yaml``, ``{prefix}``
+included; :func:`cross_check` says which ones the mapping does not declare. Names of attributes,
+events and tags are ours; ``apsis.yaml`` maps them to APSIS discriminators.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dynamics_bridge.activation.rules import Rule, rule_columns
+from dynamics_bridge.mapping.models import MappingFile
+from dynamics_bridge.model import EventKind, PaymentMethod
+
+__all__ = [
+    "ActivationConfig",
+    "ApsisFile",
+    "Attribute",
+    "Audience",
+    "Engagement",
+    "FixIt",
+    "Outbox",
+    "Reminder",
+    "ReminderText",
+    "SegmentRule",
+    "SegmentsFile",
+    "TriggerRule",
+    "TriggersFile",
+    "cross_check",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- apsis.yaml -------------------------------------------------------------------------------
+
+
+class Attribute(_Strict):
+    """One APSIS attribute and where its value comes from: a member column or a computed value."""
+
+    discriminator: str = Field(description="APSIS attribute discriminator (Data model).")
+    column: str | None = Field(default=None, description="Member column (choices as words).")
+    computed: Literal["engagement_score", "segments"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attribute:
+        if (self.column is None) == (self.computed is None):
+            raise ValueError("give exactly one of 'column' or 'computed'")
+        return self
+
+
+class Audience(_Strict):
+    """Who may be marketed to, and where the bridge keeps what it pushed."""
+
+    consent_column: str = Field(description="Boolean member column: marketing consent.")
+    protected_column: str | None = Field(
+        default=None, description="Boolean member column: protected identity (never pushed)."
+    )
+    excluded_statuses: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Choice column -> words that keep a member out (deceased, emigrated, ...).",
+    )
+    state_column: str = Field(
+        description="Memo member column: JSON of the attributes and tags APSIS holds (empty: "
+        "never pushed). Differences are computed against it."
+    )
+
+
+class ProfileKey(_Strict):
+    column: str = Field(description="Member column whose value is the APSIS profile key.")
+
+
+class ApsisFile(_Strict):
+    version: Literal[1] = 1
+    keyspace: str = "com.apsis1.keyspaces.crm-id"
+    section: str = Field(description="Section discriminator; BRIDGE_APSIS__SECTION overrides.")
+    profile_key: ProfileKey
+    audience: Audience
+    attributes: dict[str, Attribute] = Field(default_factory=dict)
+    events: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our event type -> APSIS event discriminator (created in APSIS's UI).",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Our tag -> discriminator.")
+
+
+# -- triggers.yaml ----------------------------------------------------------------------------
+
+DataField = Literal[
+    "source_event_id",
+    "payment_id",
+    "amount",
+    "currency",
+    "method",
+    "member_number",
+    "reason",
+    "reason_code",
+    "fix_it",
+    "kind",
+    "occurred_on",
+]
+
+
+class TriggerRule(_Strict):
+    """Which applied events start this trigger, and what its APSIS event carries."""
+
+    kinds: list[EventKind] = Field(min_length=1, description="Event kinds, one or a list.")
+    first_payment: bool = Field(
+        default=False, description="Only a member's first payment (welcome)."
+    )
+    event: str | None = Field(default=None, description="Event type (apsis.yaml); default: name.")
+    fields: list[DataField] = Field(default_factory=lambda: ["source_event_id"])
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("fields")
+    @classmethod
+    def _carries_id(cls, v: list[str]) -> list[str]:
+        if "source_event_id" not in v:
+            raise ValueError("an event carries source_event_id, so flows can tell duplicates")
+        return v
+
+
+class MethodTexts(_Strict):
+    default: str | None = None
+    codes: dict[str, str] = Field(default_factory=dict)
+
+
+class ReminderText(_Strict):
+    """A reminder's wording, by payment method; ``{date}`` is the date it is about."""
+
+    default: str = ""
+    by_method: dict[PaymentMethod, str] = Field(default_factory=dict)
+
+    def text(self, method: str | None) -> str:
+        for candidate, text in self.by_method.items():
+            if candidate.value == method:
+                return text
+        return self.default
+
+
+class FixIt(_Strict):
+    """What a member can do about a failed payment, by payment method and reason code."""
+
+    default: str
+    by_method: dict[PaymentMethod, MethodTexts] = Field(default_factory=dict)
+
+    def text(self, method: PaymentMethod, code: str | None) -> str:
+        texts = self.by_method.get(method)
+        if texts is None:
+            return self.default
+        if code is not None and code in texts.codes:
+            return texts.codes[code]
+        return texts.default or self.default
+
+
+class Outbox(_Strict):
+    """Payment-table columns that make the payment row the trigger outbox (written in the same
+    change set as the payment, so a trigger outlives a crash before it was sent)."""
+
+    payload_column: str = Field(description="Memo: the triggers of this event, as JSON.")
+    state_column: str = Field(description="Choice: pending, sending, sent, skipped, failed.")
+    state_choices: str = "trigger_state"
+    claimed_column: str = Field(description="Datetime: when a sender claimed the row.")
+    lease_minutes: int = Field(
+        default=15, ge=1, description="A claim older than this was lost in a crash: send again."
+    )
+
+
+class TriggersFile(_Strict):
+    version: Literal[1] = 1
+    outbox: Outbox
+    first_payment_column: str = Field(
+        description="Member column empty until the first payment (e.g. last paid on)."
+    )
+    first_paid_column: str | None = Field(
+        default=None, description="Date column the welcome trigger fills (benefits reminder)."
+    )
+    triggers: dict[str, TriggerRule]
+    fix_it: FixIt
+
+
+# -- segments.yaml ----------------------------------------------------------------------------
+
+
+class SegmentRule(_Strict):
+    rule: Rule
+    tag: str | None = Field(default=None, description="Tag in apsis.yaml; default: the name.")
+    description: str = ""
+
+
+class CountComponent(_Strict):
+    weight: float = Field(ge=0)
+    column: str = Field(description="Integer member column (how many in the window).")
+    full_at: float = Field(gt=0, description="This many counts as full marks.")
+
+
+class TenureComponent(_Strict):
+    weight: float = Field(ge=0)
+    column: str = Field(description="Date member column: member since.")
+    full_after_days: int = Field(default=1825, gt=0)
+
+
+class OnTimeComponent(_Strict):
+    weight: float = Field(ge=0)
+    window_days: int = Field(default=365, gt=0, description="Payments of this many days count.")
+
+
+class Engagement(_Strict):
+    """Score 0-100: weighted mean of the components that have data (weights renormalised)."""
+
+    column: str = Field(description="Integer member column the score is written to.")
+    on_time_payments: OnTimeComponent | None = None
+    tenure: TenureComponent | None = None
+    benefit_use: CountComponent | None = None
+    events: CountComponent | None = None
+    portal_visits: CountComponent | None = None
+    surveys: CountComponent | None = None
+
+    def counts(self) -> dict[str, CountComponent]:
+        parts = {
+            "benefit_use": self.benefit_use,
+            "events": self.events,
+            "portal_visits": self.portal_visits,
+            "surveys": self.surveys,
+        }
+        return {name: part for name, part in parts.items() if part is not None}
+
+
+class Step(_Strict):
+    column: str = Field(description="Date member column the reminder is timed from.")
+    days: list[int] = Field(min_length=1, description="One or more steps (winback nudges).")
+    catch_up_days: int = Field(
+        default=7, ge=0, description="A step missed by up to this many days is still sent."
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, int) else v
+
+
+class Reminder(_Strict):
+    """Sent once per period: ``before`` a date (payment due, expiry) or ``after`` one (first
+    payment, membership ended)."""
+
+    before: Step | None = None
+    after: Step | None = None
+    when: Rule | None = Field(default=None, description="Only members matching this rule.")
+    event: str = Field(description="Event type (apsis.yaml).")
+    text: ReminderText = Field(default_factory=ReminderText)
+    fields: dict[Literal["source_event_id", "member_number", "date", "method", "text"], str] = (
+        Field(
+            default_factory=lambda: {
+                "source_event_id": "source_event_id",
+                "member_number": "member_number",
+                "date": "date",
+            },
+            description="Our value -> the field name of the APSIS event version.",
+        )
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _carries_id(cls, v: dict[str, str]) -> dict[str, str]:
+        if "source_event_id" not in v:
+            raise ValueError("a reminder carries source_event_id, so flows can tell duplicates")
+        return v
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> Reminder:
+        if (self.before is None) == (self.after is None):
+            raise ValueError("give exactly one of 'before' or 'after'")
+        return self
+
+    @property
+    def step(self) -> Step:
+        return self.before or self.after  # type: ignore[return-value]
+
+
+class SegmentsFile(_Strict):
+    version: Literal[1] = 1
+    method_column: str = Field(description="Member column: payment method (a choice).")
+    engagement: Engagement
+    segments: dict[str, SegmentRule]
+    reminders: dict[str, Reminder] = Field(default_factory=dict)
+    reminders_column: str = Field(
+        description="Memo member column: JSON of the period each reminder was last sent for."
+    )
+
+
+class ActivationConfig(_Strict):
+    """The three files together (see :func:`dynamics_bridge.activation.loader.load_activation`)."""
+
+    apsis: ApsisFile
+    triggers: TriggersFile
+    segments: SegmentsFile
+
+
+COMPUTED = {"engagement_score"}
+
+
+def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
+    """Every name one file uses that another does not define (``file: where: problem``)."""
+    member, payment = mapping.member.columns, mapping.payment.columns
+    apsis, triggers, segments = config.apsis, config.triggers, config.segments
+    problems: list[str] = []
+
+    def column(file: str, where: str, name: str | None, *, computed: bool = False) -> None:
+        if name and name not in member and not (computed and name in COMPUTED):
+            problems.append(f"{file}: {where}: {name} is not a member column in dataverse.yaml")
+
+    column("apsis.yaml", "profile_key.column", apsis.profile_key.column)
+    for field_name in ("consent_column", "protected_column", "state_column"):
+        column("apsis.yaml", f"audience.{field_name}", getattr(apsis.audience, field_name))
+    for name in apsis.audience.excluded_statuses:
+        column("apsis.yaml", "audience.excluded_statuses", name)
+    for name, attribute in apsis.attributes.items():
+        column("apsis.yaml", f"attributes.{name}.column", attribute.column)
+    outbox = triggers.outbox
+    for field_name in ("payload_column", "state_column", "claimed_column"):
+        name = getattr(outbox, field_name)
+        if name not in payment:
+            problems.append(f"triggers.yaml: outbox.{field_name}: {name} is not a payment column")
+    choice_set = mapping.choices.get(outbox.state_choices)
+    for word in ("pending", "sending", "sent", "skipped", "failed"):
+        if choice_set is None or word not in choice_set.options:
+            problems.append(f"triggers.yaml: outbox.state_choices needs an option {word!r}")
+    column("triggers.yaml", "first_payment_column", triggers.first_payment_column)
+    column("triggers.yaml", "first_paid_column", triggers.first_paid_column)
+    for name, trigger in triggers.triggers.items():
+        if (trigger.event or name) not in apsis.events:
+            problems.append(
+                f"triggers.yaml: triggers.{name}: no event {trigger.event or name!r} "
+                "in apsis.yaml events"
+            )
+    column("segments.yaml", "method_column", segments.method_column)
+    column("segments.yaml", "reminders_column", segments.reminders_column)
+    column("segments.yaml", "engagement.column", segments.engagement.column)
+    if segments.engagement.tenure:
+        column("segments.yaml", "engagement.tenure.column", segments.engagement.tenure.column)
+    for name, part in segments.engagement.counts().items():
+        column("segments.yaml", f"engagement.{name}.column", part.column)
+    for name, segment in segments.segments.items():
+        for used in sorted(rule_columns(segment.rule)):
+            column("segments.yaml", f"segments.{name}.rule", used, computed=True)
+        if (segment.tag or name) not in apsis.tags:
+            problems.append(
+                f"segments.yaml: segments.{name}: no tag {segment.tag or name!r} in apsis.yaml tags"
+            )
+    for name, reminder in segments.reminders.items():
+        column("segments.yaml", f"reminders.{name}", reminder.step.column)
+        for used in sorted(rule_columns(reminder.when) if reminder.when else ()):
+            column("segments.yaml", f"reminders.{name}.when", used, computed=True)
+        if reminder.event not in apsis.events:
+            problems.append(
+                f"segments.yaml: reminders.{name}: no event {reminder.event!r} in apsis.yaml events"
+            )
+    return problems
