@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.logs import log_context
 from dynamics_bridge.mapping import MappingFile, payment_row, plan_member_update
 from dynamics_bridge.model import Outcome, PaymentEvent
@@ -24,6 +25,7 @@ __all__ = [
     "EventOutcome",
     "MemberRow",
     "MemberStore",
+    "OutcomeHooks",
     "Pipeline",
     "UnitResult",
     "WriteUnit",
@@ -104,10 +106,26 @@ class EventOutcome:
         }
 
 
+class OutcomeHooks(Protocol):
+    """What follows applied events (the activation side's triggers, issue 6)."""
+
+    def payment_extras(self, outcome: EventOutcome) -> Mapping[str, Any]:
+        """More payment-row columns for an applied event, written in its own change set (the
+        trigger outbox: durable exactly when the payment is)."""
+        ...
+
+    def after_apply(self, outcomes: Sequence[EventOutcome]) -> object:
+        """Called once the batch's writes are done (send what the outbox holds)."""
+        ...
+
+
 class Pipeline:
-    def __init__(self, store: MemberStore, mapping: MappingFile) -> None:
+    def __init__(
+        self, store: MemberStore, mapping: MappingFile, hooks: OutcomeHooks | None = None
+    ) -> None:
         self.store = store
         self.mapping = mapping
+        self.hooks = hooks
         rule_columns = {c for rule in mapping.rules.values() for c in rule.set}
         guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
         self._member_columns = sorted(
@@ -161,6 +179,11 @@ class Pipeline:
                     retryable=True,
                 )
         result = [outcomes[i] for i in range(len(events))]
+        if self.hooks is not None:
+            try:
+                self.hooks.after_apply(result)
+            except BridgeError as exc:  # the outbox keeps the triggers; a sweep sends them
+                log.warning("after-apply hook failed: %s", exc, extra={"reason": str(exc)})
         duration_ms = round((time.perf_counter() - started) * 1000, 3)  # of the whole batch
         for outcome in result:
             with log_context(event_id=outcome.event.event_id):
@@ -248,7 +271,8 @@ class Pipeline:
         plans: dict[int, EventOutcome] = {}
         for index, event in sorted(indexed, key=lambda item: item[1].occurred_at):
             plan = plan_member_update(event, state, self.mapping)
-            payments.append((event.event_id, payment_row(event, self.mapping, member.key)))
+            row = payment_row(event, self.mapping, member.key)
+            payments.append((event.event_id, row))
             if plan.stale:
                 plans[index] = EventOutcome(
                     event, Outcome.STALE, "older than the member's last applied event", member.key
@@ -264,6 +288,8 @@ class Pipeline:
                 member.key,
                 {c: (plan.old.get(c), v) for c, v in plan.changes.items()},
             )
+            if self.hooks is not None:
+                row.update(self.hooks.payment_extras(plans[index]))
         net = {c: v for c, v in changes.items() if member.values.get(c) != v}
         return WriteUnit(member, payments, net), plans
 

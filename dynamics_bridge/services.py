@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dynamics_bridge.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from dynamics_bridge.activation.service import Activation
     from dynamics_bridge.apsis.port import MarketingPlatform
     from dynamics_bridge.dataverse.client import DataverseClient
     from dynamics_bridge.mapping import MappingFile
@@ -91,7 +92,20 @@ class Services:
 
         return self._get(
             "pipeline",
-            lambda: Pipeline(DataverseMemberStore(self.dataverse, self.mapping), self.mapping),
+            lambda: Pipeline(
+                DataverseMemberStore(self.dataverse, self.mapping),
+                self.mapping,
+                hooks=self.activation,
+            ),
+        )
+
+    @property
+    def activation(self) -> Activation | None:
+        """Triggers, segments, reminders (APSIS settings and mappings/apsis.yaml...) or None."""
+        from dynamics_bridge.activation.jobs import build_activation
+
+        return self._get(
+            "activation", lambda: build_activation(self.settings, self.dataverse, self.mapping)
         )
 
     @property

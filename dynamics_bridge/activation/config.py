@@ -296,6 +296,9 @@ class SegmentsFile(_Strict):
     reminders_column: str = Field(
         description="Memo member column: JSON of the period each reminder was last sent for."
     )
+    segments_column: str | None = Field(
+        default=None, description="String member column: the member's segments, for CRM users."
+    )
 
 
 class ActivationConfig(_Strict):
@@ -345,6 +348,7 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
             )
     column("segments.yaml", "method_column", segments.method_column)
     column("segments.yaml", "reminders_column", segments.reminders_column)
+    column("segments.yaml", "segments_column", segments.segments_column)
     column("segments.yaml", "engagement.column", segments.engagement.column)
     if segments.engagement.tenure:
         column("segments.yaml", "engagement.tenure.column", segments.engagement.tenure.column)

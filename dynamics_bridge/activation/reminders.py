@@ -15,12 +15,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.config import Reminder
-from dynamics_bridge.activation.rules import Predicate
 from dynamics_bridge.apsis.models import MarketingEvent
 
 __all__ = [
     "DueReminder",
-    "due",
     "due_period",
     "encode_sent",
     "parse_sent",
@@ -78,24 +76,6 @@ def query_window(reminder: Reminder, today: date) -> tuple[date, date]:
         today - timedelta(days=max(step.days) + step.catch_up_days),
         today - timedelta(days=min(step.days)),
     )
-
-
-def due(
-    name: str,
-    reminder: Reminder,
-    member_key: str,
-    member: Mapping[str, Any],
-    sent: Mapping[str, str],
-    when: Predicate | None,
-    today: date,
-) -> DueReminder | None:
-    """The reminder this member is due today and has not had for this period, if any."""
-    found = due_period(reminder, member, today)
-    if found is None or sent.get(name) == found[0]:
-        return None
-    if when is not None and not when(member, today):
-        return None
-    return DueReminder(name, member_key, found[0], found[1])
 
 
 def reminder_event(

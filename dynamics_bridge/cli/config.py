@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dynamics_bridge.activation.loader import activation_configured, load_activation
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
@@ -37,6 +38,11 @@ def check(
         model = load_mapping(mapping)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    if model is not None and activation_configured(mapping.parent):
+        try:
+            load_activation(model, mapping.parent)  # apsis.yaml, triggers.yaml, segments.yaml
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if settings is not None and model is not None and settings.dataverse.configured:
         from dynamics_bridge.cli.sync import dataverse_client
         from dynamics_bridge.dataverse.provision import check_metadata

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from dynamics_bridge.cli._app import app, console
+from dynamics_bridge.cli.activation import print_demo_section as print_apsis_section
 from dynamics_bridge.cli.spar import print_demo_section
 from dynamics_bridge.demo.run import run_demo
 
@@ -61,4 +62,5 @@ def demo(
     )
     for reason in summary["poisoned"]:
         console.print(f"  • {reason}", highlight=False)
+    print_apsis_section(summary["apsis"])
     print_demo_section(summary["spar"])

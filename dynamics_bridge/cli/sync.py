@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from dynamics_bridge.activation.jobs import build_activation
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
 from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
@@ -49,7 +50,9 @@ def sync(
     try:
         settings = load_settings()
         mapping = load_mapping()
-        pipeline = Pipeline(DataverseMemberStore(dataverse_client(settings), mapping), mapping)
+        client = dataverse_client(settings)
+        hooks = None if dry_run else build_activation(settings, client, mapping)  # triggers
+        pipeline = Pipeline(DataverseMemberStore(client, mapping), mapping, hooks=hooks)
         # A dry run only looks: its messages become visible again a second later.
         report = run_sync(
             open_queue(settings.queue),

@@ -15,6 +15,7 @@ from typing import Any
 
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.demo.apsis import prepare_apsis_demo, run_apsis_demo
 from dynamics_bridge.demo.callbacks import demo_callbacks
 from dynamics_bridge.demo.intake import deliver
 from dynamics_bridge.demo.spar import run_spar_demo
@@ -23,6 +24,7 @@ from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
+from dynamics_bridge.sandbox.apsis import run_apsis_standin
 from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import Settings, load_settings
 from dynamics_bridge.sources.bankgirot_writer import (
@@ -54,6 +56,7 @@ class DemoReport:
     dataverse_rows: dict[str, int] = field(default_factory=dict)
     dataverse_requests: int = 0
     spar: dict[str, Any] = field(default_factory=dict)
+    apsis: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class DemoReport:
             "dataverse_rows": self.dataverse_rows,
             "dataverse_requests": self.dataverse_requests,
             "spar": self.spar,
+            "apsis": self.apsis,
         }
 
 
@@ -104,9 +108,10 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
     workdir.mkdir(parents=True)
     report = DemoReport()
     mapping = load_mapping()
-    with run_sandbox(workdir / "dataverse.sqlite") as sandbox:
+    with run_sandbox(workdir / "dataverse.sqlite") as sandbox, run_apsis_standin() as apsis:
         client = DataverseClient.from_settings(sandbox_settings(sandbox, suppress_flows=True))
         numbers = prepare_register(client, mapping, members)
+        activation = prepare_apsis_demo(client, mapping, numbers, apsis)  # triggers from sync
 
         settings: Settings = load_settings(
             queue={"backend": "memory", "name": "demo-payment-events"},
@@ -127,7 +132,8 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         report.events_by_kind.update(e["kind"] for e in unique.values())
 
         requests_before = client.requests_sent
-        sync = run_sync(queue, Pipeline(DataverseMemberStore(client, mapping), mapping), once=True)
+        store = DataverseMemberStore(client, mapping)
+        sync = run_sync(queue, Pipeline(store, mapping, hooks=activation), once=True)
         report.dataverse_requests = client.requests_sent - requests_before
         report.outcomes.update(sync.outcomes)
         report.poisoned = [f"{m['poison']['reason']}" for m in queue.poison_messages()]
@@ -147,5 +153,6 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             1 for _ in client.query(mapping.payment.entity_set, select=[mapping.payment.key_column])
         )
         report.dataverse_rows = {"members": len(rows), "payments": payments}
+        report.apsis = run_apsis_demo(activation, apsis)
         report.spar = run_spar_demo(client, mapping, numbers)
     return report

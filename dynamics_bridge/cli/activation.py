@@ -1,0 +1,173 @@
+"""``segments push``, ``reminders run``, ``triggers send``, ``apsis check``: activation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from dynamics_bridge.activation.jobs import build_activation
+from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.cli._app import app, console, err_console
+from dynamics_bridge.errors import BridgeError
+
+segments_app = typer.Typer(help="Segments and engagement score, pushed to APSIS One.")
+reminders_app = typer.Typer(help="Reminders due today, each once per period.")
+triggers_app = typer.Typer(help="Triggers in the outbox (payment rows).")
+apsis_app = typer.Typer(help="APSIS One: the configured data model.")
+app.add_typer(segments_app, name="segments")
+app.add_typer(reminders_app, name="reminders")
+app.add_typer(triggers_app, name="triggers")
+app.add_typer(apsis_app, name="apsis")
+
+
+def _activation() -> Activation:
+    from dynamics_bridge.cli.sync import dataverse_client
+    from dynamics_bridge.mapping import load_mapping
+    from dynamics_bridge.settings import load_settings
+
+    settings = load_settings()
+    mapping = load_mapping()
+    activation = build_activation(settings, dataverse_client(settings), mapping)
+    if activation is None:
+        raise BridgeError(
+            "APSIS is not configured (BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET) or "
+            "mappings/apsis.yaml, triggers.yaml, segments.yaml are missing"
+        )
+    return activation
+
+
+def _fail(exc: BridgeError) -> typer.Exit:
+    err_console.print(str(exc), highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _counts(title: str, counts: dict[str, int], label: str) -> Table:
+    table = Table(title=title)
+    table.add_column(label)
+    table.add_column("count", justify="right")
+    for key, value in counts.items():
+        table.add_row(key, str(value))
+    return table
+
+
+@segments_app.command("push")
+def segments_push(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the differences; send nothing."),
+    full: bool = typer.Option(False, "--full", help="Every member, not only those changed."),
+    as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
+) -> None:
+    """Evaluate segments and the score for members changed since the last run; push differences."""
+    try:
+        report = _activation().run_segments(dry_run=dry_run, full=full)
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    table = Table(title="Differences" + (" (dry run: nothing sent)" if dry_run else ""))
+    for column in ("member", "score", "attributes", "tags +", "tags −", "action"):
+        table.add_column(column)
+    for diff in report.diffs:
+        plan = diff.plan
+        action = "erase" if plan.erase else "create" if plan.create else "update"
+        table.add_row(
+            diff.member,
+            str(diff.score),
+            ", ".join(f"{k}={v}" for k, v in plan.attributes.items()),
+            ", ".join(plan.tags_add),
+            ", ".join(plan.tags_remove),
+            f"{action} ({plan.excluded})" if plan.excluded else action,
+        )
+    console.print(table)
+    console.print(
+        _counts("Segment sizes (members evaluated)", dict(report.segment_sizes), "segment")
+    )
+    summary = report.to_json()
+    console.print(
+        f"{summary['evaluated']} evaluated: {summary['pushed']} pushed, {summary['erased']} "
+        f"erased, {summary['excluded']} excluded, {summary['unchanged']} unchanged, "
+        f"{summary['imports']} bulk import(s); failed {len(summary['failed'])}"
+    )
+    for problem in report.failed:
+        err_console.print(f"  • {problem}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@reminders_app.command("run")
+def reminders_run(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List who is due; send nothing."),
+    as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
+) -> None:
+    """Send every reminder due today that was not sent for its period yet."""
+    try:
+        report = _activation().run_reminders(dry_run=dry_run)
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    table = Table(title="Due today" + (" (dry run: nothing sent)" if dry_run else ""))
+    for column in ("member", "reminder", "period"):
+        table.add_column(column)
+    for item in report.items:
+        table.add_row(item.member_key, item.name, item.period)
+    console.print(table)
+    summary = report.to_json()
+    console.print(
+        f"sent {summary['sent']}; already sent this period {summary['already_sent']}, "
+        f"excluded {summary['excluded']}, failed {len(summary['failed'])}"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@triggers_app.command("send")
+def triggers_send() -> None:
+    """Send triggers left pending (or claimed by a sender that crashed); never twice."""
+    try:
+        report = _activation().sweep_triggers()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    console.print(json.dumps(report.to_json(), ensure_ascii=False), highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@apsis_app.command("check")
+def apsis_check() -> None:
+    """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS."""
+    try:
+        problems = _activation().check_apsis()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    for problem in problems:
+        err_console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print("[green]✓[/green] every configured APSIS name exists", highlight=False)
+
+
+def print_demo_section(summary: dict[str, Any]) -> None:
+    """The demo's APSIS section (``demo`` prints it after the payment summary)."""
+    if not summary:
+        return
+    console.print(
+        _counts("Triggers and reminders in APSIS (stand-in)", summary["events_by_type"], "event")
+    )
+    console.print(_counts("Segment sizes (tags in APSIS)", summary["segment_sizes"], "segment"))
+    withdrawn = summary["consent_withdrawn"]
+    console.print(
+        f"{summary['profiles']} profiles in APSIS, {summary['attribute_updates']} attribute "
+        f"updates ({summary['imports']} bulk imports), {summary['apsis_requests']} requests "
+        f"({sum(summary['throttled'].values())} answered 429 and retried). Every input arrived "
+        f"twice: triggers sent twice {summary['sent_twice']}, left in the outbox "
+        f"{summary['left_in_outbox']}; a second segments run pushed "
+        f"{summary['segments_second_run_pushed']}, a second reminders run sent "
+        f"{summary['reminders_second_run_sent']}. Member {withdrawn['member']} withdrew consent: "
+        f"erased {withdrawn['erased']}. Members without consent in APSIS: "
+        f"{len(summary['excluded_members_in_apsis'])}."
+    )

@@ -1,0 +1,129 @@
+"""The demo's APSIS section: triggers from the sync, segments, the score and reminders.
+
+Runs on the demo's Dataverse sandbox and an APSIS stand-in (in-process, with APSIS's documented
+limits). Before the sync, the columns a union's own process keeps are set on the fictitious
+members: marketing consent (every seventh member has none), when they joined, a few who left
+(winback), benefit use and events. The sync then writes each applied event's triggers with its
+payment row and sends them; since every input arrives twice, the stand-in's events prove that
+nothing was sent twice. Afterwards: a second sweep (nothing left), segments pushed (then once
+more: nothing differs), one member withdraws consent and is erased, reminders run twice (the
+second run sends nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from dynamics_bridge.activation.audience import exclusion
+from dynamics_bridge.activation.jobs import apsis_platform
+from dynamics_bridge.activation.loader import load_activation
+from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.mapping import MappingFile
+from dynamics_bridge.sandbox.apsis import ApsisStandIn
+from dynamics_bridge.settings import ApsisSettings
+
+__all__ = ["DEMO_NOW", "prepare_apsis_demo", "run_apsis_demo"]
+
+#: The demo's "now": the day the last Bankgirot file of the demo is dated.
+DEMO_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _settings(standin: ApsisStandIn) -> ApsisSettings:
+    values = {
+        name.removeprefix("BRIDGE_APSIS__").lower(): json.loads(v) if v.startswith("{") else v
+        for name, v in standin.env.items()
+    }
+    values["import_poll_seconds"] = 0.2  # the stand-in finishes an import in two polls
+    return ApsisSettings.model_validate(values)
+
+
+def _member_columns(index: int, today: date, prefix: str) -> dict[str, Any]:
+    """What the union's register says about demo member ``index`` (deterministic)."""
+    joined = today - timedelta(days=(index * 37) % 2400)
+    values: dict[str, Any] = {
+        f"{prefix}_marketingconsent": index % 7 != 3,
+        f"{prefix}_joinedon": joined.isoformat(),
+        f"{prefix}_membershipstatus": 100000000,  # active
+        f"{prefix}_benefituses": index % 6,
+        f"{prefix}_eventsattended": index % 4,
+    }
+    if index % 25 == 5:  # left: 30, 90, 200 ... days ago (winback)
+        ended = today - timedelta(days=(30, 90, 200, 400)[(index // 25) % 4])
+        values[f"{prefix}_membershipstatus"] = 100000001
+        values[f"{prefix}_endedon"] = ended.isoformat()
+    return values
+
+
+def prepare_apsis_demo(
+    client: DataverseClient, mapping: MappingFile, numbers: list[str], standin: ApsisStandIn
+) -> Activation:
+    """Set the demo's register columns and build the activation side on the stand-in."""
+    config = load_activation(mapping)
+    platform = apsis_platform(_settings(standin), config.apsis)
+    platform.bulk_threshold = 100  # first pushes of attributes go by bulk import
+    activation = Activation(client, mapping, config, platform, clock=lambda: DEMO_NOW)
+    activation.store.update_members(
+        [
+            (number, _member_columns(i, DEMO_NOW.date(), mapping.publisher_prefix), "*")
+            for i, number in enumerate(numbers)
+        ]
+    )
+    return activation
+
+
+def run_apsis_demo(activation: Activation, standin: ApsisStandIn) -> dict[str, Any]:
+    """Segments, consent withdrawn, reminders; the summary for ``demo --json``."""
+    sent_by_sync = dict(standin.event_counts())
+    sweep = activation.sweep_triggers()
+    segments = activation.run_segments()
+    again = activation.run_segments()
+    # One member who is in APSIS withdraws consent: the next run erases the profile.
+    plain = {"payment_confirmed", "welcome"}
+    withdrawn = next(
+        key
+        for key, p in sorted(standin.profiles().items())
+        if p["tags"] and {e.type for e in standin.events(key=key)} <= plain
+    )
+    consent = activation.config.apsis.audience.consent_column
+    activation.store.update_members([(withdrawn, {consent: False}, "*")])
+    after_withdrawal = activation.run_segments()
+    reminders = activation.run_reminders()
+    reminders_again = activation.run_reminders()
+    events = standin.events()
+    ids = Counter((e.type, e.data.get("source_event_id")) for e in events)
+    excluded = _excluded_members(activation)
+    profiles = standin.profiles()
+    return {
+        "events_by_type": dict(sorted(standin.event_counts().items())),
+        "triggers_sent_by_sync": dict(sorted(sent_by_sync.items())),
+        "sent_twice": sum(1 for n in ids.values() if n > 1),
+        "left_in_outbox": sweep.claimed,
+        "profiles": len(profiles),
+        "attribute_updates": len(standin.attribute_updates()),
+        "segment_sizes": dict(sorted(standin.tag_counts().items())),
+        "segments_run": segments.to_json(),
+        "segments_second_run_pushed": again.pushed,
+        "consent_withdrawn": {"member": withdrawn, "erased": after_withdrawal.erased},
+        "reminders": reminders.to_json(),
+        "reminders_second_run_sent": sum(reminders_again.sent.values()),
+        "excluded_members_in_apsis": sorted(set(excluded) & set(profiles)),
+        "apsis_requests": sum(standin.requests.values()),
+        "throttled": dict(standin.throttled),
+        "imports": len(standin.imports()),
+    }
+
+
+def _excluded_members(activation: Activation) -> list[str]:
+    """Members who must never be in APSIS (no consent, protected identity, excluded status)."""
+    audience = activation.config.apsis.audience
+    member = activation.mapping.member
+    rows = activation.client.query(member.entity_set, select=activation.member_columns())
+    return [
+        str(row[member.key_column])
+        for row in rows
+        if exclusion(activation.view(row), audience) is not None
+    ]
