@@ -37,6 +37,7 @@ def test_a_job_of_an_area_not_built_is_skipped_with_the_reason(
     services, caplog, monkeypatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "dynamics_bridge.activation", None)
+    monkeypatch.setitem(sys.modules, "dynamics_bridge.activation.jobs", None)  # not imported yet
     with caplog.at_level(logging.WARNING, "dynamics_bridge.jobs"):
         result = jobs.run_job("segments", services)
     assert result.status == "skipped"

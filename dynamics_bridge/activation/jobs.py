@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from dynamics_bridge.activation.config import ApsisFile
 from dynamics_bridge.activation.loader import activation_configured, load_activation
 from dynamics_bridge.activation.service import Activation
@@ -30,7 +32,9 @@ __all__ = [
 ]
 
 
-def apsis_platform(settings: ApsisSettings, apsis: ApsisFile, **client_kw: Any) -> ApsisPlatform:
+def apsis_platform(
+    settings: ApsisSettings, apsis: ApsisFile, session: requests.Session | None = None
+) -> ApsisPlatform:
     """APSIS with apsis.yaml's keyspace, section and names; settings that are set win."""
     chosen = settings.model_fields_set
     merged = settings.model_copy(
@@ -45,7 +49,7 @@ def apsis_platform(settings: ApsisSettings, apsis: ApsisFile, **client_kw: Any) 
             "tags": {**apsis.tags, **settings.tags},
         }
     )
-    return ApsisPlatform.from_settings(merged, **client_kw)
+    return ApsisPlatform.from_settings(merged, session)
 
 
 def apsis_credentials(settings: ApsisSettings) -> bool:

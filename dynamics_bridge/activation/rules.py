@@ -38,6 +38,7 @@ __all__ = [
     "Predicate",
     "Rule",
     "WithinDays",
+    "choice_words",
     "compile_rule",
     "matches",
     "member_view",
@@ -273,16 +274,28 @@ def _number(value: Any) -> Any:
         return value
 
 
-def member_view(
-    row: Mapping[str, Any], columns: Mapping[str, ColumnSpec], choices: Mapping[str, ChoiceSet]
-) -> dict[str, Any]:
-    """A Dataverse member row in the rules' terms: choice values as the mapping's words, dates
-    and times parsed, money and decimals as floats. Unmapped columns pass unchanged."""
-    words = {
+def choice_words(
+    columns: Mapping[str, ColumnSpec], choices: Mapping[str, ChoiceSet]
+) -> dict[str, dict[int, str]]:
+    """Choice column -> {value: word}, for :func:`member_view`."""
+    return {
         name: {o.value: word for word, o in choices[spec.choices].options.items()}
         for name, spec in columns.items()
         if spec.type == "choice" and spec.choices in choices
     }
+
+
+def member_view(
+    row: Mapping[str, Any],
+    columns: Mapping[str, ColumnSpec],
+    choices: Mapping[str, ChoiceSet],
+    words: Mapping[str, Mapping[int, str]] | None = None,
+) -> dict[str, Any]:
+    """A Dataverse member row in the rules' terms: choice values as the mapping's words, dates
+    and times parsed, money and decimals as floats. Unmapped columns pass unchanged. Pass
+    ``words`` (:func:`choice_words`) when viewing many rows."""
+    if words is None:
+        words = choice_words(columns, choices)
     view: dict[str, Any] = {}
     for name, value in row.items():
         spec = columns.get(name)

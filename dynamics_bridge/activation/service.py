@@ -36,8 +36,8 @@ from dynamics_bridge.activation.reminders import (
     query_window,
     reminder_event,
 )
-from dynamics_bridge.activation.rules import compile_rule, member_view, rule_columns
-from dynamics_bridge.activation.score import engagement_score
+from dynamics_bridge.activation.rules import compile_rule, rule_columns
+from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.activation.store import ActivationStore, OutboxRow
 from dynamics_bridge.activation.triggers import decode_payload, encode_payload, plan_triggers
 from dynamics_bridge.apsis.models import MarketingEvent, ProfileChange
@@ -162,9 +162,7 @@ class Activation:
         self.store = ActivationStore(client, mapping, config.triggers.outbox)
         self.zone = ZoneInfo(mapping.timezone)
         segments = config.segments
-        self.segment_rules = {
-            name: (compile_rule(s.rule), s.tag or name) for name, s in segments.segments.items()
-        }
+        self.evaluator = SegmentEvaluator(config, mapping)
         self.reminder_rules = {
             name: compile_rule(r.when) if r.when else None for name, r in segments.reminders.items()
         }
@@ -209,7 +207,7 @@ class Activation:
 
     def view(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A member row as the rules see it (choice words, dates)."""
-        return member_view(row, self.mapping.member.columns, self.mapping.choices)
+        return self.evaluator.view(row)
 
     def _profile_key(self, view: Mapping[str, Any]) -> str | None:
         value = view.get(self.config.apsis.profile_key.column)
@@ -347,17 +345,6 @@ class Activation:
 
     # -- segments and the engagement score ------------------------------------------------------
 
-    def evaluate(
-        self, view: Mapping[str, Any], payments: Any, today: date
-    ) -> tuple[int, list[str], dict[str, Any]]:
-        """Score, segment names and desired attributes of one member."""
-        segments = self.config.segments
-        score = engagement_score(view, payments, segments.engagement, today)
-        scored = {**view, "engagement_score": score}
-        names = [name for name, (rule, _) in self.segment_rules.items() if rule(scored, today)]
-        attributes = desired_attributes(scored, self.config.apsis, {"engagement_score": score})
-        return score, names, attributes
-
     def run_segments(self, *, dry_run: bool = False, full: bool = False) -> SegmentReport:
         """Members changed since the last run (all with ``full``): score, segments, and the
         differences pushed; the delta link is stored only when every push went through."""
@@ -379,12 +366,12 @@ class Activation:
         for row in delta.changed:
             view = self.view(row)
             key = str(row.get(member.key_column))
-            score, names, attributes = self.evaluate(
+            score, names, attributes = self.evaluator.evaluate(
                 view, payments.get(str(row.get(member.id_column))), today
             )
             report.evaluated += 1
             report.segment_sizes.update(names)
-            tags = [self.segment_rules[n][1] for n in names]
+            tags = self.evaluator.tags(names)
             profile_key = self._profile_key(view)
             excluded = exclusion(view, audience) or (None if profile_key else "no profile key")
             plan = plan_profile(

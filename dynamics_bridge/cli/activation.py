@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from dynamics_bridge.activation.jobs import build_activation
+from dynamics_bridge.activation.jobs import apsis_credentials, build_activation
+from dynamics_bridge.activation.loader import activation_configured
 from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError
@@ -29,13 +30,14 @@ def _activation() -> Activation:
     from dynamics_bridge.settings import load_settings
 
     settings = load_settings()
-    mapping = load_mapping()
-    activation = build_activation(settings, dataverse_client(settings), mapping)
-    if activation is None:
+    if not apsis_credentials(settings.apsis) or not activation_configured():
         raise BridgeError(
             "APSIS is not configured (BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET) or "
             "mappings/apsis.yaml, triggers.yaml, segments.yaml are missing"
         )
+    mapping = load_mapping()
+    activation = build_activation(settings, dataverse_client(settings), mapping)
+    assert activation is not None  # both conditions were checked above
     return activation
 
 

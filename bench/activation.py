@@ -1,0 +1,204 @@
+"""Segments over 100,000 members, and APSIS requests for a 10 % change.
+
+1. Evaluation: 100,000 fictitious member rows (as Dataverse returns them) through the member
+   view, the engagement score and every segment of mappings/segments.yaml: members per second.
+2. Requests: every member pushed once (their state is what APSIS then holds), then 10 % of them
+   change (a payment, a failed payment, a new method, benefit use); only the differences are
+   planned and applied through ApsisPlatform.apply_changes, in-process against the APSIS
+   stand-in's request handling (no sockets, its limits raised so only requests are counted).
+   Compared with one request per changed profile (the least a per-profile API needs).
+
+    .venv/bin/python bench/activation.py [--members 100000] [--change 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dynamics_bridge.activation.audience import exclusion, plan_profile
+from dynamics_bridge.activation.jobs import apsis_platform
+from dynamics_bridge.activation.loader import load_activation
+from dynamics_bridge.activation.score import PaymentCounts
+from dynamics_bridge.activation.segments import SegmentEvaluator
+from dynamics_bridge.apsis.models import ProfileChange
+from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.sandbox.apsis import ApsisLimits, ApsisStandIn
+from dynamics_bridge.settings import ApsisSettings
+
+TODAY = date(2026, 11, 28)
+METHODS = [100000000, 100000001, 100000002, 100000003, 100000004]
+
+
+def member_row(n: int, rng: random.Random) -> dict[str, Any]:
+    ended = rng.random() < 0.05
+    return {
+        "mbr_memberno": str(100001 + n),
+        "mbr_marketingconsent": rng.random() < 0.9,
+        "mbr_protectedidentity": rng.random() < 0.002,
+        "mbr_paymentmethod": rng.choice(METHODS),
+        "mbr_paymentstatus": 100000000,
+        "mbr_lastpaidon": (TODAY - timedelta(days=rng.randrange(400))).isoformat(),
+        "mbr_lastfailedon": (TODAY - timedelta(days=rng.randrange(400))).isoformat()
+        if rng.random() < 0.1
+        else None,
+        "mbr_paidthrough": (TODAY + timedelta(days=rng.randrange(-30, 365))).isoformat(),
+        "mbr_arrears": 250.0 if rng.random() < 0.05 else 0.0,
+        "mbr_joinedon": (TODAY - timedelta(days=rng.randrange(4000))).isoformat(),
+        "mbr_endedon": (TODAY - timedelta(days=rng.randrange(500))).isoformat() if ended else None,
+        "mbr_membershipstatus": 100000001 if ended else 100000000,
+        "mbr_benefituses": rng.randrange(8),
+        "mbr_eventsattended": rng.randrange(5),
+        "mbr_registerstatus": 100000000,
+    }
+
+
+def change(row: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    row = dict(row)
+    what = rng.random()
+    if what < 0.6:  # paid
+        row.update(mbr_lastpaidon=TODAY.isoformat(), mbr_arrears=0.0, mbr_paymentstatus=100000000)
+    elif what < 0.8:  # failed
+        row.update(
+            mbr_lastfailedon=TODAY.isoformat(), mbr_arrears=250.0, mbr_paymentstatus=100000001
+        )
+    elif what < 0.9:
+        row["mbr_paymentmethod"] = rng.choice(METHODS)
+    else:
+        row["mbr_benefituses"] = row["mbr_benefituses"] + 1
+    return row
+
+
+class InProcess(requests.Session):
+    """A session answered by the stand-in's request handling directly (no sockets)."""
+
+    def __init__(self, standin: ApsisStandIn) -> None:
+        super().__init__()
+        self.standin = standin
+
+    def request(self, method, url, data=None, headers=None, files=None, json=None, **_: Any):  # type: ignore[override]
+        prepared = requests.Request(
+            method, url, data=data, headers=headers, files=files, json=json
+        ).prepare()
+        body = prepared.body or b""
+        body = body.encode() if isinstance(body, str) else body
+        path = url.split("://", 1)[-1].split("/", 1)[-1]
+        lower = {k.lower(): v for k, v in prepared.headers.items()}
+        answer = self.standin.handle(method, "/" + path, lower, body)
+        response = requests.Response()
+        response.status_code = answer.status
+        payload, kind = answer.payload()
+        response._content = payload
+        response.headers.update(answer.headers)
+        if kind:
+            response.headers["Content-Type"] = kind
+        response.url = url
+        return response
+
+
+def platform_for(standin: ApsisStandIn, apsis: Any) -> Any:
+    values = {
+        k.removeprefix("BRIDGE_APSIS__").lower(): json.loads(v) if v.startswith("{") else v
+        for k, v in standin.env.items()
+    }
+    values.update(account_rate="1000000/1s", profile_rate="100000/1s", import_poll_seconds=0.001)
+    platform = apsis_platform(ApsisSettings.model_validate(values), apsis, InProcess(standin))
+    platform.concurrency = 1
+    return platform
+
+
+def plans(evaluator: SegmentEvaluator, rows: list[dict[str, Any]], states: dict[str, Any]):
+    audience = evaluator.config.apsis.audience
+    out = []
+    for row in rows:
+        view = evaluator.view(row)
+        payments = PaymentCounts(10, 1)
+        _, names, attributes = evaluator.evaluate(view, payments, TODAY)
+        key = row["mbr_memberno"]
+        plan = plan_profile(
+            states.get(key), attributes, evaluator.tags(names), exclusion(view, audience)
+        )
+        out.append((key, plan))
+    return out
+
+
+def to_changes(planned) -> list[ProfileChange]:
+    return [
+        ProfileChange(
+            key,
+            attributes=plan.attributes,
+            tags_add=plan.tags_add,
+            tags_remove=plan.tags_remove,
+            erase=plan.erase,
+        )
+        for key, plan in planned
+        if plan.sends
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--change", type=float, default=0.1)
+    args = parser.parse_args()
+    mapping = load_mapping()
+    config = load_activation(mapping)
+    evaluator = SegmentEvaluator(config, mapping)
+    rng = random.Random(6)  # fictitious data
+    rows = [member_row(n, rng) for n in range(args.members)]
+
+    started = time.perf_counter()
+    sizes: dict[str, int] = {}
+    for row in rows:
+        _, names, _ = evaluator.evaluate(evaluator.view(row), PaymentCounts(10, 1), TODAY)
+        for name in names:
+            sizes[name] = sizes.get(name, 0) + 1
+    elapsed = time.perf_counter() - started
+    members_per_s = args.members / elapsed
+    print(
+        f"evaluated {args.members} members, {len(evaluator.rules)} segments + score: "
+        f"{elapsed:.2f} s, {members_per_s:,.0f} members/s"
+    )
+    print("segment sizes: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes.items())))
+
+    standin = ApsisStandIn(limits=ApsisLimits(account=(10**6, 1.0), profile=(10**5, 1.0)))
+    platform = platform_for(standin, config.apsis)
+    initial = plans(evaluator, rows, {})
+    platform.apply_changes(to_changes(initial))
+    states = {key: plan.state for key, plan in initial if plan.state is not None}
+    before = sum(standin.requests.values())
+
+    changed_rows = [change(row, rng) for row in rng.sample(rows, int(args.members * args.change))]
+    planned = plans(evaluator, changed_rows, states)
+    changes = to_changes(planned)
+    report = platform.apply_changes(changes)
+    requests_made = sum(standin.requests.values()) - before
+    tag_changes = sum(1 for c in changes if c.tags_add or c.tags_remove)
+    naive = len(changed_rows)
+    print(
+        f"{args.change:.0%} change: {len(changed_rows)} members changed in Dataverse, "
+        f"{len(changes)} profiles differ in APSIS ({tag_changes} with tag changes, "
+        f"{sum(1 for c in changes if c.erase)} erased), {len(report.imports)} bulk import(s), "
+        f"{len(report.failed)} failed"
+    )
+    print(
+        f"APSIS requests: {requests_made} (one per changed profile: {naive}, "
+        f"{requests_made / max(naive, 1):.2f}x)"
+    )
+    print(
+        f"RESULT members_per_s={members_per_s:.0f} requests={requests_made} naive_requests={naive}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Triggers, segments and reminders against the Dataverse sandbox and the APSIS stand-in."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dynamics_bridge.activation.jobs import apsis_platform
+from dynamics_bridge.activation.loader import load_activation
+from dynamics_bridge.activation.service import DELTA_NAME, Activation
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.model import (
+    EventKind,
+    MemberRef,
+    MemberRefKind,
+    Outcome,
+    PaymentEvent,
+    Source,
+    make_event_id,
+)
+from dynamics_bridge.pipeline import EventOutcome, Pipeline
+from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge.sandbox.server import run_sandbox
+from dynamics_bridge.settings import ApsisSettings
+from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
+
+pytestmark = pytest.mark.integration
+MAPPING = load_mapping()
+CONFIG = load_activation(MAPPING)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+ACTIVE, ENDED = 100000000, 100000001
+
+
+@dataclass
+class World:
+    client: DataverseClient
+    apsis: ApsisStandIn
+    activation: Activation
+    numbers: list[str]
+    now: list[datetime]
+
+    def pipeline(self, hooks: Any = None) -> Pipeline:
+        store = DataverseMemberStore(self.client, MAPPING)
+        return Pipeline(store, MAPPING, hooks=self.activation if hooks is None else hooks)
+
+    def set_member(self, number: str, **values: Any) -> None:
+        self.activation.store.update_members([(number, values, "*")])
+
+    def outbox_state(self, event_id: str) -> str:
+        (row,) = self.activation.store.outbox_rows([event_id])
+        return row.state
+
+    def sent(self) -> Counter[str]:
+        return Counter(e.type for e in self.apsis.events())
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with run_sandbox() as box, run_apsis_standin() as apsis:
+        client = DataverseClient.from_settings(sandbox_settings(box))
+        numbers = prepare_register(client, MAPPING, 6)
+        values = {k.removeprefix("BRIDGE_APSIS__").lower(): v for k, v in apsis.env.items()}
+        values = {k: json.loads(v) if v.startswith("{") else v for k, v in values.items()}
+        platform = apsis_platform(ApsisSettings.model_validate(values), CONFIG.apsis)
+        platform.client.max_attempts = 1  # an outage fails at once instead of backing off
+        now = [NOW]
+        activation = Activation(client, MAPPING, CONFIG, platform, clock=lambda: now[0])
+        world = World(client, apsis, activation, numbers, now)
+        for number in numbers:
+            world.set_member(
+                number,
+                mbr_marketingconsent=True,
+                mbr_joinedon="2026-10-01",
+                mbr_membershipstatus=ACTIVE,
+            )
+        yield world
+
+
+def paid(number: str, n: int = 1, kind: EventKind = EventKind.PAYMENT_SUCCEEDED) -> PaymentEvent:
+    return PaymentEvent(
+        event_id=make_event_id(Source.SWISH, number, str(n), kind.value),
+        source=Source.SWISH,
+        kind=kind,
+        member_ref=MemberRef(MemberRefKind.MEMBER_NUMBER, number),
+        amount_minor=25000,
+        currency="SEK",
+        occurred_at=NOW - timedelta(days=30) + timedelta(minutes=n),
+        provider_ref=f"PAY-{number}-{n}",
+        reason_code="RF07" if kind is EventKind.PAYMENT_FAILED else None,
+        reason_text=None,
+        origin="test",
+    )
+
+
+class CrashAfterWrite:
+    """The process dies after Dataverse committed the batch and before anything was sent."""
+
+    def __init__(self, activation: Activation) -> None:
+        self.activation = activation
+
+    def payment_extras(self, outcome: EventOutcome) -> dict[str, Any]:
+        return self.activation.payment_extras(outcome)
+
+    def after_apply(self, outcomes: Sequence[EventOutcome]) -> None:
+        return None
+
+
+# -- triggers --------------------------------------------------------------------------------
+
+
+def test_an_applied_payment_triggers_once_and_its_redelivery_never(world: World) -> None:
+    event = paid(world.numbers[0])
+    (first,) = world.pipeline().apply([event])
+    (again,) = world.pipeline().apply([event])
+    assert (first.outcome, again.outcome) == (Outcome.APPLIED, Outcome.DUPLICATE)
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+    (confirmed,) = world.apsis.events("payment_confirmed")
+    assert confirmed.data["source_event_id"] == event.event_id
+    assert confirmed.key == world.numbers[0]
+    assert world.outbox_state(event.event_id) == "sent"
+    assert world.activation.sweep_triggers().claimed == 0
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+
+
+def test_a_second_payment_is_confirmed_without_a_second_welcome(world: World) -> None:
+    world.pipeline().apply([paid(world.numbers[0], 1)])
+    world.pipeline().apply([paid(world.numbers[0], 2)])
+    assert world.sent() == {"payment_confirmed": 2, "welcome": 1}
+    member = world.activation.store.members([world.numbers[0]], ["mbr_firstpaidon"])
+    assert member[world.numbers[0]]["mbr_firstpaidon"] == "2026-10-29"
+
+
+def test_a_failed_payment_carries_the_fix_it_text_for_its_method_and_code(world: World) -> None:
+    world.pipeline().apply([paid(world.numbers[1], kind=EventKind.PAYMENT_FAILED)])
+    (failed,) = world.apsis.events("payment_failed")
+    assert failed.data["reason_code"] == "RF07"
+    assert failed.data["fix_it"] == CONFIG.triggers.fix_it.by_method["swish"].codes["RF07"]
+
+
+def test_a_crash_between_the_write_and_the_send_is_sent_by_the_sweep_once(world: World) -> None:
+    event = paid(world.numbers[0])
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    assert world.sent() == {}
+    assert world.outbox_state(event.event_id) == "pending"
+    (retry,) = world.pipeline().apply([event])  # the queue redelivers the message
+    assert retry.outcome is Outcome.DUPLICATE
+    assert world.sent() == {}  # a duplicate never triggers: the outbox row does
+    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
+    assert world.activation.sweep_triggers().claimed == 0
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+
+
+def test_a_claim_lost_in_a_crash_is_taken_again_only_after_its_lease(world: World) -> None:
+    event = paid(world.numbers[0])
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    store = world.activation.store
+    assert len(store.claim(store.outbox_rows([event.event_id]), NOW, lease_expired=False)) == 1
+    assert world.activation.sweep_triggers().claimed == 0  # another sender may be sending it
+    world.now[0] = NOW + timedelta(minutes=CONFIG.triggers.outbox.lease_minutes + 1)
+    assert world.activation.sweep_triggers().claimed == 1
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+
+
+def test_two_senders_racing_for_a_row_send_it_once(world: World) -> None:
+    event = paid(world.numbers[0])
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    store = world.activation.store
+    rows = store.outbox_rows([event.event_id])  # both read the same row and ETag
+    assert len(store.claim(rows, NOW, lease_expired=False)) == 1
+    assert store.claim(rows, NOW, lease_expired=False) == []  # 412: the ETag moved on
+
+
+def test_apsis_down_leaves_the_trigger_pending_for_the_next_sweep(world: World) -> None:
+    world.apsis.fail_next(503)
+    event = paid(world.numbers[0])
+    (outcome,) = world.pipeline().apply([event])
+    assert outcome.outcome is Outcome.APPLIED  # the payment is booked all the same
+    assert world.outbox_state(event.event_id) == "pending"
+    assert world.sent() == {}
+    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
+
+
+# -- consent and protected identity ------------------------------------------------------------
+
+
+def test_a_member_without_consent_is_never_pushed_and_the_trigger_skipped(world: World) -> None:
+    number = world.numbers[2]
+    world.set_member(number, mbr_marketingconsent=False)
+    event = paid(number)
+    world.pipeline().apply([event])
+    assert world.apsis.profile(number) is None
+    assert world.outbox_state(event.event_id) == "skipped"
+    world.activation.run_segments()
+    assert world.apsis.profile(number) is None
+
+
+def test_protected_identity_after_a_push_erases_the_profile(world: World) -> None:
+    number = world.numbers[3]
+    world.pipeline().apply([paid(number)])
+    assert world.apsis.profile(number) is not None
+    world.set_member(number, mbr_protectedidentity=True)
+    report = world.activation.run_segments()
+    assert report.erased == 1
+    assert world.apsis.profile(number) is None
+    assert (number, "delete") in world.apsis.erasures()
+    world.pipeline().apply([paid(number, 2)])  # a later payment triggers nothing for them
+    assert world.apsis.profile(number) is None
+
+
+# -- segments ----------------------------------------------------------------------------------
+
+
+def test_segments_are_pushed_as_tags_then_only_differences(world: World) -> None:
+    number = world.numbers[0]
+    world.pipeline().apply([paid(number)])
+    first = world.activation.run_segments()
+    assert first.evaluated == 6
+    assert set(world.apsis.profile(number)["tags"]) >= {"onboarding", "pays_swish"}
+    assert world.activation.store.get_state(DELTA_NAME)  # kept for the next run
+    requests = sum(world.apsis.requests.values())
+    second = world.activation.run_segments()
+    assert second.pushed == 0
+    assert sum(world.apsis.requests.values()) == requests  # nothing sent at all
+    world.set_member(number, mbr_arrears=250)
+    third = world.activation.run_segments()
+    assert third.evaluated == 1  # only the member that changed
+    assert third.pushed == 1
+    assert "at_risk" in world.apsis.profile(number)["tags"]
+    row = world.activation.store.members([number], ["mbr_segments", "mbr_engagementscore"])
+    assert "at_risk" in row[number]["mbr_segments"]
+    assert world.apsis.profile(number)["attributes"]["engagement_score"] == int(
+        row[number]["mbr_engagementscore"]
+    )
+
+
+def test_a_dry_run_shows_the_differences_and_sends_nothing(world: World) -> None:
+    report = world.activation.run_segments(dry_run=True)
+    assert len(report.diffs) == 6
+    assert all(d.plan.create for d in report.diffs)
+    assert world.apsis.profiles() == {}
+    assert world.activation.store.get_state(DELTA_NAME) is None
+
+
+def test_a_lapsed_member_is_tagged_for_winback(world: World) -> None:
+    number = world.numbers[4]
+    world.set_member(number, mbr_membershipstatus=ENDED, mbr_endedon="2026-06-01")
+    world.activation.run_segments()
+    assert "lapsed" in world.apsis.profile(number)["tags"]
+    assert "onboarding" not in world.apsis.profile(number)["tags"]
+
+
+# -- reminders ---------------------------------------------------------------------------------
+
+
+def test_a_reminder_is_sent_once_per_period(world: World) -> None:
+    number = world.numbers[5]
+    world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
+    first = world.activation.run_reminders()
+    second = world.activation.run_reminders()
+    assert first.sent == {"upcoming_payment": 1}
+    assert second.sent == {}
+    assert second.already_sent == 1
+    (reminder,) = world.apsis.events("payment_reminder")
+    assert reminder.data["due_on"] == "2026-12-02"
+    assert "autogiro" in reminder.data["text"]
+    world.set_member(number, mbr_paidthrough="2026-12-31")  # the next period
+    world.now[0] = datetime(2026, 12, 26, 12, 0, tzinfo=UTC)
+    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+
+
+def test_a_failed_reminder_send_is_released_for_the_next_run(world: World) -> None:
+    number = world.numbers[5]
+    world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
+    world.apsis.fail_next(503)
+    assert world.activation.run_reminders().failed
+    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+
+
+def test_no_reminder_reaches_a_member_without_consent(world: World) -> None:
+    number = world.numbers[5]
+    world.set_member(
+        number,
+        mbr_paymentmethod=100000001,
+        mbr_paidthrough="2026-12-02",
+        mbr_marketingconsent=False,
+    )
+    report = world.activation.run_reminders()
+    assert report.sent == {}
+    assert report.excluded == 1
+
+
+# -- apsis check -------------------------------------------------------------------------------
+
+
+def test_apsis_check_passes_on_the_stand_in_and_names_what_is_missing(world: World) -> None:
+    assert world.activation.check_apsis() == []
+    world.activation.platform.names["tags"]["lapsed"] = "usercreated.tags.nope-x"
+    assert world.activation.check_apsis() == [
+        "tag lapsed: usercreated.tags.nope-x not in section usercreated.sections.members-sbx01"
+    ]
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def test_segments_push_dry_run_prints_the_diff_table_and_sends_nothing(
+    world: World, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from dynamics_bridge.cli import activation as commands
+    from dynamics_bridge.cli import app
+
+    monkeypatch.setattr(commands, "_activation", lambda: world.activation)
+    result = CliRunner().invoke(app, ["segments", "push", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Differences (dry run: nothing sent)" in result.output
+    assert world.numbers[0] in result.output
+    assert world.apsis.profiles() == {}
+    result = CliRunner().invoke(app, ["apsis", "check"])
+    assert result.exit_code == 0
+    assert "every configured APSIS name exists" in result.output
