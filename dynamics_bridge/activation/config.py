@@ -115,7 +115,7 @@ class TriggerRule(_Strict):
         default=False, description="Only a member's first payment (welcome)."
     )
     event: str | None = Field(default=None, description="Event type (apsis.yaml); default: name.")
-    fields: list[DataField] = Field(default_factory=lambda: ["source_event_id"])
+    fields: list[DataField] = Field(default_factory=lambda: list[DataField](["source_event_id"]))
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -249,6 +249,13 @@ class Step(_Strict):
         return [v] if isinstance(v, int) else v
 
 
+ReminderField = Literal["source_event_id", "member_number", "date", "method", "text"]
+
+
+def _default_reminder_fields() -> dict[ReminderField, str]:
+    return {"source_event_id": "source_event_id", "member_number": "member_number", "date": "date"}
+
+
 class Reminder(_Strict):
     """Sent once per period: ``before`` a date (payment due, expiry) or ``after`` one (first
     payment, membership ended)."""
@@ -258,15 +265,9 @@ class Reminder(_Strict):
     when: Rule | None = Field(default=None, description="Only members matching this rule.")
     event: str = Field(description="Event type (apsis.yaml).")
     text: ReminderText = Field(default_factory=ReminderText)
-    fields: dict[Literal["source_event_id", "member_number", "date", "method", "text"], str] = (
-        Field(
-            default_factory=lambda: {
-                "source_event_id": "source_event_id",
-                "member_number": "member_number",
-                "date": "date",
-            },
-            description="Our value -> the field name of the APSIS event version.",
-        )
+    fields: dict[ReminderField, str] = Field(
+        default_factory=_default_reminder_fields,
+        description="Our value -> the field name of the APSIS event version.",
     )
 
     @field_validator("fields")

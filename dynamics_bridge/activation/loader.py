@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from dynamics_bridge.activation.config import (
     ActivationConfig,
     ApsisFile,
@@ -22,7 +24,11 @@ from dynamics_bridge.mapping.loader import MAPPINGS_DIR, load_config
 
 __all__ = ["ACTIVATION_FILES", "activation_configured", "load_activation"]
 
-ACTIVATION_FILES = {"apsis": ApsisFile, "triggers": TriggersFile, "segments": SegmentsFile}
+ACTIVATION_FILES: dict[str, type[BaseModel]] = {
+    "apsis": ApsisFile,
+    "triggers": TriggersFile,
+    "segments": SegmentsFile,
+}
 
 
 def activation_configured(directory: Path | str | None = None) -> bool:
@@ -36,7 +42,7 @@ def load_activation(mapping: MappingFile, directory: Path | str | None = None) -
     folder = Path(directory) if directory is not None else MAPPINGS_DIR
     prefix = mapping.publisher_prefix
     problems: list[str] = []
-    loaded = {}
+    loaded: dict[str, BaseModel] = {}
     for stem, model in ACTIVATION_FILES.items():
         try:
             loaded[stem] = load_config(model, folder / f"{stem}.yaml", prefix=prefix)
@@ -44,7 +50,7 @@ def load_activation(mapping: MappingFile, directory: Path | str | None = None) -
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    config = ActivationConfig(**loaded)
+    config = ActivationConfig.model_validate(loaded)
     if problems := cross_check(config, mapping):
         raise ConfigError(problems)
     return config

@@ -281,7 +281,7 @@ def choice_words(
     return {
         name: {o.value: word for word, o in choices[spec.choices].options.items()}
         for name, spec in columns.items()
-        if spec.type == "choice" and spec.choices in choices
+        if spec.type == "choice" and spec.choices is not None and spec.choices in choices
     }
 
 

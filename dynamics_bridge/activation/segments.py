@@ -13,7 +13,7 @@ from dynamics_bridge.activation.audience import desired_attributes
 from dynamics_bridge.activation.config import ActivationConfig
 from dynamics_bridge.activation.rules import choice_words, compile_rule, member_view
 from dynamics_bridge.activation.score import PaymentCounts, engagement_score
-from dynamics_bridge.mapping import MappingFile
+from dynamics_bridge.mapping.models import MappingFile
 
 __all__ = ["Evaluation", "SegmentEvaluator"]
 

@@ -265,12 +265,12 @@ class Activation:
         audience = self.config.apsis.audience
         for member_key, items in by_member.items():
             ids = [event_id for event_id, _ in items]
-            row = members.get(member_key)
-            if row is None:
+            found = members.get(member_key)
+            if found is None:
                 states.update(dict.fromkeys(ids, "failed"))
                 report.failed.append(f"member {member_key}: not found")
                 continue
-            view = self.view(row)
+            view = self.view(found)
             profile_key = self._profile_key(view)
             excluded = exclusion(view, audience)
             previous = parse_state(view.get(audience.state_column))

@@ -25,6 +25,7 @@ from dynamics_bridge.dataverse.client import MAX_BATCH_OPERATIONS, DataverseClie
 from dynamics_bridge.dataverse.odata import key_path, odata_in
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping import MappingFile
+from dynamics_bridge.mapping.models import StateTable
 from dynamics_bridge.model import EventKind
 
 __all__ = ["ActivationStore", "OutboxRow"]
@@ -54,17 +55,18 @@ class ActivationStore:
         self.state_value = {word: option.value for word, option in states.items()}
         self.state_word = {option.value: word for word, option in states.items()}
         payment = mapping.payment
-        self._kind_column = next(
-            (c for c, t in payment.values.items() if t.choice and t.choice.from_ == "kind"), None
+        kind = next(
+            (
+                (c, t.choice)
+                for c, t in payment.values.items()
+                if t.choice and t.choice.from_ == "kind"
+            ),
+            None,
         )
+        self._kind_column = kind[0] if kind else None
         self._kind_words = (
-            {
-                o.value: word
-                for word, o in mapping.choices[
-                    payment.values[self._kind_column].choice.set
-                ].options.items()  # type: ignore[union-attr]
-            }
-            if self._kind_column
+            {o.value: word for word, o in mapping.choices[kind[1].set].options.items()}
+            if kind
             else {}
         )
         self._occurred_column = next(
@@ -212,7 +214,7 @@ class ActivationStore:
 
     # -- the state table ------------------------------------------------------------------------
 
-    def _state_table(self):  # type: ignore[no-untyped-def]
+    def _state_table(self) -> StateTable:
         if self.mapping.state is None:
             raise ConfigError("dataverse.yaml: no 'state' table, where the delta link is kept")
         return self.mapping.state
@@ -243,8 +245,9 @@ class ActivationStore:
         return results
 
 
-def _int(value: Any) -> int | None:
+def _int(value: Any) -> int:
+    """A choice value as read (-1 when there is none, which no option has)."""
     try:
         return int(value)
     except (TypeError, ValueError):
-        return None
+        return -1
