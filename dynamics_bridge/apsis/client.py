@@ -207,7 +207,9 @@ class ApsisClient:
             self.pacer.pause(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
         else:
             self.sleep(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
-        log.warning(
+        # A 429 honoured is the limit working as designed; anything else is worth a warning.
+        log.log(
+            logging.INFO if isinstance(error, ThrottledError) else logging.WARNING,
             "APSIS %s failed, retrying (attempt %d of %d)",
             method,
             attempt + 1,
