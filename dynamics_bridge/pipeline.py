@@ -5,6 +5,10 @@ changes computed in memory (no-op columns left out), and one change set per memb
 rows, created create-only under the event-id key, plus one ETag-guarded update of the member. A
 replayed event fails its create as a duplicate and rolls its change set back, so nothing is
 applied twice; an ETag conflict re-reads the member and recomputes. Every event gets an outcome.
+
+An event the mapping cannot turn into columns (a choice without the option it needs, a template
+that does not render, any other error in planning) fails alone, permanently, with a reason that
+names the column and transform; the other events of its batch, and of its member, go on.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.errors import BridgeError, ConfigError, TransientError
 from dynamics_bridge.logs import log_context
 from dynamics_bridge.mapping import MappingFile, payment_row, plan_member_update
+from dynamics_bridge.mapping.transforms import evaluate
 from dynamics_bridge.model import Outcome, PaymentEvent
 
 __all__ = [
@@ -95,6 +100,8 @@ class EventOutcome:
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     #: a failure that may pass (throttling, outage): leave the message for redelivery
     retryable: bool = False
+    #: the payment row this event creates (create-only, keyed by its event id), for dry runs
+    payment_row: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,14 +167,25 @@ class Pipeline:
             if not pending:
                 break
             units, planned = [], []
-            for key, indexes in pending.items():
+            for key, indexes in list(pending.items()):
                 unit, plans = self._plan(current[key], [(i, events[i]) for i in indexes])
+                # An event that could not be planned fails alone; the member's others go on.
+                unplanned = {i for i, o in plans.items() if o.outcome is Outcome.FAILED}
+                for i in unplanned:
+                    outcomes[i] = plans.pop(i)
+                if unplanned:
+                    pending[key] = [i for i in indexes if i not in unplanned]
+                if not pending[key]:
+                    del pending[key]
+                    continue
                 units.append(unit)
                 planned.append(plans)
             if dry_run:
                 for plans in planned:
                     outcomes.update(plans)
                 return [outcomes[i] for i in range(len(events))]
+            if not units:
+                break
             results = self.store.write(units)
             pending = self._settle(units, planned, results, pending, current, events, outcomes)
         for indexes in pending.values():
@@ -179,6 +197,8 @@ class Pipeline:
                     retryable=True,
                 )
         result = [outcomes[i] for i in range(len(events))]
+        if dry_run:  # nothing was planned to write (all duplicate, unmatched or failed)
+            return result
         if self.hooks is not None:
             try:
                 self.hooks.after_apply(result)
@@ -264,34 +284,92 @@ class Pipeline:
     def _plan(
         self, member: MemberRow, indexed: list[tuple[int, PaymentEvent]]
     ) -> tuple[WriteUnit, dict[int, EventOutcome]]:
-        """Plan a member's events in event-time order over a running copy of its row."""
+        """Plan a member's events in event-time order over a running copy of its row.
+
+        An event whose planning raises gets a ``failed`` outcome (retryable only for a
+        :class:`TransientError`) and changes nothing; the events after it are planned as if it
+        were not there.
+        """
         state = dict(member.values)
         changes: dict[str, Any] = {}
         payments: list[tuple[str, dict[str, Any]]] = []
         plans: dict[int, EventOutcome] = {}
         for index, event in sorted(indexed, key=lambda item: item[1].occurred_at):
-            plan = plan_member_update(event, state, self.mapping)
-            row = payment_row(event, self.mapping, member.key)
-            payments.append((event.event_id, row))
-            if plan.stale:
-                plans[index] = EventOutcome(
-                    event, Outcome.STALE, "older than the member's last applied event", member.key
-                )
+            try:
+                outcome, planned = self._plan_one(member, event, state)
+            except Exception as exc:  # noqa: BLE001 - one event's error must not stop the batch
+                plans[index] = self._unplannable(member, event, state, exc)
                 continue
-            for column, value in plan.changes.items():
+            plans[index] = outcome
+            payments.append((event.event_id, outcome.payment_row or {}))
+            for column, value in planned.items():
                 changes[column] = value
                 state[column] = value
-            plans[index] = EventOutcome(
-                event,
-                Outcome.APPLIED,
-                None,
-                member.key,
-                {c: (plan.old.get(c), v) for c, v in plan.changes.items()},
-            )
-            if self.hooks is not None:
-                row.update(self.hooks.payment_extras(plans[index]))
         net = {c: v for c, v in changes.items() if member.values.get(c) != v}
         return WriteUnit(member, payments, net), plans
+
+    def _plan_one(
+        self, member: MemberRow, event: PaymentEvent, state: dict[str, Any]
+    ) -> tuple[EventOutcome, dict[str, Any]]:
+        """One event's outcome (with its payment row) and its member changes; raises on error."""
+        plan = plan_member_update(event, state, self.mapping)
+        row = payment_row(event, self.mapping, member.key)
+        if plan.stale:
+            reason = "older than the member's last applied event"
+            return EventOutcome(event, Outcome.STALE, reason, member.key, payment_row=row), {}
+        outcome = EventOutcome(
+            event,
+            Outcome.APPLIED,
+            None,
+            member.key,
+            {c: (plan.old.get(c), v) for c, v in plan.changes.items()},
+            payment_row=row,
+        )
+        if self.hooks is not None:
+            row.update(self.hooks.payment_extras(outcome))
+        return outcome, plan.changes
+
+    def _unplannable(
+        self, member: MemberRow, event: PaymentEvent, state: dict[str, Any], exc: Exception
+    ) -> EventOutcome:
+        if isinstance(exc, ConfigError):
+            detail = "; ".join(exc.problems)
+        elif isinstance(exc, BridgeError):
+            detail = str(exc)
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        where = self._failing_transform(event, state)
+        reason = f"mapping {where}: {detail}" if where else f"cannot plan the event: {detail}"
+        log.warning(
+            "event %s cannot be planned: %s",
+            event.event_id,
+            reason,
+            extra={"event_id": event.event_id, "reason": reason},
+        )
+        return EventOutcome(
+            event,
+            Outcome.FAILED,
+            reason,
+            member.key,
+            retryable=isinstance(exc, TransientError),
+        )
+
+    def _failing_transform(self, event: PaymentEvent, state: dict[str, Any]) -> str | None:
+        """``table.column (transform)`` of the transform that fails for this event, looked for
+        in the order planning runs them: the member rule first, then the payment row."""
+        try:
+            plan_member_update(event, state, self.mapping)
+        except Exception:  # noqa: BLE001 - the member rule fails: which of its columns?
+            rule = self.mapping.rules[event.kind]
+            table, values, row = self.mapping.member.table, rule.set, state
+        else:
+            table, values, row = self.mapping.payment.table, self.mapping.payment.values, {}
+        for column, transform in values.items():
+            try:
+                evaluate(transform, event, row, column, self.mapping)
+            except Exception:  # noqa: BLE001 - looking for the one that fails
+                return f"{table}.{column} ({transform.operation})"
+        return None
 
     def _settle(
         self,

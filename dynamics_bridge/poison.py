@@ -1,12 +1,20 @@
-"""Operators' view of the poison queue: list, show, replay (once the cause is fixed), purge."""
+"""Operators' view of the poison queue: list, show, replay (once the cause is fixed), purge.
+
+What an operator is shown is masked by default (:meth:`PoisonEntry.masked`): every
+personnummer-shaped value keeps its birth date and loses its last four digits.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge.errors import InputError, NotFoundError
 from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.personnummer import PNR_PATTERN, mask_text
 from dynamics_bridge.queue import EventQueue, ReceivedMessage
 
 __all__ = ["PoisonEntry", "list_poison", "purge", "replay", "replay_all", "show"]
@@ -33,6 +41,17 @@ class PoisonEntry:
             [str(e.get("event_id")) for e in message.envelope.events],
             poison.get("raw"),
             message.envelope.to_json(),
+        )
+
+    def masked(self) -> PoisonEntry:
+        """The same entry with every personnummer-shaped value masked (``19811218-****``), in
+        the reason, the events and the raw text (base64 raw text is decoded first when the
+        decoded text holds one)."""
+        return dataclasses.replace(
+            self,
+            reason=mask_text(self.reason),
+            raw=_masked_raw(self.raw),
+            body=_masked(self.body),
         )
 
 
@@ -86,3 +105,25 @@ def _replay(queue: EventQueue, message: ReceivedMessage) -> list[str]:
     queue.send(events)
     queue.poison_delete(message)
     return [e.event_id for e in events]
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _masked_raw(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        decoded = base64.b64decode(raw.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64 text (UnicodeDecodeError is a ValueError)
+        return mask_text(raw)
+    if PNR_PATTERN.search(decoded):
+        return "base64 of: " + mask_text(decoded)
+    return mask_text(raw)

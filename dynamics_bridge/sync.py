@@ -6,6 +6,16 @@ good). Events that failed for a passing reason go back on the queue as a new mes
 never repeats the poison entries of the others. A message that cannot be decoded is poisoned
 whole, with its raw text.
 
+An event the pipeline cannot plan (a mapping error for that event) is ``failed`` and poisoned
+alone; the rest of its batch goes on. Should applying a batch raise anything but a
+:class:`TransientError`, each message is tried alone, so one bad message cannot hold the others;
+a message that still fails is left for redelivery until its dequeue limit and then poisoned with
+the error as its reason, so nothing loops for ever.
+
+A dry run (:func:`dry_run_sync`) peeks: it takes nothing off the queue, raises no dequeue count and
+hides nothing; it shows what the backend lets it see in one look (Azure Storage: the first 32
+messages; the in-memory queue: every visible message).
+
 Under the Functions host (``host_owned``) the host owns the message: it deletes it when the
 function returns and makes it visible again after ``visibilityTimeout`` when the function raises,
 counting attempts in ``dequeue_count``. So a passing failure is left to the host's redelivery
@@ -27,7 +37,7 @@ from dynamics_bridge.model import Outcome, PaymentEvent
 from dynamics_bridge.pipeline import EventOutcome, Pipeline
 from dynamics_bridge.queue import EventQueue, ReceivedMessage
 
-__all__ = ["SyncReport", "process_message", "process_messages", "run_sync"]
+__all__ = ["SyncReport", "dry_run_sync", "process_message", "process_messages", "run_sync"]
 
 log = logging.getLogger("dynamics_bridge.sync")
 
@@ -41,6 +51,8 @@ class SyncReport:
     #: messages left on the queue for redelivery (after their visibility timeout)
     left: int = 0
     results: list[EventOutcome] = field(default_factory=list)
+    #: dry run: messages on the queue (approximate count) it could not look at
+    not_shown: int = 0
 
     def add(self, other: SyncReport) -> None:
         self.messages += other.messages
@@ -49,6 +61,7 @@ class SyncReport:
         self.requeued_events += other.requeued_events
         self.left += other.left
         self.results.extend(other.results)
+        self.not_shown += other.not_shown
 
 
 def process_message(
@@ -113,6 +126,24 @@ def process_messages(
                 report.left += 1
                 report.outcomes["retry"] += len(batch)
         return report
+    except Exception as exc:  # noqa: BLE001 - a bug or a permanent error must not loop for ever
+        if len(decoded) > 1:
+            log.error("%d message(s) failed together, trying each alone: %s", len(decoded), exc)
+            for message, _ in decoded:
+                part = process_messages(
+                    [message],
+                    pipeline,
+                    queue,
+                    dry_run=dry_run,
+                    max_dequeue_count=max_dequeue_count,
+                    host_owned=host_owned,
+                )
+                part.messages = 0  # counted above
+                report.add(part)
+            return report
+        ((message, batch),) = decoded
+        _message_failed(message, batch, exc, settle, dry_run=dry_run)
+        return report
     report.results = outcomes
     report.outcomes.update(o.outcome.value for o in outcomes)
     if dry_run:
@@ -123,6 +154,40 @@ def process_messages(
         position += len(batch)
         settle.outcomes(message, mine)
     return report
+
+
+def _message_failed(
+    message: ReceivedMessage,
+    batch: list[PaymentEvent],
+    exc: Exception,
+    settle: _Settler,
+    *,
+    dry_run: bool,
+) -> None:
+    """Applying one message raised (not transiently): redeliver up to the limit, then poison."""
+    detail = str(exc) if isinstance(exc, BridgeError) else f"{type(exc).__name__}: {exc}"
+    reason = f"failed: applying the message raised {detail}"
+    report = settle.report
+    log.error(
+        "message %s: %s",
+        message.message_id,
+        reason,
+        exc_info=not isinstance(exc, BridgeError),
+        extra={"reason": reason},
+    )
+    report.results.extend(EventOutcome(e, Outcome.FAILED, reason) for e in batch)
+    if dry_run:
+        report.outcomes["failed"] += len(batch)
+        return
+    if not settle.last_attempt(message):
+        report.left += 1
+        report.outcomes["retry"] += len(batch)
+        return
+    reason = f"{reason} (gave up after {message.dequeue_count} attempts)"
+    settle.poison(message, reason)
+    settle.done(message)
+    report.outcomes["failed"] += len(batch)
+    report.poisoned_events += len(batch)
 
 
 @dataclass
@@ -184,7 +249,12 @@ def run_sync(
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
-    """Drain the queue (``once``) or keep consuming until ``should_stop``."""
+    """Drain the queue (``once``) or keep consuming until ``should_stop``.
+
+    ``dry_run``: one look at the queue through :func:`dry_run_sync`; nothing is taken or written.
+    """
+    if dry_run:
+        return dry_run_sync(queue, pipeline)
     total = SyncReport()
     while not should_stop():
         messages = queue.receive(max_messages=batch_messages, visibility_timeout=visibility_timeout)
@@ -194,8 +264,8 @@ def run_sync(
             time.sleep(idle_sleep)
             continue
         try:
-            part = process_messages(messages, pipeline, queue, dry_run=dry_run)
-        except BridgeError as exc:
+            part = process_messages(messages, pipeline, queue)
+        except BridgeError as exc:  # settling them failed (the queue itself): they reappear
             log.error("%d message(s) not settled: %s", len(messages), exc)
             if once:
                 break
@@ -203,6 +273,21 @@ def run_sync(
         total.add(part)
         if on_progress:
             on_progress(total)
-        if dry_run and once:
-            break  # nothing is deleted in a dry run: one pass shows every message once
     return total
+
+
+def dry_run_sync(queue: EventQueue, pipeline: Pipeline) -> SyncReport:
+    """What a sync would do with the messages on the queue now, without taking any of them.
+
+    The messages are peeked (no dequeue count, no visibility timeout) and planned together in one
+    pipeline call, so a member with several events shows their combined effect. Azure Storage
+    lets one peek see only the first 32 messages; ``not_shown`` counts the others (approximate).
+    """
+    messages = queue.peek()
+    report = process_messages(messages, pipeline, queue, dry_run=True)
+    try:
+        on_queue = queue.depth().get("messages", 0)
+    except BridgeError:  # the count is a courtesy; the plan is what was asked for
+        on_queue = len(messages)
+    report.not_shown = max(0, on_queue - len(messages))
+    return report

@@ -152,3 +152,73 @@ def test_summarize_counts_every_outcome(store) -> None:
         "unmatched": 1,
         "failed": 0,
     }
+
+
+# -- an event the mapping cannot plan fails alone ---------------------------------------------
+
+
+def mapping_without_refunded_status():
+    """A mapping that loads, but cannot turn a refund into a payment status (no such option)."""
+    mapping = MAPPING.model_copy(deep=True)
+    del mapping.choices["payment_status"].options["refunded"]
+    return mapping
+
+
+def test_a_transform_config_error_fails_only_its_event_naming_the_column(store) -> None:
+    refund = ev(2, kind=EventKind.PAYMENT_REFUNDED, minutes=10)
+    events = [ev(1), refund, ev(3, member="100002"), ev(4, minutes=20)]
+    outcomes = Pipeline(store, mapping_without_refunded_status()).apply(events)
+    assert [o.outcome for o in outcomes] == [
+        Outcome.APPLIED,
+        Outcome.FAILED,
+        Outcome.APPLIED,
+        Outcome.APPLIED,
+    ]
+    failed = outcomes[1]
+    assert not failed.retryable
+    assert "contact.mbr_paymentstatus (choice)" in (failed.reason or "")
+    assert "no option 'refunded'" in (failed.reason or "")
+    assert refund.event_id not in store.payments
+    assert {ev(1).event_id, ev(3).event_id, ev(4).event_id} <= set(store.payments)
+    assert store.rows["100001"]["mbr_paymentstatus"] == 100000000  # the later payment applied
+
+
+def test_an_unexpected_error_in_a_payment_transform_fails_only_its_event(store) -> None:
+    from dynamics_bridge.mapping.models import Transform
+
+    mapping = MAPPING.model_copy(deep=True)
+    # Formats a text field: an event without a reason code makes it raise a TypeError.
+    mapping.payment.values["mbr_name"] = Transform.model_validate({"template": "{reason_code:.3}"})
+    with_code = ev(1, reason_code="RF07")
+    without = ev(2, member="100002")
+    outcomes = Pipeline(store, mapping).apply([with_code, without])
+    assert [o.outcome for o in outcomes] == [Outcome.APPLIED, Outcome.FAILED]
+    assert "mbr_payment.mbr_name (template)" in (outcomes[1].reason or "")
+    assert "TypeError" in (outcomes[1].reason or "")
+    assert store.payments[with_code.event_id]["mbr_name"] == "RF0"
+    assert without.event_id not in store.payments
+
+
+def test_a_batch_where_every_event_fails_to_plan_writes_nothing(store) -> None:
+    refunds = [ev(i, kind=EventKind.PAYMENT_REFUNDED) for i in (1, 2)]
+    outcomes = Pipeline(store, mapping_without_refunded_status()).apply(refunds)
+    assert [o.outcome for o in outcomes] == [Outcome.FAILED, Outcome.FAILED]
+    assert store.payments == {}
+    assert store.requests == 2  # read members, check existing rows: no write
+
+
+def test_dry_run_shows_the_payment_row_each_event_would_create(store) -> None:
+    pipeline = Pipeline(store, MAPPING)
+    pipeline.apply([ev(1, minutes=60)])
+    written = dict(store.payments)
+    outcomes = pipeline.apply(
+        [ev(2, member="100002"), ev(3, minutes=0), ev(4, member="999999")], dry_run=True
+    )
+    applied, stale, unmatched = outcomes
+    assert (applied.outcome, stale.outcome) == (Outcome.APPLIED, Outcome.STALE)
+    assert applied.payment_row is not None
+    assert applied.payment_row["mbr_Member@odata.bind"] == "/contacts(mbr_memberno='100002')"
+    assert stale.payment_row is not None  # a stale event still writes its payment row
+    assert stale.changes == {}
+    assert unmatched.payment_row is None
+    assert store.payments == written

@@ -59,3 +59,32 @@ def test_purge_deletes_and_unknown_ids_are_not_found() -> None:
     assert poison.list_poison(queue) == []
     with pytest.raises(NotFoundError):
         poison.show(queue, entry.message_id)
+
+
+# -- what an operator sees is masked -----------------------------------------------------------
+
+PNR = "198112189876"  # fictitious, Luhn-valid
+
+
+def test_a_masked_entry_hides_every_personnummer_and_keeps_the_rest() -> None:
+    import base64
+
+    from dynamics_bridge.model import MemberRef, MemberRefKind
+
+    queue = InMemoryQueue()
+    event = ev(1, member_ref=MemberRef(MemberRefKind.PERSONNUMMER, PNR))
+    queue.send([event])
+    (message,) = queue.receive()
+    queue.to_poison(message, f"unmatched: no member with governmentid = '{PNR}'")
+    queue.send_raw(base64.b64encode(f"not json {PNR}".encode()).decode())
+    (garbage,) = queue.receive()
+    queue.to_poison(garbage, "undecodable")
+    entry, raw_entry = (e.masked() for e in poison.list_poison(queue))
+    assert PNR not in repr(entry)
+    assert PNR not in repr(raw_entry)
+    assert entry.body["events"][0]["member_ref"]["value"] == "19811218-****"
+    assert "19811218-****" in entry.reason
+    assert entry.event_ids == [event.event_id]
+    assert raw_entry.raw == "base64 of: not json 19811218-****"
+    # unmasked, the entry still holds the real value (for --show-pnr and replay)
+    assert poison.list_poison(queue)[0].body["events"][0]["member_ref"]["value"] == PNR

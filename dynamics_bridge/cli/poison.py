@@ -35,10 +35,17 @@ def _run(action: Callable[[], T]) -> T:
         raise typer.Exit(2) from None
 
 
+SHOW_PNR = typer.Option(
+    False, "--show-pnr", help="Show personnummer in full (default: masked, 19811218-****)."
+)
+
+
 @poison_app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(as_json: bool = typer.Option(False, "--json"), show_pnr: bool = SHOW_PNR) -> None:
     """The first 32 poison messages with their reasons."""
     entries = _run(lambda: ops.list_poison(_queue()))
+    if not show_pnr:
+        entries = [entry.masked() for entry in entries]
     if as_json:
         for entry in entries:
             typer.echo(
@@ -63,9 +70,11 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @poison_app.command()
-def show(message_id: str) -> None:
-    """One poison message in full: reason, events, raw text."""
+def show(message_id: str, show_pnr: bool = SHOW_PNR) -> None:
+    """One poison message in full: reason, events, raw text (personnummer masked)."""
     entry = _run(lambda: ops.show(_queue(), message_id))
+    if not show_pnr:
+        entry = entry.masked()
     typer.echo(
         json.dumps(
             {

@@ -121,6 +121,17 @@ class AzureStorageQueue:
         except AzureError as exc:
             raise TransientError(f"queue {self.name}: receive failed: {exc}") from exc
 
+    #: Azure Storage returns at most this many messages to one peek, and cannot page further.
+    PEEK_LIMIT = 32
+
+    def peek(self, max_messages: int | None = None) -> list[ReceivedMessage]:
+        count = min(max_messages or self.PEEK_LIMIT, self.PEEK_LIMIT)
+        try:
+            self._ensure(self._client)
+            return [self._received(m) for m in self._client.peek_messages(max_messages=count)]
+        except AzureError as exc:
+            raise TransientError(f"queue {self.name}: peek failed: {exc}") from exc
+
     def delete(self, message: ReceivedMessage) -> None:
         try:
             self._client.delete_message(message.message_id, message.pop_receipt)

@@ -61,6 +61,16 @@ class InMemoryQueue:
     ) -> list[ReceivedMessage]:
         return self._take(self._messages, max_messages, visibility_timeout)
 
+    def peek(self, max_messages: int | None = None) -> list[ReceivedMessage]:
+        now = self._clock()
+        with self._lock:
+            visible = [m for m in self._messages.values() if m.visible_at <= now]
+        if max_messages is not None:
+            visible = visible[:max_messages]
+        return [
+            ReceivedMessage.from_raw(m.message_id, "", m.dequeue_count, m.text) for m in visible
+        ]
+
     def _take(
         self, where: dict[str, _Stored], max_messages: int, visibility_timeout: int
     ) -> list[ReceivedMessage]:

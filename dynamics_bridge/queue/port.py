@@ -54,6 +54,15 @@ class EventQueue(Protocol):
         self, max_messages: int = 32, visibility_timeout: int = 300
     ) -> list[ReceivedMessage]: ...
 
+    def peek(self, max_messages: int | None = None) -> list[ReceivedMessage]:
+        """Look at visible messages without taking them: no dequeue count, no hiding.
+
+        ``None``: as many as the backend shows in one look. Azure Storage shows at most 32, from
+        the front of the queue (there is no paging past them); the in-memory queue shows all.
+        Messages another consumer holds (invisible) are not shown. Never delete a peeked message.
+        """
+        ...
+
     def delete(self, message: ReceivedMessage) -> None: ...
 
     def to_poison(

@@ -1,0 +1,109 @@
+"""`sync` and the other Dataverse commands: one client factory, and a dry run that only peeks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dynamics_bridge import queue as queue_module
+from dynamics_bridge.cli import _app, app
+from dynamics_bridge.cli import sync as sync_cli
+from dynamics_bridge.dataverse import client as client_module
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.queue import open_queue
+from dynamics_bridge.settings import load_settings
+from tests.fakes import FakeMemberStore
+from tests.test_pipeline import ev
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def dataverse_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "BRIDGE_DATAVERSE__URL": "https://org.crm4.dynamics.com",
+        "BRIDGE_DATAVERSE__TENANT_ID": "tenant",
+        "BRIDGE_DATAVERSE__CLIENT_ID": "main",
+        "BRIDGE_DATAVERSE__CLIENT_SECRET": "s1",
+        "BRIDGE_DATAVERSE__APP_USERS": json.dumps(
+            [
+                {"client_id": "second", "client_secret": "s2"},
+                {"client_id": "third", "client_secret": "s3"},
+            ]
+        ),
+        "BRIDGE_DATAVERSE__MULTIPLE_OPERATIONS_TABLES": "mbr_payment",
+        "BRIDGE_DATAVERSE__MAX_THROTTLE_SECONDS": "120",
+        "BRIDGE_DATAVERSE__SOLUTION": "BridgeSolution",
+        "BRIDGE_DATAVERSE__SUPPRESS_FLOWS": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # No msal application (it would discover its authority over the network).
+    monkeypatch.setattr(
+        client_module, "msal_token_provider", lambda settings, user=None: lambda: "token"
+    )
+
+
+def test_the_cli_client_has_every_configured_app_user_and_setting(dataverse_env) -> None:
+    client = sync_cli.dataverse_client(load_settings())
+    assert [lane.name for lane in client.pool.lanes] == ["main", "second", "third"]
+    assert client.multiple_operations == frozenset({"mbr_payment"})
+    assert client.max_throttle_seconds == 120
+    assert client.solution == "BridgeSolution"
+    assert client.extra_headers["MSCRM.SuppressCallbackRegistrationExpanderJob"] == "true"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["sync", "--once"], ["sync", "--dry-run"], ["check"], ["segments", "push", "--dry-run"]],
+)
+def test_every_dataverse_command_uses_the_one_factory(
+    dataverse_env, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("BRIDGE_APSIS__CLIENT_ID", "apsis")  # so the activation commands get far
+    monkeypatch.setenv("BRIDGE_APSIS__CLIENT_SECRET", "secret")
+    seen = []
+
+    def factory(settings, *args, **kwargs):
+        seen.append([u.client_id for u in settings.users()])
+        raise BridgeError("stopped at the factory")
+
+    monkeypatch.setattr(DataverseClient, "from_settings", staticmethod(factory))
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    assert "stopped at the factory" in result.output
+    assert seen == [["main", "second", "third"]]
+
+
+def test_sync_dry_run_peeks_every_message_and_shows_both_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(queue_module, "_memory_queues", {})  # a fresh queue for this test
+    store = FakeMemberStore({"100001": {}, "100002": {}})
+    monkeypatch.setattr(sync_cli, "dataverse_client", lambda settings: object())
+    monkeypatch.setattr(sync_cli, "DataverseMemberStore", lambda client, mapping: store)
+    monkeypatch.setattr(_app.console, "width", 250)
+    queue = open_queue(load_settings().queue)
+    for i in range(40):
+        queue.send([ev(i, member="100001" if i % 2 else "100002", minutes=i)])
+    queue.send([ev(99, member="999999")])
+
+    result = runner.invoke(app, ["sync", "--dry-run"])
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "41 message(s): applied 40, unmatched 1" in out
+    assert f"mbr_eventid={ev(0).event_id}" in out  # the payment-row create, keyed by event id
+    assert f"mbr_eventid={ev(39).event_id}" in out
+    assert "create" in out
+    assert "mbr_payment " in out
+    assert "update" in out
+    assert "mbr_memberno=100002" in out
+    assert "mbr_paymentstatus" in out
+    assert "None → 100000000" in out
+    assert "no member with mbr_memberno = '999999'" in out
+    assert store.payments == {}
+    assert len(queue) == 41
+    assert {m.dequeue_count for m in queue.receive(max_messages=32)} == {1}
