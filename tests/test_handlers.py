@@ -88,6 +88,18 @@ class TestAccepted:
         shared = open_queue(load_settings().queue)
         assert result.body["event_ids"][0] in [e["event_id"] for e in shared.peek_events()]
 
+    def test_a_swish_ds24_is_accepted_and_queues_nothing(self, queue, caplog) -> None:
+        data = json.loads(fixture("swish_payment_error_rf07.json"))
+        data["errorCode"] = "DS24"
+        with caplog.at_level("WARNING", logger="dynamics_bridge.intake"):
+            result = handle_webhook(
+                "swish", json.dumps(data).encode(), JSON, settings=settings(), queue=queue
+            )
+        assert (result.status, result.body["event_ids"]) == (202, [])
+        assert len(queue) == 0
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("outcome unknown" in w and "check the payment" in w for w in warnings)
+
     def test_a_missing_content_type_is_tolerated(self, queue) -> None:
         result = handle_webhook(
             "swish", fixture("swish_payment_paid.json"), {}, settings=settings(), queue=queue
@@ -217,3 +229,40 @@ class TestRefused:
         monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")  # no connection string
         result = handle_webhook("swish", fixture("swish_payment_paid.json"), JSON)
         assert result.status == 503
+
+    def test_a_nested_setting_that_is_not_json_is_503_not_a_crash(self, monkeypatch) -> None:
+        # pydantic-settings raises SettingsError here, not ValidationError.
+        monkeypatch.setenv("BRIDGE_APSIS__ATTRIBUTES", "notjson")
+        result = handle_webhook("swish", fixture("swish_payment_paid.json"), JSON)
+        assert (result.status, result.body) == (503, {"status": "unavailable"})
+
+    @pytest.mark.parametrize("provider", ["swish", "billogram"])
+    @pytest.mark.parametrize("raw", [b"[]", b'"text"', b"42", b"null", b'[{"id": "x"}]'])
+    def test_a_json_body_that_is_not_an_object_is_400(self, queue, provider, raw) -> None:
+        result = handle_webhook(
+            provider,
+            raw,
+            billogram_headers(raw) if provider == "billogram" else JSON,
+            settings=settings(billogram={"sign_key": KEY}),
+            queue=queue,
+        )
+        assert result.status == 400
+        assert result.body["status"] == "invalid"
+        assert result.body["field"] == "body"
+        assert "must be a JSON object" in result.body["error"]
+        assert len(queue) == 0
+
+    @pytest.mark.parametrize("provider", ["swish", "billogram"])
+    def test_a_body_that_is_not_utf8_is_400(self, queue, provider) -> None:
+        raw = '{"id": "Betalning för medlemsavgift"}'.encode("latin-1")
+        result = handle_webhook(
+            provider,
+            raw,
+            billogram_headers(raw) if provider == "billogram" else JSON,
+            settings=settings(billogram={"sign_key": KEY}),
+            queue=queue,
+        )
+        assert result.status == 400
+        assert result.body["field"] == "body"
+        assert "not UTF-8" in result.body["error"]
+        assert len(queue) == 0

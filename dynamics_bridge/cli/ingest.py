@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -18,8 +20,9 @@ from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError, InputError
 from dynamics_bridge.ingest import FileFormat, IngestReport, ingest_file, iter_files
 from dynamics_bridge.model import PaymentEvent
-from dynamics_bridge.queue import EventQueue, open_queue
+from dynamics_bridge.queue import EventQueue, InMemoryQueue, open_queue
 from dynamics_bridge.settings import ENV_DELIMITER, ENV_PREFIX, BankgirotSettings, load_settings
+from dynamics_bridge.sources import autogiro
 
 #: Files at least this large get a progress bar (when events are queued).
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
@@ -47,8 +50,14 @@ def ingest(
         raise typer.Exit(2)
     bankgirot, queue = _settings(dry_run)
     print_event = _print_event if dry_run and as_json else None
+    if isinstance(queue, InMemoryQueue):
+        _error(
+            "warning: BRIDGE_QUEUE__BACKEND is 'memory': the events go to a queue inside this "
+            "process and are lost when the command ends. Use --dry-run to check files, or set "
+            "BRIDGE_QUEUE__BACKEND=azure (and BRIDGE_QUEUE__CONNECTION_STRING) to queue them."
+        )
 
-    reports: list[IngestReport] = []
+    reports: list[tuple[IngestReport, list[str]]] = []
     failed = 0
     for given in paths:
         try:
@@ -74,7 +83,12 @@ def ingest(
             except OSError as exc:
                 failed += 1
                 _error(f"{path}: cannot read: {exc.strerror or exc}")
-    _summary(reports, dry_run=dry_run, as_json=as_json)
+    _summary(
+        reports,
+        dry_run=dry_run,
+        as_json=as_json,
+        in_memory=isinstance(queue, InMemoryQueue),
+    )
     if failed:
         raise typer.Exit(2)
 
@@ -104,7 +118,48 @@ def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None]:
         raise typer.Exit(2) from None
 
 
+@contextlib.contextmanager
+def _failed_requests() -> Iterator[list[str]]:
+    """Collect the ``FILE:LINE`` of every mandate notice saying our own request failed.
+
+    The parser reports those as a WARNING (they create no event), and ingest reads a file twice
+    (check, then queue): each is counted, and logged, once.
+    """
+    logger = logging.getLogger(autogiro.__name__)
+    found: list[str] = []
+
+    def once(record: logging.LogRecord) -> bool:
+        if getattr(record, "outcome", None) != autogiro.MANDATE_REQUEST_FAILED:
+            return True
+        origin = str(getattr(record, "origin", ""))
+        if origin in found:
+            return False
+        found.append(origin)
+        return logging.getLogger().isEnabledFor(record.levelno)
+
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # counted even when the log level hides warnings
+    logger.addFilter(once)
+    try:
+        yield found
+    finally:
+        logger.removeFilter(once)
+        logger.setLevel(level)
+
+
 def _ingest_one(
+    path: Path,
+    file_format: FileFormat,
+    queue: EventQueue | None,
+    bankgirot: BankgirotSettings,
+    on_event: Callable[[PaymentEvent], None] | None,
+) -> tuple[IngestReport, list[str]]:
+    with _failed_requests() as failed_requests:
+        report = _ingest_with_progress(path, file_format, queue, bankgirot, on_event)
+    return report, failed_requests
+
+
+def _ingest_with_progress(
     path: Path,
     file_format: FileFormat,
     queue: EventQueue | None,
@@ -144,14 +199,38 @@ def _error(message: str) -> None:
     err_console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
-def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> None:
-    """Per file and kind: count and sum. JSON on stderr in a dry run (stdout holds events)."""
+#: The summary's name for mandate notices that say our own request failed (no event).
+NEEDS_TASK = "mandate request failed, needs a task"
+
+
+def _summary(
+    reports: list[tuple[IngestReport, list[str]]],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    in_memory: bool = False,
+) -> None:
+    """Per file and kind: count and sum. JSON on stderr in a dry run (stdout holds events).
+
+    Mandate notices saying our own request failed create no event but are counted (and listed
+    by ``FILE:LINE`` in JSON as ``mandate_requests_failed``): each needs a task.
+    """
     if as_json:
         target = sys.stderr if dry_run else sys.stdout
-        for report in reports:
-            target.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+        for report, failed_requests in reports:
+            line = report.to_json()
+            if failed_requests:
+                line["mandate_requests_failed"] = failed_requests
+            if in_memory:
+                line["queue"] = "memory (lost when this command ends)"
+            target.write(json.dumps(line, ensure_ascii=False) + "\n")
         return
-    title = "Events found (dry run, nothing queued)" if dry_run else "Events queued"
+    if dry_run:
+        title = "Events found (dry run, nothing queued)"
+    elif in_memory:
+        title = "Events queued in memory only (lost when this command ends)"
+    else:
+        title = "Events queued"
     table = Table(title=title)
     for column in ("file", "format", "kind", "currency", "count", "sum"):
         table.add_column(
@@ -160,8 +239,8 @@ def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> No
             no_wrap=column != "file",
             overflow="fold",
         )
-    for report in reports:
-        if not report.totals:
+    for report, failed_requests in reports:
+        if not report.totals and not failed_requests:
             table.add_row(Path(report.path).name, report.format, "(no events)", "", "0", "")
         for kind, by_currency in sorted(report.totals.items()):
             for currency, (count, total) in sorted(by_currency.items()):
@@ -173,6 +252,15 @@ def _summary(reports: list[IngestReport], *, dry_run: bool, as_json: bool) -> No
                     str(count),
                     _kronor(total),
                 )
+        if failed_requests:
+            table.add_row(
+                Path(report.path).name,
+                report.format,
+                f"({NEEDS_TASK})",
+                "",
+                str(len(failed_requests)),
+                "",
+            )
     console.print(table)
 
 

@@ -43,10 +43,15 @@ def field(data: Mapping[str, Any], path: str, *, required: bool = True, within: 
     return value
 
 
-def to_minor_units(amount: Any, *, path: str) -> int:
+def to_minor_units(amount: Any, *, path: str, magnitude: bool = False) -> int:
     """``"100.00"``, ``100.00`` or ``100`` SEK → 10000 öre; refuses fractions of an öre.
 
     A float goes through its shortest repr, so ``250.1`` is 25010 and never 25009.
+
+    Canonical amounts are positive (the kind carries the direction), and the providers' payment
+    and refund amounts are positive, so a negative amount is refused naming the field. Only
+    where the provider reports a reversal as a negative allocation (Billogram's credits and
+    recalls, payments.md §4.3) does ``magnitude=True`` take the amount without its sign.
     """
     if isinstance(amount, bool) or not isinstance(amount, str | int | float | Decimal):
         raise InputError(f"'{path}' must be a number, got {type(amount).__name__}", field=path)
@@ -59,6 +64,8 @@ def to_minor_units(amount: Any, *, path: str) -> int:
     minor = value * 100
     if minor != minor.to_integral_value():
         raise InputError(f"'{path}' has fractions of an öre: {amount}", field=path)
+    if minor < 0 and not magnitude:
+        raise InputError(f"'{path}' must not be negative: {amount}", field=path)
     return abs(int(minor))
 
 

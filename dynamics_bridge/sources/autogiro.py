@@ -14,12 +14,14 @@ specification at a few microseconds a record.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
 
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind, PaymentEvent, Source
+from dynamics_bridge.personnummer import mask_text
 from dynamics_bridge.sources import autogiro_codes as codes
 from dynamics_bridge.sources.bankgirot import (
     STOCKHOLM,
@@ -33,7 +35,13 @@ from dynamics_bridge.sources.bankgirot import (
     signed_digits,
 )
 
-__all__ = ["AutogiroFile", "detect", "parse"]
+__all__ = ["MANDATE_REQUEST_FAILED", "AutogiroFile", "detect", "parse"]
+
+log = logging.getLogger(__name__)
+
+#: The ``outcome`` field of the WARNING logged for a mandate notice that says the payee's own
+#: request failed (no event: the member's mandate is unchanged; someone must fix and resend).
+MANDATE_REQUEST_FAILED = "mandate_request_failed"
 
 Records = Iterator[tuple[int, str]]
 
@@ -501,8 +509,12 @@ class _Parser:
     def mandate_notices(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """TK73 per mandate event: information code (what) + comment code (result), in order.
 
-        Comment 32 means the mandate exists, 02/07/33/98 that it is gone; any other comment is a
-        request Bankgirot turned down (the classification byrokrat/autogiro uses).
+        payments.md §1.3, "Suggested CRM mapping": information 10 (payee's bankgiro closed) and
+        comments 02/07/33/98 mean the mandate is gone (43/07 expired, 46/02 cancelled by the
+        payer); comment 32 that it exists. Information 04/05 with comment 09/10/20/21/23/29/30,
+        or 03 with 04/21/29/30, mean the payee's own request failed: the mandate is unchanged,
+        so no event, only a WARNING (``outcome`` :data:`MANDATE_REQUEST_FAILED`) asking for a
+        task. What remains (42/03, 42/05: the payer's bank said no) is mandate.rejected.
         """
         text = opening[1]
         if text[2:10] == "AUTOGIRO":
@@ -515,16 +527,21 @@ class _Parser:
             if tk == "73":
                 count += 1
                 info, comment = text[61:63], text[63:65]
-                if comment in codes.MANDATE_CREATED:
+                reason = (
+                    f"{codes.MANDATE_INFO.get(info, f'Informationskod {info}')}: "
+                    f"{codes.MANDATE_COMMENT.get(comment, f'Kommentarskod {comment}')}"
+                )
+                if info in codes.MANDATE_REMOVED_INFO:
+                    kind = EventKind.MANDATE_CANCELLED
+                elif (info, comment) in codes.MANDATE_REQUEST_FAILED:
+                    self.request_failed(line, text[12:28], f"{info}/{comment}", reason)
+                    continue
+                elif comment in codes.MANDATE_CREATED:
                     kind = EventKind.MANDATE_APPROVED
                 elif comment in codes.MANDATE_REMOVED:
                     kind = EventKind.MANDATE_CANCELLED
                 else:
                     kind = EventKind.MANDATE_REJECTED
-                reason = (
-                    f"{codes.MANDATE_INFO.get(info, f'Informationskod {info}')}: "
-                    f"{codes.MANDATE_COMMENT.get(comment, f'Kommentarskod {comment}')}"
-                )
                 yield self.event(
                     line, text, kind, text[12:28], 0, text[65:73], f"{info}/{comment}", reason, ""
                 )
@@ -534,6 +551,25 @@ class _Parser:
             else:
                 raise located(self.name, line, f"unexpected record type TK{tk} in mandate notices")
         raise self.missing_closing("09")
+
+    def request_failed(self, line: int, payer: str, codes_pair: str, reason: str) -> None:
+        """Report a mandate request of ours that Bankgirot could not carry out."""
+        payer_number = mask_text(payer.strip().lstrip("0") or "0")
+        log.warning(
+            "%s%d: mandate request for payer %s failed (%s %s); mandate state unchanged, no "
+            "event queued: request failed, needs a task (correct the request and send it again)",
+            self.origin,
+            line,
+            payer_number,
+            codes_pair,
+            reason,
+            extra={
+                "source": _SOURCE.value,
+                "outcome": MANDATE_REQUEST_FAILED,
+                "origin": f"{self.origin}{line}",
+                "reason": codes_pair,
+            },
+        )
 
     def emandates(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """TK52 (+ TK53-56 with the payer's text and address, never copied into events), TK59."""

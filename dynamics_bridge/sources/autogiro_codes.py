@@ -55,6 +55,23 @@ MANDATE_COMMENT = {
 MANDATE_CREATED = {"32"}
 MANDATE_REMOVED = {"02", "07", "33", "98"}
 
+#: Information codes after which the mandate is gone whatever the comment (payee's bankgiro
+#: closed: "10/* → cancelled" in payments.md §1.3, "Suggested CRM mapping").
+MANDATE_REMOVED_INFO = {"10"}
+
+#: (information, comment) pairs that mean the payee's OWN request failed (payments.md §1.3,
+#: "Suggested CRM mapping": 04 or 05 with 09/10/20/21/23/29/30, or 03 with 04/21/29/30 → "our
+#: request failed (mandate state unchanged, raise a task)"). They say nothing about the
+#: member's mandate, so they produce no event; the parser reports them instead.
+MANDATE_REQUEST_FAILED = {
+    *(
+        (info, comment)
+        for info in ("04", "05")
+        for comment in ("09", "10", "20", "21", "23", "29", "30")
+    ),
+    *(("03", comment) for comment in ("04", "21", "29", "30")),
+}
+
 #: Rejected-payments report comment codes.
 REJECTION = {
     "01": "Medgivande saknas",

@@ -31,9 +31,14 @@ from dynamics_bridge.sources.bankgirot import (
     is_digits,
     located,
 )
-from dynamics_bridge.sources.ocr import OcrScheme, member_ref_for
+from dynamics_bridge.sources.ocr import OCR_CHECK_FAILED, OcrScheme, member_ref_for
 
-__all__ = ["BUFFER_LIMIT", "parse"]
+__all__ = ["BUFFER_LIMIT", "FREE_TEXT_REFERENCE", "parse"]
+
+#: ``reason_code`` of a payment whose reference is free text (reference code 3, or a reference
+#: where code 0/1 says there is none): never checked as an OCR number, so it names no member by
+#: chance; kept whole as ``{"kind": "ocr", ...}`` for a person or a fuzzy matcher.
+FREE_TEXT_REFERENCE = "free_text_reference"
 
 #: Payments of one section held in memory before the section is re-read instead (~200 B each).
 BUFFER_LIMIT = 20_000
@@ -46,6 +51,8 @@ _OCR = MemberRefKind.OCR
 _ID_PREFIX = f"{Source.BGMAX.value}-"
 _EPOCH = datetime(1970, 1, 1, tzinfo=STOCKHOLM)
 _PAYER_DATA = frozenset(("25", "26", "27", "28", "29"))
+#: Reference codes (position 56) whose reference passed Bankgirot's OCR check (payments.md §2:
+#: 2 = OCR check agreement, 4 = extended form registration); only these are read as OCR numbers.
 _OCR_CODES = frozenset(("2", "4"))
 _NO_REFERENCE = MemberRef(_OCR, "")
 _DEDUCTIONS = {code: f"Avdrag: {text}" for code, text in DEDUCTION.items()}
@@ -261,52 +268,88 @@ class _Parser:
         currency: str,
         note: str | None,
     ) -> Iterator[PaymentEvent]:
-        """Payments with the first OCR-coded extra reference that follows each (TK22)."""
+        """Payments with the OCR-coded extra references (TK22, code 2/4) that follow each."""
         pending: tuple[int, str] | None = None
-        extra_ocr = ""
+        extras: list[str] | None = None
         for line, text in records:
             tk = text[:2]
             if tk == "20" or tk == "21":
                 if pending is not None:
-                    yield self.event(*pending, extra_ocr, base, booked, currency, note)
-                pending, extra_ocr = (line, text), ""
-            elif tk == "22" and not extra_ocr and text[55] in _OCR_CODES:
-                extra_ocr = text[12:37].strip()
+                    yield self.event(*pending, extras, base, booked, currency, note)
+                pending, extras = (line, text), None
+            elif tk == "22" and text[55] in _OCR_CODES:
+                extra = text[12:37].strip()
+                if extra:
+                    if extras is None:
+                        extras = [extra]
+                    else:
+                        extras.append(extra)
         if pending is not None:
-            yield self.event(*pending, extra_ocr, base, booked, currency, note)
+            yield self.event(*pending, extras, base, booked, currency, note)
 
     def event(
         self,
         line: int,
         text: str,
-        extra_ocr: str,
+        extras: list[str] | None,
         base: hashlib._Hash,
         booked: datetime,
         currency: str,
         note: str | None,
     ) -> PaymentEvent:
         """One payment or deduction; its id is the deposit and the whole record
-        (``make_event_id(Source.BGMAX, bankgiro|date|serial| + record, str(occurrence))``)."""
+        (``make_event_id(Source.BGMAX, bankgiro|date|serial| + record, str(occurrence))``).
+
+        The member, by the matching rule of payments.md §2: a reference with code 2/4 (checked
+        by Bankgirot) is read with the OCR scheme; otherwise the first OCR number repeated in a
+        TK22 (code 3 with several references, or 0 with extended form registration); otherwise
+        a free-text reference (code 3, or 5: wrong per Bankgirot's check) is kept whole and
+        unmatched, never Luhn-checked, so it cannot name a member by chance.
+        """
         reference = text[12:37].strip()
-        if not reference and extra_ocr and text[55] in ("0", "1"):
-            # Extended form registration: the OCR number stands in the TK22 that follows.
-            reference = extra_ocr
+        code = text[55]
         reason_code: str | None = None
         reason_text: str | None = None
-        if not reference:
-            member = _NO_REFERENCE
-            reason_code, reason_text = "no_reference", "Betalningen saknar referens"
+        if reference and code in _OCR_CODES:
+            ocr = reference
+        elif extras is not None:
+            ocr = extras[0]
         else:
+            ocr = ""
+        if ocr:
             member, reason_code = member_ref_for(
-                reference.replace(" ", "") if " " in reference else reference, self.scheme
+                ocr.replace(" ", "") if " " in ocr else ocr, self.scheme
             )
             if reason_code is not None:
-                member = MemberRef(_OCR, reference)
-                reason_text = f"Referensen {reference!r} klarade inte OCR-kontrollen"
+                member = MemberRef(_OCR, ocr)
+                reason_text = f"Referensen {ocr!r} klarade inte OCR-kontrollen"
+            if extras is not None and len(extras) > 1:
+                also = ", ".join(x for x in extras if x != ocr)
+                more = f"Betalningen anger också {also}"
+                reason_text = f"{reason_text}; {more}" if reason_text else more
+        elif reference:
+            member = MemberRef(_OCR, reference)
+            if code == "5":
+                reason_code = OCR_CHECK_FAILED
+                reason_text = f"Referensen {reference!r} är fel enligt Bankgirots kontroll"
+            else:
+                reason_code = FREE_TEXT_REFERENCE
+                reason_text = (
+                    f"Fritextreferens {reference!r} (referenskod {code}), inget OCR-nummer: "
+                    "matcha betalningen manuellt"
+                )
+        else:
+            member = _NO_REFERENCE
+            reason_code, reason_text = "no_reference", "Betalningen saknar referens"
         if text[:2] == "21":
             kind = _REFUNDED
-            reason_code = text[70]
-            reason_text = _DEDUCTIONS.get(reason_code, f"Avdrag: avdragskod {reason_code!r}")
+            deduction_code = text[70]
+            deduction = _DEDUCTIONS.get(deduction_code, f"Avdrag: avdragskod {deduction_code!r}")
+            if reason_code is None:
+                reason_code, reason_text = deduction_code, deduction
+            else:
+                # Both facts kept: the reference problem as the code, the deduction in the text.
+                reason_text = f"{deduction} (avdragskod {deduction_code}); {reason_text}"
         else:
             kind = _SUCCEEDED
         if note is not None:

@@ -177,8 +177,10 @@ def _billogram_event(
     occurred_at = parse_timestamp(created_at, path="event.created_at")
     event_data = event.get("data") or {}
     identity = event.get("event_uuid") or f"{billogram_id}/{event_type}/{created_at}"
-    amount = _event_amount(kind, event_data, billogram)
+    amount, amount_note = _event_amount(event_type, kind, event_data, billogram)
     reason_code, reason_text = _reason(event_type, kind, event_data, billogram)
+    if amount_note is not None:
+        reason_text = f"{reason_text}. {amount_note}" if reason_text else amount_note
     return WebhookParse(
         [
             PaymentEvent(
@@ -198,20 +200,52 @@ def _billogram_event(
     )
 
 
-def _event_amount(kind: EventKind, event_data: Mapping[str, Any], billogram: Mapping) -> int:
-    if kind in (EventKind.PAYMENT_SUCCEEDED, EventKind.INVOICE_CREDITED):
-        return to_minor_units(
-            field(event_data, "amount", within="event.data"), path="event.data.amount"
+def _event_amount(
+    event_type: str, kind: EventKind, event_data: Mapping[str, Any], billogram: Mapping
+) -> tuple[int, str | None]:
+    """The event's amount in öre, and a note when it is not the event's own figure."""
+    if kind is EventKind.PAYMENT_SUCCEEDED:
+        amount = field(event_data, "amount", within="event.data")
+        return to_minor_units(amount, path="event.data.amount"), None
+    if event_type == "PaymentRecalled":
+        # payments.md §4.3: the PaymentRecalled event's data has ``recalled_amount``; the
+        # invoice's remaining_sum is what is still owed, not what was taken back.
+        for path in ("recalled_amount", "amount"):
+            if event_data.get(path) is not None:
+                value = event_data[path]
+                return to_minor_units(value, path=f"event.data.{path}", magnitude=True), None
+        raise InputError(
+            "missing field 'event.data.recalled_amount'", field="event.data.recalled_amount"
+        )
+    if kind is EventKind.INVOICE_CREDITED:
+        # A credit is a negative allocation: its sign is the direction the kind carries.
+        if event_data.get("amount") is not None:
+            amount = event_data["amount"]
+            return to_minor_units(amount, path="event.data.amount", magnitude=True), None
+        # No amount in the event: the invoice's totals (payments.md §4.3 lists ``total_sum``
+        # on the billogram object and in event data). Refusing would make Billogram retry a
+        # callback that can never succeed.
+        for source, path in (
+            (billogram, "billogram.total_sum"),
+            (event_data, "event.data.total_sum"),
+        ):
+            value = source.get(path.rpartition(".")[2])
+            if value is not None:
+                note = "Krediteringens belopp saknas i händelsen: fakturans totalbelopp visas"
+                return to_minor_units(value, path=path), note
+        raise InputError(
+            "missing field 'event.data.amount' (and no billogram.total_sum to fall back to)",
+            field="event.data.amount",
         )
     for source, path in (
-        (event_data, "amount"),
-        (billogram, "remaining_sum"),
-        (billogram, "total_sum"),
+        (event_data, "event.data.amount"),
+        (billogram, "billogram.remaining_sum"),
+        (billogram, "billogram.total_sum"),
     ):
-        value = source.get(path)
+        value = source.get(path.rpartition(".")[2])
         if value is not None:
-            return to_minor_units(value, path=path)
-    return 0
+            return to_minor_units(value, path=path), None
+    return 0, None
 
 
 def _reason(
@@ -272,7 +306,11 @@ def _payment_recalled(
                 source=Source.BILLOGRAM,
                 kind=EventKind.PAYMENT_REFUNDED,
                 member_ref=_member_ref(billogram, settings),
-                amount_minor=to_minor_units(amount, path="recalled_amount"),
+                amount_minor=to_minor_units(
+                    amount,
+                    path=f"{where}.billogram.event.data.recalled_amount",
+                    magnitude=True,  # a recall is a negative allocation (payments.md §4.3)
+                ),
                 currency=str(billogram.get("currency") or "SEK").upper(),
                 occurred_at=_date_or_timestamp(executed_on, "payment_recall.executed_on"),
                 provider_ref=billogram_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -33,7 +34,20 @@ from dynamics_bridge.sources._common import (
     to_minor_units,
 )
 
-__all__ = ["ERROR_TEXTS", "SwishApi", "authenticate", "callback_kind", "parse_callback"]
+__all__ = [
+    "ERROR_TEXTS",
+    "OUTCOME_UNKNOWN_CODES",
+    "SwishApi",
+    "authenticate",
+    "callback_kind",
+    "parse_callback",
+]
+
+log = logging.getLogger("dynamics_bridge.intake")
+
+#: Error codes whose outcome is unknown: the money may have moved (payments.md §3.5, "DS24 must
+#: not be booked as failed automatically"). They produce no event, only a warning to check.
+OUTCOME_UNKNOWN_CODES = frozenset({"DS24"})
 
 #: Swedish texts for the codes a callback can carry (payments.md §3.5), shown to members and staff.
 ERROR_TEXTS: dict[str, str] = {
@@ -134,6 +148,27 @@ def parse_callback(
 
 def _payment(data: Mapping[str, Any], object_id: str, settings: SwishSettings) -> WebhookParse:
     status = str(field(data, "status")).upper()
+    error_code = str(data.get("errorCode") or "").upper()
+    if status == "ERROR" and error_code in OUTCOME_UNKNOWN_CODES:
+        # Not a failure: booking it as one would raise arrears for money that may have moved.
+        # With BRIDGE_SWISH__CONFIRM_WITH_API the API's copy is ``data`` here, so this is
+        # reached only while Swish itself still does not know the outcome.
+        log.warning(
+            "swish payment %s: outcome unknown (%s), no event queued; check the payment with "
+            "Swish or the member's bank before booking it (payeePaymentReference %s)",
+            object_id.upper(),
+            error_code,
+            data.get("payeePaymentReference"),
+            extra={
+                "provider": "swish",
+                "origin": f"swish:{object_id.upper()}:{status}",
+                "reason": error_code,
+            },
+        )
+        return WebhookParse(
+            [],
+            ignored=f"status ERROR {error_code}: outcome unknown, the payment must be checked",
+        )
     if status == "PAID":
         kind, code = EventKind.PAYMENT_SUCCEEDED, None
     elif status in ("DECLINED", "ERROR"):

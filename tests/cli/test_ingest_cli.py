@@ -106,6 +106,48 @@ def test_without_dry_run_events_go_to_the_configured_queue_with_a_table(tmp_path
     assert len(queued()) == 4
 
 
+def test_the_memory_backend_is_said_to_lose_the_events_when_the_command_ends(tmp_path) -> None:
+    # Still allowed (in-process callers such as the CLI sync tests read the memory queue), but
+    # never presented as if the events were durably queued.
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "Events queued in memory only (lost when this command ends)" in result.stdout
+    assert "BRIDGE_QUEUE__BACKEND is 'memory'" in result.stderr
+    assert "--dry-run" in result.stderr
+    assert "BRIDGE_QUEUE__BACKEND=azure" in result.stderr
+    as_json = runner.invoke(app, ["ingest", str(path), "--json"])
+    assert json.loads(as_json.stdout)["queue"].startswith("memory")
+
+
+def test_a_dry_run_does_not_warn_about_the_memory_queue(tmp_path) -> None:
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run"], env={"COLUMNS": "160"})
+    assert "BRIDGE_QUEUE__BACKEND is 'memory'" not in result.stderr
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_failed_mandate_requests_are_counted_as_needing_a_task(tmp_path, dry_run) -> None:
+    from tests.fixtures.bankgirot import build
+
+    path = write(tmp_path, "medavi.txt", build.mandate_notices())  # one 04/21 among six
+    args = ["ingest", str(path), *(["--dry-run"] if dry_run else [])]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "needs a task" in line)
+    assert "(mandate request failed, needs a task)" in row
+    assert row.rstrip(" │|").split()[-1] == "1"
+    warnings = [line for line in result.stderr.splitlines() if "mandate_request_failed" in line]
+    assert len(warnings) == 1  # ingest reads the file twice; logged once
+    assert "100003" in warnings[0]
+    as_json = runner.invoke(app, [*args, "--json"])
+    lines = (as_json.stderr if dry_run else as_json.stdout).strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert len(summary["mandate_requests_failed"]) == 1
+    assert summary["mandate_requests_failed"][0].startswith(f"{path}:")
+    assert "mandate.rejected" not in summary["by_kind"]
+
+
 def test_without_dry_run_nothing_from_a_bad_file_is_queued(tmp_path) -> None:
     bad = write(tmp_path, "bad.txt", test_bgmax.GOOD.replace(b"70000000030", b"70000000099"))
     result = runner.invoke(app, ["ingest", str(bad)])

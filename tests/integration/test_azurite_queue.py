@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import pytest
 from azure.storage.queue import QueueClient
+from pydantic import SecretStr
 
 from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import load_settings
+from dynamics_bridge.sources import billogram, swish
 from tests.conftest import FIXTURES
+from tests.sources.test_billogram import KEY, signed_headers
 from tests.test_model import event
 
 pytestmark = pytest.mark.integration
@@ -25,14 +29,33 @@ def settings(azurite: str):
     return load_settings(queue={"backend": "azure", "connection_string": azurite, "name": name})
 
 
-def test_webhook_events_come_back_from_the_azure_queue(settings) -> None:
+@pytest.mark.parametrize(
+    ("provider", "name"),
+    [("swish", "swish_payment_paid.json"), ("billogram", "billogram_payment.json")],
+)
+def test_webhook_events_come_back_from_the_azure_queue(settings, provider, name) -> None:
+    settings = settings.model_copy(
+        update={"billogram": settings.billogram.model_copy(update={"sign_key": SecretStr(KEY)})}
+    )
     queue = open_queue(settings.queue)
-    raw = (FIXTURES / "webhooks" / "swish_payment_paid.json").read_bytes()
-    result = handle_webhook("swish", raw, JSON, settings=settings, queue=queue)
+    raw = (FIXTURES / "webhooks" / name).read_bytes()
+    signed = signed_headers(raw, timestamp=f"{time.time():.6f}")
+    headers = {**JSON, **signed} if provider == "billogram" else JSON
+    result = handle_webhook(provider, raw, headers, settings=settings, queue=queue)
     assert result.status == 202
 
+    # The same callback parsed on its own: what the Functions host must get back, key by key.
+    if provider == "swish":
+        expected = swish.parse_callback(raw, settings.swish).events
+    else:
+        expected = billogram.parse_callback(raw, settings.billogram).events
+    assert [e.event_id for e in expected] == result.body["event_ids"]
+
     (message,) = queue.receive(visibility_timeout=30)
-    assert [e.event_id for e in message.events()] == result.body["event_ids"]
+    received = [e.to_json() for e in message.events()]
+    assert received == [e.to_json() for e in expected]
+    assert message.envelope is not None
+    assert received == message.envelope.events  # the wire JSON, not only its re-parse
     assert message.dequeue_count == 1
     queue.delete(message)
     assert queue.receive() == []
@@ -52,12 +75,12 @@ def test_a_large_batch_is_split_and_nothing_is_lost(settings) -> None:
     batch = [event(event_id=f"bgmax-{i:032x}", reason_text="x" * 300) for i in range(400)]
     ids = queue.send(batch)
     assert len(ids) > 1
-    seen: list[str] = []
+    seen: list[dict[str, object]] = []
     while received := queue.receive(max_messages=32, visibility_timeout=30):
         for message in received:
-            seen.extend(e.event_id for e in message.events())
+            seen.extend(e.to_json() for e in message.events())
             queue.delete(message)
-    assert seen == [e.event_id for e in batch]
+    assert seen == [e.to_json() for e in batch]
 
 
 def test_poison_messages_land_on_the_poison_queue_with_their_reason(settings, azurite) -> None:
@@ -100,7 +123,10 @@ def test_poison_replay_against_azure_storage(settings) -> None:
     target = next(e for e in entries if e.reason.startswith("failed"))
     assert poison.replay(queue, target.message_id) == ["swish-1", "swish-2"]
     (back,) = queue.receive(visibility_timeout=30)
-    assert [e.event_id for e in back.events()] == ["swish-1", "swish-2"]
+    assert [e.to_json() for e in back.events()] == [
+        event(event_id="swish-1").to_json(),
+        event(event_id="swish-2").to_json(),
+    ]
     assert [e.reason for e in poison.list_poison(queue)] == ["unmatched: nobody"]
 
 

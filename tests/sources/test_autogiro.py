@@ -273,32 +273,93 @@ class TestOldLayout:
         )
         assert "payout sum" in str(refused(data))
 
-    def test_old_mandate_notices(self) -> None:
-        events = parse(fixtures.mandate_notices_old())
-        assert [(e.kind.value, e.reason_code) for e in events] == [
-            ("mandate.approved", "04/32"),
-            ("mandate.rejected", "04/10"),
-        ]
+    def test_old_mandate_notices(self, caplog) -> None:
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = parse(fixtures.mandate_notices_old())
+        # 04/10 "already registered or under inquiry": our request failed, the mandate stands.
+        assert [(e.kind.value, e.reason_code) for e in events] == [("mandate.approved", "04/32")]
+        (warning,) = caplog.records
+        assert (warning.outcome, warning.reason) == (autogiro.MANDATE_REQUEST_FAILED, "04/10")
 
 
 class TestMandates:
-    def test_comment_codes_decide_approved_cancelled_or_rejected(self) -> None:
-        events = parse(fixtures.mandate_notices())
+    def test_comment_codes_decide_approved_cancelled_or_request_failed(self, caplog) -> None:
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = parse(fixtures.mandate_notices(), "medavi.txt")
         assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in events] == [
             ("100001", "mandate.approved", "04/32"),
             ("100002", "mandate.cancelled", "46/02"),
-            ("100003", "mandate.rejected", "04/21"),
             ("100001", "mandate.cancelled", "03/33"),
             ("100001", "mandate.approved", "04/32"),
             ("100004", "mandate.cancelled", "43/07"),
         ]
+        # 04/21 "wrong payer number": our request failed; no event, a warning asking for a task.
+        (warning,) = caplog.records
+        assert warning.levelname == "WARNING"
+        assert warning.outcome == autogiro.MANDATE_REQUEST_FAILED
+        assert warning.origin.startswith("medavi.txt:")
+        message = warning.getMessage()
+        assert "payer 100003" in message
+        assert "04/21" in message
+        assert "Felaktigt betalarnummer" in message
+        assert "needs a task" in message
+
+    @pytest.mark.parametrize(
+        ("info", "comment", "kind"),
+        [
+            ("04", "32", "mandate.approved"),
+            ("05", "32", "mandate.approved"),
+            ("42", "32", "mandate.approved"),  # confirmed by the payer's bank
+            ("42", "03", "mandate.rejected"),  # the bank: account type not approved
+            ("42", "05", "mandate.rejected"),  # the bank: wrong account or personal data
+            ("43", "07", "mandate.cancelled"),  # expired: account inquiry unanswered
+            ("03", "33", "mandate.cancelled"),
+            ("10", "33", "mandate.cancelled"),  # 10/*: the payee's bankgiro was closed
+            ("10", "02", "mandate.cancelled"),
+            ("44", "98", "mandate.cancelled"),
+            ("46", "02", "mandate.cancelled"),
+            *(
+                (info, comment, None)  # our request failed: no event
+                for info in ("04", "05")
+                for comment in ("09", "10", "20", "21", "23", "29", "30")
+            ),
+            *(("03", comment, None) for comment in ("04", "21", "29", "30")),
+        ],
+    )
+    def test_the_reference_mapping_of_notices(self, info: str, comment: str, kind) -> None:
+        # payments.md §1.3 "Suggested CRM mapping".
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("100009", info, comment),
+            ag_count_closing("20261128", 1),
+        )
+        assert [e.kind.value for e in parse(data)] == ([kind] if kind else [])
 
     def test_the_reason_text_is_both_codes_in_swedish_and_no_money_moves(self) -> None:
-        events = parse(fixtures.mandate_notices())
-        assert events[2].reason_text == (
-            "Nytt medgivande initierat av betalningsmottagaren: Felaktigt betalarnummer"
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("100003", "42", "05"),
+            ag_count_closing("20261128", 1),
         )
-        assert all(e.amount_minor == 0 for e in events)
+        (event,) = parse(data)
+        assert event.reason_text == (
+            "Svar på kontoförfrågan från betalarens bank: "
+            "Felaktiga kontouppgifter eller personuppgifter"
+        )
+        assert all(e.amount_minor == 0 for e in parse(fixtures.mandate_notices()))
+
+    def test_a_failed_request_with_a_personnummer_payer_number_is_logged_masked(
+        self, caplog
+    ) -> None:
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("198112189876", "04", "20"),
+            ag_count_closing("20261128", 1),
+        )
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            assert parse(data) == []
+        assert "198112189876" not in caplog.text
+        assert "19811218-****" in caplog.text
 
     def test_a_wrong_notice_count_is_refused(self) -> None:
         data = lines(

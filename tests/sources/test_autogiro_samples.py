@@ -65,17 +65,20 @@ class TestNewLayout:
         assert refunds[0].occurred_at.date().isoformat() == "2009-11-10"  # the refund date
         assert {e.reason_text for e in events if e.reason_code == "1"} == {"Täckning saknas"}
 
-    def test_2_mandate_notices(self, new: Path) -> None:
-        events = events_of(new, "autogiro_exempelfiler_medgivandeavisering_sv.txt")
+    def test_2_mandate_notices(self, new: Path, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = events_of(new, "autogiro_exempelfiler_medgivandeavisering_sv.txt")
+        # SOURCE.txt: 10 TK73, (info/comment) in order 04/32, 03/33, 03/33, 46/02, 43/07,
+        # 04/29, 42/32, 03/21, 05/32, 05/33; created 3, deleted 5, error 2. The two errors
+        # (04/29 wrong payee bankgiro, 03/21 wrong payer number) are our own requests failing
+        # (payments.md §1.3): no event, the mandate is unchanged, a warning asks for a task.
         assert [e.reason_code for e in events] == [
             "04/32",
             "03/33",
             "03/33",
             "46/02",
             "43/07",
-            "04/29",
             "42/32",
-            "03/21",
             "05/32",
             "05/33",
         ]
@@ -86,8 +89,12 @@ class TestNewLayout:
         assert payers == {
             "mandate.approved": ["103", "101", "104"],
             "mandate.cancelled": ["2222101", "103", "2222101", "102", "105"],
-            "mandate.rejected": ["3331022", "7771014"],
+            "mandate.rejected": [],
         }
+        failed = [r for r in caplog.records if r.outcome == autogiro.MANDATE_REQUEST_FAILED]
+        assert [r.reason for r in failed] == ["04/29", "03/21"]
+        assert "payer 3331022" in failed[0].getMessage()
+        assert "payer 7771014" in failed[1].getMessage()
 
     def test_3_rejected_payments(self, new: Path) -> None:
         events = events_of(new, "autogiro_exempelfilavvisade_betalningsuppdrag_sv.txt")
@@ -203,13 +210,29 @@ class TestOldLayout:
         ]
         assert sum(e.amount_minor for e in events) == 95_000
 
-    def test_mandate_notices_bankgiro_mandates(self, old: Path) -> None:
-        events = events_of(old, one(old, "autogiro_gl_medgivandeavisering_fran*"))
-        assert Counter(e.reason_code for e in events) == {"04/32": 5, "04/10": 1}
+    def test_mandate_notices_bankgiro_mandates(
+        self, old: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # SOURCE.txt: 6 TK73, 5 x 04/32 new mandate, 1 x 04/10 already exists (our request
+        # failed: no event, a warning).
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = events_of(old, one(old, "autogiro_gl_medgivandeavisering_fran*"))
+        assert Counter((e.kind.value, e.reason_code) for e in events) == {
+            ("mandate.approved", "04/32"): 5
+        }
+        assert [r.reason for r in caplog.records] == ["04/10"]
 
-    def test_mandate_notices_account_mandates(self, old: Path) -> None:
-        events = events_of(old, one(old, "*exempelfil_medgivandeavisering_fran*"))
-        assert Counter(e.reason_code for e in events) == {"04/32": 4, "04/10": 2, "03/33": 1}
+    def test_mandate_notices_account_mandates(
+        self, old: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # SOURCE.txt: 7 TK73, 4 x 04/32, 2 x 04/10, 1 x 03/33.
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = events_of(old, one(old, "*exempelfil_medgivandeavisering_fran*"))
+        assert Counter((e.kind.value, e.reason_code) for e in events) == {
+            ("mandate.approved", "04/32"): 4,
+            ("mandate.cancelled", "03/33"): 1,
+        }
+        assert [r.reason for r in caplog.records] == ["04/10", "04/10"]
 
     def test_mandates_via_internet_bank(self, old: Path) -> None:
         (event,) = events_of(old, one(old, "*medgivanden_via_internetbanken*"))

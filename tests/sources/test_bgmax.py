@@ -15,6 +15,7 @@ from dynamics_bridge.sources.ocr import make_reference
 from tests.fixtures.bankgirot import (
     bg_deposit,
     bg_end,
+    bg_extra,
     bg_opening,
     bg_payment,
     bg_start,
@@ -104,6 +105,82 @@ class TestEvents:
     def test_currencies_are_kept_per_section(self) -> None:
         events = parse(fixtures.bgmax_two_currencies())
         assert [(e.currency, e.amount_minor) for e in events] == [("SEK", 25000), ("EUR", 4000)]
+
+
+def one_payment(*records: str, amount: int = 25000) -> bytes:
+    """A file with one TK20 payment record and the extra references that follow it."""
+    return lines(
+        bg_start(),
+        bg_opening(),
+        *records,
+        bg_deposit(amount, 1),
+        bg_end(payments=1, extra=sum(1 for r in records if r[:2] in ("22", "23"))),
+    )
+
+
+class TestReferenceCodes:
+    """payments.md §2: position 56 says what the reference is; only codes 2 and 4 are OCR."""
+
+    def test_a_free_text_reference_that_passes_luhn_by_chance_names_no_one(self) -> None:
+        (event,) = parse(one_payment(bg_payment(OCR_100001, 25000, ref_code="3")))
+        assert event.member_ref.to_json() == {"kind": "ocr", "value": OCR_100001}
+        assert event.reason_code == bgmax.FREE_TEXT_REFERENCE
+        assert "manuellt" in (event.reason_text or "")
+
+    def test_free_text_is_kept_whole(self) -> None:
+        (event,) = parse(one_payment(bg_payment("KUNDNR 4325 FAKTURA 63890", 25000, "3")))
+        assert event.member_ref.to_json() == {
+            "kind": "ocr",
+            "value": "KUNDNR 4325 FAKTURA 63890",
+        }
+        assert event.reason_code == bgmax.FREE_TEXT_REFERENCE
+
+    def test_a_code_3_payment_is_named_by_the_ocr_numbers_repeated_in_tk22(self) -> None:
+        second = make_reference("100002")
+        data = one_payment(
+            bg_payment(f"{OCR_100001},{second}", 25000, ref_code="3"),
+            bg_extra(OCR_100001),
+            bg_extra(second),
+        )
+        (event,) = parse(data)
+        assert event.member_ref.to_json() == {"kind": "member_number", "value": "100001"}
+        assert event.reason_code is None
+        assert second in (event.reason_text or "")
+
+    def test_a_free_text_tk22_does_not_name_a_member(self) -> None:
+        data = one_payment(
+            bg_payment("FAKTURA 1", 25000, ref_code="3"), bg_extra(OCR_100001, ref_code="3")
+        )
+        (event,) = parse(data)
+        assert (event.member_ref.value, event.reason_code) == (
+            "FAKTURA 1",
+            bgmax.FREE_TEXT_REFERENCE,
+        )
+
+    def test_code_4_extended_form_registration_is_checked(self) -> None:
+        (event,) = parse(one_payment(bg_payment(OCR_100001.ljust(25), 25000, ref_code="4")))
+        assert event.member_ref.to_json() == {"kind": "member_number", "value": "100001"}
+
+    def test_code_5_wrong_reference_is_an_ocr_failure_without_a_luhn_guess(self) -> None:
+        (event,) = parse(one_payment(bg_payment(OCR_100001, 25000, ref_code="5")))
+        assert event.member_ref.to_json() == {"kind": "ocr", "value": OCR_100001}
+        assert event.reason_code == "ocr_check_failed"
+
+    def test_a_deduction_keeps_both_its_code_and_the_failed_ocr_check(self) -> None:
+        data = lines(
+            bg_start(),
+            bg_opening(),
+            bg_payment(OCR_100001, 25000),
+            bg_payment("1000020", 5000, tk="21", deduction_code="1", serial="000000000002"),
+            bg_deposit(20000, 2),
+            bg_end(payments=1, deductions=1),
+        )
+        event = parse(data)[1]
+        assert event.kind == "payment.refunded"
+        assert event.reason_code == "ocr_check_failed"
+        assert event.member_ref.to_json() == {"kind": "ocr", "value": "1000020"}
+        assert "Avdrag: Delavdrag, rest finns (avdragskod 1)" in (event.reason_text or "")
+        assert "OCR-kontrollen" in (event.reason_text or "")
 
 
 class TestIds:

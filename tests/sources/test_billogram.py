@@ -202,6 +202,55 @@ class TestBillogramEvents:
         (event,) = parse(event_body("Credit", amount=-250.0)).events
         assert (event.kind, event.amount_minor) == ("invoice.credited", 25000)
 
+    def test_a_credit_without_amount_falls_back_to_the_invoice_total(self) -> None:
+        # payments.md §4.3: the billogram object carries total_sum; a 400 here would only make
+        # Billogram retry a callback that can never succeed.
+        body = event_body("Credit")
+        body["billogram"].update(state="Credited", total_sum=250.0, remaining_sum=0.0)
+        (event,) = parse(body).events
+        assert (event.kind, event.amount_minor) == ("invoice.credited", 25000)
+        assert "totalbelopp" in (event.reason_text or "")
+
+    def test_a_credit_without_amount_uses_the_event_data_total_last(self) -> None:
+        body = event_body("Credit", total_sum=120.5)
+        del body["billogram"]["total_sum"]
+        (event,) = parse(body).events
+        assert event.amount_minor == 12050
+
+    def test_a_credit_with_no_amount_and_no_totals_names_the_field(self) -> None:
+        body = event_body("Credit")
+        del body["billogram"]["total_sum"]
+        with pytest.raises(InputError) as caught:
+            parse(body)
+        assert caught.value.field == "event.data.amount"
+
+    def test_a_recalled_payment_event_takes_the_recalled_amount(self) -> None:
+        # payments.md §4.3: the PaymentRecalled event's data has recalled_amount; the invoice's
+        # remaining_sum (what is still owed) is not what was taken back.
+        body = event_body(
+            "PaymentRecalled", recalled_amount=-100.0, related_payment_event_uuids=["p-1"]
+        )
+        body["billogram"].update(state="PartlyPaid", remaining_sum=150.0)
+        (event,) = parse(body).events
+        assert (event.kind, event.amount_minor) == ("payment.refunded", 10000)
+
+    def test_a_recalled_payment_event_without_recalled_amount_names_the_field(self) -> None:
+        with pytest.raises(InputError) as caught:
+            parse(event_body("PaymentRecalled"))
+        assert caught.value.field == "event.data.recalled_amount"
+
+    def test_a_negative_payment_amount_is_refused_naming_the_field(self) -> None:
+        with pytest.raises(InputError, match="negative") as caught:
+            parse(event_body("Payment", amount=-250.0))
+        assert caught.value.field == "event.data.amount"
+
+    def test_a_negative_invoice_total_is_refused_naming_the_field(self) -> None:
+        body = event_body("Overdue")
+        body["billogram"]["remaining_sum"] = -10.0
+        with pytest.raises(InputError) as caught:
+            parse(body)
+        assert caught.value.field == "billogram.remaining_sum"
+
     def test_autogiro_failure_names_its_reason(self) -> None:
         (event,) = parse(load("billogram_autogiro_failed.json")).events
         assert event.reason_code == "AutogiroFailed"
@@ -328,3 +377,31 @@ class TestOtherCallbackTypes:
         assert events[0].occurred_at.isoformat() == "2026-11-10T00:00:00+00:00"
         assert "p-1" in (events[0].reason_text or "")
         assert events[0].event_id != events[1].event_id
+        assert [e.amount_minor for e in events] == [25000, 25000]
+
+    def test_a_recall_reported_as_a_negative_allocation_keeps_its_size(self) -> None:
+        body = {
+            "callback_id": "r2",
+            "callback_type": "PaymentRecalled",
+            "payment_recall": {
+                "incoming_payment_id": "ip-10",
+                "executed_on": "2026-11-11",
+                "total_amount": 75.0,
+                "payables": [
+                    {
+                        "billogram": {
+                            "id": "A3",
+                            "customer": {"customer_no": 3},
+                            "remaining_amount": 75.0,
+                            "event": {
+                                "type": "PaymentRecalled",
+                                "event_uuid": "u-3",
+                                "data": {"recalled_amount": -75.0},
+                            },
+                        }
+                    }
+                ],
+            },
+        }
+        (event,) = parse(body).events
+        assert (event.kind, event.amount_minor) == ("payment.refunded", 7500)

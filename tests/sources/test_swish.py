@@ -53,6 +53,31 @@ class TestPaymentCallbacks:
         assert (event.kind, event.reason_code) == ("payment.failed", "DECLINED")
         assert "avböjdes" in (event.reason_text or "")
 
+    @pytest.mark.parametrize("amount", ["-250.00", -250, "-0.01"])
+    def test_a_negative_amount_is_refused_naming_the_field(self, amount: object) -> None:
+        with pytest.raises(InputError, match="negative") as caught:
+            parse(body("swish_payment_paid.json", amount=amount))
+        assert caught.value.field == "amount"
+
+    def test_a_negative_refund_amount_is_refused_naming_the_field(self) -> None:
+        with pytest.raises(InputError, match="negative") as caught:
+            parse(body("swish_refund_paid.json", amount="-100.00"))
+        assert caught.value.field == "amount"
+
+    def test_ds24_outcome_unknown_is_no_failure_but_a_warning_to_check(self, caplog) -> None:
+        # payments.md §3.5: "DS24 must not be booked as failed automatically".
+        raw = body(
+            "swish_payment_error_rf07.json", errorCode="DS24", errorMessage="Timeout at bank"
+        )
+        with caplog.at_level("WARNING", logger="dynamics_bridge.intake"):
+            parsed = parse(raw)
+        assert parsed.events == []
+        assert "outcome unknown" in (parsed.ignored or "")
+        (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+        message = record.getMessage()
+        assert "outcome unknown" in message
+        assert "check the payment" in message
+
     def test_error_without_message_falls_back_to_the_swedish_text_for_the_code(self) -> None:
         raw = body("swish_payment_error_rf07.json", errorCode="TM01", errorMessage="")
         (event,) = parse(raw).events
@@ -233,12 +258,34 @@ class TestConfirmationWithTheSwishApi:
     def test_the_api_copy_decides_the_status(self) -> None:
         api_copy = json.loads(body("swish_payment_paid.json"))
         api_copy["status"] = "ERROR"
-        api_copy["errorCode"] = "DS24"
+        api_copy["errorCode"] = "RF07"
         responses.get(
             self.base + "v1/paymentrequests/0E4A1F1B2C3D4E5F60718293A4B5C6D7", json=api_copy
         )
         (event,) = parse(body("swish_payment_paid.json"), api=self.client()).events
-        assert (event.kind, event.reason_code) == ("payment.failed", "DS24")
+        assert (event.kind, event.reason_code) == ("payment.failed", "RF07")
+
+    @responses.activate
+    def test_a_ds24_callback_is_decided_by_the_api_when_it_knows_the_outcome(self) -> None:
+        api_copy = json.loads(body("swish_payment_paid.json"))  # Swish now says PAID
+        responses.get(
+            self.base + "v1/paymentrequests/0E4A1F1B2C3D4E5F60718293A4B5C6D7", json=api_copy
+        )
+        ds24 = body("swish_payment_paid.json", status="ERROR", errorCode="DS24", datePaid=None)
+        (event,) = parse(ds24, api=self.client()).events
+        assert event.kind == "payment.succeeded"
+
+    @responses.activate
+    def test_a_ds24_the_api_still_reports_stays_unknown(self, caplog) -> None:
+        api_copy = json.loads(body("swish_payment_paid.json"))
+        api_copy.update(status="ERROR", errorCode="DS24", datePaid=None)
+        responses.get(
+            self.base + "v1/paymentrequests/0E4A1F1B2C3D4E5F60718293A4B5C6D7", json=api_copy
+        )
+        with caplog.at_level("WARNING", logger="dynamics_bridge.intake"):
+            parsed = parse(body("swish_payment_paid.json"), api=self.client())
+        assert parsed.events == []
+        assert "outcome unknown" in caplog.text
 
     @responses.activate
     def test_refunds_are_confirmed_at_the_refunds_endpoint(self) -> None:
