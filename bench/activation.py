@@ -6,7 +6,11 @@
    change (a payment, a failed payment, a new method, benefit use); only the differences are
    planned and applied through ApsisPlatform.apply_changes, in-process against the APSIS
    stand-in's request handling (no sockets, its limits raised so only requests are counted).
-   Compared with one request per changed profile (the least a per-profile API needs).
+   A profile already pushed is not created again: its diff is one attribute PATCH and/or one
+   tag PATCH (a new or returning profile also costs the create POST). Compared with one request
+   per changed profile (the least a per-profile API needs).
+3. A small change (1 %, under the bulk threshold, as a typical timer run): per-profile
+   requests, and how many create POSTs the ``create`` flag saved.
 
     .venv/bin/python bench/activation.py [--members 100000] [--change 0.1]
 """
@@ -140,6 +144,7 @@ def to_changes(planned) -> list[ProfileChange]:
             tags_add=plan.tags_add,
             tags_remove=plan.tags_remove,
             erase=plan.erase,
+            create=plan.create,  # only profiles not pushed before are created
         )
         for key, plan in planned
         if plan.sends
@@ -177,6 +182,7 @@ def main() -> None:
     platform.apply_changes(to_changes(initial))
     states = {key: plan.state for key, plan in initial if plan.state is not None}
     before = sum(standin.requests.values())
+    requested_before = dict(standin.requests)
 
     changed_rows = [change(row, rng) for row in rng.sample(rows, int(args.members * args.change))]
     planned = plans(evaluator, changed_rows, states)
@@ -191,9 +197,27 @@ def main() -> None:
         f"{sum(1 for c in changes if c.erase)} erased), {len(report.imports)} bulk import(s), "
         f"{len(report.failed)} failed"
     )
+    kinds = {k: v - requested_before.get(k, 0) for k, v in standin.requests.items()}
     print(
         f"APSIS requests: {requests_made} (one per changed profile: {naive}, "
-        f"{requests_made / max(naive, 1):.2f}x)"
+        f"{requests_made / max(naive, 1):.2f}x); by endpoint: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()) if v)
+    )
+    # A small change (a typical timer run: under the bulk threshold) goes per profile.
+    for key, plan in planned:
+        if plan.state is not None or plan.erase:
+            states[key] = plan.state
+    small = min(int(args.members * 0.01), platform.bulk_threshold)
+    before = sum(standin.requests.values())
+    small_rows = [change(row, rng) for row in rng.sample(rows, small)]
+    small_changes = to_changes(plans(evaluator, small_rows, states))
+    small_report = platform.apply_changes(small_changes)
+    small_requests = sum(standin.requests.values()) - before
+    known = sum(1 for c in small_changes if not c.create and not c.erase)
+    print(
+        f"small change: {small} members changed, {len(small_changes)} profiles differ, "
+        f"{small_requests} requests per profile ({len(small_report.failed)} failed); "
+        f"{known} already in APSIS were not created again (before: {small_requests + known})"
     )
     print(
         f"RESULT members_per_s={members_per_s:.0f} requests={requests_made} naive_requests={naive}"

@@ -183,7 +183,8 @@ class TriggersFile(_Strict):
         description="Member column empty until the first payment (e.g. last paid on)."
     )
     first_paid_column: str | None = Field(
-        default=None, description="Date column the welcome trigger fills (benefits reminder)."
+        default=None,
+        description="Date column the first_payment trigger(s) (welcome) fill (benefits reminder).",
     )
     triggers: dict[str, TriggerRule]
     fix_it: FixIt
@@ -300,6 +301,12 @@ class SegmentsFile(_Strict):
     segments_column: str | None = Field(
         default=None, description="String member column: the member's segments, for CRM users."
     )
+    full_run_hours: float = Field(
+        default=24,
+        gt=0,
+        description="The segments job evaluates every member when its last full run is older "
+        "than this (time windows move without the row changing); otherwise only the changed.",
+    )
 
 
 class ActivationConfig(_Strict):
@@ -341,6 +348,10 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
             problems.append(f"triggers.yaml: outbox.state_choices needs an option {word!r}")
     column("triggers.yaml", "first_payment_column", triggers.first_payment_column)
     column("triggers.yaml", "first_paid_column", triggers.first_paid_column)
+    if triggers.first_paid_column and not any(t.first_payment for t in triggers.triggers.values()):
+        problems.append(
+            "triggers.yaml: first_paid_column: no trigger has first_payment: true to fill it"
+        )
     for name, trigger in triggers.triggers.items():
         if (trigger.event or name) not in apsis.events:
             problems.append(

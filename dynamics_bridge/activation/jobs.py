@@ -85,7 +85,8 @@ def _activation(services: Services | Settings) -> Activation:
 
 
 def run_segments(services: Services | Settings) -> dict[str, Any]:
-    """Timer job: segments and engagement score over the members changed since the last run."""
+    """Timer job: segments and engagement score over the members changed since the last run,
+    over every member once the last full run is older than segments.yaml ``full_run_hours``."""
     return _activation(services).run_segments().to_json()
 
 

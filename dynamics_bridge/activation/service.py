@@ -7,7 +7,14 @@ applied event are written with its payment row, then sent right after the batch;
 crash or an outage leaves behind is sent by :meth:`sweep_triggers`.
 
 Never pushed: members without consent, with protected identity or an excluded register status;
-those pushed before are erased. Only differences against what APSIS holds are sent.
+those pushed before are erased. Only differences against what APSIS holds are sent. The
+member's state column (what APSIS holds) moves only once APSIS confirmed that profile's change:
+an erase or a first push that failed leaves it as it was, so the next run tries again.
+
+Delivery is at least once: an event is marked sent only after APSIS's 2xx; one whose fate is
+unknown (timeout, dropped connection, 5xx) is not retried in the same run but left pending for
+the next sweep, which may then store it twice. Every event carries ``source_event_id`` (the
+payment event's id, or the reminder's member/period id) so flows and segments can tell.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from dynamics_bridge.activation.rules import compile_rule, rule_columns
 from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.activation.store import ActivationStore, OutboxRow
 from dynamics_bridge.activation.triggers import decode_payload, encode_payload, plan_triggers
-from dynamics_bridge.apsis.models import MarketingEvent, ProfileChange
+from dynamics_bridge.apsis.models import ChangeOutcome, MarketingEvent, ProfileChange
 from dynamics_bridge.apsis.port import MarketingPlatform
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.errors import BridgeError, InputError, PermanentError
@@ -55,6 +62,8 @@ __all__ = ["Activation", "ReminderReport", "SegmentReport", "TriggerReport"]
 log = logging.getLogger("dynamics_bridge.activation")
 
 DELTA_NAME = "segments-delta-link"
+#: State-table row: when the segments job last evaluated every member (UTC, ISO 8601).
+FULL_RUN_NAME = "segments-last-full-run"
 
 
 @dataclass
@@ -95,6 +104,7 @@ class ProfileDiff:
 @dataclass
 class SegmentReport:
     dry_run: bool = False
+    full: bool = False  # every member evaluated (asked, due by full_run_hours, or resynced)
     resynced: bool = False
     evaluated: int = 0
     segment_sizes: Counter[str] = field(default_factory=Counter)
@@ -103,12 +113,15 @@ class SegmentReport:
     excluded: int = 0
     unchanged: int = 0
     imports: int = 0
-    failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # every failure, with its reason
+    permanent: int = 0  # of those, how many a retry will not fix (they do not hold the delta)
+    delta_saved: bool = False
     diffs: list[ProfileDiff] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
+            "full": self.full,
             "resynced": self.resynced,
             "evaluated": self.evaluated,
             "segment_sizes": dict(sorted(self.segment_sizes.items())),
@@ -118,6 +131,8 @@ class SegmentReport:
             "unchanged": self.unchanged,
             "imports": self.imports,
             "failed": self.failed,
+            "permanent": self.permanent,
+            "delta_saved": self.delta_saved,
         }
 
 
@@ -166,6 +181,10 @@ class Activation:
         self.reminder_rules = {
             name: compile_rule(r.when) if r.when else None for name, r in segments.reminders.items()
         }
+        #: The triggers that fill ``first_paid_column`` (welcome): those marked first_payment.
+        self.first_payment_triggers = frozenset(
+            name for name, rule in config.triggers.triggers.items() if rule.first_payment
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -212,6 +231,37 @@ class Activation:
     def _profile_key(self, view: Mapping[str, Any]) -> str | None:
         value = view.get(self.config.apsis.profile_key.column)
         return str(value) if value not in (None, "") else None
+
+    def _first_push(self, view: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """A member's attributes for a profile APSIS does not hold yet, and the state column's
+        value once they are written (so a later exclusion knows to erase the profile)."""
+        score = view.get(self.config.segments.engagement.column)
+        plan = plan_profile(
+            None, desired_attributes(view, self.config.apsis, {"engagement_score": score}), (), None
+        )
+        return dict(plan.attributes), plan.state.to_text() if plan.state else None
+
+    def _member_writes(
+        self,
+        pending: Mapping[str, tuple[str, dict[str, Any], dict[str, Any]]],
+        outcomes: Mapping[str, ChangeOutcome],
+    ) -> list[tuple[str, dict[str, Any], str]]:
+        """Member updates after a push: ``profile key -> (member key, columns written whatever
+        happened, columns written only when that profile's change went through)``. A profile
+        APSIS had lost and the change created again holds only that change, so its state is
+        cleared: the next segments run pushes everything."""
+        state_column = self.config.apsis.audience.state_column
+        updates = []
+        for profile_key, (member_key, always, on_success) in pending.items():
+            body = dict(always)
+            outcome = outcomes.get(profile_key)
+            if outcome is not None and outcome.ok:
+                body.update(on_success)
+                if outcome.recreated:
+                    body[state_column] = None
+            if body:
+                updates.append((member_key, body, "*"))
+        return updates
 
     # -- triggers: the pipeline's hooks ---------------------------------------------------------
 
@@ -261,7 +311,8 @@ class Activation:
         members = self.store.members(sorted(by_member), self.member_columns())
         changes: list[ProfileChange] = []
         owners: dict[str, list[str]] = {}
-        member_updates: list[tuple[str, dict[str, Any], str]] = []
+        # profile key -> (member key, columns always written, columns written on success)
+        pending: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
         audience = self.config.apsis.audience
         for member_key, items in by_member.items():
             ids = [event_id for event_id, _ in items]
@@ -278,38 +329,42 @@ class Activation:
                 states.update(dict.fromkeys(ids, "skipped"))
                 report.skipped += len(ids)
                 if previous is not None and profile_key is not None:
+                    # The state is cleared only once the erase went through: until then the
+                    # member still looks pushed, so the next run erases again.
                     changes.append(ProfileChange(profile_key, erase=True))
                     owners[profile_key] = []
-                    member_updates.append((member_key, {audience.state_column: None}, "*"))
+                    pending[profile_key] = (member_key, {}, {audience.state_column: None})
                 continue
             events = [
                 t.marketing_event(event_id) for event_id, payload in items for t in payload.triggers
             ]
             attributes: dict[str, Any] = {}
-            update: dict[str, Any] = {}
+            on_success: dict[str, Any] = {}
+            always: dict[str, Any] = {}
             if previous is None:  # first time in APSIS: the profile with its attributes
-                score = view.get(self.config.segments.engagement.column)
-                plan = plan_profile(
-                    None,
-                    desired_attributes(view, self.config.apsis, {"engagement_score": score}),
-                    (),
-                    None,
-                )
-                attributes = plan.attributes
-                if plan.state is not None:
-                    update[audience.state_column] = plan.state.to_text()
+                attributes, state = self._first_push(view)
+                if state is not None:
+                    on_success[audience.state_column] = state
             first_paid = self.config.triggers.first_paid_column
-            welcomed = [t for _, p in items for t in p.triggers if t.name == "welcome"]
+            welcomed = [
+                t for _, p in items for t in p.triggers if t.name in self.first_payment_triggers
+            ]
             if first_paid and welcomed and view.get(first_paid) is None:
-                update[first_paid] = (
+                # A fact of the register (the first payment), written whatever APSIS answers:
+                # the benefits reminder is timed from it.
+                always[first_paid] = (
                     welcomed[0].occurred_at.astimezone(self.zone).date().isoformat()
                 )
-            changes.append(ProfileChange(profile_key, attributes=attributes, events=events))
+            changes.append(
+                ProfileChange(
+                    profile_key, attributes=attributes, events=events, create=previous is None
+                )
+            )
             owners[profile_key] = ids
-            if update:
-                member_updates.append((member_key, update, "*"))
-        self._apply(changes, owners, states, report)
+            pending[profile_key] = (member_key, always, on_success)
+        outcomes = self._apply(changes, owners, states, report)
         self.store.settle(states)
+        member_updates = self._member_writes(pending, outcomes)
         if member_updates:
             self.store.update_members(member_updates)
         log.info(
@@ -324,9 +379,9 @@ class Activation:
         owners: Mapping[str, list[str]],
         states: dict[str, str],
         report: TriggerReport,
-    ) -> None:
+    ) -> dict[str, ChangeOutcome]:
         if not changes:
-            return
+            return {}
         result = self.platform.apply_changes(changes)
         by_key = {c.key: c for c in changes}
         for outcome in result.outcomes:
@@ -342,27 +397,39 @@ class Activation:
             word = "failed" if isinstance(outcome.error, PermanentError) else "pending"
             states.update(dict.fromkeys(ids, word))
             report.failed.append(f"profile {outcome.key}: {outcome.error}")
+        return {o.key: o for o in result.outcomes}
 
     # -- segments and the engagement score ------------------------------------------------------
 
-    def run_segments(self, *, dry_run: bool = False, full: bool = False) -> SegmentReport:
-        """Members changed since the last run (all with ``full``): score, segments, and the
-        differences pushed; the delta link is stored only when every push went through."""
+    def run_segments(self, *, dry_run: bool = False, full: bool | None = None) -> SegmentReport:
+        """Members changed since the last run: score, segments, and the differences pushed.
+
+        ``full`` evaluates every member; by default (None) a run is full when the last full
+        run is older than segments.yaml ``full_run_hours`` (or never happened), since the time
+        windows (onboarding, at risk, lapsed, tenure, the score's window) move without the row
+        changing. The delta link, and the time of a full run, are stored unless a failure that
+        may pass (APSIS or Dataverse down, throttled) held a member back; a permanent one (a 400
+        for one profile) is logged and counted and does not block the others."""
         report = SegmentReport(dry_run=dry_run)
-        link = None if full else self.store.get_state(DELTA_NAME)
-        delta = self.store.member_changes(self.member_columns(), link)
+        started = self.clock()
+        link = self.store.get_state(DELTA_NAME)
+        if full is None:
+            full = link is None or self._full_run_due(started)
+        delta = self.store.member_changes(self.member_columns(), None if full else link)
         report.resynced = delta.resynced
+        report.full = full or delta.resynced
         today = self.today()
         member = self.mapping.member
         window = self.config.segments.engagement.on_time_payments
-        since = self.clock() - timedelta(days=window.window_days if window else 365)
+        since = started - timedelta(days=window.window_days if window else 365)
         payments = self.store.payment_counts(
             [str(r[member.id_column]) for r in delta.changed if r.get(member.id_column)], since
         )
         audience = self.config.apsis.audience
         engagement_column = self.config.segments.engagement.column
         changes: list[ProfileChange] = []
-        pending: dict[str, tuple[str, dict[str, Any], str]] = {}
+        # profile (or member) key -> (member key, columns always written, on success only)
+        pending: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
         for row in delta.changed:
             view = self.view(row)
             key = str(row.get(member.key_column))
@@ -377,14 +444,15 @@ class Activation:
             plan = plan_profile(
                 parse_state(view.get(audience.state_column)), attributes, tags, excluded
             )
-            update: dict[str, Any] = {}
+            always: dict[str, Any] = {}
+            on_success: dict[str, Any] = {}
             if view.get(engagement_column) != score:
-                update[engagement_column] = score
+                always[engagement_column] = score
             segments_column = self.config.segments.segments_column
             if segments_column and (view.get(segments_column) or "") != ",".join(names):
-                update[segments_column] = ",".join(names) or None
+                always[segments_column] = ",".join(names) or None
             if plan.changed:
-                update[audience.state_column] = plan.state.to_text() if plan.state else None
+                on_success[audience.state_column] = plan.state.to_text() if plan.state else None
             if plan.excluded:
                 report.excluded += 1
             if plan.sends and profile_key:
@@ -396,33 +464,67 @@ class Activation:
                         tags_add=plan.tags_add,
                         tags_remove=plan.tags_remove,
                         erase=plan.erase,
+                        create=plan.create,
                     )
                 )
-            elif not plan.excluded:
-                report.unchanged += 1
-            if update:
-                pending[profile_key or key] = (key, update, "*")
+            else:
+                if not plan.excluded:
+                    report.unchanged += 1
+                always.update(on_success)  # nothing to send: the state is what APSIS holds
+                on_success = {}
+            if always or on_success:
+                pending[profile_key or key] = (key, always, on_success)
         if dry_run:
             return report
-        failed_keys: set[str] = set()
+        blocked = False
+        outcomes: dict[str, ChangeOutcome] = {}
         if changes:
             result = self.platform.apply_changes(changes)
             report.imports = len(result.imports)
             for outcome in result.outcomes:
+                outcomes[outcome.key] = outcome
                 if outcome.ok:
                     report.erased += outcome.via == "erase"
                     report.pushed += outcome.via != "erase"
                 else:
-                    failed_keys.add(outcome.key)
-                    report.failed.append(f"profile {outcome.key}: {outcome.error}")
-        updates = [u for k, u in pending.items() if k not in failed_keys]
+                    blocked |= self._segment_failure(
+                        report, f"profile {outcome.key}", outcome.error
+                    )
+        updates = self._member_writes(pending, outcomes)
         results = self.store.update_members(updates)
         for (key, _, _), op in zip(updates, results, strict=True):
             if not op.ok:
-                report.failed.append(f"member {key}: {op.error}")
-        if not report.failed and delta.delta_link:
+                blocked |= self._segment_failure(report, f"member {key}", op.error)
+        if not blocked and delta.delta_link:
             self.store.set_state(DELTA_NAME, delta.delta_link)
+            report.delta_saved = True
+            if report.full:
+                self.store.set_state(FULL_RUN_NAME, started.astimezone(UTC).isoformat())
         return report
+
+    def _full_run_due(self, now: datetime) -> bool:
+        """Whether the last full segments run is older than ``full_run_hours`` (or unknown)."""
+        text = self.store.get_state(FULL_RUN_NAME)
+        try:
+            last = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            last = None
+        if last is None or last.tzinfo is None:
+            return True
+        return now - last >= timedelta(hours=self.config.segments.full_run_hours)
+
+    def _segment_failure(self, report: SegmentReport, what: str, error: Any) -> bool:
+        """Record one failure; True when it may pass, so the delta link must wait for it."""
+        report.failed.append(f"{what}: {error}")
+        if isinstance(error, PermanentError):
+            report.permanent += 1
+            log.warning(
+                "segments: %s failed for good, not retried until it changes or the next full run",
+                what,
+                extra={"outcome": "permanent", "reason": str(error)},
+            )
+            return False
+        return True
 
     # -- reminders ------------------------------------------------------------------------------
 
@@ -466,7 +568,10 @@ class Activation:
             etag = str(views[key].get("@odata.etag") or "*")
             claims.append((key, {segments.reminders_column: encode_sent(claimed)}, etag))
         results = self.store.update_members(claims)
-        changes, owners = [], {}
+        changes: list[ProfileChange] = []
+        owners: dict[str, str] = {}
+        states: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        state_column = self.config.apsis.audience.state_column
         for (key, _, _), op in zip(claims, results, strict=True):
             if not op.ok:  # changed meanwhile: the next run sees it again
                 report.failed.append(f"member {key}: reminder claim {op.error}")
@@ -477,21 +582,38 @@ class Activation:
                 reminder_event(segments.reminders[i.name], i, method, today) for i in found[key]
             ]
             profile_key = self._profile_key(view) or key
-            changes.append(ProfileChange(profile_key, events=events))
+            attributes: dict[str, Any] = {}
+            previous = parse_state(view.get(state_column))
+            if previous is None:
+                # Not in APSIS yet: the reminder creates the profile, so record it as pushed
+                # (with its attributes), or a later withdrawal of consent would not erase it.
+                attributes, state = self._first_push(view)
+                if state is not None:
+                    states[profile_key] = (key, {}, {state_column: state})
+            changes.append(
+                ProfileChange(
+                    profile_key, attributes=attributes, events=events, create=previous is None
+                )
+            )
             owners[profile_key] = key
         if changes:
             result = self.platform.apply_changes(changes)
             release = []
+            outcomes: dict[str, ChangeOutcome] = {}
             for outcome in result.outcomes:
                 key = owners[outcome.key]
+                outcomes[outcome.key] = outcome
                 if outcome.ok:
                     report.sent.update(i.name for i in found[key])
+                    if outcome.recreated and outcome.key not in states:
+                        states[outcome.key] = (key, {}, {})
                 else:
                     report.failed.append(f"profile {outcome.key}: {outcome.error}")
                     old = views[key].get(segments.reminders_column)
                     release.append((key, {segments.reminders_column: old}, "*"))
-            if release:
-                self.store.update_members(release)
+            writes = self._member_writes(states, outcomes)
+            if release or writes:
+                self.store.update_members([*release, *writes])
         return report
 
     # -- APSIS check ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@
   claims rows by an ETag-guarded PATCH to ``sending`` (only one sender wins a row), sends, and
   settles them ``sent``, ``skipped`` or ``failed`` (or back to ``pending`` for a passing
   failure). A claim older than the lease was lost in a crash and may be taken again.
-- **Delta link** of the segments job: one row of the state table (``dataverse.yaml`` ``state``).
+- **Delta link** of the segments job, and the **time of its last full run**: two rows of the
+  state table (``dataverse.yaml`` ``state``), named ``segments-delta-link`` and
+  ``segments-last-full-run``.
 - **Member columns** the activation side owns (state pushed to APSIS, segments, score, reminders
   sent): PATCHed by alternate key in ``$batch`` requests of up to 1,000.
 """

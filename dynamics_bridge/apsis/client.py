@@ -3,7 +3,9 @@
 Every request is paced (account and profile windows, see :mod:`.pacing`), carries a shared
 bearer token (one refresh-and-retry when APSIS rejects it), and retries 408/429/5xx and
 connection failures with back-off that honours ``Retry-After``; a 429 pauses every worker of
-the account. Identifiers here are APSIS discriminators; :mod:`.platform` maps our names to them.
+the account. Event POSTs are the exception: APSIS has no idempotency key, so one that may have
+been stored (timeout, dropped connection, 5xx) is not retried here (see :meth:`request`).
+Identifiers here are APSIS discriminators; :mod:`.platform` maps our names to them.
 Paths, bodies and status meanings follow reference apsis.md §3.
 """
 
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from dynamics_bridge.apsis.auth import TokenSource, shared_token_cache
 from dynamics_bridge.apsis.models import ConsentResult, ImportResult
@@ -40,7 +43,7 @@ from dynamics_bridge.errors import (
 )
 from dynamics_bridge.settings import ApsisSettings
 
-__all__ = ["CHANNELS", "ApsisClient", "DefinitionKind"]
+__all__ = ["CHANNELS", "AmbiguousDeliveryError", "ApsisClient", "DefinitionKind"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,20 @@ CHANNELS = {"email": "com.apsis1.channels.email", "sms": "com.apsis1.channels.sm
 IMPORT_DONE = ("completed", "error")
 
 DefinitionKind = Literal["attributes", "events", "tags"]
+
+
+class AmbiguousDeliveryError(TransientError):
+    """A non-idempotent request (an event POST) whose fate is unknown: APSIS may have stored it.
+    Transient, so an outbox keeps it pending; never retried inside the client."""
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """The connection was never made, so the request cannot have reached APSIS."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, NewConnectionError)
 
 
 def _q(segment: str) -> str:
@@ -159,9 +176,16 @@ class ApsisClient:
         content_type: str = JSON,
         profile_key: str | None = None,
         allow: Iterable[int] = (),
+        idempotent: bool = True,
     ) -> requests.Response:
         """One API call with pacing, auth and retries. Statuses in ``allow`` are answers, not
-        errors (409 on create means "already exists")."""
+        errors (409 on create means "already exists").
+
+        ``idempotent=False`` (event POSTs: APSIS has no idempotency key) retries only what
+        APSIS surely did not process: 401 (new token), 408, 429 and a connection never made.
+        After a timeout, a dropped connection or a 5xx the events may have been stored, so the
+        call fails with :class:`AmbiguousDeliveryError` (transient) instead of sending them
+        again at once; the caller's outbox decides (it sends them again on its next sweep)."""
         allowed = set(allow)
         data = None
         if json_body is not None:
@@ -182,6 +206,11 @@ class ApsisClient:
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error: BridgeError = TransientError(f"APSIS unreachable: {type(exc).__name__}")
+                if not idempotent and not _never_sent(exc):
+                    raise AmbiguousDeliveryError(
+                        f"APSIS {method} {path.rsplit('/', 1)[-1]}: {type(exc).__name__}; it may "
+                        "have been stored, so it is not sent again now"
+                    ) from None
             else:
                 status = response.status_code
                 if status < 400 or status in allowed:
@@ -193,6 +222,12 @@ class ApsisClient:
                 found = classify(status, response.headers, response.content)
                 assert found is not None
                 error = found
+                if not idempotent and status >= 500:
+                    raise AmbiguousDeliveryError(
+                        f"{found.message}; it may have been stored, so it is not sent again now",
+                        status=status,
+                        request_id=found.request_id,
+                    )
             if not isinstance(error, TransientError) or attempt >= self.max_attempts:
                 raise error
             self._back_off(error, attempt, method)
@@ -289,7 +324,11 @@ class ApsisClient:
         )
         for chunk in chunks:
             self.request(
-                "POST", self._in_section(key, "events"), json_body={"items": chunk}, profile_key=key
+                "POST",
+                self._in_section(key, "events"),
+                json_body={"items": chunk},
+                profile_key=key,
+                idempotent=False,
             )
         return len(chunks)
 

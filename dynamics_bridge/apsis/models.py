@@ -59,7 +59,12 @@ class ConsentChange:
 
 @dataclass(frozen=True, slots=True)
 class ProfileChange:
-    """Everything one batch wants to change on one profile; ``erase`` wins over the rest."""
+    """Everything one batch wants to change on one profile; ``erase`` wins over the rest.
+
+    ``create``: the profile may not exist yet, so create it first (one more request). A caller
+    that knows it pushed the profile before sets it False; should the platform answer that the
+    profile is unknown after all (deleted in APSIS), the adapter creates it and writes the change
+    again, and says so in :attr:`ChangeOutcome.recreated`."""
 
     key: str
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
@@ -68,15 +73,20 @@ class ProfileChange:
     tags_remove: Sequence[str] = ()
     consents: Sequence[ConsentChange] = ()
     erase: bool = False
+    create: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeOutcome:
-    """How one :class:`ProfileChange` went. ``via`` says which path wrote its attributes."""
+    """How one :class:`ProfileChange` went. ``via`` says which path wrote its attributes.
+
+    ``recreated``: the change said the profile existed, the platform did not know it, so it was
+    created anew and holds only this change's attributes (the caller should push all of them)."""
 
     key: str
     via: Literal["api", "import", "erase"]
     error: BridgeError | None = None
+    recreated: bool = False
 
     @property
     def ok(self) -> bool:

@@ -7,6 +7,8 @@ dot) passes through. Events are posted by the event type's current version id.
 :meth:`ApsisPlatform.apply_changes` writes attributes through one bulk import when more profiles
 than ``bulk_threshold`` change attributes (100 requests/s would otherwise take minutes); tags,
 consents and events always go per profile, as the import's tag mapping is not verified.
+A profile is created (``POST …/profiles``) only for a change marked ``create`` (not pushed
+before); a diff on a known profile is one PATCH per kind of write.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dynamics_bridge.apsis.models import (
     ProfileChange,
 )
 from dynamics_bridge.apsis.wire import event_items, wire_value
-from dynamics_bridge.errors import BridgeError, ConfigError, PermanentError
+from dynamics_bridge.errors import BridgeError, ConfigError, NotFoundError, PermanentError
 from dynamics_bridge.settings import ApsisSettings
 
 __all__ = ["ApsisPlatform"]
@@ -219,7 +221,12 @@ class ApsisPlatform:
 
     def _apply_one(self, change: ProfileChange, imported: bool) -> ChangeOutcome:
         """One profile in order: erase, or profile + attributes, tags, consents, then events
-        (events last: they are the only write that a retry would duplicate)."""
+        (events last: they are the only write that a retry would duplicate).
+
+        The profile is created only when the change asks (``create``: not pushed before), so a
+        diff on a known profile costs no create request. Should APSIS answer 404 for it (it was
+        deleted there), the profile is created and the change written once more: nothing of it
+        was written before the 404, as every write needs the profile."""
         via: Literal["api", "import", "erase"] = (
             "erase" if change.erase else "import" if imported else "api"
         )
@@ -227,13 +234,31 @@ class ApsisPlatform:
             if change.erase:
                 self.erase(change.key)
                 return ChangeOutcome(change.key, via)
-            if not imported:
-                self.upsert_profile(change.key, change.attributes)
-            if change.tags_add or change.tags_remove:
-                self.set_tags(change.key, change.tags_add, change.tags_remove)
-            for consent in change.consents:
-                self.set_consent(change.key, consent)
-            self.send_events(change.key, change.events)
+            create = change.create and not imported
+            try:
+                self._write(change, create=create, attributes=not imported)
+            except NotFoundError:
+                if create:
+                    raise
+                log.warning(
+                    "APSIS profile %s unknown: created again",
+                    change.key,
+                    extra={"provider": "apsis", "outcome": "recreated"},
+                )
+                self._write(change, create=True, attributes=True)
+                return ChangeOutcome(change.key, via, recreated=True)
         except BridgeError as exc:
             return ChangeOutcome(change.key, via, exc)
         return ChangeOutcome(change.key, via)
+
+    def _write(self, change: ProfileChange, *, create: bool, attributes: bool) -> None:
+        if create:
+            self.client.create_profile(change.key)
+        values = self._attributes(change.attributes) if attributes else {}
+        if values:
+            self.client.update_attributes(change.key, values)
+        if change.tags_add or change.tags_remove:
+            self.set_tags(change.key, change.tags_add, change.tags_remove)
+        for consent in change.consents:
+            self.set_consent(change.key, consent)
+        self.send_events(change.key, change.events)

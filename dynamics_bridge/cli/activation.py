@@ -58,12 +58,18 @@ def _counts(title: str, counts: dict[str, int], label: str) -> Table:
 @segments_app.command("push")
 def segments_push(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the differences; send nothing."),
-    full: bool = typer.Option(False, "--full", help="Every member, not only those changed."),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Every member, not only those changed (also done by itself once the last full "
+        "run is older than segments.yaml full_run_hours).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
 ) -> None:
-    """Evaluate segments and the score for members changed since the last run; push differences."""
+    """Evaluate segments and the score for members changed since the last run (every member
+    when the last full run is older than full_run_hours); push the differences."""
     try:
-        report = _activation().run_segments(dry_run=dry_run, full=full)
+        report = _activation().run_segments(dry_run=dry_run, full=True if full else None)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -89,9 +95,12 @@ def segments_push(
     )
     summary = report.to_json()
     console.print(
-        f"{summary['evaluated']} evaluated: {summary['pushed']} pushed, {summary['erased']} "
+        f"{summary['evaluated']} evaluated ({'full run' if summary['full'] else 'changed only'}): "
+        f"{summary['pushed']} pushed, {summary['erased']} "
         f"erased, {summary['excluded']} excluded, {summary['unchanged']} unchanged, "
-        f"{summary['imports']} bulk import(s); failed {len(summary['failed'])}"
+        f"{summary['imports']} bulk import(s); failed {len(summary['failed'])} "
+        f"({summary['permanent']} for good); delta link "
+        + ("not saved (dry run)" if dry_run else "saved" if report.delta_saved else "kept back")
     )
     for problem in report.failed:
         err_console.print(f"  • {problem}", highlight=False)

@@ -414,6 +414,12 @@ class ApsisStandIn:
         with self._lock:
             self._faults.append(_Fault(status, times, retry_after, path))
 
+    def forget_profile(self, key: str) -> None:
+        """The profile is gone as if someone deleted it in APSIS's UI (the bridge not told)."""
+        with self._lock:
+            for slot in [s for s, p in self._profiles.items() if p.key == key]:
+                del self._profiles[slot]
+
     # -- inspection ----------------------------------------------------------------------------
 
     def profiles(self) -> dict[str, dict[str, Any]]:

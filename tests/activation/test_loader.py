@@ -73,3 +73,27 @@ def test_a_name_another_file_lacks_is_a_problem_naming_both(mapping, files) -> N
 def test_without_the_files_activation_is_simply_off(tmp_path) -> None:
     assert not activation_configured(tmp_path)
     assert activation_configured(MAPPINGS_DIR)
+
+
+def test_a_renamed_welcome_trigger_still_fills_the_first_paid_column(mapping, files) -> None:
+    edit(files / "triggers.yaml", "  welcome:\n", "  hello_member:\n    event: welcome\n")
+    config = load_activation(mapping, files)
+    assert config.triggers.triggers["hello_member"].first_payment
+
+
+def test_a_first_paid_column_without_a_first_payment_trigger_is_a_problem(mapping, files) -> None:
+    edit(files / "triggers.yaml", "    first_payment: true\n", "")
+    with pytest.raises(ConfigError) as caught:
+        load_activation(mapping, files)
+    assert caught.value.problems == [
+        "triggers.yaml: first_paid_column: no trigger has first_payment: true to fill it"
+    ]
+
+
+def test_the_full_run_interval_defaults_to_a_day_and_is_configurable(mapping, files) -> None:
+    assert load_activation(mapping, files).segments.full_run_hours == 24
+    edit(files / "segments.yaml", "full_run_hours: 24", "full_run_hours: 6")
+    assert load_activation(mapping, files).segments.full_run_hours == 6
+    edit(files / "segments.yaml", "full_run_hours: 6", "full_run_hours: 0")
+    with pytest.raises(ConfigError):
+        load_activation(mapping, files)

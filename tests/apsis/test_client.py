@@ -491,3 +491,62 @@ def test_prepare_import_maps_columns_to_current_attribute_versions(client, api) 
     )
     assert body == IMPORT_BODY
     assert files == [(CSV, ["M-1"])]
+
+
+# -- event POSTs are not idempotent: no retry when APSIS may have stored them -------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.ReadTimeout("read timed out"),
+        requests.ConnectionError("connection reset by peer"),
+    ],
+    ids=["timeout", "dropped"],
+)
+def test_an_event_post_whose_fate_is_unknown_is_not_sent_again(client, api, failure) -> None:
+    from dynamics_bridge.apsis.client import AmbiguousDeliveryError
+
+    call = api.post(f"{IN_SECTION}/events", body=failure)
+    again = api.post(f"{IN_SECTION}/events", status=204)
+    with pytest.raises(AmbiguousDeliveryError, match="may have been stored") as caught:
+        client.post_events(KEY, EVENTS["items"])
+    assert isinstance(caught.value, TransientError)  # an outbox keeps it pending
+    assert (call.call_count, again.call_count) == (1, 0)
+
+
+def test_an_event_post_answered_5xx_is_not_sent_again(client, api) -> None:
+    from dynamics_bridge.apsis.client import AmbiguousDeliveryError
+
+    call = api.post(f"{IN_SECTION}/events", status=502, json={"title": "Bad gateway"})
+    with pytest.raises(AmbiguousDeliveryError) as caught:
+        client.post_events(KEY, EVENTS["items"])
+    assert caught.value.status == 502
+    assert call.call_count == 1
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_an_event_post_apsis_refused_unprocessed_is_retried(client, api, status) -> None:
+    refused = api.post(f"{IN_SECTION}/events", status=status, headers={"Retry-After": "0.01"})
+    stored = api.post(f"{IN_SECTION}/events", status=204)
+    assert client.post_events(KEY, EVENTS["items"]) == 1
+    assert (refused.call_count, stored.call_count) == (1, 1)
+
+
+def test_an_event_post_whose_connection_was_never_made_is_retried(client, api) -> None:
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    refused = requests.ConnectionError(
+        MaxRetryError(None, "/", NewConnectionError(None, "connection refused"))  # type: ignore[arg-type]
+    )
+    api.post(f"{IN_SECTION}/events", body=refused)
+    stored = api.post(f"{IN_SECTION}/events", status=204)
+    assert client.post_events(KEY, EVENTS["items"]) == 1
+    assert stored.call_count == 1
+
+
+def test_an_idempotent_write_is_still_retried_after_a_timeout(client, api) -> None:
+    lost = api.patch(f"{V2_IN_SECTION}/attributes", body=requests.ReadTimeout("read timed out"))
+    written = api.patch(f"{V2_IN_SECTION}/attributes", status=204)
+    client.update_attributes(KEY, ATTRIBUTES)  # a merge patch twice is the same patch
+    assert (lost.call_count, written.call_count) == (1, 1)

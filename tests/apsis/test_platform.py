@@ -417,3 +417,64 @@ def test_workers_apply_changes_in_parallel_and_report_in_input_order(make_platfo
     report = platform.apply_changes([ProfileChange(k, {"winback": True}) for k in keys])
     assert report.ok
     assert [o.key for o in report.outcomes] == keys
+
+
+# -- create only what is new -------------------------------------------------------------------
+
+
+def test_a_diff_on_a_known_profile_is_one_request_without_a_create(make_platform, api) -> None:
+    platform = make_platform()
+    create = api.post(CREATE, status=201)
+    api.patch(in_section("M-1", "tags"), status=204)
+    report = platform.apply_changes([ProfileChange("M-1", tags_add=["winback"], create=False)])
+    assert report.ok
+    assert api_methods(api) == ["PATCH tags"]
+    assert create.call_count == 0
+    assert not report.outcomes[0].recreated
+
+
+def test_a_new_profile_is_still_created_first(make_platform, api) -> None:
+    platform = make_platform()
+    api.post(CREATE, status=201)
+    api.patch(attributes_url("M-1"), status=204)
+    report = platform.apply_changes([ProfileChange("M-1", {"winback": True}, create=True)])
+    assert report.ok
+    assert api_methods(api) == ["POST profiles", "PATCH attributes"]
+
+
+def test_a_known_profile_that_apsis_lost_is_created_and_the_change_written_again(
+    make_platform, api
+) -> None:
+    platform = make_platform()
+    api.patch(in_section("M-1", "tags"), status=404, json={"title": "Not found"})
+    api.patch(in_section("M-1", "tags"), status=204)
+    api.post(CREATE, status=201)
+    api.get(f"{DEFS}/events", json=EVENT_DEFS)
+    events = api.post(in_section("M-1", "events"), status=204)
+    change = ProfileChange(
+        "M-1",
+        tags_add=["winback"],
+        events=[MarketingEvent("payment_confirmed", PAID, {"payment_id": "PAY-1"})],
+        create=False,
+    )
+    (outcome,) = platform.apply_changes([change]).outcomes
+    assert outcome.ok
+    assert outcome.recreated
+    assert api_methods(api) == [
+        "PATCH tags",
+        "POST profiles",
+        "PATCH tags",
+        "GET events",
+        "POST events",
+    ]
+    assert events.call_count == 1  # the events went once: the 404 came before them
+
+
+def test_a_404_on_a_profile_just_created_is_a_failure_not_a_loop(make_platform, api) -> None:
+    platform = make_platform()
+    create = api.post(CREATE, status=201)
+    api.patch(attributes_url("M-1"), status=404, json={"title": "Not found"})
+    (outcome,) = platform.apply_changes([ProfileChange("M-1", {"winback": True})]).outcomes
+    assert not outcome.ok
+    assert not outcome.recreated
+    assert create.call_count == 1

@@ -22,7 +22,16 @@ def test_demo_json_has_apsis_with_nothing_sent_twice_and_no_excluded_profile(tmp
     assert apsis["events_by_type"]["welcome"] > 0
     assert apsis["sent_twice"] == 0  # every input arrived twice
     assert apsis["left_in_outbox"] == 0
+    # The second runs sending nothing means something only because the first ones did send.
+    segments = apsis["segments_run"]
+    assert segments["pushed"] > 0
+    assert segments["failed"] == []
+    assert segments["delta_saved"]
     assert apsis["segments_second_run_pushed"] == 0
+    reminders = apsis["reminders"]
+    assert sum(reminders["sent"].values()) > 0
+    assert reminders["failed"] == []
+    assert reminders["sent"] == reminders["due"]
     assert apsis["reminders_second_run_sent"] == 0
     assert apsis["excluded_members_in_apsis"] == []
     assert apsis["consent_withdrawn"]["erased"] == 1

@@ -328,3 +328,211 @@ def test_segments_push_dry_run_prints_the_diff_table_and_sends_nothing(
     result = CliRunner().invoke(app, ["apsis", "check"])
     assert result.exit_code == 0
     assert "every configured APSIS name exists" in result.output
+
+
+# -- member state follows what APSIS holds, not what was attempted ------------------------------
+
+STATE = CONFIG.apsis.audience.state_column
+
+
+def state_of(world: World, number: str) -> Any:
+    return world.activation.store.members([number], [STATE])[number].get(STATE)
+
+
+def test_an_erase_that_failed_leaves_the_member_marked_pushed_so_it_is_erased_later(
+    world: World,
+) -> None:
+    number = world.numbers[3]
+    world.pipeline().apply([paid(number)])
+    assert state_of(world, number)
+    world.set_member(number, mbr_marketingconsent=False)
+    world.apsis.fail_next(503, path=f"profiles/{number}")  # the DELETE
+    report = world.pipeline().apply([paid(number, 2)])
+    assert report[0].outcome is Outcome.APPLIED
+    assert world.apsis.profile(number) is not None  # not erased yet...
+    assert state_of(world, number)  # ...so it still looks pushed
+    segments = world.activation.run_segments()
+    assert segments.erased == 1
+    assert world.apsis.profile(number) is None
+    assert (number, "delete") in world.apsis.erasures()
+    assert not state_of(world, number)
+
+
+def test_a_first_push_that_failed_writes_no_state_and_the_retry_does(world: World) -> None:
+    number = world.numbers[0]
+    world.apsis.fail_next(503, path="/profiles")  # the create
+    event = paid(number)
+    world.pipeline().apply([event])
+    assert world.outbox_state(event.event_id) == "pending"
+    assert not state_of(world, number)  # APSIS holds nothing: a withdrawal needs no erase
+    row = world.activation.store.members([number], ["mbr_firstpaidon"])[number]
+    assert row["mbr_firstpaidon"] == "2026-10-29"  # a fact of the register all the same
+    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
+    assert state_of(world, number)
+    assert world.apsis.profile(number)["attributes"]
+
+
+def test_a_first_push_that_failed_for_good_writes_no_state(world: World) -> None:
+    number = world.numbers[0]
+    world.apsis.fail_next(400, path="/profiles")
+    event = paid(number)
+    world.pipeline().apply([event])
+    assert world.outbox_state(event.event_id) == "failed"
+    assert not state_of(world, number)
+    world.activation.run_segments()  # the segments job creates it in full
+    assert world.apsis.profile(number)["attributes"]
+    assert state_of(world, number)
+
+
+def test_the_first_payment_trigger_is_found_by_its_flag_not_its_name(world: World) -> None:
+    triggers = dict(CONFIG.triggers.triggers)
+    triggers["hello_member"] = triggers.pop("welcome")
+    renamed = CONFIG.model_copy(
+        update={"triggers": CONFIG.triggers.model_copy(update={"triggers": triggers})}
+    )
+    activation = Activation(
+        world.client, MAPPING, renamed, world.activation.platform, clock=lambda: NOW
+    )
+    assert activation.first_payment_triggers == {"hello_member"}
+    number = world.numbers[1]
+    store = DataverseMemberStore(world.client, MAPPING)
+    Pipeline(store, MAPPING, hooks=activation).apply([paid(number)])
+    row = activation.store.members([number], ["mbr_firstpaidon"])[number]
+    assert row["mbr_firstpaidon"] == "2026-10-29"
+
+
+# -- the segments job: time windows, and failures that do not block ------------------------------
+
+
+def test_time_based_segments_are_refreshed_by_a_full_run_once_the_interval_passed(
+    world: World,
+) -> None:
+    from dynamics_bridge.activation.service import FULL_RUN_NAME
+
+    number = world.numbers[0]  # joined 2026-10-01: onboarding for 90 days
+    first = world.activation.run_segments()
+    assert first.full
+    assert first.delta_saved
+    assert "onboarding" in world.apsis.profile(number)["tags"]
+    assert world.activation.store.get_state(FULL_RUN_NAME) == NOW.isoformat()
+    world.activation.run_segments()  # our own writes come back once in the delta
+    world.now[0] = NOW + timedelta(hours=23)
+    within = world.activation.run_segments()
+    assert not within.full
+    assert within.evaluated == 0
+    world.now[0] = datetime(2027, 1, 5, 12, 0, tzinfo=UTC)  # 96 days after joining
+    later = world.activation.run_segments()
+    assert later.full
+    assert later.evaluated == 6
+    assert "onboarding" not in world.apsis.profile(number)["tags"]
+    assert world.activation.store.get_state(FULL_RUN_NAME) == world.now[0].isoformat()
+    after = world.activation.run_segments()
+    assert not after.full
+
+
+def test_the_full_run_interval_is_read_from_segments_yaml(world: World) -> None:
+    hourly = CONFIG.model_copy(
+        update={"segments": CONFIG.segments.model_copy(update={"full_run_hours": 1})}
+    )
+    activation = Activation(
+        world.client, MAPPING, hourly, world.activation.platform, clock=lambda: world.now[0]
+    )
+    assert activation.run_segments().full
+    world.now[0] = NOW + timedelta(minutes=30)
+    assert not activation.run_segments().full
+    world.now[0] = NOW + timedelta(minutes=61)
+    assert activation.run_segments().full
+
+
+def test_a_profile_failing_for_good_does_not_hold_the_delta_link_back(world: World) -> None:
+    world.activation.run_segments()
+    link = world.activation.store.get_state(DELTA_NAME)
+    bad, good = world.numbers[1], world.numbers[2]
+    world.set_member(bad, mbr_arrears=250)
+    world.set_member(good, mbr_arrears=250)
+    world.apsis.fail_next(400, path=f"/profiles/{bad}/")
+    report = world.activation.run_segments()
+    assert report.permanent == 1
+    assert len(report.failed) == 1
+    assert bad in report.failed[0]
+    assert "400" in report.failed[0]
+    assert report.delta_saved
+    assert world.activation.store.get_state(DELTA_NAME) != link
+    assert "at_risk" in world.apsis.profile(good)["tags"]
+    assert "at_risk" not in world.apsis.profile(bad)["tags"]  # its state was not moved on
+
+
+def test_a_passing_failure_holds_the_delta_link_back_until_it_went_through(world: World) -> None:
+    world.activation.run_segments()
+    world.activation.run_segments()
+    link = world.activation.store.get_state(DELTA_NAME)
+    number = world.numbers[1]
+    world.set_member(number, mbr_arrears=250)
+    world.apsis.fail_next(503, path=f"/profiles/{number}/")
+    report = world.activation.run_segments()
+    assert report.failed
+    assert report.permanent == 0
+    assert not report.delta_saved
+    assert world.activation.store.get_state(DELTA_NAME) == link
+    retry = world.activation.run_segments()
+    assert retry.pushed == 1
+    assert retry.delta_saved
+    assert "at_risk" in world.apsis.profile(number)["tags"]
+
+
+def test_a_diff_on_a_known_profile_sends_no_create(world: World) -> None:
+    world.activation.run_segments()
+    creates = world.apsis.requests["POST profiles"]
+    world.set_member(world.numbers[1], mbr_arrears=250)
+    assert world.activation.run_segments().pushed == 1
+    assert world.apsis.requests["POST profiles"] == creates
+
+
+def test_a_profile_deleted_in_apsis_is_created_again_and_then_pushed_in_full(
+    world: World,
+) -> None:
+    number = world.numbers[1]
+    world.activation.run_segments()
+    world.apsis.forget_profile(number)
+    world.set_member(number, mbr_arrears=250)
+    report = world.activation.run_segments()
+    assert report.pushed == 1
+    assert not report.failed
+    assert "at_risk" in world.apsis.profile(number)["tags"]
+    assert not state_of(world, number)  # APSIS holds only that diff: push everything next
+    world.activation.run_segments()
+    profile = world.apsis.profile(number)
+    assert set(profile["attributes"]) >= {"engagement_score"}
+    assert "onboarding" in profile["tags"]
+    assert "at_risk" in profile["tags"]
+    assert state_of(world, number)
+
+
+# -- reminders record the profile they create ---------------------------------------------------
+
+
+def test_a_reminder_that_creates_the_profile_records_it_so_a_withdrawal_erases_it(
+    world: World,
+) -> None:
+    number = world.numbers[5]
+    world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
+    assert world.apsis.profile(number) is None
+    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    assert world.apsis.profile(number)["attributes"]  # created with its attributes
+    assert state_of(world, number)
+    world.set_member(number, mbr_marketingconsent=False)
+    report = world.activation.run_segments()
+    assert report.erased == 1
+    assert world.apsis.profile(number) is None
+
+
+def test_a_reminder_to_a_known_profile_sends_only_its_event(world: World) -> None:
+    number = world.numbers[5]
+    world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
+    world.activation.run_segments()
+    before = Counter(world.apsis.requests)
+    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    sent = Counter(world.apsis.requests) - before
+    assert sent["POST events"] == 1
+    assert sent["POST profiles"] == 0
+    assert sent["PATCH attributes"] == 0
