@@ -32,12 +32,19 @@ bench: $(STAMP) node_modules/.bin/azurite
 
 # The function app as `func azure functionapp publish` wants it: function_app.py, host.json,
 # requirements.txt and .funcignore at the root, the package and the mappings beside them.
+# SPAR's contract (the WSDL/XSD folder SPAR gives a union at onboarding, laid out as
+# granssnitt/personsok/<version>/personsok.wsdl) is copied to spar/ when the folder
+# $(SPAR_CONTRACT) exists; point BRIDGE_SPAR__WSDL_PATH (Bicep sparWsdlPath) into spar/.
 FUNCTIONAPP := build/functionapp
+SPAR_CONTRACT ?= spar
 functionapp:
 	rm -rf $(FUNCTIONAPP) && mkdir -p $(FUNCTIONAPP)
 	cp deploy/azure-functions/function_app.py deploy/azure-functions/host.json \
 	   deploy/azure-functions/requirements.txt deploy/azure-functions/.funcignore $(FUNCTIONAPP)/
 	cp -r dynamics_bridge mappings $(FUNCTIONAPP)/
+	if [ -d "$(SPAR_CONTRACT)" ]; then cp -r "$(SPAR_CONTRACT)" $(FUNCTIONAPP)/spar && \
+	   echo "$(FUNCTIONAPP)/spar: SPAR's contract from $(SPAR_CONTRACT)"; \
+	else echo "no $(SPAR_CONTRACT)/ folder: no SPAR contract packaged (lookups at SPAR are refused)"; fi
 	find $(FUNCTIONAPP) -name __pycache__ -prune -exec rm -rf {} +
 	@echo "$(FUNCTIONAPP): cd there and run func azure functionapp publish <app> --python"
 

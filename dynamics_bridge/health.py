@@ -44,14 +44,15 @@ def check_health(
     try:
         settings = services.settings
     except ConfigError as exc:
-        names = sorted({p.split(":", 1)[0] for p in exc.problems})
-        checks["settings"] = {"ok": False, "problems": names}
+        checks["settings"] = {"ok": False, "problems": _names(exc.problems)}
         return _answer(checks, queue_options, jobs)
     checks["settings"] = {"ok": True}
     checks["queue"] = _queue(services, settings.queue.name)
     checks["dataverse"] = _dataverse(services)
     checks["apsis"] = {"ok": True, "configured": settings.apsis.configured}
     checks["spar"] = {"ok": True, "configured": settings.spar.configured}
+    if contract := settings.spar.contract_problems():  # SPAR set up on the demo contract
+        checks["spar"] = {**checks["spar"], "ok": False, "problems": _names(contract)}
     return _answer(checks, queue_options, jobs)
 
 
@@ -82,6 +83,11 @@ def _dataverse(services: Services) -> dict[str, Any]:
     except BridgeError as exc:
         return {"ok": False, "error": _word(exc), "status": exc.status}
     return {"ok": True}
+
+
+def _names(problems: list[str]) -> list[str]:
+    """The variables a list of problems names (never their values)."""
+    return sorted({p.split(":", 1)[0] for p in problems})
 
 
 def _word(exc: BridgeError) -> str:

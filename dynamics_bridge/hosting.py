@@ -23,6 +23,7 @@ __all__ = [
     "QueueHostOptions",
     "dataverse_concurrency",
     "forwarded_client_ip",
+    "is_key_vault_reference",
     "parse_timespan",
     "queue_host_options",
     "unresolved_key_vault_references",
@@ -123,9 +124,18 @@ def forwarded_client_ip(headers: Mapping[str, str]) -> str | None:
         return None
 
 
-def unresolved_key_vault_references(env: Mapping[str, str], prefix: str = "BRIDGE_") -> list[str]:
-    """Settings still holding ``@Microsoft.KeyVault(...)``: the platform could not resolve them
-    (identity, role or secret missing), and the app would otherwise use the literal text."""
-    return sorted(
-        k for k, v in env.items() if k.startswith(prefix) and v.startswith("@Microsoft.KeyVault(")
+KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("
+
+
+def is_key_vault_reference(value: object) -> bool:
+    """``@Microsoft.KeyVault(...)`` text: App Service leaves a reference it could not resolve
+    (identity, role or secret missing) as the app setting's literal value."""
+    return isinstance(value, str) and value.lstrip().lower().startswith(
+        KEY_VAULT_REFERENCE_PREFIX.lower()
     )
+
+
+def unresolved_key_vault_references(env: Mapping[str, str], prefix: str = "BRIDGE_") -> list[str]:
+    """Settings still holding ``@Microsoft.KeyVault(...)``: the platform could not resolve them,
+    and loading settings refuses them (``load_settings`` raises a ConfigError naming each)."""
+    return sorted(k for k, v in env.items() if k.startswith(prefix) and is_key_vault_reference(v))

@@ -11,10 +11,19 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dynamics_bridge.errors import ConfigError
+from dynamics_bridge.hosting import is_key_vault_reference
 from dynamics_bridge.model import MemberRefKind
 
 __all__ = [
@@ -360,7 +369,9 @@ class ApsisSettings(BaseModel):
 
 class SparSettings(BaseModel):
     """SPAR PersonSok over SOAP (reference soap.md). The identification fields are SPAR's
-    ``Identifieringsinformation``, assigned at onboarding; mTLS needs PEM files (convert a .p12)."""
+    ``Identifieringsinformation``, assigned at onboarding. mTLS takes PEM files (convert a .p12)
+    or, in Azure, PEM text from Key Vault (``*_PEM``), written at run time to files only this
+    process's user can read."""
 
     endpoint: str | None = Field(
         default=None,
@@ -368,7 +379,8 @@ class SparSettings(BaseModel):
     )
     wsdl_path: str | None = Field(
         default=None,
-        description="SPAR's personsok.wsdl. Unset: the bridge's own copy (demo and tests only).",
+        description="SPAR's personsok.wsdl (relative: to the function app's folder). Unset: the "
+        "bridge's own demo copy, accepted only for a loopback endpoint (the sandbox).",
     )
     schema_root: str | None = Field(
         default=None,
@@ -394,7 +406,42 @@ class SparSettings(BaseModel):
     client_cert: str | None = Field(default=None, description="PEM certificate (or cert + key).")
     client_key: str | None = Field(default=None, description="PEM private key, unencrypted.")
     ca_bundle: str | None = Field(default=None, description="Trust only this CA for SPAR.")
+    client_cert_pem: SecretStr | None = Field(
+        default=None,
+        description="PEM certificate as text (Key Vault); may hold the private key too (a Key "
+        "Vault certificate of content type PEM does). Instead of client_cert.",
+    )
+    client_key_pem: SecretStr | None = Field(
+        default=None, description="PEM private key as text, unencrypted. Instead of client_key."
+    )
+    ca_pem: SecretStr | None = Field(
+        default=None, description="SPAR's CA certificate(s) as PEM text. Instead of ca_bundle."
+    )
     timeout_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("client_cert_pem", "client_key_pem", "ca_pem", mode="before")
+    @classmethod
+    def _pem_text(cls, v: Any) -> Any:
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if not isinstance(text, str):
+            return v
+        if "\n" not in text and "\\n" in text:  # one line, with escaped newlines
+            text = text.replace("\\n", "\n")
+        if "-----BEGIN " not in text:
+            raise ValueError("PEM text (-----BEGIN ...-----), not a path or base64 PFX")
+        return text.strip() + "\n"
+
+    @model_validator(mode="after")
+    def _path_or_text(self) -> SparSettings:
+        pairs = (("client_cert", "client_cert_pem"), ("client_key", "client_key_pem"))
+        both = [
+            f"{env_name(('spar', path))} and {env_name(('spar', text))}"
+            for path, text in (*pairs, ("ca_bundle", "ca_pem"))
+            if getattr(self, path) and getattr(self, text)
+        ]
+        if both:
+            raise ValueError("set one of " + "; one of ".join(both))
+        return self
 
     @field_validator("endpoint")
     @classmethod
@@ -415,6 +462,24 @@ class SparSettings(BaseModel):
             for name in needed
             if getattr(self, name) is None
         ]
+
+    @property
+    def endpoint_is_loopback(self) -> bool:
+        """The endpoint is on this machine (the sandbox responder), not SPAR."""
+        return bool(
+            self.endpoint
+            and re.match(r"(?i)^https?://(127\.0\.0\.1|localhost|\[::1\])([:/]|$)", self.endpoint)
+        )
+
+    def contract_problems(self) -> list[str]:
+        """The bundled contract is the bridge's demo copy: refused for anything but the sandbox."""
+        if self.endpoint and not self.wsdl_path and not self.endpoint_is_loopback:
+            return [
+                f"{env_name(('spar', 'wsdl_path'))}: required when {env_name(('spar', 'endpoint'))}"
+                " is SPAR: set it to the personsok.wsdl SPAR gave you (the bundled contract is a"
+                " demo copy, for the local sandbox only)"
+            ]
+        return []
 
     @property
     def configured(self) -> bool:
@@ -440,6 +505,9 @@ class Settings(BaseSettings):
         env_nested_delimiter=ENV_DELIMITER,
         env_file=".env",
         env_file_encoding="utf-8",
+        # An empty value means unset (the field's default): Bicep and local.settings.json write
+        # "" for what a union does not use, and "" is not a valid number, URL or identifier.
+        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -452,6 +520,30 @@ class Settings(BaseSettings):
     apsis: ApsisSettings = Field(default_factory=ApsisSettings)
     spar: SparSettings = Field(default_factory=SparSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_key_vault_references(cls, data: Any, handler: Any) -> Any:
+        """Refuse a value that is still ``@Microsoft.KeyVault(...)``: App Service could not
+        resolve the reference and would hand the app the literal text (as a sign key, a client
+        secret...). One ConfigError names each such variable, and every other problem too."""
+        found = sorted(_key_vault_references(data))
+        if not found:
+            return handler(data)
+        problems = [
+            f"{env_name(loc)}: an unresolved Key Vault reference (check the secret exists, and "
+            "the app's identity has 'Key Vault Secrets User' on the vault)"
+            for loc in found
+        ]
+        named = {env_name(loc) for loc in found}
+        try:
+            handler(_without(data, found))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+                if env_name(loc) not in named:
+                    problems.append(f"{env_name(loc)}: {err['msg']}")
+        raise ConfigError(problems)
 
     def secrets(self) -> list[str]:
         """Every configured secret's value, so the log filter can scrub them."""
@@ -471,6 +563,32 @@ class Settings(BaseSettings):
         return [s for s in found if s]
 
 
+def _key_vault_references(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Where raw settings input (nested dicts of strings) holds a Key Vault reference."""
+    if isinstance(data, SecretStr):
+        data = data.get_secret_value()
+    if isinstance(data, dict):
+        return [
+            loc
+            for key, value in data.items()
+            if isinstance(key, str)
+            for loc in _key_vault_references(value, (*path, key))
+        ]
+    return [path] if path and is_key_vault_reference(data) else []
+
+
+def _without(data: dict[str, Any], locs: list[tuple[str, ...]]) -> dict[str, Any]:
+    """``data`` with the values at ``locs`` left out (so their defaults apply)."""
+    out = dict(data)
+    for loc in locs:
+        node = out
+        for key in loc[:-1]:
+            node[key] = dict(node[key])
+            node = node[key]
+        node.pop(loc[-1], None)
+    return out
+
+
 def env_name(loc: tuple[int | str, ...]) -> str:
     """``("queue", "name")`` → ``BRIDGE_QUEUE__NAME``: the name an operator actually sets."""
     parts = [str(p) for p in loc if not isinstance(p, int)]
@@ -478,7 +596,18 @@ def env_name(loc: tuple[int | str, ...]) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings or raise one ConfigError that lists every problem by env var name."""
+    """Build settings or raise one ConfigError that lists every problem by env var name.
+
+    Besides validation errors, pydantic-settings raises ``SettingsError`` before validating when
+    a complex value (a JSON object or list, e.g. ``BRIDGE_APSIS__ATTRIBUTES``) is not JSON; that
+    becomes a ConfigError too, naming every variable whose value could not be decoded.
+    """
+    import os
+    import types
+    import typing
+
+    from pydantic_settings import SettingsError
+
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -486,4 +615,58 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
             problems.append(f"{env_name(loc)}: {err['msg']}")
+        raise ConfigError(problems) from None
+    except SettingsError as exc:
+        found = re.search(r'field "([^"]+)"', str(exc))
+        top = found.group(1) if found else None
+        why = str(exc.__cause__ or exc)
+
+        def wants_json(names: list[str]) -> bool:
+            """Whether BRIDGE_A__B names a field pydantic-settings decodes as JSON."""
+            model: Any = Settings
+            info = None
+            for name in names:
+                fields = getattr(model, "model_fields", None)
+                if not isinstance(fields, dict) or name not in fields:
+                    return False
+                info = fields[name]
+                model = info.annotation
+            if info is None or any(m is NoDecode or isinstance(m, NoDecode) for m in info.metadata):
+                return False
+            origin = typing.get_origin(model) or model
+            if origin in (typing.Union, types.UnionType):  # ``X | None``
+                args = [a for a in typing.get_args(model) if a is not type(None)]
+                origin = (typing.get_origin(args[0]) or args[0]) if len(args) == 1 else None
+            return isinstance(origin, type) and (
+                issubclass(origin, BaseModel) or issubclass(origin, dict | list | tuple | set)
+            )
+
+        values: dict[str, str | None] = {}
+        env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+        if isinstance(env_file, str | os.PathLike) and os.path.isfile(env_file):
+            from dotenv import dotenv_values
+
+            values.update(dotenv_values(env_file))
+        values.update(os.environ)
+        culprits = []
+        for key, value in values.items():
+            upper = key.upper()
+            if not upper.startswith(ENV_PREFIX) or value is None or not value.strip():
+                continue
+            names = upper[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+            if top is not None and names[0] != top:
+                continue
+            if not wants_json(names):
+                continue
+            try:
+                json.loads(value)
+            except ValueError:
+                culprits.append(upper)
+        if culprits:
+            problems = [f"{name}: not valid JSON ({why})" for name in sorted(set(culprits))]
+        elif top is not None:
+            where = env_name((top,))
+            problems = [f"{where} (or one of {where}__*): value could not be decoded ({why})"]
+        else:
+            problems = [f"settings could not be read: {exc}"]
         raise ConfigError(problems) from None

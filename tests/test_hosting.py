@@ -10,6 +10,7 @@ from dynamics_bridge.hosting import (
     QueueHostOptions,
     dataverse_concurrency,
     forwarded_client_ip,
+    is_key_vault_reference,
     parse_timespan,
     queue_host_options,
     unresolved_key_vault_references,
@@ -98,3 +99,18 @@ def test_unresolved_key_vault_references_are_named() -> None:
         "OTHER": "@Microsoft.KeyVault(VaultName=kv;SecretName=x)",
     }
     assert unresolved_key_vault_references(env) == ["BRIDGE_APSIS__CLIENT_SECRET"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("@Microsoft.KeyVault(VaultName=kv;SecretName=x)", True),
+        ("@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x/)", True),
+        ("  @microsoft.keyvault(VaultName=kv;SecretName=x)", True),
+        ("a secret that mentions @Microsoft.KeyVault(", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_a_key_vault_reference_is_recognised_by_its_prefix(value: object, expected: bool) -> None:
+    assert is_key_vault_reference(value) is expected

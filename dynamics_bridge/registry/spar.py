@@ -17,7 +17,11 @@ anything below WARNING from ``zeep.transports`` whatever level is set later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +43,7 @@ from dynamics_bridge.errors import (
     TransientError,
 )
 from dynamics_bridge.personnummer import Personnummer, mask_text
-from dynamics_bridge.registry.spar_contract import SparContract
+from dynamics_bridge.registry.spar_contract import BUNDLED_WSDL, SparContract
 from dynamics_bridge.registry.spar_errors import SparFaultError, SparNotFoundError, http_error
 from dynamics_bridge.registry.spar_mapping import AddressRecord, map_answer
 from dynamics_bridge.settings import SparSettings, env_name
@@ -71,7 +75,13 @@ class _BelowWarningDropped(logging.Filter):
 
 
 def session_for(settings: SparSettings) -> requests.Session:
-    """A session with the organisation certificate (mTLS) and SPAR's CA from settings."""
+    """A session with the organisation certificate (mTLS) and SPAR's CA from settings.
+
+    Files come from ``BRIDGE_SPAR__CLIENT_CERT``/``__CLIENT_KEY``/``__CA_BUNDLE``; PEM text
+    (``__CLIENT_CERT_PEM``/``__CLIENT_KEY_PEM``/``__CA_PEM``, Key Vault in Azure) is written to
+    files of mode 0600 in a private temporary folder, because ``requests`` reads certificates
+    from files only. They live as long as the session and are removed with it (or at exit).
+    """
     missing = [
         f"{env_name(('spar', name))}: no file at {value}"
         for name in ("client_cert", "client_key", "ca_bundle")
@@ -80,16 +90,59 @@ def session_for(settings: SparSettings) -> requests.Session:
     if missing:
         raise ConfigError(missing)
     session = requests.Session()
-    if settings.client_cert:
-        session.cert = (
-            (settings.client_cert, settings.client_key)
-            if settings.client_key
-            else settings.client_cert
+    written = _write_pem_files(session, settings)
+    cert = settings.client_cert or written.get("client_cert_pem")
+    key = settings.client_key or written.get("client_key_pem")
+    ca = settings.ca_bundle or written.get("ca_pem")
+    if key and not cert:
+        raise ConfigError(
+            "BRIDGE_SPAR__CLIENT_KEY(_PEM) is set without BRIDGE_SPAR__CLIENT_CERT(_PEM)"
         )
-    if settings.ca_bundle:
-        session.verify = settings.ca_bundle
+    if cert:
+        session.cert = (cert, key) if key else cert
+    if ca:
+        session.verify = ca
         session.trust_env = False  # else REQUESTS_CA_BUNDLE would override our CA
     return session
+
+
+def _write_pem_files(session: requests.Session, settings: SparSettings) -> dict[str, str]:
+    """The ``*_pem`` settings as files only this user can read; removed with the session."""
+    texts = {
+        name: value.get_secret_value()
+        for name in ("client_cert_pem", "client_key_pem", "ca_pem")
+        if (value := getattr(settings, name)) is not None
+    }
+    if not texts:
+        return {}
+    folder = tempfile.mkdtemp(prefix="spar-tls-")  # mode 0700
+    paths: dict[str, str] = {}
+    for name, text in texts.items():
+        path = os.path.join(folder, f"{name.removesuffix('_pem')}.pem")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        paths[name] = path
+    weakref.finalize(session, _remove_files, folder, list(paths.values()))
+    return paths
+
+
+def _remove_files(folder: str, paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def _app_path(value: str | None) -> str | None:
+    """A relative contract path, taken from the function app's folder when running under the
+    Functions host (``AzureWebJobsScriptRoot``), else from the current folder."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    root = os.environ.get("AzureWebJobsScriptRoot")  # noqa: SIM112 - the host's own name
+    return str(Path(root) / path) if root and not path.is_absolute() else str(path)
 
 
 class _ValidateRequest(Plugin):
@@ -158,6 +211,16 @@ class SparClient:
         assignment, end_user = settings.assignment_id, settings.end_user_id
         if endpoint is None or customer is None or assignment is None or end_user is None:
             raise ConfigError(settings.problems())
+        if settings.contract_problems():
+            raise ConfigError(settings.contract_problems())
+        contract = SparContract.from_paths(
+            _app_path(settings.wsdl_path), _app_path(settings.schema_root)
+        )
+        if contract.wsdl_path == BUNDLED_WSDL and not settings.endpoint_is_loopback:
+            raise ConfigError(
+                f"BRIDGE_SPAR__WSDL_PATH: {BUNDLED_WSDL} is the bridge's demo contract, for the"
+                " local sandbox only: set it to the personsok.wsdl SPAR gave you"
+            )
         return cls(
             session or session_for(settings),
             endpoint=endpoint,
@@ -165,7 +228,7 @@ class SparClient:
             delivery_customer_number=settings.delivery_customer_number,
             assignment_id=assignment,
             end_user_id=end_user,
-            contract=SparContract.from_paths(settings.wsdl_path, settings.schema_root),
+            contract=contract,
             timeout=settings.timeout_seconds,
         )
 
@@ -249,8 +312,8 @@ class SparClient:
             )
         if isinstance(exc, requests.exceptions.SSLError):
             return AuthError(
-                "TLS with SPAR failed: check BRIDGE_SPAR__CLIENT_CERT, BRIDGE_SPAR__CLIENT_KEY "
-                "and BRIDGE_SPAR__CA_BUNDLE"
+                "TLS with SPAR failed: check BRIDGE_SPAR__CLIENT_CERT(_PEM), "
+                "BRIDGE_SPAR__CLIENT_KEY(_PEM) and BRIDGE_SPAR__CA_BUNDLE (or __CA_PEM)"
             )
         if isinstance(exc, requests.Timeout):
             return TransientError(f"SPAR did not answer within {self.timeout:g} s")

@@ -1,6 +1,7 @@
 """The function app end to end on local parts: provider callbacks through the HTTP functions, onto
 an Azure Storage queue (Azurite), through the queue function run the way the Functions host runs
-it (dynamics_bridge/testing/functions_host.py), into the Dataverse sandbox; and the two ways a
+it (dynamics_bridge/testing/functions_host.py), into the Dataverse sandbox and on to the APSIS
+stand-in as triggers; the segments and reminders timers against both; and the two ways a
 message that keeps failing reaches the poison queue, and comes back with ``poison replay``."""
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app as cli
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
 from dynamics_bridge.sandbox.server import SandboxInfo, run_sandbox
 from dynamics_bridge.services import Services
 from dynamics_bridge.settings import Settings, load_settings
@@ -31,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 MAPPING = load_mapping()
 MEMBER = "100234"  # the member both fixture callbacks name
+OTHER = "100235"  # pays by autogiro, due in four days: the reminders timer's member
 SWISH_IDENTIFIER = "c0ffee-union-2026"  # as in the Swish fixture
 PAID = MAPPING.choices["payment_status"].options["paid"].value
 JSON = {"Content-Type": "application/json"}
@@ -42,17 +47,40 @@ def box() -> Iterator[SandboxInfo]:
     with run_sandbox() as box:
         client = DataverseClient.from_settings(sandbox_settings(box))
         apply_plan(client, plan(client, MAPPING))
-        seed_members(client, MAPPING, [MEMBER, "100235"])
+        seed_members(client, MAPPING, [MEMBER, OTHER])
+        member = MAPPING.member
+        choices = MAPPING.choices
+        marketable = {
+            "mbr_marketingconsent": True,
+            "mbr_joinedon": "2026-10-01",
+            "mbr_membershipstatus": choices["membership_status"].options["active"].value,
+        }
+        due = (datetime.now(UTC) + timedelta(days=4)).date().isoformat()
+        autogiro = choices["payment_method"].options["autogiro"].value
+        client.update(member.entity_set, {member.key_column: MEMBER}, marketable)
+        client.update(
+            member.entity_set,
+            {member.key_column: OTHER},
+            {**marketable, "mbr_paymentmethod": autogiro, "mbr_paidthrough": due},
+        )
         yield box
 
 
 @pytest.fixture
-def settings(box: SandboxInfo, azurite: str) -> Settings:  # noqa: F811 - the fixture
+def apsis() -> Iterator[ApsisStandIn]:
+    with run_apsis_standin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def settings(box: SandboxInfo, azurite: str, apsis: ApsisStandIn) -> Settings:  # noqa: F811
+    values = {k.removeprefix("BRIDGE_APSIS__").lower(): v for k, v in apsis.env.items()}
     return load_settings(
         queue={"backend": "azure", "connection_string": azurite, "name": f"ev-{uuid.uuid4().hex}"},
         billogram={"sign_key": KEY},
         swish={"callback_identifier": SWISH_IDENTIFIER},
         dataverse=sandbox_settings(box, max_attempts=1),
+        apsis={k: json.loads(v) if v.startswith("{") else v for k, v in values.items()},
     )
 
 
@@ -117,8 +145,8 @@ def payment_rows(client: DataverseClient, event_ids: list[str]) -> set[str]:
     return {r[payment.key_column] for r in rows} & set(event_ids)
 
 
-def test_callbacks_reach_dataverse_through_the_queue_function(
-    function_app, functions, monkeypatch, settings, host
+def test_callbacks_reach_dataverse_and_apsis_through_the_queue_function(
+    function_app, functions, monkeypatch, settings, host, apsis
 ) -> None:
     services = Services(settings)
     monkeypatch.setattr(function_app, "services", services)
@@ -134,6 +162,14 @@ def test_callbacks_reach_dataverse_through_the_queue_function(
     )
     assert member is not None
     assert member["mbr_paymentstatus"] == PAID
+    # The pipeline's activation hooks sent the triggers of the applied payments to APSIS: the
+    # Billogram payment is the newer one, so it always applies; the Swish one applies too when
+    # the queue function happens to take it first (else it is stale, and triggers nothing).
+    confirmed = [e.data["source_event_id"] for e in apsis.events("payment_confirmed", key=MEMBER)]
+    assert len(confirmed) == len(set(confirmed))
+    assert {event_ids[0]} <= set(confirmed) <= set(event_ids)
+    assert event_ids[0].startswith("billogram-")
+    assert len(apsis.events("welcome", key=MEMBER)) == 1  # the first payment only
 
     health = functions["health"](func.HttpRequest(method="GET", url="/api/health", body=b""))
     checks = json.loads(health.get_body())["checks"]
@@ -194,3 +230,30 @@ def test_a_function_that_crashes_every_time_is_moved_by_the_host_and_replayed(
     run = host.drain()
     assert (run.invocations, run.succeeded) == (2, 2)
     assert payment_rows(fixed.dataverse, event_ids) == set(event_ids)
+
+
+def test_the_segments_and_reminders_timers_push_to_apsis(
+    function_app, functions, monkeypatch, settings, host, apsis
+) -> None:
+    services = Services(settings)
+    monkeypatch.setattr(function_app, "services", services)
+    deliver_callbacks(functions)
+    assert host.drain().succeeded == 2
+
+    functions["segments"](TimerRequest(past_due=False))
+    assert apsis.profile(MEMBER) is not None
+    assert apsis.tag_counts()  # the members' segments, as APSIS tags
+    member = MAPPING.member
+    rows = services.dataverse.query(
+        member.entity_set, select=[member.key_column, "mbr_segments", "mbr_engagementscore"]
+    )
+    segments = {r[member.key_column]: r["mbr_segments"] for r in rows}
+    assert segments[MEMBER]
+    assert segments[OTHER]
+
+    functions["reminders"](TimerRequest(past_due=True))
+    (reminder,) = apsis.events("payment_reminder")
+    assert reminder.key == OTHER
+    assert "autogiro" in reminder.data["text"]
+    functions["reminders"](TimerRequest(past_due=False))  # once a period
+    assert len(apsis.events("payment_reminder")) == 1

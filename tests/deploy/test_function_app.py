@@ -203,6 +203,21 @@ class TestWebhooks:
         assert answer.status_code == 503
         assert json.loads(answer.get_body()) == {"status": "unavailable"}
 
+    def test_an_unresolved_sign_key_reference_is_never_used_as_the_key(
+        self, function_app, functions, monkeypatch, queue
+    ) -> None:
+        """A callback signed with the reference text itself must not pass: the app answers 503
+        (the provider retries once the secret resolves) and queues nothing."""
+        reference = "@Microsoft.KeyVault(VaultName=kv;SecretName=billogram-sign-key)"
+        monkeypatch.setenv("BRIDGE_BILLOGRAM__SIGN_KEY", reference)
+        monkeypatch.setattr(function_app, "services", Services(queue=queue))
+        raw = (FIXTURES / "webhooks" / "billogram_payment.json").read_bytes()
+        signed = signed_headers(raw, key=reference, timestamp=now())  # the literal text as key
+        headers = {"Content-Type": "application/json", **signed}
+        answer = functions["billogram_webhook"](post("webhooks/billogram", raw, headers))
+        assert answer.status_code == 503
+        assert len(queue) == 0
+
 
 class TestQueueFunction:
     def test_applied_events_return_so_the_host_deletes_the_message(
@@ -354,8 +369,20 @@ class TestHealth:
         status, body = self.get(functions)
         assert status == 503
         assert body["checks"]["key_vault"]["unresolved"] == ["BRIDGE_BILLOGRAM__SIGN_KEY"]
-        assert body["checks"]["settings"]["problems"] == ["BRIDGE_DATAVERSE__MAX_CONCURRENCY"]
+        assert body["checks"]["settings"]["problems"] == [
+            "BRIDGE_BILLOGRAM__SIGN_KEY",  # loading settings refuses the reference text too
+            "BRIDGE_DATAVERSE__MAX_CONCURRENCY",
+        ]
         assert "very-secret-value" not in json.dumps(body)
+
+    def test_spar_on_the_demo_contract_is_reported_by_name(self, functions, use) -> None:
+        use(spar={"endpoint": "https://spar.test.invalid/", "customer_number": 500243})
+        _, body = self.get(functions)
+        assert body["checks"]["spar"] == {
+            "ok": False,
+            "configured": False,
+            "problems": ["BRIDGE_SPAR__WSDL_PATH"],
+        }
 
 
 class TestLogs:

@@ -4,6 +4,7 @@ host.json against Dataverse's concurrency limit."""
 from __future__ import annotations
 
 import json
+import re
 import typing
 from functools import cache
 from typing import Any
@@ -49,8 +50,36 @@ def resource(name: str) -> dict[str, Any]:
     return bicep()["resources"][name]
 
 
+def union_arguments() -> list[str]:
+    """The names union() merges into the app settings, in order (later ones win)."""
+    call = resource("appSettings")["config"]["properties"]["function"]
+    assert call["type"] == "union"
+    return list(call["parameters"].values())
+
+
+def setting_parts() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Each variable union() merges → (its condition or None, the settings it may add)."""
+    parts: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for name in union_arguments():
+        if name in bicep()["parameters"]:
+            continue  # extraAppSettings
+        value = bicep()["variables"][name]["value"]
+        if isinstance(value, dict) and "operator" in value:
+            operands = value["operator"]["operands"]
+            assert {} in (operands["true_value"], operands["false_value"]), name
+            settings = operands["true_value"] or operands["false_value"]
+            parts[name] = (operands, settings)
+        else:
+            parts[name] = (None, value)
+    return parts
+
+
 def app_settings() -> dict[str, Any]:
-    return resource("appSettings")["config"]["properties"]
+    """Every app setting the template can write (both sides of each condition)."""
+    merged: dict[str, Any] = {}
+    for _, settings in setting_parts().values():
+        merged.update(settings)
+    return merged
 
 
 def secret_settings(model: type[BaseModel] = Settings, path: tuple[str, ...] = ()) -> set[str]:
@@ -153,3 +182,97 @@ def test_host_json_sets_the_timeout_the_bundle_and_the_queue_trigger() -> None:
     queues = host["extensions"]["queues"]
     assert queues["messageEncoding"] == "base64"  # what the envelope writes
     assert "dynamicConcurrencyEnabled" not in host  # it would ignore batchSize
+
+
+def test_settings_a_union_adds_itself_survive_a_redeploy_and_the_template_wins() -> None:
+    """The template replaces all app settings: extraAppSettings carries the union's own
+    (OCR scheme, member reference pattern...), first in union() so a template key wins."""
+    assert bicep()["parameters"]["extraAppSettings"]["type"] == "object"
+    assert bicep()["parameters"]["extraAppSettings"]["default"] == {}
+    assert union_arguments()[0] == "extraAppSettings"
+
+
+def condition_of(part: str) -> Any:
+    operands, _ = setting_parts()[part]
+    return operands["condition"] if operands else None
+
+
+def test_optional_parts_write_no_settings_and_no_key_vault_reference_unless_used() -> None:
+    """A reference that cannot resolve makes the app refuse to load its settings, and an empty
+    value means unset: so APSIS, SPAR and further app users add settings only when used."""
+    (core_condition, core) = setting_parts()["coreSettings"]
+    assert core_condition is None
+    assert not [k for k in core if k.startswith(("BRIDGE_SPAR__", "BRIDGE_APSIS__"))]
+    assert "BRIDGE_DATAVERSE__APP_USERS" not in core
+    empty = {"function": {"type": "empty", "parameters": {"item_to_test": "sparEndpoint"}}}
+    assert condition_of("sparSettings") == empty
+    assert setting_parts()["sparSettings"][0]["true_value"] == {}  # empty endpoint: nothing
+    assert condition_of("apsisSettings")["function"]["parameters"] == {
+        "item_to_test": "apsisClientId"
+    }
+    assert setting_parts()["apsisSettings"][0]["true_value"] == {}
+    assert condition_of("appUserSettings") == "dataverseAppUsersInVault"
+    assert bicep()["parameters"]["dataverseAppUsersInVault"]["default"] is False
+    ca = condition_of("sparCaSettings")["operator"]
+    assert ca["type"] == "and"
+    assert ca["operands"]["operand_1"] == "sparPinCa"
+
+
+def test_spar_gets_its_contract_path_and_its_certificate_from_the_vault() -> None:
+    spar = setting_parts()["sparSettings"][1]
+    assert spar["BRIDGE_SPAR__WSDL_PATH"] == "sparWsdlPath"
+    assert spar["BRIDGE_SPAR__SCHEMA_ROOT"] == "sparSchemaRoot"
+    for name in ("BRIDGE_SPAR__CLIENT_CERT_PEM", "BRIDGE_SPAR__CLIENT_KEY_PEM"):
+        assert spar[name].startswith("@Microsoft.KeyVault("), name
+    assert "BRIDGE_SPAR__CLIENT_CERT" not in spar  # no file paths in Azure
+
+
+def test_the_referenced_secrets_output_lists_every_reference_the_settings_make() -> None:
+    secrets = bicep()["variables"]["secrets"]["value"]
+    referenced = {
+        secrets[name] for name, value in app_settings().items() if "KeyVault(" in str(value)
+    }
+    listed = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            operator = node.get("operator", {})
+            if operator.get("type") == "property_accessor":
+                listed.add(secrets[operator["operands"]["operand_2"]])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(bicep()["outputs"]["referencedSecretNames"]["value"])
+    assert listed == referenced == set(secrets.values())
+
+
+def evaluate_name(variable: str, app_name: str, suffix: str = "a1b2c3d4e5f6g") -> str:
+    """A name variable's interpolated string, with Bicep's take/toLower/replace."""
+    functions = {
+        "take": lambda text, n: text[:n],
+        "toLower": str.lower,
+        "replace": lambda text, old, new: text.replace(old, new),
+    }
+    names = {**functions, "appName": app_name, "suffix": suffix}
+    template = bicep()["variables"][variable]["value"]
+    return re.sub(r"\$\{([^}]*)\}", lambda m: str(eval(m[1], {}, names)), template)
+
+
+@pytest.mark.parametrize("length", [3, 7, 8, 9, 10, 19, 20, 21, 24])
+@pytest.mark.parametrize("hyphens", [False, True])
+def test_vault_and_storage_names_are_valid_and_keep_the_whole_unique_suffix(
+    length: int, hyphens: bool
+) -> None:
+    assert bicep()["variables"]["suffix"]["value"]["function"]["type"] == "unique_string"
+    suffix = "a1b2c3d4e5f6g"  # uniqueString: 13 lower-case letters and digits
+    app = ("Bridge-" if hyphens else "Bridgeunion") + "x" * 24
+    app = app[:length]
+    vault = evaluate_name("vaultName", app, suffix)
+    storage = evaluate_name("storageName", app, suffix)
+    assert re.fullmatch(r"[a-zA-Z](?:[a-zA-Z0-9]|-(?!-)){1,22}[a-zA-Z0-9]", vault), vault
+    assert re.fullmatch(r"[a-z0-9]{3,24}", storage), storage
+    assert vault.endswith(suffix)
+    assert storage.endswith(suffix)

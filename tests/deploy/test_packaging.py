@@ -83,3 +83,81 @@ def test_the_staged_app_indexes_its_functions_from_its_own_folder(tmp_path) -> N
     ).stdout.split()
     assert out[:2] == ["8", "True"]
     assert out[2].startswith(str(staged))  # the copy beside function_app.py, not the checkout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_spars_contract_is_packaged_and_found_from_the_app_folder(tmp_path) -> None:
+    """`make functionapp` copies SPAR_CONTRACT (default spar/) to spar/ in the app; a relative
+    BRIDGE_SPAR__WSDL_PATH is taken from the app folder (AzureWebJobsScriptRoot)."""
+    contract = tmp_path / "spar-from-onboarding"
+    shutil.copytree(ROOT / "dynamics_bridge" / "registry" / "wsdl", contract)  # same layout
+    staged = tmp_path / "functionapp"
+    subprocess.run(
+        ["make", "-s", "functionapp", f"FUNCTIONAPP={staged}", f"SPAR_CONTRACT={contract}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    wsdl = "spar/granssnitt/personsok/2021.1/personsok.wsdl"
+    assert (staged / wsdl).is_file()
+    probe = (
+        "from dynamics_bridge.registry import SparClient;"
+        "from dynamics_bridge.settings import load_settings;"
+        "print(SparClient.from_settings(load_settings().spar).contract.wsdl_path)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AzureWebJobsScriptRoot": str(staged),
+        "BRIDGE_SPAR__ENDPOINT": "https://spar.test.invalid/personsok",
+        "BRIDGE_SPAR__CUSTOMER_NUMBER": "500243",
+        "BRIDGE_SPAR__ASSIGNMENT_ID": "637",
+        "BRIDGE_SPAR__END_USER_ID": "union:address-refresh",
+        "BRIDGE_SPAR__WSDL_PATH": wsdl,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,  # not the app folder: the root comes from the host's setting
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert out == str((staged / wsdl).resolve())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_without_a_spar_folder_nothing_is_packaged_and_the_build_says_so(tmp_path) -> None:
+    staged = tmp_path / "functionapp"
+    done = subprocess.run(
+        ["make", "-s", "functionapp", f"FUNCTIONAPP={staged}", f"SPAR_CONTRACT={tmp_path / 'no'}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert not (staged / "spar").exists()
+    assert "no SPAR contract packaged" in done.stdout
+
+
+def test_the_example_settings_load_once_filled_in_and_say_what_azurite_cannot_do(
+    monkeypatch,
+) -> None:
+    example = json.loads((APP_DIR / "local.settings.json.example").read_text())
+    assert any("Event Grid" in line and "Azurite" in line for line in example["_comment"])
+    values = example["Values"]
+    for name in ("ENDPOINT", "CUSTOMER_NUMBER", "ASSIGNMENT_ID", "END_USER_ID", "WSDL_PATH"):
+        assert f"BRIDGE_SPAR__{name}" in values
+    assert json.loads(values["BRIDGE_DATAVERSE__APP_USERS"]) == []
+    filled = {
+        "BRIDGE_SPAR__ENDPOINT": "http://127.0.0.1:8080/personsok",
+        "BRIDGE_DATAVERSE__URL": "https://org.crm4.dynamics.com",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, filled.get(name, "filled-in" if value.startswith("<") else value))
+    from dynamics_bridge.registry import BUNDLED_WSDL, SparClient
+    from dynamics_bridge.settings import load_settings
+
+    settings = load_settings()  # the empty values (APSIS, WSDL path...) mean unset
+    assert settings.spar.configured
+    assert not settings.apsis.configured
+    assert SparClient.from_settings(settings.spar).contract.wsdl_path == BUNDLED_WSDL

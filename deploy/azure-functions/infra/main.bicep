@@ -7,11 +7,14 @@
 //   + timer jobs + 1 (health) <= 52            (README "Deploy to Azure"; host.json holds batchSize)
 //
 // Secrets are never parameters: set them in the vault with `az keyvault secret set` (README).
+// Every Key Vault reference here must resolve: the app refuses a BRIDGE_* value that is still
+// '@Microsoft.KeyVault(...)' text. So optional parts (APSIS, SPAR, further Dataverse app users)
+// add their settings and references only when their parameters say they are used.
 // Parsed in CI with pycep-parser; not compiled by the Bicep CLI there (it downloads a binary).
 
 targetScope = 'resourceGroup'
 
-@description('Base name: the function app, and the prefix of the other resources.')
+@description('Base name: the function app, and the prefix of the other resources (the vault and storage names keep its first letters and a unique suffix).')
 @minLength(3)
 @maxLength(24)
 param appName string
@@ -37,21 +40,43 @@ param dataverseTenantId string = subscription().tenantId
 param dataverseClientId string
 @description('Comma-separated CIDRs Swish calls from (confirm at onboarding); empty = no IP check.')
 param swishAllowedIps string = ''
+@description('Further Dataverse app users (their own throttling budgets) as a JSON list in the vault secret dataverse-app-users. False: the main app user only, no reference.')
+param dataverseAppUsersInVault bool = false
+
+@description('APSIS One API key client id; empty = no APSIS settings and no apsis-client-secret reference (triggers, segments and reminders skip).')
 param apsisClientId string = ''
 param apsisSection string = ''
 param apsisBaseUrl string = 'https://api.apsis.one'
+
+@description('SPAR PersonSok address from SPAR; empty = no SPAR settings and no SPAR secret references (the address refresh skips).')
 param sparEndpoint string = ''
+@description('KundNrSlutkund (500001-599999).')
 param sparCustomerNumber string = ''
+@description('KundNrLeveransMottagare, the certificate owner; empty = sparCustomerNumber.')
+param sparDeliveryCustomerNumber string = ''
 param sparAssignmentId string = ''
+@description('SlutAnvandarId: must trace to one person.')
 param sparEndUserId string = ''
+@description('SPAR\'s personsok.wsdl as packaged by `make functionapp` (spar/ beside function_app.py), relative to the app folder, e.g. spar/granssnitt/personsok/<version>/personsok.wsdl. Required with sparEndpoint: the bundled contract is a demo copy and is refused for SPAR.')
+param sparWsdlPath string = ''
+@description('Folder mirroring http://xmls.statenspersonadressregister.se/se/spar/; empty = derived from sparWsdlPath.')
+param sparSchemaRoot string = ''
+@description('Trust only the CA in the vault secret spar-ca-pem for SPAR. False: the platform\'s trust store.')
+param sparPinCa bool = true
+
 param logLevel string = 'INFO'
+
+@description('Further app settings kept on every deployment (this template replaces all app settings): BRIDGE_BANKGIROT__OCR_SCHEME, BRIDGE_SWISH__MEMBER_REF_PATTERN, BRIDGE_APSIS__EVENT_TYPES, ... The template\'s own settings win over a key given here.')
+param extraAppSettings object = {}
 
 @description('Second deployment, after `func azure functionapp publish`: subscribe the Bankgirot blob function to Event Grid (its webhook key exists only once the code runs).')
 param createBlobEventSubscription bool = false
 
 var suffix = uniqueString(resourceGroup().id, appName)
-var storageName = take('st${toLower(replace(appName, '-', ''))}${suffix}', 24)
-var vaultName = take('kv-${appName}-${suffix}', 24)
+// Both names are global: keep all 13 characters of the unique suffix (storage: 3-24 lower-case
+// letters and digits; vault: 3-24, letters, digits and single hyphens, ending in a letter or digit).
+var storageName = 'st${take(toLower(replace(appName, '-', '')), 9)}${suffix}'
+var vaultName = 'kv-${take(toLower(replace(appName, '-', '')), 7)}-${suffix}'
 var deploymentContainer = 'app-package'
 var incomingContainer = 'bankgirot-incoming'
 var receiptContainer = 'bankgirot-receipts'
@@ -64,13 +89,17 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
-// Secret names in the vault, and the app settings that reference them.
+// Secret names in the vault, and the app settings that reference them. The first three are
+// always referenced; the others only when their part is deployed (see the settings below).
 var secrets = {
   BRIDGE_BILLOGRAM__SIGN_KEY: 'billogram-sign-key'
   BRIDGE_SWISH__CALLBACK_IDENTIFIER: 'swish-callback-identifier'
   BRIDGE_DATAVERSE__CLIENT_SECRET: 'dataverse-client-secret'
   BRIDGE_DATAVERSE__APP_USERS: 'dataverse-app-users'
   BRIDGE_APSIS__CLIENT_SECRET: 'apsis-client-secret'
+  BRIDGE_SPAR__CLIENT_CERT_PEM: 'spar-client-cert-pem'
+  BRIDGE_SPAR__CLIENT_KEY_PEM: 'spar-client-key-pem'
+  BRIDGE_SPAR__CA_PEM: 'spar-ca-pem'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -208,37 +237,59 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// App settings after the role assignments: Key Vault references resolve with the identity.
-// Flex takes the runtime from functionAppConfig; FUNCTIONS_WORKER_RUNTIME and the other
-// deprecated settings (WEBSITE_RUN_FROM_PACKAGE, ...) must not be set.
+// App settings. Flex takes the runtime from functionAppConfig; FUNCTIONS_WORKER_RUNTIME and the
+// other deprecated settings (WEBSITE_RUN_FROM_PACKAGE, ...) must not be set. An empty value
+// means unset to the app, but optional parts are left out altogether.
+var coreSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+  BRIDGE_QUEUE__BACKEND: 'azure'
+  BRIDGE_QUEUE__ACCOUNT_URL: storage.properties.primaryEndpoints.queue
+  BRIDGE_QUEUE__NAME: queueName
+  BRIDGE_DATAVERSE__URL: dataverseUrl
+  BRIDGE_DATAVERSE__TENANT_ID: dataverseTenantId
+  BRIDGE_DATAVERSE__CLIENT_ID: dataverseClientId
+  BRIDGE_DATAVERSE__MAX_CONCURRENCY: string(dataverseMaxConcurrency)
+  BRIDGE_SWISH__ALLOWED_IPS: swishAllowedIps
+  BRIDGE_LOG__LEVEL: logLevel
+  BRIDGE_BILLOGRAM__SIGN_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_BILLOGRAM__SIGN_KEY})'
+  BRIDGE_SWISH__CALLBACK_IDENTIFIER: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SWISH__CALLBACK_IDENTIFIER})'
+  BRIDGE_DATAVERSE__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__CLIENT_SECRET})'
+}
+
+var appUserSettings = dataverseAppUsersInVault ? {
+  BRIDGE_DATAVERSE__APP_USERS: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__APP_USERS})'
+} : {}
+
+var apsisSettings = empty(apsisClientId) ? {} : {
+  BRIDGE_APSIS__BASE_URL: apsisBaseUrl
+  BRIDGE_APSIS__CLIENT_ID: apsisClientId
+  BRIDGE_APSIS__SECTION: apsisSection
+  BRIDGE_APSIS__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_APSIS__CLIENT_SECRET})'
+}
+
+var sparSettings = empty(sparEndpoint) ? {} : {
+  BRIDGE_SPAR__ENDPOINT: sparEndpoint
+  BRIDGE_SPAR__CUSTOMER_NUMBER: sparCustomerNumber
+  BRIDGE_SPAR__DELIVERY_CUSTOMER_NUMBER: sparDeliveryCustomerNumber
+  BRIDGE_SPAR__ASSIGNMENT_ID: sparAssignmentId
+  BRIDGE_SPAR__END_USER_ID: sparEndUserId
+  BRIDGE_SPAR__WSDL_PATH: sparWsdlPath
+  BRIDGE_SPAR__SCHEMA_ROOT: sparSchemaRoot
+  BRIDGE_SPAR__CLIENT_CERT_PEM: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SPAR__CLIENT_CERT_PEM})'
+  BRIDGE_SPAR__CLIENT_KEY_PEM: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SPAR__CLIENT_KEY_PEM})'
+}
+
+var sparCaSettings = (sparPinCa && !empty(sparEndpoint)) ? {
+  BRIDGE_SPAR__CA_PEM: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SPAR__CA_PEM})'
+} : {}
+
+// After the role assignments: Key Vault references resolve with the identity. The template's
+// settings come last in union(), so they win over a key of the same name in extraAppSettings.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: {
-    AzureWebJobsStorage__accountName: storage.name
-    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
-    BRIDGE_QUEUE__BACKEND: 'azure'
-    BRIDGE_QUEUE__ACCOUNT_URL: storage.properties.primaryEndpoints.queue
-    BRIDGE_QUEUE__NAME: queueName
-    BRIDGE_DATAVERSE__URL: dataverseUrl
-    BRIDGE_DATAVERSE__TENANT_ID: dataverseTenantId
-    BRIDGE_DATAVERSE__CLIENT_ID: dataverseClientId
-    BRIDGE_DATAVERSE__MAX_CONCURRENCY: string(dataverseMaxConcurrency)
-    BRIDGE_SWISH__ALLOWED_IPS: swishAllowedIps
-    BRIDGE_APSIS__BASE_URL: apsisBaseUrl
-    BRIDGE_APSIS__CLIENT_ID: apsisClientId
-    BRIDGE_APSIS__SECTION: apsisSection
-    BRIDGE_SPAR__ENDPOINT: sparEndpoint
-    BRIDGE_SPAR__CUSTOMER_NUMBER: sparCustomerNumber
-    BRIDGE_SPAR__ASSIGNMENT_ID: sparAssignmentId
-    BRIDGE_SPAR__END_USER_ID: sparEndUserId
-    BRIDGE_LOG__LEVEL: logLevel
-    BRIDGE_BILLOGRAM__SIGN_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_BILLOGRAM__SIGN_KEY})'
-    BRIDGE_SWISH__CALLBACK_IDENTIFIER: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SWISH__CALLBACK_IDENTIFIER})'
-    BRIDGE_DATAVERSE__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__CLIENT_SECRET})'
-    BRIDGE_DATAVERSE__APP_USERS: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__APP_USERS})'
-    BRIDGE_APSIS__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_APSIS__CLIENT_SECRET})'
-  }
+  properties: union(extraAppSettings, coreSettings, appUserSettings, apsisSettings, sparSettings, sparCaSettings)
   dependsOn: [
     storageRoles
     vaultRole
@@ -281,3 +332,11 @@ output storageAccountName string = storage.name
 output swishWebhookUrl string = 'https://${site.properties.defaultHostName}/api/webhooks/swish'
 output billogramWebhookUrl string = 'https://${site.properties.defaultHostName}/api/webhooks/billogram'
 output secretNames object = secrets
+@description('The vault secrets this deployment references: each must exist before the app runs.')
+output referencedSecretNames array = concat(
+  [secrets.BRIDGE_BILLOGRAM__SIGN_KEY, secrets.BRIDGE_SWISH__CALLBACK_IDENTIFIER, secrets.BRIDGE_DATAVERSE__CLIENT_SECRET],
+  dataverseAppUsersInVault ? [secrets.BRIDGE_DATAVERSE__APP_USERS] : [],
+  empty(apsisClientId) ? [] : [secrets.BRIDGE_APSIS__CLIENT_SECRET],
+  empty(sparEndpoint) ? [] : [secrets.BRIDGE_SPAR__CLIENT_CERT_PEM, secrets.BRIDGE_SPAR__CLIENT_KEY_PEM],
+  (sparPinCa && !empty(sparEndpoint)) ? [secrets.BRIDGE_SPAR__CA_PEM] : []
+)
