@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,6 +41,7 @@ __all__ = [
     "WebhookSettings",
     "env_name",
     "load_settings",
+    "settings_reference",
 ]
 
 ENV_PREFIX = "BRIDGE_"
@@ -47,18 +49,30 @@ ENV_DELIMITER = "__"
 
 
 class QueueSettings(BaseModel):
-    backend: Literal["azure", "memory"] = "memory"
+    backend: Literal["azure", "memory"] = Field(
+        default="memory",
+        description="azure (Azure Storage queues) or memory (one process: demo, tests).",
+    )
     account_url: str | None = Field(
         default=None,
         description="https://<account>.queue.core.windows.net: connect with the managed identity "
         "(azure-identity) instead of a connection string.",
     )
-    connection_string: SecretStr | None = Field(default=None, validate_default=True)
-    name: str = "payment-events"
+    connection_string: SecretStr | None = Field(
+        description="Storage connection string; or use ACCOUNT_URL with the managed identity.",
+        default=None,
+        validate_default=True,
+    )
+    name: str = Field(default="payment-events", description="The payment-events queue.")
     poison_name: str | None = Field(
         default=None, description="Defaults to '<name>-poison', the Functions host's convention."
     )
-    max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024)
+    max_message_bytes: int = Field(
+        description="Messages are split to stay under this (Azure: 64 KiB).",
+        default=64 * 1024,
+        ge=1024,
+        le=64 * 1024,
+    )
 
     @field_validator("name")
     @classmethod
@@ -83,9 +97,15 @@ class QueueSettings(BaseModel):
 
 
 class BillogramSettings(BaseModel):
-    sign_key: SecretStr | None = None
-    tolerance_seconds: int = Field(default=300, ge=1)
-    allow_legacy_md5: bool = False
+    sign_key: SecretStr | None = Field(
+        default=None, description="Billogram's sign key; without it callbacks are refused (401)."
+    )
+    tolerance_seconds: int = Field(
+        description="How far the signed timestamp may be from now.", default=300, ge=1
+    )
+    allow_legacy_md5: bool = Field(
+        default=False, description="Also accept the legacy MD5 body signature."
+    )
     allow_unsigned: bool = Field(
         default=False,
         description="Accept callbacks when no sign key is set (development only).",
@@ -108,7 +128,10 @@ class BillogramSettings(BaseModel):
 
 
 class SwishSettings(BaseModel):
-    callback_identifier: SecretStr | None = None
+    callback_identifier: SecretStr | None = Field(
+        default=None,
+        description="The callbackIdentifier set on payment requests; missing or wrong: 401.",
+    )
     identifier_header: str = Field(
         default="callbackIdentifier",
         description="Where Swish returns the identifier is not verified: header name to read.",
@@ -117,18 +140,32 @@ class SwishSettings(BaseModel):
         default=True,
         description="Also accept the identifier as the body field 'callbackIdentifier'.",
     )
-    allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_ips: Annotated[list[str], NoDecode] = Field(
+        description="Comma-separated CIDRs Swish calls from; empty = no IP check.",
+        default_factory=list,
+    )
     member_ref_pattern: str = Field(
         default=r"^(?P<value>\d{1,16})$",
         description="Regex over payeePaymentReference; group 'value' is the member number.",
     )
-    member_ref_kind: MemberRefKind = MemberRefKind.MEMBER_NUMBER
-    currency: str = "SEK"
-    confirm_with_api: bool = False
-    api_base_url: str = "https://cpc.getswish.net/swish-cpcapi/api/"
-    client_cert: str | None = None
-    client_key: str | None = None
-    ca_bundle: str | None = None
+    member_ref_kind: MemberRefKind = Field(
+        default=MemberRefKind.MEMBER_NUMBER,
+        description="What the pattern's value names (member_ref kind).",
+    )
+    currency: str = Field(default="SEK", description="Currency of Swish amounts.")
+    confirm_with_api: bool = Field(
+        default=False,
+        description="GET the payment from the Swish API (mTLS) before trusting a callback.",
+    )
+    api_base_url: str = Field(
+        default="https://cpc.getswish.net/swish-cpcapi/api/",
+        description="Swish API for confirmation.",
+    )
+    client_cert: str | None = Field(
+        default=None, description="PEM client certificate for the Swish API."
+    )
+    client_key: str | None = Field(default=None, description="PEM private key for the Swish API.")
+    ca_bundle: str | None = Field(default=None, description="CA to trust for the Swish API.")
 
     @field_validator("allowed_ips", mode="before")
     @classmethod
@@ -164,7 +201,9 @@ class BankgirotSettings(BaseModel):
         default="luhn",
         description="How an OCR reference carries the member number (see sources/ocr.py).",
     )
-    events_per_message_batch: int = Field(default=1000, ge=1, le=10000)
+    events_per_message_batch: int = Field(
+        description="Events handed to the queue at a time.", default=1000, ge=1, le=10000
+    )
 
 
 class AppUser(BaseModel):
@@ -185,12 +224,20 @@ class DataverseSettings(BaseModel):
     over all of them."""
 
     url: str | None = Field(default=None, description="https://<org>.crm4.dynamics.com")
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
+    tenant_id: str | None = Field(default=None, description="Entra tenant of the app user.")
+    client_id: str | None = Field(
+        default=None, description="The app user's application (client) id."
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="The app user's client secret (or a certificate)."
+    )
     certificate_path: str | None = Field(default=None, description="PFX or PEM private key.")
-    certificate_password: SecretStr | None = None
-    certificate_thumbprint: str | None = None
+    certificate_password: SecretStr | None = Field(
+        default=None, description="Password of the certificate."
+    )
+    certificate_thumbprint: str | None = Field(
+        default=None, description="Thumbprint (computed from a PEM when unset)."
+    )
     app_users: Annotated[list[AppUser], NoDecode] = Field(
         default_factory=list,
         description='JSON list of further app users: [{"client_id": ..., "client_secret": ...}]',
@@ -199,15 +246,22 @@ class DataverseSettings(BaseModel):
         default=None, description="Override https://login.microsoftonline.com/<tenant>."
     )
     ca_bundle: str | None = Field(default=None, description="Trust this CA (the sandbox's).")
-    api_version: str = "v9.2"
+    api_version: str = Field(default="v9.2", description="Web API version.")
     max_concurrency: int = Field(default=8, ge=1, le=52, description="Per app user.")
     max_attempts: int = Field(default=6, ge=1, le=20, description="Tries for transient failures.")
     max_throttle_seconds: float = Field(
         default=900.0, gt=0, description="Give up on one call after this much Retry-After waiting."
     )
-    timeout_seconds: float = Field(default=60.0, gt=0)
-    page_size: int = Field(default=5000, ge=1, le=5000)
-    keys_per_query: int = Field(default=100, ge=1, le=500)
+    timeout_seconds: float = Field(description="Per request.", default=60.0, gt=0)
+    page_size: int = Field(
+        description="odata.maxpagesize for queries.", default=5000, ge=1, le=5000
+    )
+    keys_per_query: int = Field(
+        description="Keys per In-query chunk (also bounded by URL length).",
+        default=100,
+        ge=1,
+        le=500,
+    )
     suppress_flows: bool = Field(
         default=False, description="MSCRM.SuppressCallbackRegistrationExpanderJob: true"
     )
@@ -221,7 +275,9 @@ class DataverseSettings(BaseModel):
         default_factory=list,
         description="Tables (logical names) written with CreateMultiple/UpsertMultiple.",
     )
-    multiple_operations_size: int = Field(default=100, ge=1, le=1000)
+    multiple_operations_size: int = Field(
+        description="Rows per CreateMultiple/UpsertMultiple.", default=100, ge=1, le=1000
+    )
     solution: str | None = Field(
         default=None, description="MSCRM.SolutionUniqueName for metadata writes (provision)."
     )
@@ -288,9 +344,12 @@ class ApsisSettings(BaseModel):
     base_url: str = Field(
         default="https://api.apsis.one", description="EU; APAC is https://api-apac.apsis.one"
     )
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    keyspace: str = "com.apsis1.keyspaces.crm-id"
+    client_id: str | None = Field(default=None, description="APSIS One API key client id.")
+    client_secret: SecretStr | None = Field(default=None, description="APSIS One API key secret.")
+    keyspace: str = Field(
+        default="com.apsis1.keyspaces.crm-id",
+        description="Keyspace of the profile key (apsis.yaml may say otherwise).",
+    )
     section: str | None = Field(default=None, description="Section discriminator to write in.")
     attributes: dict[str, str] = Field(
         default_factory=dict, description="Our attribute name -> APSIS attribute discriminator."
@@ -310,8 +369,12 @@ class ApsisSettings(BaseModel):
     profile_rate: Annotated[tuple[int, float], NoDecode] = Field(
         default=(10, 1.0), description="Consecutive requests for one profile key."
     )
-    token_rate: Annotated[tuple[int, float], NoDecode] = Field(default=(10, 60.0))
-    import_rate: Annotated[tuple[int, float], NoDecode] = Field(default=(10, 60.0))
+    token_rate: Annotated[tuple[int, float], NoDecode] = Field(
+        description="Token requests (APSIS: 10 a minute).", default=(10, 60.0)
+    )
+    import_rate: Annotated[tuple[int, float], NoDecode] = Field(
+        description="Bulk import requests.", default=(10, 60.0)
+    )
     token_renew_margin_seconds: float = Field(
         default=3600.0, ge=0, description="Renew this long before expiry (APSIS's modules: 1 h)."
     )
@@ -319,10 +382,12 @@ class ApsisSettings(BaseModel):
         default=True,
         description="A gateway-style 403 ({'message': ...}) means an expired token [unverified].",
     )
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    backoff_cap_seconds: float = Field(default=60.0, gt=0)
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    concurrency: int = Field(default=8, ge=1, le=64)
+    max_attempts: int = Field(description="Tries for passing failures.", default=5, ge=1, le=20)
+    backoff_cap_seconds: float = Field(
+        description="Longest wait between tries.", default=60.0, gt=0
+    )
+    timeout_seconds: float = Field(description="Per request.", default=30.0, gt=0)
+    concurrency: int = Field(description="Requests in flight per process.", default=8, ge=1, le=64)
     tag_body_format: Literal["add_remove", "boolean", "true_null"] = Field(
         default="add_remove",
         description="Tag PATCH values [unverified]: 'add'/'remove', true/false, or true/null.",
@@ -330,7 +395,9 @@ class ApsisSettings(BaseModel):
     erase_mode: Literal["delete", "lock"] = Field(
         default="delete", description="delete (APSIS's advice) or lock (also blocks re-creation)."
     )
-    consent_source: str = "dynamics-bridge"
+    consent_source: str = Field(
+        default="dynamics-bridge", description="Source named on consents we write."
+    )
     events_per_request: int = Field(default=100, ge=1, description="Cap per POST [unverified].")
     max_body_bytes: int = Field(default=100_000, ge=1024, description="APSIS: 100 kB -> 413.")
     spread_equal_event_times: bool = Field(
@@ -339,9 +406,15 @@ class ApsisSettings(BaseModel):
     bulk_threshold: int = Field(
         default=500, ge=1, description="More profiles than this in one change -> bulk import."
     )
-    import_poll_seconds: float = Field(default=5.0, gt=0)
-    import_timeout_seconds: float = Field(default=1800.0, gt=0)
-    max_import_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    import_poll_seconds: float = Field(
+        description="Between bulk import status polls.", default=5.0, gt=0
+    )
+    import_timeout_seconds: float = Field(
+        description="Give up on a bulk import after this.", default=1800.0, gt=0
+    )
+    max_import_bytes: int = Field(
+        description="Largest CSV one import uploads.", default=50 * 1024 * 1024, ge=1024
+    )
 
     @field_validator("account_rate", "profile_rate", "token_rate", "import_rate", mode="before")
     @classmethod
@@ -417,7 +490,7 @@ class SparSettings(BaseModel):
     ca_pem: SecretStr | None = Field(
         default=None, description="SPAR's CA certificate(s) as PEM text. Instead of ca_bundle."
     )
-    timeout_seconds: float = Field(default=20.0, gt=0)
+    timeout_seconds: float = Field(description="Per lookup.", default=20.0, gt=0)
 
     @field_validator("client_cert_pem", "client_key_pem", "ca_pem", mode="before")
     @classmethod
@@ -487,12 +560,19 @@ class SparSettings(BaseModel):
 
 
 class WebhookSettings(BaseModel):
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_body_bytes: int = Field(
+        description="Larger callbacks are refused (413).", default=1024 * 1024, ge=1
+    )
 
 
 class LogSettings(BaseModel):
-    level: str = "INFO"
-    json_format: bool = Field(default=True, alias="json")
+    level: str = Field(
+        default="INFO",
+        description="Log level of the handlers and jobs (the CLI's default is WARNING).",
+    )
+    json_format: bool = Field(
+        description="JSON lines (false: plain text for a terminal).", default=True, alias="json"
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -593,6 +673,50 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     """``("queue", "name")`` → ``BRIDGE_QUEUE__NAME``: the name an operator actually sets."""
     parts = [str(p) for p in loc if not isinstance(p, int)]
     return ENV_PREFIX + ENV_DELIMITER.join(p.upper() for p in parts)
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, Enum):
+        return f"`{value.value}`"
+    if isinstance(value, tuple) and len(value) == 2:  # a rate: (count, seconds)
+        return f"`{value[0]}/{value[1]:g}s`"
+    if isinstance(value, list | dict) and not value:
+        return "empty"
+    if isinstance(value, list):
+        return "`" + ",".join(str(v.value if isinstance(v, Enum) else v) for v in value) + "`"
+    return f"`{value}`"
+
+
+def settings_reference() -> str:
+    """Every variable with its default and description, as the README's settings tables.
+
+    Generated from the models so the documentation cannot drift from the code (a test compares
+    it with README.md; ``dynamics-bridge settings`` prints it).
+    """
+    out: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            key = (info.alias or name).upper()
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                out.extend(
+                    ["", f"**{key.lower()}**", "", "| variable | default | |", "|---|---|---|"]
+                )
+                walk(annotation, prefix + key + ENV_DELIMITER)
+                continue
+            text = (info.description or "").replace("|", "\\|")
+            if "SecretStr" in str(annotation):
+                text = f"Secret. {text}".strip()
+            default = _default_text(info.get_default(call_default_factory=True))
+            out.append(f"| `{prefix}{key}` | {default} | {text} |")
+
+    walk(Settings, ENV_PREFIX)
+    return "\n".join(out).strip() + "\n"
 
 
 def load_settings(**overrides: Any) -> Settings:

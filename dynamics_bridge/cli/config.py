@@ -1,4 +1,4 @@
-"""``schema`` and ``check``: mapping files an admin can validate before anything is written."""
+"""``schema``, ``check``, ``settings``: what an admin can read and validate before anything runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
 from dynamics_bridge.mapping.schema import write_schemas
-from dynamics_bridge.settings import load_settings
+from dynamics_bridge.settings import load_settings, settings_reference
 
 
 @app.command()
@@ -21,6 +21,12 @@ def schema(
     """Write a JSON Schema for each mapping file (for editors and CI)."""
     for path in write_schemas(out):
         console.print(f"wrote {path}")
+
+
+@app.command("settings")
+def settings_command() -> None:
+    """Print every BRIDGE_* variable with its default and what it is for (Markdown)."""
+    typer.echo(settings_reference(), nl=False)
 
 
 @app.command()
