@@ -81,12 +81,14 @@ def main() -> None:
         clients = [new_client() if args.per_thread_pause else shared for _ in range(args.workers)]
         per_worker = args.rows // args.workers
         errors: list[Exception] = []
+        written_by = [0] * args.workers  # rows each worker actually wrote
 
         def worker(index: int) -> None:
             client = clients[index]
             try:
                 for n in range(per_worker):
                     client.create_only("contacts", {"mbr_memberno": f"{index}-{n}"}, {})
+                    written_by[index] += 1
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -100,7 +102,7 @@ def main() -> None:
         distinct = {id(c): c for c in clients}.values()
         requests = sum(c.requests_sent for c in distinct)
         throttled = sum(c.throttled for c in distinct)
-        written = per_worker * args.workers - len(errors)
+        written = sum(written_by)  # a failed worker stops: its remaining rows are not written
         limit_per_s = args.requests_per_window * args.users / args.window
         mode = "per-thread pause" if args.per_thread_pause else "shared pause"
         print(

@@ -189,7 +189,9 @@ def main() -> None:
         time_scale=scale,
     )
     with run_sandbox(limits=limits) as box:
-        settings = sandbox_settings(box, app_users=users, max_concurrency=workers)
+        # Concurrency is per app user (≤ 52 each): the workers are spread over the users.
+        per_user = min(math.ceil(workers / users), 52)
+        settings = sandbox_settings(box, app_users=users, max_concurrency=per_user)
         client = DataverseClient.from_settings(settings)
         numbers = prepare_register(client, mapping, members)
         events = payment_events(numbers, args.events)

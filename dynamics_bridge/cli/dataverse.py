@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
 import typer
 
 from dynamics_bridge.cli._app import app, console, err_console
-from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
-from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
@@ -29,6 +29,9 @@ def sandbox(
     latency: float = typer.Option(0.0, help="Seconds added to every request."),
     fault_rate: float = typer.Option(0.0, help="Share of requests answered 503."),
     reset_rate: float = typer.Option(0.0, help="Share of connections dropped."),
+    app_users: int = typer.Option(
+        1, "--app-users", min=1, max=50, help="App users to register, each with its own budget."
+    ),
 ) -> None:
     """Run the local Dataverse (and its token endpoint) in the foreground until Ctrl-C."""
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -41,10 +44,10 @@ def sandbox(
         fault_rate=fault_rate,
         reset_rate=reset_rate,
     )
-    with run_sandbox(db, limits=limits, port=port or None) as box:
+    with run_sandbox(db, limits=limits, port=port or None, app_users=app_users) as box:
         console.print(f"Dataverse sandbox on {box.url} (data in {db}). Export:")
         for name, value in box.env.items():
-            typer.echo(f"export {name}={value}")
+            typer.echo(f"export {name}={shlex.quote(value)}")
         try:
             while True:
                 time.sleep(3600)
@@ -57,22 +60,20 @@ def provision(
     apply: bool = typer.Option(False, "--apply", help="Create what is missing."),
     mapping: Path = typer.Option(DEFAULT_MAPPING, help="The Dataverse mapping file."),
 ) -> None:
-    """Print (or with --apply create) the tables, columns and keys the mapping lacks."""
+    """Print (or with --apply create) the tables, columns, lookups, choice values and keys the
+    mapping lacks; --apply waits for new alternate keys to be Active."""
     try:
         settings = load_settings().dataverse
         model = load_mapping(mapping)
-        client = DataverseClient(
-            settings.url or "",
-            session_for(settings),
-            msal_token_provider(settings),
-            gate=AppUserGate(max_concurrency=settings.max_concurrency),
-        )
+        # Every configured app user, and BRIDGE_DATAVERSE__SOLUTION as MSCRM.SolutionUniqueName.
+        client = DataverseClient.from_settings(settings)
         steps = plan(client, model)
         for step in steps:
-            console.print(("creating " if apply else "would ") + step.describe(), highlight=False)
+            console.print(("" if apply else "would ") + step.describe(), highlight=False)
         if apply:
-            apply_plan(client, steps)
-        console.print(f"{len(steps)} step(s)" + ("" if apply else "; run with --apply"))
+            apply_plan(client, steps)  # then waits for each new key's index to be Active
+        solution = f" in solution {settings.solution}" if settings.solution and steps else ""
+        console.print(f"{len(steps)} step(s){solution}" + ("" if apply else "; run with --apply"))
     except BridgeError as exc:
         err_console.print(str(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

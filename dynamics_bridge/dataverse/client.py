@@ -831,14 +831,17 @@ class DataverseClient:
         self._metadata_write("InsertOptionValue", body, table)
 
     def create_relationship(self, body: Mapping[str, Any], *, referencing: str = "") -> None:
-        """A one-to-many relationship with its lookup column (``RelationshipDefinitions``)."""
-        self._metadata_write("RelationshipDefinitions", body, referencing or None)
+        """A one-to-many relationship with its lookup column (``RelationshipDefinitions``,
+        see :func:`metadata.lookup_relationship_body`)."""
+        self._metadata_write(
+            "RelationshipDefinitions", body, referencing or body.get("ReferencingEntity") or None
+        )
 
     def create_metadata(
         self, kind: str, body: Mapping[str, Any], *, table: str | None = None
     ) -> None:
         """Metadata writes by kind, as ``provision`` plans them: table, column, key, choice,
-        relationship."""
+        relationship, option (an ``InsertOptionValue`` body)."""
         if kind == "table":
             self.create_table(body)
         elif kind == "column":
@@ -849,6 +852,11 @@ class DataverseClient:
             self.create_global_choice(body)
         elif kind == "relationship":
             self.create_relationship(body, referencing=table or "")
+        elif kind == "option":
+            option = dict(body)
+            if self.solution:
+                option.setdefault("SolutionUniqueName", self.solution)
+            self._metadata_write("InsertOptionValue", option, table or None)
         else:
             raise ValueError(f"unknown metadata kind {kind!r}")
 

@@ -2,7 +2,8 @@
 
 Pure: :func:`parse_table` reads an ``EntityDefinitions(...)?$expand=Attributes,Keys`` answer; the
 ``*_body`` functions build what ``POST EntityDefinitions`` / ``.../Attributes`` / ``.../Keys`` /
-``GlobalOptionSetDefinitions`` / ``InsertOptionValue`` expect. The client does the I/O and caches.
+``RelationshipDefinitions`` / ``GlobalOptionSetDefinitions`` / ``InsertOptionValue`` expect.
+The client does the I/O and caches.
 
 Choice options are not part of an ``$expand=Attributes`` answer in Dataverse (``OptionSet`` is a
 navigation property reached by casting to ``PicklistAttributeMetadata``), so a column's options
@@ -27,6 +28,7 @@ __all__ = [
     "insert_option_body",
     "label",
     "label_text",
+    "lookup_relationship_body",
     "parse_options",
     "parse_table",
     "string_column_body",
@@ -261,4 +263,42 @@ def alternate_key_body(schema_name: str, columns: Sequence[str], display: str = 
         "SchemaName": schema_name,
         "DisplayName": label(display or schema_name),
         "KeyAttributes": list(columns),
+    }
+
+
+def lookup_relationship_body(
+    schema_name: str,
+    *,
+    referenced: str,
+    referenced_attribute: str,
+    referencing: str,
+    lookup_schema_name: str,
+    display: str,
+) -> dict[str, Any]:
+    """A one-to-many relationship carrying its lookup column: the only way Dataverse creates a
+    lookup (``POST RelationshipDefinitions``; ``POST .../Attributes`` refuses one). The lookup's
+    navigation property takes its schema name (``mbr_Member@odata.bind``)."""
+    return {
+        "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
+        "SchemaName": schema_name,
+        "ReferencedEntity": referenced,
+        "ReferencedAttribute": referenced_attribute,
+        "ReferencingEntity": referencing,
+        "ReferencingEntityNavigationPropertyName": lookup_schema_name,
+        "CascadeConfiguration": {
+            "Assign": "NoCascade",
+            "Delete": "RemoveLink",
+            "Merge": "NoCascade",
+            "Reparent": "NoCascade",
+            "Share": "NoCascade",
+            "Unshare": "NoCascade",
+        },
+        "Lookup": {
+            "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
+            "AttributeType": "Lookup",
+            "AttributeTypeName": {"Value": "LookupType"},
+            "SchemaName": lookup_schema_name,
+            "DisplayName": label(display),
+            "RequiredLevel": {"Value": "None"},
+        },
     }

@@ -1,7 +1,10 @@
 """Compare the mapping with Dataverse's metadata: what is missing or wrong, and how to create it.
 
-Lookup columns are created here through ``.../Attributes`` as the sandbox accepts them; real
-Dataverse creates a lookup only with its relationship (``DataverseClient.create_relationship``).
+A plan is ordered as Dataverse needs it: tables, then plain columns, then lookup columns (each
+made as a one-to-many relationship: ``POST RelationshipDefinitions`` carrying the
+``LookupAttributeMetadata``, since ``POST .../Attributes`` refuses a lookup), then options an
+existing choice column lacks (``InsertOptionValue``), then alternate keys; applying it waits for
+each new key's index job to be Active (``EntityKeyIndexStatus``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.metadata import label, table_body
+from dynamics_bridge.dataverse.metadata import (
+    ChoiceOption,
+    insert_option_body,
+    label,
+    lookup_relationship_body,
+    table_body,
+)
 from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.mapping.models import ColumnSpec
 
@@ -29,18 +38,28 @@ _TYPES = {  # mapping type → (AttributeType as Dataverse reports it, metadata 
     "lookup": ("Lookup", "LookupAttributeMetadata"),
 }
 
+_ORDER = ("table", "column", "relationship", "option", "key")
+
 
 @dataclass(frozen=True)
 class ProvisionStep:
-    kind: str  # table | column | key
+    kind: str  # table | column | relationship | option | key
     table: str
     name: str
     body: dict[str, Any]
 
     def describe(self) -> str:
-        return f"create {self.kind} {self.name}" + (
-            f" on {self.table}" if self.kind != "table" else ""
-        )
+        if self.kind == "table":
+            return f"create table {self.name}"
+        if self.kind == "relationship":
+            target = self.body.get("ReferencedEntity")
+            return f"create lookup {self.name} on {self.table} (relationship to {target})"
+        if self.kind == "option":
+            column = self.body.get("AttributeLogicalName")
+            return (
+                f"add choice value {self.body.get('Value')} ({self.name}) to {self.table}.{column}"
+            )
+        return f"create {self.kind} {self.name} on {self.table}"
 
 
 def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str, Any]:
@@ -66,9 +85,29 @@ def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str,
                 for o in mapping.choices[spec.choices].options.values()
             ],
         }
-    if spec.type == "lookup":
-        body["Targets"] = [spec.target]
     return body
+
+
+def _lookup_step(
+    client: DataverseClient, table_map: Any, table: str, name: str, spec: ColumnSpec
+) -> ProvisionStep:
+    """A lookup column as its one-to-many relationship (the target is the "one" side)."""
+    target = spec.target or ""
+    navigation = getattr(table_map, "member_navigation", None)
+    schema = (
+        navigation if getattr(table_map, "member_lookup", None) == name and navigation else name
+    )
+    definition = client.entity(target)
+    primary = (definition or {}).get("PrimaryIdAttribute") or f"{target}id"
+    body = lookup_relationship_body(
+        f"{name}_{target}_{table}"[:100],
+        referenced=target,
+        referenced_attribute=primary,
+        referencing=table,
+        lookup_schema_name=schema,
+        display=spec.label or name,
+    )
+    return ProvisionStep("relationship", table, name, body)
 
 
 def _tables(mapping: MappingFile) -> list[tuple[Any, str, str]]:
@@ -88,7 +127,7 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
     for table_map, key_column, key_name in _tables(mapping):
         table = table_map.table
         definition = client.entity(table)
-        existing: set[str] = set()
+        attributes: dict[str, Any] = {}
         if definition is None:
             primary = f"{mapping.publisher_prefix}_name"
             display = getattr(table_map, "label", table)
@@ -106,14 +145,29 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                     ),
                 )
             )
-            existing = {f"{mapping.publisher_prefix}_name"}
+            attributes = {primary: {"AttributeType": "String"}}
         else:
-            existing = {a["LogicalName"] for a in definition.get("Attributes", [])}
+            attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
         for name, spec in table_map.columns.items():
-            if name not in existing:
-                steps.append(
-                    ProvisionStep("column", table, name, _column_body(name, spec, mapping))
-                )
+            if name not in attributes:
+                if spec.type == "lookup":
+                    steps.append(_lookup_step(client, table_map, table, name, spec))
+                else:
+                    steps.append(
+                        ProvisionStep("column", table, name, _column_body(name, spec, mapping))
+                    )
+            elif (
+                spec.type == "choice"
+                and spec.choices
+                and attributes[name].get("AttributeType") == "Picklist"
+            ):
+                have = {o.value for o in client.choice_options(table, name)}
+                for word, option in mapping.choices[spec.choices].options.items():
+                    if option.value not in have:
+                        body = insert_option_body(
+                            table, name, ChoiceOption(option.value, option.label)
+                        )
+                        steps.append(ProvisionStep("option", table, word, body))
         keys = {k.get("SchemaName", "").lower() for k in (definition or {}).get("Keys", [])}
         if key_name.lower() not in keys:
             steps.append(
@@ -128,14 +182,27 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                     },
                 )
             )
-    return steps
+    return sorted(steps, key=lambda step: _ORDER.index(step.kind))  # stable within a kind
 
 
-def apply_plan(client: DataverseClient, steps: list[ProvisionStep]) -> None:
+def apply_plan(
+    client: DataverseClient,
+    steps: list[ProvisionStep],
+    *,
+    key_timeout: float = 600.0,
+    key_poll: float = 5.0,
+) -> None:
+    """Create what the plan lists (in its order); wait for each new alternate key to be Active,
+    since Dataverse refuses a key it is still indexing."""
     for step in steps:
         client.create_metadata(
             step.kind, step.body, table=None if step.kind == "table" else step.table
         )
+    for step in steps:
+        if step.kind == "key":
+            client.wait_for_key(
+                step.table, step.body["KeyAttributes"], timeout=key_timeout, poll=key_poll
+            )
 
 
 def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:

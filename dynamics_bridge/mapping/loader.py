@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dynamics_bridge.errors import ConfigError
-from dynamics_bridge.mapping.models import MappingFile
+from dynamics_bridge.mapping.models import MappingFile, MappingProblems
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -87,10 +87,18 @@ def _validate(model: type[M], data: dict[str, Any], root: yaml.Node | None, name
         problems = []
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
-            problems.append(
-                f"{_locate(root, loc, name)}: {'.'.join(map(str, loc)) or '(root)'}: {err['msg']}"
-            )
+            found = (err.get("ctx") or {}).get("error")
+            if isinstance(found, MappingProblems):  # one error per problem, at its own place
+                for where, message in found.problems:
+                    path = [*loc, *where]
+                    problems.append(f"{_locate(root, path, name)}: {_dotted(path)}: {message}")
+                continue
+            problems.append(f"{_locate(root, loc, name)}: {_dotted(loc)}: {err['msg']}")
         raise ConfigError(problems) from None
+
+
+def _dotted(loc: list[Any]) -> str:
+    return ".".join(map(str, loc)) or "(root)"
 
 
 def _substitute(value: Any, prefix: str) -> Any:

@@ -23,6 +23,7 @@ __all__ = [
     "ColumnSpec",
     "KindRule",
     "MappingFile",
+    "MappingProblems",
     "MemberKey",
     "MemberTable",
     "PaymentTable",
@@ -47,6 +48,19 @@ EventField = Literal[
     "method",
 ]
 EVENT_FIELDS: tuple[str, ...] = get_args(EventField)
+
+
+Location = tuple[str | int, ...]
+Problem = tuple[Location, str]  # where in the file (a path of keys), what is wrong
+
+
+class MappingProblems(ValueError):
+    """Several problems a validator found across sections, each at its own place in the file;
+    the loader reports one error per problem (``file:line:col: path: message``)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{'.'.join(map(str, w))}: {m}" for w, m in self.problems))
 
 
 class _Strict(BaseModel):
@@ -222,9 +236,16 @@ class StateTable(_Strict):
 
     @model_validator(mode="after")
     def _declared(self) -> StateTable:
-        missing = [c for c in (self.key_column, self.value_column) if c not in self.columns]
+        missing: list[Problem] = [
+            ((field,), f"{column} must be declared in state.columns")
+            for field, column in (
+                ("key_column", self.key_column),
+                ("value_column", self.value_column),
+            )
+            if column not in self.columns
+        ]
         if missing:
-            raise ValueError(f"state: {', '.join(missing)} must be declared in state.columns")
+            raise MappingProblems(missing)
         return self
 
 
@@ -237,6 +258,16 @@ class KindRule(_Strict):
 
 #: What the address refresh writes to the register-status column (options of its choice set).
 REGISTER_STATUSES = ("active", "deceased", "emigrated", "deregistered", "not_found")
+
+
+_ADDRESS_FIELDS = (
+    "protected",
+    "status",
+    "checked_on",
+    "transaction_id",
+    "deceased_on",
+    "last_changed",
+)
 
 
 class AddressColumns(_Strict):
@@ -323,81 +354,120 @@ class MappingFile(_Strict):
     )
 
     @model_validator(mode="after")
-    def _address_resolves(self) -> MappingFile:
+    def _cross_checks(self) -> MappingFile:
+        """References between sections; every problem found, each at its own place."""
+        problems = self._address_problems() + self._reference_problems()
+        if problems:
+            raise MappingProblems(problems)
+        return self
+
+    def _address_problems(self) -> list[Problem]:
         if self.address is None:
-            return self
+            return []
         address, columns = self.address, self.member.columns
-        problems = [
-            f"address: {c} is not a declared member column"
-            for c in address.written_columns()
-            if c not in columns
+        problems: list[Problem] = []
+        named = [
+            (("address", "columns", field), value)
+            for field, value in address.columns.model_dump().items()
+        ] + [(("address", field), getattr(address, field)) for field in _ADDRESS_FIELDS]
+        named += [
+            (("address", "select", field), getattr(address.select, field))
+            for field in ("flagged", "returned_mail")
+        ]
+        problems += [
+            (where, f"{c} is not a declared member column")
+            for where, c in named
+            if c and c not in columns
         ]
         if MemberRefKind.PERSONNUMMER not in self.member.keys or not (
             self.member.keys[MemberRefKind.PERSONNUMMER].column
         ):
-            problems.append("address: member.keys.personnummer must name a column")
+            problems.append(
+                (
+                    ("member", "keys", MemberRefKind.PERSONNUMMER.value),
+                    "must name a column (the address refresh looks members up by it)",
+                )
+            )
         choice_set = self.choices.get(address.status_choices)
         if choice_set is None:
-            problems.append(f"address.status_choices: no choice set {address.status_choices!r}")
+            problems.append(
+                (("address", "status_choices"), f"no choice set {address.status_choices!r}")
+            )
         else:
             problems += [
-                f"address.status_choices: {address.status_choices} needs an option {word!r}"
+                (
+                    ("address", "status_choices"),
+                    f"{address.status_choices} needs an option {word!r}",
+                )
                 for word in REGISTER_STATUSES
                 if word not in choice_set.options
             ]
-        for name, wanted in (
-            (address.protected, "boolean"),
-            (address.select.flagged, "boolean"),
-            (address.select.returned_mail, "boolean"),
-            (address.status, "choice"),
-            (address.checked_on, "datetime"),
-            (address.deceased_on, "date"),
-            (address.last_changed, "date"),
+        for where, name, wanted in (
+            (("address", "protected"), address.protected, "boolean"),
+            (("address", "select", "flagged"), address.select.flagged, "boolean"),
+            (("address", "select", "returned_mail"), address.select.returned_mail, "boolean"),
+            (("address", "status"), address.status, "choice"),
+            (("address", "checked_on"), address.checked_on, "datetime"),
+            (("address", "deceased_on"), address.deceased_on, "date"),
+            (("address", "last_changed"), address.last_changed, "date"),
         ):
             if name and name in columns and columns[name].type != wanted:
-                problems.append(f"address: {name} must be a {wanted} column")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+                problems.append((where, f"{name} must be a {wanted} column"))
+        return problems
 
-    @model_validator(mode="after")
-    def _references_resolve(self) -> MappingFile:
-        problems = []
-        for name, spec in {**self.member.columns, **self.payment.columns}.items():
-            if spec.choices and spec.choices not in self.choices:
-                problems.append(f"column {name}: unknown choice set {spec.choices!r}")
+    def _reference_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        for table, table_columns in (
+            ("member", self.member.columns),
+            ("payment", self.payment.columns),
+        ):
+            for name, spec in table_columns.items():
+                if spec.choices and spec.choices not in self.choices:
+                    problems.append(
+                        (
+                            (table, "columns", name, "choices"),
+                            f"unknown choice set {spec.choices!r}",
+                        )
+                    )
         for kind, rule in self.rules.items():
             guard = rule.guard or self.member.ordering_column
+            where: Location = ("rules", kind.value, "guard")
             if guard not in self.member.columns:
-                problems.append(f"rules.{kind.value}.guard: {guard} is not a member column")
+                problems.append((where, f"{guard} is not a member column"))
             for column, transform in rule.set.items():
+                where = ("rules", kind.value, "set", column)
                 if column not in self.member.columns:
-                    problems.append(
-                        f"rules.{kind.value}.set.{column}: not a declared member column"
-                    )
-                problems.extend(
-                    _transform_problems(f"rules.{kind.value}.set.{column}", transform, self)
-                )
+                    problems.append((where, "not a declared member column"))
+                problems.extend(_transform_problems(where, transform, self))
         for column, transform in self.payment.values.items():
+            where = ("payment", "values", column)
             if column not in self.payment.columns:
-                problems.append(f"payment.values.{column}: not a declared payment column")
-            problems.extend(_transform_problems(f"payment.values.{column}", transform, self))
+                problems.append((where, "not a declared payment column"))
+            problems.extend(_transform_problems(where, transform, self))
         for ref_kind, key in self.member.keys.items():
             if key.column and key.column not in self.member.columns:
                 problems.append(
-                    f"member.keys.{ref_kind.value}: {key.column} is not a member column"
+                    (
+                        ("member", "keys", ref_kind.value, "column"),
+                        f"{key.column} is not a member column",
+                    )
                 )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return problems
 
 
-def _transform_problems(where: str, transform: Transform, mapping: MappingFile) -> list[str]:
+def _transform_problems(
+    where: Location, transform: Transform, mapping: MappingFile
+) -> list[Problem]:
     if transform.choice is None:
         return []
     choice_set = mapping.choices.get(transform.choice.set)
     if choice_set is None:
-        return [f"{where}: unknown choice set {transform.choice.set!r}"]
+        return [((*where, "choice", "set"), f"unknown choice set {transform.choice.set!r}")]
     if transform.choice.value is not None and transform.choice.value not in choice_set.options:
-        return [f"{where}: {transform.choice.value!r} is not an option of {transform.choice.set}"]
+        return [
+            (
+                (*where, "choice", "value"),
+                f"{transform.choice.value!r} is not an option of {transform.choice.set}",
+            )
+        ]
     return []

@@ -4,9 +4,14 @@ Implements (reference dataverse.md): rows by set and by alternate key, ``$select
 (``eq``, ``lt``/``le``/``gt``/``ge``, ``and``, ``Microsoft.Dynamics.CRM.In``), ``createdon`` set on
 create, paging by ``odata.maxpagesize`` and
 ``@odata.nextLink``, create / create-only / update-only / upsert with ETags, ``@odata.bind`` by
-alternate key, ``$batch`` with atomic change sets and ``continue-on-error``, change tracking with
-deletions, metadata reads and writes, and the service-protection limit per app user (429 +
-Retry-After). Pure request → response: :mod:`.server` puts it on a socket.
+alternate key, ``$batch`` with atomic change sets, ``continue-on-error`` and ``Content-ID``
+references inside a change set (``PATCH $1``, ``"nav@odata.bind": "$1"``), change tracking with
+deletions, metadata reads (``EntityDefinitions`` list, one table with ``$expand=Attributes,Keys``
+and no option sets, choice options only through the cast
+``.../Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata``), metadata writes (tables,
+columns, keys, lookups as ``RelationshipDefinitions``, ``InsertOptionValue``), and the
+service-protection limit with its own budget per app user (429 + Retry-After). Pure request →
+response: :mod:`.server` puts it on a socket.
 """
 
 from __future__ import annotations
@@ -109,7 +114,12 @@ class Limits:
     fault_seed: int = 0  # the same chaos on every run, so a test cannot pass by luck
     clock: Callable[[], float] = time.monotonic
     throttled: Counter[str] = field(default_factory=Counter)  # 429s by Dataverse error code
+    throttled_by_user: Counter[str] = field(default_factory=Counter)  # 429s by app user
     chaos_seen: Counter[str] = field(default_factory=Counter)
+    #: Per app user, the (real) arrival time of every request, and (time, Retry-After) of every
+    #: 429: what a test needs to see that a client honoured Retry-After (the last 100,000 each).
+    arrivals: dict[str, deque[float]] = field(default_factory=dict)
+    refusals: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     _requests: dict[str, deque[float]] = field(default_factory=dict)
     _executions: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     _in_flight: Counter[str] = field(default_factory=Counter)
@@ -139,39 +149,63 @@ class Limits:
 
     def admit(self, user: str) -> Refusal | None:
         """None when the request may run (it then counts as in flight until :meth:`done`)."""
-        now = self.clock() * self.time_scale
-        horizon = now - self.window_seconds
+        real = self.clock()
         with self._lock:
-            if self._in_flight[user] >= self.max_concurrent:
-                return self._refuse(
-                    "0x80072326",
-                    f"Number of concurrent requests exceeded the limit of {self.max_concurrent}.",
-                    1.0,
+            self.arrivals.setdefault(user, deque(maxlen=100_000)).append(real)
+            refusal = self._admit(user, real * self.time_scale)
+            if refusal is not None:
+                self.throttled[refusal.code] += 1
+                self.throttled_by_user[user] += 1
+                self.refusals.setdefault(user, deque(maxlen=100_000)).append(
+                    (real, refusal.retry_after)
                 )
-            seen = self._requests.setdefault(user, deque())
-            while seen and seen[0] <= horizon:
-                seen.popleft()
-            if len(seen) >= self.requests_per_window:
-                return self._refuse(
-                    "0x80072322",
-                    f"Number of requests exceeded the limit of {self.requests_per_window} "
-                    f"over time window of {self.window_seconds:.0f} seconds.",
-                    seen[0] + self.window_seconds - now,
-                )
-            runs = self._executions.setdefault(user, deque())
-            while runs and runs[0][0] <= horizon:
-                runs.popleft()
-            if sum(ms for _, ms in runs) >= self.execution_ms_per_window:
-                return self._refuse(
-                    "0x80072321",
-                    "Combined execution time of incoming requests exceeded limit of "
-                    f"{self.execution_ms_per_window} milliseconds over time window of "
-                    f"{self.window_seconds:.0f} seconds.",
-                    runs[0][0] + self.window_seconds - now,
-                )
-            seen.append(now)
-            self._in_flight[user] += 1
-            return None
+            return refusal
+
+    def requests_while_paused(self, user: str, grace: float = 0.05) -> list[float]:
+        """Arrivals of ``user``'s requests inside a Retry-After pause it was given: from
+        ``grace`` seconds after a 429 (requests already on the wire) until ``grace`` before the
+        pause ends. Empty when every worker of that app user honoured Retry-After."""
+        with self._lock:
+            pauses = list(self.refusals.get(user, ()))
+            arrivals = list(self.arrivals.get(user, ()))
+        return [
+            t for t in arrivals if any(at + grace < t < at + wait - grace for at, wait in pauses)
+        ]
+
+    def _admit(self, user: str, now: float) -> Refusal | None:
+        """The facet this request breaches, if any (``now`` in Dataverse's scaled time)."""
+        horizon = now - self.window_seconds
+        # called under self._lock (see admit)
+        if self._in_flight[user] >= self.max_concurrent:
+            return self._refuse(
+                "0x80072326",
+                f"Number of concurrent requests exceeded the limit of {self.max_concurrent}.",
+                1.0,
+            )
+        seen = self._requests.setdefault(user, deque())
+        while seen and seen[0] <= horizon:
+            seen.popleft()
+        if len(seen) >= self.requests_per_window:
+            return self._refuse(
+                "0x80072322",
+                f"Number of requests exceeded the limit of {self.requests_per_window} "
+                f"over time window of {self.window_seconds:.0f} seconds.",
+                seen[0] + self.window_seconds - now,
+            )
+        runs = self._executions.setdefault(user, deque())
+        while runs and runs[0][0] <= horizon:
+            runs.popleft()
+        if sum(ms for _, ms in runs) >= self.execution_ms_per_window:
+            return self._refuse(
+                "0x80072321",
+                "Combined execution time of incoming requests exceeded limit of "
+                f"{self.execution_ms_per_window} milliseconds over time window of "
+                f"{self.window_seconds:.0f} seconds.",
+                runs[0][0] + self.window_seconds - now,
+            )
+        seen.append(now)
+        self._in_flight[user] += 1
+        return None
 
     def done(self, user: str, real_seconds: float) -> None:
         """An admitted request is over; ``real_seconds`` of modelled service time count against
@@ -187,7 +221,6 @@ class Limits:
         return self.latency_seconds + self.latency_per_operation_seconds * operations
 
     def _refuse(self, code: str, message: str, scaled_wait: float) -> Refusal:
-        self.throttled[code] += 1
         return Refusal(code, message, max(scaled_wait / self.time_scale, 0.01))
 
 
@@ -201,6 +234,62 @@ def operation_count(path: str, body: bytes) -> int:
         except (ValueError, AttributeError):
             return 1
     return 1
+
+
+def _resolve(reference: str, created: dict[str, str] | None) -> str:
+    """``$n`` → the ``set(id)`` of the row part ``n`` of the same change set wrote."""
+    found = (created or {}).get(reference[1:])
+    if found is None:
+        raise Failure(
+            400, "0x0", f"Content-ID Reference: '{reference}' does not exist in the batch context."
+        )
+    return found
+
+
+_NAVIGATIONS = ("OptionSet", "GlobalOptionSet", "GlobalOptionSet@odata.bind")
+
+
+def _expanded(params: dict[str, str]) -> set[str]:
+    """The navigation names in ``$expand`` (``OptionSet($select=Options),Keys`` → both)."""
+    names, depth, current = set(), 0, ""
+    for char in params.get("$expand", ""):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            names.add(current.strip())
+            current = ""
+        elif depth == 0:
+            current += char
+    names.add(current.strip())
+    return names - {""}
+
+
+def _plain_attribute(attribute: dict[str, Any]) -> dict[str, Any]:
+    """An attribute as ``$expand=Attributes`` shows it: no option-set navigation properties
+    (Dataverse reaches those only by casting to the attribute's metadata type)."""
+    return {k: v for k, v in attribute.items() if k not in _NAVIGATIONS}
+
+
+def _entity_answer(definition: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    """An EntityDefinitions answer: ``$select``-ed properties; Attributes and Keys only when
+    expanded, attributes without their option sets."""
+    expanded = _expanded(params)
+    select = [c for c in params.get("$select", "").split(",") if c]
+    answer = {
+        k: v
+        for k, v in definition.items()
+        if k not in ("Attributes", "Keys", "ManyToOneRelationships")
+        and (not select or k in select or k == "LogicalName")
+    }
+    if "Attributes" in expanded:
+        answer["Attributes"] = [_plain_attribute(a) for a in definition["Attributes"]]
+    if "Keys" in expanded:
+        answer["Keys"] = definition["Keys"]
+    if "ManyToOneRelationships" in expanded:
+        answer["ManyToOneRelationships"] = definition.get("ManyToOneRelationships", [])
+    return answer
 
 
 def _key_entry(columns: list[str], values: dict[str, Any]) -> tuple[str, str]:
@@ -294,6 +383,8 @@ class DataverseSandbox:
         if self.db.execute("SELECT count(*) FROM counter").fetchone()[0] == 0:
             self.db.execute("INSERT INTO counter VALUES (1000)")
         self.requests = 0
+        #: Metadata written with ``MSCRM.SolutionUniqueName``: solution → what was added to it.
+        self.solution_components: dict[str, list[str]] = {}
 
     # -- app users and metadata -----------------------------------------------------------------
 
@@ -540,8 +631,23 @@ class DataverseSandbox:
         self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Answer:
         payload = json.loads(body) if body else None
-        if path.startswith("EntityDefinitions"):
-            return self._metadata(method, path, payload)
+        if path.startswith(("EntityDefinitions", "RelationshipDefinitions", "InsertOptionValue")):
+            if path.startswith("EntityDefinitions"):
+                answer = self._metadata(method, path, params, payload)
+            elif path == "RelationshipDefinitions" and method == "POST":
+                answer = self._relationship(payload or {})
+            elif path == "InsertOptionValue" and method == "POST":
+                answer = self._insert_option(payload or {})
+            else:
+                raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
+            solution = headers.get("MSCRM.SolutionUniqueName") or (
+                payload.get("SolutionUniqueName") if isinstance(payload, dict) else None
+            )
+            if method == "POST" and solution:
+                self.solution_components.setdefault(str(solution), []).append(
+                    str((payload or {}).get("SchemaName") or path)
+                )
+            return answer
         if (bulk := _MULTIPLE.match(path)) and method == "POST":
             return self._multiple(
                 self._entity_by_set(bulk.group("set")), bulk.group("action"), payload or {}
@@ -701,18 +807,30 @@ class DataverseSandbox:
         if sum(len(i.requests) if isinstance(i, ChangeSet) else 1 for i in items) > 1000:
             raise Failure(400, "0x8004800d", "The number of requests in a batch exceeds 1000.")
         continue_on_error = "odata.continue-on-error" in headers.get("Prefer", "")
+        ids = [
+            r.content_id
+            for i in items
+            for r in (i.requests if isinstance(i, ChangeSet) else [i])
+            if r.content_id is not None
+        ]
+        if len(ids) != len(set(ids)):
+            raise Failure(400, "0x0", "Content-ID values must be unique within the batch.")
         groups: list[list[BatchPart] | BatchPart] = []
         for item in items:
             requests_ = item.requests if isinstance(item, ChangeSet) else [item]
             self.db.execute("SAVEPOINT cs")
             parts: list[BatchPart] = []
             failed = False
+            created: dict[str, str] = {}  # Content-ID → "set(id)": what $n means in this set
             for req in requests_:
-                answer = self._one(req)
+                answer = self._one(req, created)
                 parts.append(BatchPart(answer.status, answer.headers, answer.body, req.content_id))
                 if answer.status >= 400:
                     failed = True
                     break
+                entity_id = answer.headers.get("OData-EntityId", "")
+                if isinstance(item, ChangeSet) and req.content_id is not None and entity_id:
+                    created[req.content_id] = entity_id.rsplit("/", 1)[-1]
             if failed and isinstance(item, ChangeSet):
                 self.db.execute("ROLLBACK TO cs")
                 parts = [parts[-1]]  # a failed change set answers with its failing part
@@ -723,33 +841,58 @@ class DataverseSandbox:
         content_type, payload = render_batch_response(groups)
         return Answer(200, {"Content-Type": content_type}, payload)
 
-    def _one(self, req: BatchRequest) -> Answer:
-        path, _, query = req.url.partition("?")
-        if path.startswith("http"):
-            path = "/" + path.split("/", 3)[3]
-        path = unquote(path)
-        if path.startswith(API):
-            path = path[len(API) :]
-        params = {k: v[0] for k, v in parse_qs(query).items()}
-        headers = {k.title() if not k.startswith("MSCRM") else k: v for k, v in req.headers.items()}
-        body = json.dumps(req.body).encode() if req.body is not None else b""
+    def _one(self, req: BatchRequest, created: dict[str, str] | None = None) -> Answer:
+        """One part of a ``$batch``; ``created`` resolves the change set's ``$n`` references
+        (a URL ``$1`` or ``$1/...``, a ``"nav@odata.bind": "$1"``) to the rows parts made."""
         try:
+            path, _, query = req.url.partition("?")
+            if path.startswith("http"):
+                path = "/" + path.split("/", 3)[3]
+            path = unquote(path)
+            if path.startswith(API):
+                path = path[len(API) :]
+            if path.startswith("$"):
+                ref, slash, rest = path.partition("/")
+                path = _resolve(ref, created) + slash + rest
+            params = {k: v[0] for k, v in parse_qs(query).items()}
+            headers = {
+                k.title() if not k.startswith("MSCRM") else k: v for k, v in req.headers.items()
+            }
+            payload = req.body
+            if isinstance(payload, dict):
+                payload = {
+                    k: "/" + _resolve(v, created)
+                    if k.endswith("@odata.bind") and isinstance(v, str) and v.startswith("$")
+                    else v
+                    for k, v in payload.items()
+                }
+            body = json.dumps(payload).encode() if payload is not None else b""
             return self._dispatch(req.method, path, params, headers, body)
         except Failure as failure:
             return failure.answer
 
     # -- metadata -------------------------------------------------------------------------------
 
-    def _metadata(self, method: str, path: str, payload: Any) -> Answer:
-        m = re.match(r"EntityDefinitions(?:\(LogicalName='(\w+)'\))?(?:/(Attributes|Keys))?$", path)
+    def _metadata(self, method: str, path: str, params: dict[str, str], payload: Any) -> Answer:
+        m = re.match(
+            r"EntityDefinitions(?:\(LogicalName='(\w+)'\))?"
+            r"(?:/(Attributes|Keys)(?:/Microsoft\.Dynamics\.CRM\.(\w+)AttributeMetadata)?)?$",
+            path,
+        )
         if not m:
             raise Failure(400, "0x80060888", f"Unsupported metadata path {path}")
-        logical, part = m.group(1), m.group(2)
+        logical, part, cast = m.group(1), m.group(2), m.group(3)
+        if method == "GET" and not logical and not part:
+            return self._entity_list(params)
         if method == "GET" and logical:
             definition = self.entity(logical)
             if definition is None:
                 raise Failure(404, "0x80060888", f"Could not find entity '{logical}'")
-            return Answer(200, {}, definition)
+            if part == "Attributes":
+                return self._attributes(definition, cast, params)
+            if part == "Keys":
+                return Answer(200, {}, {"value": definition["Keys"]})
+            return Answer(200, {}, _entity_answer(definition, params))
         if method == "POST" and not logical:
             schema = payload["SchemaName"].lower()
             self.define_entity(
@@ -772,9 +915,16 @@ class DataverseSandbox:
             if definition is None:
                 raise Failure(404, "0x80060888", f"Could not find entity '{logical}'")
             item = dict(payload)
-            if part == "Attributes":
+            if part == "Attributes" and not cast:
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
                 kind = str(item.get("@odata.type", "")).rsplit(".", 1)[-1]
+                if kind == "LookupAttributeMetadata" or item.get("AttributeType") == "Lookup":
+                    raise Failure(
+                        400,
+                        "0x80040203",
+                        "A lookup attribute cannot be created through the Attributes collection: "
+                        "create a OneToManyRelationshipMetadata through RelationshipDefinitions.",
+                    )
                 item.setdefault("AttributeType", kind.removesuffix("AttributeMetadata") or None)
                 if any(a["LogicalName"] == item["LogicalName"] for a in definition["Attributes"]):
                     raise Failure(
@@ -783,12 +933,133 @@ class DataverseSandbox:
                         f"An attribute named {item['LogicalName']} already exists",
                     )
                 definition["Attributes"].append(item)
-            else:
+            elif part == "Keys":
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
                 item.setdefault("EntityKeyIndexStatus", "Active")
                 definition["Keys"].append(item)
                 for row_id, data, _ in self._rows(logical):  # existing rows join the new index
                     self._index(definition, row_id, data)
+            else:
+                raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
             self.define_entity(definition)
             return Answer(204)
         raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
+
+    def _entity_list(self, params: dict[str, str]) -> Answer:
+        """``GET EntityDefinitions``: every table, without attributes or keys unless expanded;
+        ``$filter`` as for rows (e.g. ``ChangeTrackingEnabled eq true``)."""
+        clauses = parse_filter(params["$filter"]) if params.get("$filter") else []
+        definitions = [
+            json.loads(row[0])
+            for row in self.db.execute("SELECT definition FROM entities ORDER BY logical")
+        ]
+        value = [_entity_answer(d, params) for d in definitions if matches(d, clauses)]
+        return Answer(
+            200,
+            {},
+            {"@odata.context": f"{self.base_url}{API}$metadata#EntityDefinitions", "value": value},
+        )
+
+    def _attributes(
+        self, definition: dict[str, Any], cast: str | None, params: dict[str, str]
+    ) -> Answer:
+        """``.../Attributes``, or ``.../Attributes/Microsoft.Dynamics.CRM.<T>AttributeMetadata``:
+        only the cast reaches a choice column's ``OptionSet`` / ``GlobalOptionSet``."""
+        expanded = _expanded(params)
+        select = [c for c in params.get("$select", "").split(",") if c]
+        value = []
+        for attribute in definition["Attributes"]:
+            if cast and attribute.get("AttributeType") != cast:
+                continue
+            shaped = _plain_attribute(attribute)
+            if select:
+                shaped = {k: v for k, v in shaped.items() if k in select or k == "LogicalName"}
+            if cast:
+                for navigation in ("OptionSet", "GlobalOptionSet"):
+                    if navigation in expanded:
+                        shaped[navigation] = attribute.get(navigation)
+            value.append(shaped)
+        return Answer(200, {}, {"value": value})
+
+    def _relationship(self, payload: dict[str, Any]) -> Answer:
+        """``POST RelationshipDefinitions`` with a one-to-many relationship: the lookup column
+        (``Lookup``) appears on the referencing table, its navigation property named as the
+        lookup's schema name (``mbr_Member@odata.bind``)."""
+        if payload.get("@odata.type") != "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata":
+            raise Failure(
+                400, "0x80040203", "Only OneToManyRelationshipMetadata is supported here."
+            )
+        referenced = self.entity(str(payload.get("ReferencedEntity", "")))
+        referencing = self.entity(str(payload.get("ReferencingEntity", "")))
+        if referenced is None or referencing is None:
+            raise Failure(
+                404,
+                "0x80040217",
+                f"Could not find entity '{payload.get('ReferencedEntity')}' or "
+                f"'{payload.get('ReferencingEntity')}'",
+            )
+        lookup = dict(payload.get("Lookup") or {})
+        if not lookup.get("SchemaName") or not payload.get("SchemaName"):
+            raise Failure(400, "0x80040203", "SchemaName and Lookup.SchemaName are required.")
+        logical = str(lookup["SchemaName"]).lower()
+        if any(a["LogicalName"] == logical for a in referencing["Attributes"]):
+            raise Failure(400, "0x80044363", f"An attribute named {logical} already exists")
+        lookup.update(
+            {
+                "LogicalName": logical,
+                "AttributeType": "Lookup",
+                "Targets": [referenced["LogicalName"]],
+            }
+        )
+        referencing["Attributes"].append(lookup)
+        relationship_id = str(uuid.uuid4())
+        referencing.setdefault("ManyToOneRelationships", []).append(
+            {
+                "MetadataId": relationship_id,
+                "SchemaName": payload["SchemaName"],
+                "ReferencedEntity": referenced["LogicalName"],
+                "ReferencedAttribute": payload.get("ReferencedAttribute")
+                or referenced["PrimaryIdAttribute"],
+                "ReferencingEntity": referencing["LogicalName"],
+                "ReferencingAttribute": logical,
+                "ReferencingEntityNavigationPropertyName": lookup["SchemaName"],
+            }
+        )
+        self.define_entity(referencing)
+        return Answer(
+            204,
+            {"OData-EntityId": f"{self.base_url}{API}RelationshipDefinitions({relationship_id})"},
+        )
+
+    def _insert_option(self, payload: dict[str, Any]) -> Answer:
+        """The ``InsertOptionValue`` action on a local choice column → ``NewOptionValue``."""
+        definition = self.entity(str(payload.get("EntityLogicalName", "")))
+        column = str(payload.get("AttributeLogicalName", ""))
+        attribute = next(
+            (a for a in (definition or {}).get("Attributes", []) if a["LogicalName"] == column),
+            None,
+        )
+        if definition is None or attribute is None:
+            raise Failure(
+                404,
+                "0x80040217",
+                f"Could not find attribute '{column}' on '{payload.get('EntityLogicalName')}'",
+            )
+        if attribute.get("AttributeType") != "Picklist" or payload.get("OptionSetName"):
+            raise Failure(400, "0x80040203", f"{column} is not a local choice column.")
+        option_set = attribute.setdefault(
+            "OptionSet", {"IsGlobal": False, "OptionSetType": "Picklist", "Options": []}
+        )
+        options = option_set.setdefault("Options", [])
+        taken = {int(o["Value"]) for o in options}
+        value = payload.get("Value")
+        if value is None:
+            value = max(taken | {100_000_000 - 1}) + 1  # the default publisher's prefix
+        if int(value) in taken:
+            raise Failure(
+                400, "0x80047010", f"An option with the value {value} already exists on {column}."
+            )
+        options.append({"Value": int(value), "Label": payload.get("Label")})
+        self.define_entity(definition)
+        context = f"{self.base_url}{API}$metadata#Microsoft.Dynamics.CRM.InsertOptionValueResponse"
+        return Answer(200, {}, {"@odata.context": context, "NewOptionValue": int(value)})

@@ -70,12 +70,12 @@ class SandboxInfo:
     ca_bundle: str
     dataverse: DataverseSandbox
     limits: Limits
-    extra_users: dict[str, str] = field(default_factory=dict)
+    extra_users: dict[str, str] = field(default_factory=dict)  # client id → secret
 
     @property
     def env(self) -> dict[str, str]:
-        """The BRIDGE_* settings that make the tool use this sandbox."""
-        return {
+        """The BRIDGE_* settings that make the tool use this sandbox (with every app user)."""
+        env = {
             "BRIDGE_DATAVERSE__URL": self.url,
             "BRIDGE_DATAVERSE__TENANT_ID": TENANT,
             "BRIDGE_DATAVERSE__AUTHORITY": self.authority,
@@ -83,6 +83,12 @@ class SandboxInfo:
             "BRIDGE_DATAVERSE__CLIENT_SECRET": self.client_secret,
             "BRIDGE_DATAVERSE__CA_BUNDLE": self.ca_bundle,
         }
+        if self.extra_users:
+            env["BRIDGE_DATAVERSE__APP_USERS"] = json.dumps(
+                [{"client_id": c, "client_secret": s} for c, s in self.extra_users.items()],
+                separators=(",", ":"),
+            )
+        return env
 
 
 def _handler(box: DataverseSandbox, limits: Limits, base: str) -> type[BaseHTTPRequestHandler]:
@@ -232,9 +238,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def run_sandbox(
-    db_path: str | Path | None = None, *, limits: Limits | None = None, port: int | None = None
+    db_path: str | Path | None = None,
+    *,
+    limits: Limits | None = None,
+    port: int | None = None,
+    app_users: int = 1,
 ) -> Iterator[SandboxInfo]:
-    """The sandbox on ``https://127.0.0.1:<port>`` until the block ends."""
+    """The sandbox on ``https://127.0.0.1:<port>`` until the block ends, with ``app_users``
+    application users registered (the first in the single-user settings, the others in
+    ``extra_users``); the limit model gives each its own budget."""
+    if app_users < 1:
+        raise ValueError("app_users must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bridge-sandbox-") as tmp:
         ca, cert, key = make_certificates(Path(tmp))
         port = port or free_port()
@@ -247,6 +261,9 @@ def run_sandbox(
             box.define_entity(json.loads(json.dumps(CONTACT)))
         client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
         box.add_app_user(client_id, secret)
+        extra = {str(uuid.uuid4()): uuid.uuid4().hex for _ in range(app_users - 1)}
+        for extra_id, extra_secret in extra.items():
+            box.add_app_user(extra_id, extra_secret)
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(box, limits, base))
         server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -255,7 +272,9 @@ def run_sandbox(
         thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
         thread.start()
         try:
-            yield SandboxInfo(base, f"{base}/{TENANT}", client_id, secret, str(ca), box, limits)
+            yield SandboxInfo(
+                base, f"{base}/{TENANT}", client_id, secret, str(ca), box, limits, extra
+            )
         finally:
             server.shutdown()
             server.server_close()

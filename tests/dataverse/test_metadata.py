@@ -15,7 +15,9 @@ from dynamics_bridge.dataverse.metadata import (
     alternate_key_body,
     choice_column_body,
     global_choice_body,
+    insert_option_body,
     label_text,
+    lookup_relationship_body,
     parse_table,
     table_body,
 )
@@ -199,6 +201,34 @@ def test_metadata_writes_go_to_their_collection_in_the_solution(client, kind, ta
     assert sent.headers["MSCRM.SolutionUniqueName"] == "MemberBridge"
     assert "MSCRM.SuppressCallbackRegistrationExpanderJob" not in sent.headers
     assert json.loads(sent.body) == {"SchemaName": "x"}
+
+
+@responses.activate
+def test_a_planned_option_step_goes_to_insert_option_value_in_the_solution(client) -> None:
+    responses.post(API + "InsertOptionValue", status=200, json={"NewOptionValue": 100000003})
+    body = insert_option_body("contact", "mbr_paymentstatus", ChoiceOption(100000003, "Skuld"))
+    client.create_metadata("option", body, table="contact")
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent == {**body, "SolutionUniqueName": "MemberBridge"}
+    assert responses.calls[0].request.headers["MSCRM.SolutionUniqueName"] == "MemberBridge"
+
+
+def test_a_lookup_is_made_as_a_one_to_many_relationship() -> None:
+    body = lookup_relationship_body(
+        "mbr_member_contact_mbr_payment",
+        referenced="contact",
+        referenced_attribute="contactid",
+        referencing="mbr_payment",
+        lookup_schema_name="mbr_Member",
+        display="Medlem",
+    )
+    assert body["@odata.type"] == "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
+    assert (body["ReferencedEntity"], body["ReferencingEntity"]) == ("contact", "mbr_payment")
+    assert body["ReferencedAttribute"] == "contactid"
+    lookup = body["Lookup"]
+    assert lookup["@odata.type"] == "Microsoft.Dynamics.CRM.LookupAttributeMetadata"
+    assert (lookup["SchemaName"], lookup["AttributeType"]) == ("mbr_Member", "Lookup")
+    assert "Targets" not in lookup  # the relationship names the target
 
 
 @responses.activate

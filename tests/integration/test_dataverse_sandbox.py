@@ -23,6 +23,7 @@ from dynamics_bridge.errors import (
     ConcurrencyConflictError,
     DuplicateKeyError,
     NotFoundError,
+    PermanentError,
 )
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.sandbox.dataverse import Limits
@@ -81,10 +82,88 @@ def test_provision_creates_what_the_mapping_needs_and_check_then_passes(sandbox)
     c = client_for(sandbox)
     assert check_metadata(c, MAPPING)  # nothing provisioned yet
     steps = plan(c, MAPPING)
-    assert {s.kind for s in steps} == {"table", "column", "key"}
-    apply_plan(c, steps)
+    assert {s.kind for s in steps} == {"table", "column", "relationship", "key"}
+    assert [s.kind for s in steps] == sorted(
+        (s.kind for s in steps), key=["table", "column", "relationship", "key"].index
+    )
+    (lookup,) = [s for s in steps if s.kind == "relationship"]
+    assert lookup.body["@odata.type"] == "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
+    assert lookup.body["Lookup"]["SchemaName"] == "mbr_Member"
+    assert not any(s.body.get("@odata.type", "").endswith("LookupAttributeMetadata") for s in steps)
+    apply_plan(c, steps, key_poll=0.01)
     assert check_metadata(c, MAPPING) == []
     assert plan(c, MAPPING) == []
+    payment = sandbox.dataverse.entity("mbr_payment")
+    member = next(a for a in payment["Attributes"] if a["LogicalName"] == "mbr_member")
+    assert (member["AttributeType"], member["Targets"]) == ("Lookup", ["contact"])
+    (relationship,) = payment["ManyToOneRelationships"]
+    assert relationship["ReferencingEntityNavigationPropertyName"] == "mbr_Member"
+
+
+def test_the_sandbox_refuses_a_lookup_made_through_attributes_as_dataverse_does(client) -> None:
+    body = {
+        "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
+        "SchemaName": "mbr_Other",
+        "Targets": ["contact"],
+    }
+    with pytest.raises(PermanentError, match="RelationshipDefinitions"):
+        client.create_column("mbr_payment", body)
+
+
+def test_a_lookup_made_by_provisioning_binds_through_its_navigation_property(client) -> None:
+    client.create_only("contacts", {"mbr_memberno": "7"}, {})
+    client.create_only(
+        "mbr_payments",
+        {"mbr_eventid": "e7"},
+        {"mbr_Member@odata.bind": "/contacts(mbr_memberno='7')"},
+    )
+    member = client.get("contacts", {"mbr_memberno": "7"}, ["contactid"])
+    payment = client.get("mbr_payments", {"mbr_eventid": "e7"}, ["_mbr_member_value"])
+    assert payment["_mbr_member_value"] == member["contactid"]
+
+
+def test_a_choice_value_missing_in_dataverse_is_reported_then_added_by_provision(
+    client, sandbox
+) -> None:
+    definition = sandbox.dataverse.entity("contact")
+    status = next(a for a in definition["Attributes"] if a["LogicalName"] == "mbr_paymentstatus")
+    dropped = status["OptionSet"]["Options"].pop()
+    sandbox.dataverse.define_entity(definition)
+    client.entity("contact", refresh=True)
+    options = MAPPING.choices["payment_status"].options.items()
+    word = next(w for w, o in options if o.value == dropped["Value"])
+    assert check_metadata(client, MAPPING) == [
+        f"contact.mbr_paymentstatus: choice value {dropped['Value']} ({word}) does not exist"
+    ]
+    steps = plan(client, MAPPING)
+    assert [(s.kind, s.body["Value"]) for s in steps] == [("option", dropped["Value"])]
+    assert "add choice value" in steps[0].describe()
+    apply_plan(client, steps)
+    assert check_metadata(client, MAPPING) == []
+    assert plan(client, MAPPING) == []
+
+
+def test_metadata_writes_carry_the_configured_solution(sandbox) -> None:
+    c = DataverseClient.from_settings(settings_for(sandbox, solution="MemberBridge"))
+    apply_plan(c, plan(c, MAPPING), key_poll=0.01)
+    added = sandbox.dataverse.solution_components["MemberBridge"]
+    assert "mbr_payment" in added
+    assert "mbr_eventid_key" in added
+
+
+def test_provision_waits_for_a_new_key_to_be_active(sandbox, monkeypatch) -> None:
+    c = client_for(sandbox)
+    waited: list[tuple[str, list[str]]] = []
+    real = c.wait_for_key
+
+    def spy(table, columns, **kwargs):
+        waited.append((table, list(columns)))
+        return real(table, columns, **kwargs)
+
+    monkeypatch.setattr(c, "wait_for_key", spy)
+    apply_plan(c, plan(c, MAPPING), key_poll=0.01)
+    assert ("mbr_payment", ["mbr_eventid"]) in waited
+    assert ("contact", ["mbr_memberno"]) in waited
 
 
 def test_metadata_reads_are_typed_after_provisioning(client) -> None:
@@ -92,10 +171,70 @@ def test_metadata_reads_are_typed_after_provisioning(client) -> None:
     assert payment is not None
     assert payment.entity_set == "mbr_payments"
     assert client.wait_for_key("mbr_payment", ["mbr_eventid"], poll=0.01).usable
+    # As in Dataverse, $expand=Attributes carries no option sets: options come by the cast.
+    raw = client.entity("contact")
+    assert raw is not None
+    assert not any("OptionSet" in a for a in raw["Attributes"])
+    before = client.requests_sent
     options = client.choice_options("contact", "mbr_paymentstatus")
-    assert options
-    assert all(o.value >= 100000000 for o in options)
+    assert client.requests_sent == before + 1  # the PicklistAttributeMetadata cast read
+    assert {o.value for o in options} == {
+        o.value for o in MAPPING.choices["payment_status"].options.values()
+    }
+    assert client.choice_options("contact", "statecode") == ()
     assert client.table("nosuchtable") is None
+    tables = {t.logical_name: t for t in client.tables()}
+    assert tables["mbr_payment"].entity_set == "mbr_payments"
+    assert tables["contact"].change_tracking
+
+
+def test_a_change_set_refers_to_the_row_an_earlier_part_created(client) -> None:
+    result = client.execute_batch(
+        [
+            ChangeSet(
+                [
+                    BatchRequest("POST", "contacts", {}, {"lastname": "Ny"}, content_id="1"),
+                    BatchRequest("PATCH", "$1", {"If-Match": "*"}, {"firstname": "Eva"}),
+                    BatchRequest(
+                        "POST",
+                        "mbr_payments",
+                        {},
+                        {"mbr_eventid": "ref-1", "mbr_Member@odata.bind": "$1"},
+                        content_id="3",
+                    ),
+                ]
+            )
+        ]
+    )
+    assert [op.state for op in result.operations] == ["ok", "ok", "ok"]
+    created = result.parts[0].headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    member = client.get("contacts", created, ["firstname", "lastname"])
+    assert (member["firstname"], member["lastname"]) == ("Eva", "Ny")
+    payment = client.get("mbr_payments", {"mbr_eventid": "ref-1"}, ["_mbr_member_value"])
+    assert payment["_mbr_member_value"] == created
+
+
+def test_a_content_id_reference_not_declared_before_fails_its_change_set(client) -> None:
+    result = client.execute_batch(
+        [
+            ChangeSet(
+                [
+                    BatchRequest("POST", "contacts", {}, {"lastname": "Först"}, content_id="1"),
+                    BatchRequest("PATCH", "$2", {"If-Match": "*"}, {"firstname": "x"}),
+                    BatchRequest("POST", "contacts", {}, {"lastname": "Sist"}, content_id="2"),
+                ]
+            ),
+            BatchRequest("PATCH", "$1", {"If-Match": "*"}, {"firstname": "y"}),  # not in a set
+        ]
+    )
+    assert [op.state for op in result.operations] == [
+        "rolled_back",
+        "failed",
+        "rolled_back",
+        "failed",
+    ]
+    assert "does not exist in the batch context" in str(result.operations[1].error)
+    assert list(client.query("contacts", select=["lastname"])) == []
 
 
 def test_upserts_and_a_lookup_bound_by_the_members_alternate_key(client) -> None:
@@ -230,17 +369,50 @@ def write_concurrently(client: DataverseClient, workers: int, rows_each: int) ->
     return errors
 
 
+def storm_limits() -> Limits:
+    """A 0.5 s window of 5 requests; half the requests held back 0.1 s, so workers fall out of
+    step and one is still busy when another collects a 429."""
+    return Limits(
+        requests_per_window=5, window_seconds=300, time_scale=600, slow_rate=0.5, slow_seconds=0.1
+    )
+
+
 def test_a_429_storm_is_honoured_by_all_workers_and_nothing_is_lost() -> None:
-    limits = Limits(requests_per_window=5, window_seconds=300, time_scale=600)  # 0.5 s window
+    limits = storm_limits()
     with run_sandbox(limits=limits) as box:
         c = client_for(box, gate=AppUserGate(max_concurrency=4))
         declare_member_key(c)
         assert write_concurrently(c, workers=4, rows_each=3) == []
         assert limits.throttled["0x80072322"] > 0
         assert c.throttled > 0
-        # Workers held back by the shared pause do not each collect their own 429.
-        assert c.throttled <= limits.throttled.total()
+        # After a 429, no worker of that app user sent anything until Retry-After had passed
+        # (with a per-thread pause the other workers knock and collect their own 429s: below).
+        assert any(wait > 0.2 for _, wait in limits.refusals[box.client_id])
+        assert limits.requests_while_paused(box.client_id) == []
         assert len(list(c.query("contacts", select=["mbr_memberno"]))) == 12
+
+
+def test_the_pause_check_catches_workers_that_pause_only_themselves() -> None:
+    limits = storm_limits()
+    with run_sandbox(limits=limits) as box:
+        declare_member_key(client_for(box))
+        clients = [client_for(box, gate=AppUserGate(max_concurrency=4)) for _ in range(4)]
+        errors: list[Exception] = []
+
+        def worker(index: int) -> None:
+            try:
+                for n in range(3):
+                    clients[index].create_only("contacts", {"mbr_memberno": f"{index}-{n}"}, {})
+            except Exception as exc:  # noqa: BLE001 - the test reports any failure
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert limits.requests_while_paused(box.client_id) != []
 
 
 def test_work_is_spread_over_app_users_each_with_its_own_budget() -> None:
@@ -369,3 +541,20 @@ def test_an_alternate_key_value_is_unique_across_rows() -> None:
         # Addressed by its alternate key, an update leaves the key columns alone (§2).
         c.update("contacts", {"mbr_memberno": "B"}, {"mbr_memberno": "Z", "lastname": "b"})
         assert sorted(r["mbr_memberno"] for r in c.query("contacts")) == ["A", "B"]
+
+
+def test_the_provision_command_passes_the_configured_solution(sandbox, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from dynamics_bridge.cli import app
+
+    for name, value in sandbox.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BRIDGE_DATAVERSE__SOLUTION", "MemberBridge")
+    result = CliRunner().invoke(app, ["provision", "--apply"])
+    assert result.exit_code == 0, result.output
+    assert "create lookup mbr_member on mbr_payment (relationship to contact)" in result.stdout
+    assert "in solution MemberBridge" in result.stdout
+    added = sandbox.dataverse.solution_components["MemberBridge"]
+    assert "mbr_payment" in added
+    assert any("mbr_member" in name for name in added)  # the relationship of the lookup

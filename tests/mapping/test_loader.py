@@ -82,3 +82,27 @@ def test_an_unknown_event_kind_is_refused() -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_mapping(tmp_path / "nope.yaml")
+
+
+def test_problems_across_sections_are_reported_one_each_at_their_own_place() -> None:
+    text = DEFAULT_TEXT.replace(
+        '"{prefix}_lastfailedon":  {date: occurred_at}',
+        '"{prefix}_lastfailedat":  {date: occurred_at}',
+    ).replace("{set: payment_status, value: refunded}", "{set: payment_status, value: returned}")
+    text = text.replace('checked_on: "{prefix}_sparcheckedon"', "checked_on: mbr_nosuchcolumn")
+    with pytest.raises(ConfigError) as caught:
+        parse_mapping(text, name="m.yaml")
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert not any("(root)" in p or "; " in p for p in problems), problems
+    expected = {
+        "lastfailedat": "mbr_lastfailedat: not a declared member column",
+        "value: returned": "'returned' is not an option of payment_status",
+        "checked_on: mbr_nosuchcolumn": "mbr_nosuchcolumn is not a declared member column",
+    }
+    for needle, message in expected.items():
+        line = line_of(text, needle)
+        assert any(p.startswith(f"m.yaml:{line}:") and message in p for p in problems), (
+            needle,
+            problems,
+        )
