@@ -15,13 +15,22 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    ModelWrapValidatorHandler,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources import ENV_FILE_SENTINEL
 
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.hosting import is_key_vault_reference
@@ -440,6 +449,10 @@ class ApsisSettings(BaseModel):
         return bool(self.client_id and self.client_secret and self.section)
 
 
+#: This machine as a URL's host (the sandbox responder), up to the port or path.
+_LOOPBACK_HOST = r"(127\.0\.0\.1|localhost|\[::1\])([:/]|$)"
+
+
 class SparSettings(BaseModel):
     """SPAR PersonSok over SOAP (reference soap.md). The identification fields are SPAR's
     ``Identifieringsinformation``, assigned at onboarding. mTLS takes PEM files (convert a .p12)
@@ -506,10 +519,14 @@ class SparSettings(BaseModel):
 
     @model_validator(mode="after")
     def _path_or_text(self) -> SparSettings:
-        pairs = (("client_cert", "client_cert_pem"), ("client_key", "client_key_pem"))
+        pairs = (
+            ("client_cert", "client_cert_pem"),
+            ("client_key", "client_key_pem"),
+            ("ca_bundle", "ca_pem"),
+        )
         both = [
             f"{env_name(('spar', path))} and {env_name(('spar', text))}"
-            for path, text in (*pairs, ("ca_bundle", "ca_pem"))
+            for path, text in pairs
             if getattr(self, path) and getattr(self, text)
         ]
         if both:
@@ -521,9 +538,7 @@ class SparSettings(BaseModel):
     def _https_or_loopback(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if not re.match(
-            r"(?i)^(https://[^/\s]+|http://(127\.0\.0\.1|localhost|\[::1\])([:/]|$))", v
-        ):
+        if not re.match(rf"(?i)^(https://[^/\s]+|http://{_LOOPBACK_HOST})", v):
             raise ValueError("https://..., or http:// only on 127.0.0.1 or localhost")
         return v
 
@@ -539,10 +554,7 @@ class SparSettings(BaseModel):
     @property
     def endpoint_is_loopback(self) -> bool:
         """The endpoint is on this machine (the sandbox responder), not SPAR."""
-        return bool(
-            self.endpoint
-            and re.match(r"(?i)^https?://(127\.0\.0\.1|localhost|\[::1\])([:/]|$)", self.endpoint)
-        )
+        return bool(self.endpoint and re.match(rf"(?i)^https?://{_LOOPBACK_HOST}", self.endpoint))
 
     def contract_problems(self) -> list[str]:
         """The bundled contract is the bridge's demo copy: refused for anything but the sandbox."""
@@ -603,7 +615,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _no_key_vault_references(cls, data: Any, handler: Any) -> Any:
+    def _no_key_vault_references(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
         """Refuse a value that is still ``@Microsoft.KeyVault(...)``: App Service could not
         resolve the reference and would hand the app the literal text (as a sign key, a client
         secret...). One ConfigError names each such variable, and every other problem too."""
@@ -619,10 +633,7 @@ class Settings(BaseSettings):
         try:
             handler(_without(data, found))
         except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-                if env_name(loc) not in named:
-                    problems.append(f"{env_name(loc)}: {err['msg']}")
+            problems += [p for p in _validation_problems(exc) if p.split(":", 1)[0] not in named]
         raise ConfigError(problems)
 
     def secrets(self) -> list[str]:
@@ -724,73 +735,70 @@ def load_settings(**overrides: Any) -> Settings:
 
     Besides validation errors, pydantic-settings raises ``SettingsError`` before validating when
     a complex value (a JSON object or list, e.g. ``BRIDGE_APSIS__ATTRIBUTES``) is not JSON; that
-    becomes a ConfigError too, naming every variable whose value could not be decoded.
+    error names only the section, so the variables to blame are looked for again here.
     """
-    import os
-    import types
-    import typing
-
-    from pydantic_settings import SettingsError
-
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-            problems.append(f"{env_name(loc)}: {err['msg']}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_validation_problems(exc)) from None
     except SettingsError as exc:
-        found = re.search(r'field "([^"]+)"', str(exc))
-        top = found.group(1) if found else None
-        why = str(exc.__cause__ or exc)
+        env_file = overrides.get("_env_file", ENV_FILE_SENTINEL)
+        raise ConfigError(_undecodable_problems(exc, env_file)) from None
 
-        def wants_json(names: list[str]) -> bool:
-            """Whether BRIDGE_A__B names a field pydantic-settings decodes as JSON."""
-            model: Any = Settings
-            info = None
-            for name in names:
-                fields = getattr(model, "model_fields", None)
-                if not isinstance(fields, dict) or name not in fields:
-                    return False
-                info = fields[name]
-                model = info.annotation
-            if info is None or any(m is NoDecode or isinstance(m, NoDecode) for m in info.metadata):
-                return False
-            origin = typing.get_origin(model) or model
-            if origin in (typing.Union, types.UnionType):  # ``X | None``
-                args = [a for a in typing.get_args(model) if a is not type(None)]
-                origin = (typing.get_origin(args[0]) or args[0]) if len(args) == 1 else None
-            return isinstance(origin, type) and (
-                issubclass(origin, BaseModel) or issubclass(origin, dict | list | tuple | set)
-            )
 
-        values: dict[str, str | None] = {}
-        env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
-        if isinstance(env_file, str | os.PathLike) and os.path.isfile(env_file):
-            from dotenv import dotenv_values
+def _validation_problems(exc: ValidationError) -> list[str]:
+    """One ``BRIDGE_…: message`` per error: the variable an operator sets, never its value."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        problems.append(f"{env_name(loc)}: {err['msg']}")
+    return problems
 
-            values.update(dotenv_values(env_file))
-        values.update(os.environ)
-        culprits = []
-        for key, value in values.items():
-            upper = key.upper()
-            if not upper.startswith(ENV_PREFIX) or value is None or not value.strip():
-                continue
-            names = upper[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
-            if top is not None and names[0] != top:
-                continue
-            if not wants_json(names):
-                continue
-            try:
-                json.loads(value)
-            except ValueError:
-                culprits.append(upper)
-        if culprits:
-            problems = [f"{name}: not valid JSON ({why})" for name in sorted(set(culprits))]
-        elif top is not None:
-            where = env_name((top,))
-            problems = [f"{where} (or one of {where}__*): value could not be decoded ({why})"]
-        else:
-            problems = [f"settings could not be read: {exc}"]
-        raise ConfigError(problems) from None
+
+def _undecodable_problems(exc: SettingsError, env_file: Any) -> list[str]:
+    """The variables (environment, then ``.env``) of the section ``exc`` names whose field is
+    decoded as JSON and whose value is not JSON."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    top = found.group(1) if found else None
+    why = str(exc.__cause__ or exc)
+    env = EnvSettingsSource(Settings)
+    values = {**DotEnvSettingsSource(Settings, env_file=env_file).env_vars, **env.env_vars}
+    prefix = ENV_PREFIX.lower()
+    culprits = []
+    for key, value in values.items():
+        if not key.startswith(prefix) or not value or not value.strip():
+            continue
+        names = key[len(prefix) :].split(ENV_DELIMITER)
+        if (
+            (top is None or names[0] == top)
+            and _decoded_as_json(env, names)
+            and not _is_json(value)
+        ):
+            culprits.append(key.upper())
+    if culprits:
+        return [f"{name}: not valid JSON ({why})" for name in sorted(culprits)]
+    if top is not None:
+        where = env_name((top,))
+        return [f"{where} (or one of {where}__*): value could not be decoded ({why})"]
+    return [f"settings could not be read: {exc}"]
+
+
+def _decoded_as_json(source: EnvSettingsSource, names: list[str]) -> bool:
+    """Whether ``BRIDGE_A__B`` names a field pydantic-settings decodes as JSON (complex, and
+    not marked ``NoDecode``)."""
+    model: Any = Settings
+    info = None
+    for name in names:
+        info = getattr(model, "model_fields", {}).get(name)
+        if info is None:
+            return False
+        model = info.annotation
+    return info is not None and NoDecode not in info.metadata and source.field_is_complex(info)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

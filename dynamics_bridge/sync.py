@@ -130,8 +130,8 @@ def process_messages(
         if len(decoded) > 1:
             log.error("%d message(s) failed together, trying each alone: %s", len(decoded), exc)
             for message, _ in decoded:
-                part = process_messages(
-                    [message],
+                part = process_message(
+                    message,
                     pipeline,
                     queue,
                     dry_run=dry_run,

@@ -37,6 +37,17 @@ def billogram_headers(raw: bytes) -> dict[str, str]:
     return {**JSON, **signed_headers(raw, timestamp=f"{time.time():.6f}")}
 
 
+def post_signed(provider: str, raw: bytes, queue: InMemoryQueue):
+    """``raw`` as the provider sends it, signed when the provider signs (Billogram)."""
+    return handle_webhook(
+        provider,
+        raw,
+        billogram_headers(raw) if provider == "billogram" else JSON,
+        settings=settings(billogram={"sign_key": KEY}),
+        queue=queue,
+    )
+
+
 class TestAccepted:
     def test_a_swish_callback_is_queued_and_answered_202_with_its_event_ids(self, queue) -> None:
         result = handle_webhook(
@@ -239,13 +250,7 @@ class TestRefused:
     @pytest.mark.parametrize("provider", ["swish", "billogram"])
     @pytest.mark.parametrize("raw", [b"[]", b'"text"', b"42", b"null", b'[{"id": "x"}]'])
     def test_a_json_body_that_is_not_an_object_is_400(self, queue, provider, raw) -> None:
-        result = handle_webhook(
-            provider,
-            raw,
-            billogram_headers(raw) if provider == "billogram" else JSON,
-            settings=settings(billogram={"sign_key": KEY}),
-            queue=queue,
-        )
+        result = post_signed(provider, raw, queue)
         assert result.status == 400
         assert result.body["status"] == "invalid"
         assert result.body["field"] == "body"
@@ -255,13 +260,7 @@ class TestRefused:
     @pytest.mark.parametrize("provider", ["swish", "billogram"])
     def test_a_body_that_is_not_utf8_is_400(self, queue, provider) -> None:
         raw = '{"id": "Betalning för medlemsavgift"}'.encode("latin-1")
-        result = handle_webhook(
-            provider,
-            raw,
-            billogram_headers(raw) if provider == "billogram" else JSON,
-            settings=settings(billogram={"sign_key": KEY}),
-            queue=queue,
-        )
+        result = post_signed(provider, raw, queue)
         assert result.status == 400
         assert result.body["field"] == "body"
         assert "not UTF-8" in result.body["error"]

@@ -65,6 +65,10 @@ DELTA_NAME = "segments-delta-link"
 #: State-table row: when the segments job last evaluated every member (UTC, ISO 8601).
 FULL_RUN_NAME = "segments-last-full-run"
 
+#: What a push leaves to write on one member: (member key, columns written whatever happens,
+#: columns written only once APSIS confirmed that profile's change).
+MemberWrite = tuple[str, dict[str, Any], dict[str, Any]]
+
 
 @dataclass
 class TriggerReport:
@@ -243,13 +247,13 @@ class Activation:
 
     def _member_writes(
         self,
-        pending: Mapping[str, tuple[str, dict[str, Any], dict[str, Any]]],
+        pending: Mapping[str, MemberWrite],
         outcomes: Mapping[str, ChangeOutcome],
     ) -> list[tuple[str, dict[str, Any], str]]:
-        """Member updates after a push: ``profile key -> (member key, columns written whatever
-        happened, columns written only when that profile's change went through)``. A profile
-        APSIS had lost and the change created again holds only that change, so its state is
-        cleared: the next segments run pushes everything."""
+        """Member updates after a push: a :data:`MemberWrite`'s on-success columns only where that
+        profile's change went through. A profile APSIS had lost and the change created again
+        holds only that change, so its state is cleared: the next segments run pushes
+        everything."""
         state_column = self.config.apsis.audience.state_column
         updates = []
         for profile_key, (member_key, always, on_success) in pending.items():
@@ -311,8 +315,7 @@ class Activation:
         members = self.store.members(sorted(by_member), self.member_columns())
         changes: list[ProfileChange] = []
         owners: dict[str, list[str]] = {}
-        # profile key -> (member key, columns always written, columns written on success)
-        pending: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        pending: dict[str, MemberWrite] = {}  # by profile key
         audience = self.config.apsis.audience
         for member_key, items in by_member.items():
             ids = [event_id for event_id, _ in items]
@@ -428,8 +431,7 @@ class Activation:
         audience = self.config.apsis.audience
         engagement_column = self.config.segments.engagement.column
         changes: list[ProfileChange] = []
-        # profile (or member) key -> (member key, columns always written, on success only)
-        pending: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        pending: dict[str, MemberWrite] = {}  # by profile (or member) key
         for row in delta.changed:
             view = self.view(row)
             key = str(row.get(member.key_column))
@@ -513,7 +515,7 @@ class Activation:
             return True
         return now - last >= timedelta(hours=self.config.segments.full_run_hours)
 
-    def _segment_failure(self, report: SegmentReport, what: str, error: Any) -> bool:
+    def _segment_failure(self, report: SegmentReport, what: str, error: BridgeError | None) -> bool:
         """Record one failure; True when it may pass, so the delta link must wait for it."""
         report.failed.append(f"{what}: {error}")
         if isinstance(error, PermanentError):
@@ -570,7 +572,7 @@ class Activation:
         results = self.store.update_members(claims)
         changes: list[ProfileChange] = []
         owners: dict[str, str] = {}
-        states: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        pending: dict[str, MemberWrite] = {}  # by profile key
         state_column = self.config.apsis.audience.state_column
         for (key, _, _), op in zip(claims, results, strict=True):
             if not op.ok:  # changed meanwhile: the next run sees it again
@@ -589,7 +591,7 @@ class Activation:
                 # (with its attributes), or a later withdrawal of consent would not erase it.
                 attributes, state = self._first_push(view)
                 if state is not None:
-                    states[profile_key] = (key, {}, {state_column: state})
+                    pending[profile_key] = (key, {}, {state_column: state})
             changes.append(
                 ProfileChange(
                     profile_key, attributes=attributes, events=events, create=previous is None
@@ -605,13 +607,13 @@ class Activation:
                 outcomes[outcome.key] = outcome
                 if outcome.ok:
                     report.sent.update(i.name for i in found[key])
-                    if outcome.recreated and outcome.key not in states:
-                        states[outcome.key] = (key, {}, {})
+                    if outcome.recreated:  # its state is cleared (see _member_writes)
+                        pending.setdefault(outcome.key, (key, {}, {}))
                 else:
                     report.failed.append(f"profile {outcome.key}: {outcome.error}")
                     old = views[key].get(segments.reminders_column)
                     release.append((key, {segments.reminders_column: old}, "*"))
-            writes = self._member_writes(states, outcomes)
+            writes = self._member_writes(pending, outcomes)
             if release or writes:
                 self.store.update_members([*release, *writes])
         return report

@@ -69,7 +69,7 @@ def segments_push(
     """Evaluate segments and the score for members changed since the last run (every member
     when the last full run is older than full_run_hours); push the differences."""
     try:
-        report = _activation().run_segments(dry_run=dry_run, full=True if full else None)
+        report = _activation().run_segments(dry_run=dry_run, full=full or None)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:

@@ -50,7 +50,8 @@ def ingest(
         raise typer.Exit(2)
     bankgirot, queue = _settings(dry_run)
     print_event = _print_event if dry_run and as_json else None
-    if isinstance(queue, InMemoryQueue):
+    in_memory = isinstance(queue, InMemoryQueue)
+    if in_memory:
         _error(
             "warning: BRIDGE_QUEUE__BACKEND is 'memory': the events go to a queue inside this "
             "process and are lost when the command ends. Use --dry-run to check files, or set "
@@ -68,9 +69,11 @@ def ingest(
             continue
         for path in files:
             try:
-                reports.append(
-                    _ingest_one(path, cast(FileFormat, file_format), queue, bankgirot, print_event)
-                )
+                with _failed_requests() as failed_requests:
+                    report = _ingest_one(
+                        path, cast(FileFormat, file_format), queue, bankgirot, print_event
+                    )
+                reports.append((report, failed_requests))
             except InputError as exc:
                 failed += 1
                 _error(str(exc))
@@ -83,12 +86,7 @@ def ingest(
             except OSError as exc:
                 failed += 1
                 _error(f"{path}: cannot read: {exc.strerror or exc}")
-    _summary(
-        reports,
-        dry_run=dry_run,
-        as_json=as_json,
-        in_memory=isinstance(queue, InMemoryQueue),
-    )
+    _summary(reports, dry_run=dry_run, as_json=as_json, in_memory=in_memory)
     if failed:
         raise typer.Exit(2)
 
@@ -148,18 +146,6 @@ def _failed_requests() -> Iterator[list[str]]:
 
 
 def _ingest_one(
-    path: Path,
-    file_format: FileFormat,
-    queue: EventQueue | None,
-    bankgirot: BankgirotSettings,
-    on_event: Callable[[PaymentEvent], None] | None,
-) -> tuple[IngestReport, list[str]]:
-    with _failed_requests() as failed_requests:
-        report = _ingest_with_progress(path, file_format, queue, bankgirot, on_event)
-    return report, failed_requests
-
-
-def _ingest_with_progress(
     path: Path,
     file_format: FileFormat,
     queue: EventQueue | None,

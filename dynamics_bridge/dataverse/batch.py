@@ -27,6 +27,7 @@ __all__ = [
     "OperationResult",
     "build_batch",
     "correlate",
+    "operations",
     "parse_batch_request",
     "parse_batch_response",
     "render_batch_response",
@@ -49,6 +50,11 @@ class ChangeSet:
     """Requests that commit or roll back together."""
 
     requests: list[BatchRequest]
+
+
+def operations(items: Sequence[BatchRequest | ChangeSet]) -> list[BatchRequest]:
+    """Every operation of a batch in order, change sets opened (what the 1,000 limit counts)."""
+    return [r for i in items for r in (i.requests if isinstance(i, ChangeSet) else [i])]
 
 
 @dataclass

@@ -30,6 +30,7 @@ from dynamics_bridge.dataverse.batch import (
     ChangeSet,
     build_batch,
     correlate,
+    operations,
     parse_batch_response,
 )
 from dynamics_bridge.dataverse.metadata import (
@@ -618,12 +619,7 @@ class DataverseClient:
     ) -> list[BatchRequest | ChangeSet]:
         """Copies with the opt-in headers on every write and a Content-ID on every change-set
         operation (unique in the batch), so a failure can be pinned on its operation."""
-        used = {
-            r.content_id
-            for i in items
-            for r in (i.requests if isinstance(i, ChangeSet) else [i])
-            if r.content_id is not None
-        }
+        used = {r.content_id for r in operations(items) if r.content_id is not None}
         counter = 0
 
         def prepared(req: BatchRequest, in_change_set: bool) -> BatchRequest:
@@ -827,7 +823,12 @@ class DataverseClient:
 
     def insert_choice_option(self, table: str, column: str, option: ChoiceOption) -> None:
         """One more option on a local choice column (the ``InsertOptionValue`` action)."""
-        body = insert_option_body(table, column, option, solution=self.solution)
+        self._insert_option(insert_option_body(table, column, option), table)
+
+    def _insert_option(self, body: Mapping[str, Any], table: str | None) -> None:
+        """``InsertOptionValue`` takes the solution in its body, not only in the header."""
+        if self.solution:
+            body = {"SolutionUniqueName": self.solution, **body}
         self._metadata_write("InsertOptionValue", body, table)
 
     def create_relationship(self, body: Mapping[str, Any], *, referencing: str = "") -> None:
@@ -853,10 +854,7 @@ class DataverseClient:
         elif kind == "relationship":
             self.create_relationship(body, referencing=table or "")
         elif kind == "option":
-            option = dict(body)
-            if self.solution:
-                option.setdefault("SolutionUniqueName", self.solution)
-            self._metadata_write("InsertOptionValue", option, table or None)
+            self._insert_option(body, table or None)
         else:
             raise ValueError(f"unknown metadata kind {kind!r}")
 

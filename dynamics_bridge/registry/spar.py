@@ -211,8 +211,8 @@ class SparClient:
         assignment, end_user = settings.assignment_id, settings.end_user_id
         if endpoint is None or customer is None or assignment is None or end_user is None:
             raise ConfigError(settings.problems())
-        if settings.contract_problems():
-            raise ConfigError(settings.contract_problems())
+        if contract_problems := settings.contract_problems():
+            raise ConfigError(contract_problems)
         contract = SparContract.from_paths(
             _app_path(settings.wsdl_path), _app_path(settings.schema_root)
         )

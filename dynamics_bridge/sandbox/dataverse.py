@@ -33,6 +33,7 @@ from dynamics_bridge.dataverse.batch import (
     BatchPart,
     BatchRequest,
     ChangeSet,
+    operations,
     parse_batch_request,
     render_batch_response,
 )
@@ -804,15 +805,10 @@ class DataverseSandbox:
 
     def _batch(self, headers: dict[str, str], body: bytes) -> Answer:
         items = parse_batch_request(headers.get("Content-Type", ""), body)
-        if sum(len(i.requests) if isinstance(i, ChangeSet) else 1 for i in items) > 1000:
+        if len(operations(items)) > 1000:
             raise Failure(400, "0x8004800d", "The number of requests in a batch exceeds 1000.")
         continue_on_error = "odata.continue-on-error" in headers.get("Prefer", "")
-        ids = [
-            r.content_id
-            for i in items
-            for r in (i.requests if isinstance(i, ChangeSet) else [i])
-            if r.content_id is not None
-        ]
+        ids = [r.content_id for r in operations(items) if r.content_id is not None]
         if len(ids) != len(set(ids)):
             raise Failure(400, "0x0", "Content-ID values must be unique within the batch.")
         groups: list[list[BatchPart] | BatchPart] = []

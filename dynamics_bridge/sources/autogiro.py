@@ -533,7 +533,7 @@ class _Parser:
                 )
                 if info in codes.MANDATE_REMOVED_INFO:
                     kind = EventKind.MANDATE_CANCELLED
-                elif (info, comment) in codes.MANDATE_REQUEST_FAILED:
+                elif (info, comment) in codes.MANDATE_REQUEST_FAILED_PAIRS:
                     self.request_failed(line, text[12:28], f"{info}/{comment}", reason)
                     continue
                 elif comment in codes.MANDATE_CREATED:

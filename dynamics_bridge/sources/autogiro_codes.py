@@ -63,7 +63,7 @@ MANDATE_REMOVED_INFO = {"10"}
 #: "Suggested CRM mapping": 04 or 05 with 09/10/20/21/23/29/30, or 03 with 04/21/29/30 → "our
 #: request failed (mandate state unchanged, raise a task)"). They say nothing about the
 #: member's mandate, so they produce no event; the parser reports them instead.
-MANDATE_REQUEST_FAILED = {
+MANDATE_REQUEST_FAILED_PAIRS = {
     *(
         (info, comment)
         for info in ("04", "05")

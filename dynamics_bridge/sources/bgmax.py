@@ -270,20 +270,15 @@ class _Parser:
     ) -> Iterator[PaymentEvent]:
         """Payments with the OCR-coded extra references (TK22, code 2/4) that follow each."""
         pending: tuple[int, str] | None = None
-        extras: list[str] | None = None
+        extras: list[str] = []
         for line, text in records:
             tk = text[:2]
             if tk == "20" or tk == "21":
                 if pending is not None:
                     yield self.event(*pending, extras, base, booked, currency, note)
-                pending, extras = (line, text), None
-            elif tk == "22" and text[55] in _OCR_CODES:
-                extra = text[12:37].strip()
-                if extra:
-                    if extras is None:
-                        extras = [extra]
-                    else:
-                        extras.append(extra)
+                pending, extras = (line, text), []
+            elif tk == "22" and text[55] in _OCR_CODES and (extra := text[12:37].strip()):
+                extras.append(extra)
         if pending is not None:
             yield self.event(*pending, extras, base, booked, currency, note)
 
@@ -291,7 +286,7 @@ class _Parser:
         self,
         line: int,
         text: str,
-        extras: list[str] | None,
+        extras: list[str],
         base: hashlib._Hash,
         booked: datetime,
         currency: str,
@@ -312,7 +307,7 @@ class _Parser:
         reason_text: str | None = None
         if reference and code in _OCR_CODES:
             ocr = reference
-        elif extras is not None:
+        elif extras:
             ocr = extras[0]
         else:
             ocr = ""
@@ -323,7 +318,7 @@ class _Parser:
             if reason_code is not None:
                 member = MemberRef(_OCR, ocr)
                 reason_text = f"Referensen {ocr!r} klarade inte OCR-kontrollen"
-            if extras is not None and len(extras) > 1:
+            if len(extras) > 1:
                 also = ", ".join(x for x in extras if x != ocr)
                 more = f"Betalningen anger också {also}"
                 reason_text = f"{reason_text}; {more}" if reason_text else more

@@ -207,45 +207,43 @@ def _event_amount(
     if kind is EventKind.PAYMENT_SUCCEEDED:
         amount = field(event_data, "amount", within="event.data")
         return to_minor_units(amount, path="event.data.amount"), None
+    places = {"event.data": event_data, "billogram": billogram}
     if event_type == "PaymentRecalled":
         # payments.md §4.3: the PaymentRecalled event's data has ``recalled_amount``; the
         # invoice's remaining_sum is what is still owed, not what was taken back.
-        for path in ("recalled_amount", "amount"):
-            if event_data.get(path) is not None:
-                value = event_data[path]
-                return to_minor_units(value, path=f"event.data.{path}", magnitude=True), None
+        if found := _first_set(places, "event.data.recalled_amount", "event.data.amount"):
+            return to_minor_units(found[0], path=found[1], magnitude=True), None
         raise InputError(
             "missing field 'event.data.recalled_amount'", field="event.data.recalled_amount"
         )
     if kind is EventKind.INVOICE_CREDITED:
         # A credit is a negative allocation: its sign is the direction the kind carries.
-        if event_data.get("amount") is not None:
-            amount = event_data["amount"]
-            return to_minor_units(amount, path="event.data.amount", magnitude=True), None
+        if found := _first_set(places, "event.data.amount"):
+            return to_minor_units(found[0], path=found[1], magnitude=True), None
         # No amount in the event: the invoice's totals (payments.md §4.3 lists ``total_sum``
         # on the billogram object and in event data). Refusing would make Billogram retry a
         # callback that can never succeed.
-        for source, path in (
-            (billogram, "billogram.total_sum"),
-            (event_data, "event.data.total_sum"),
-        ):
-            value = source.get(path.rpartition(".")[2])
-            if value is not None:
-                note = "Krediteringens belopp saknas i händelsen: fakturans totalbelopp visas"
-                return to_minor_units(value, path=path), note
+        if found := _first_set(places, "billogram.total_sum", "event.data.total_sum"):
+            note = "Krediteringens belopp saknas i händelsen: fakturans totalbelopp visas"
+            return to_minor_units(found[0], path=found[1]), note
         raise InputError(
             "missing field 'event.data.amount' (and no billogram.total_sum to fall back to)",
             field="event.data.amount",
         )
-    for source, path in (
-        (event_data, "event.data.amount"),
-        (billogram, "billogram.remaining_sum"),
-        (billogram, "billogram.total_sum"),
-    ):
-        value = source.get(path.rpartition(".")[2])
+    found = _first_set(
+        places, "event.data.amount", "billogram.remaining_sum", "billogram.total_sum"
+    )
+    return (to_minor_units(found[0], path=found[1]) if found else 0), None
+
+
+def _first_set(places: Mapping[str, Mapping[str, Any]], *paths: str) -> tuple[Any, str] | None:
+    """The first of ``paths`` (``"billogram.total_sum"``) that holds a value, and that path."""
+    for path in paths:
+        place, _, name = path.rpartition(".")
+        value = places[place].get(name)
         if value is not None:
-            return to_minor_units(value, path=path), None
-    return 0, None
+            return value, path
+    return None
 
 
 def _reason(
@@ -293,11 +291,9 @@ def _payment_recalled(
         event = billogram.get("event") or {}
         event_data = event.get("data") or {}
         amount = event_data.get("recalled_amount")
+        amount_path = f"{where}.billogram.event.data.recalled_amount"
         if amount is None:
-            raise InputError(
-                "missing field 'recalled_amount'",
-                field=f"payment_recall.payables[{index}].billogram.event.data.recalled_amount",
-            )
+            raise InputError("missing field 'recalled_amount'", field=amount_path)
         identity = event.get("event_uuid") or f"{recall.get('incoming_payment_id')}/{billogram_id}"
         related = ", ".join(event_data.get("related_payment_event_uuids") or [])
         events.append(
@@ -308,7 +304,7 @@ def _payment_recalled(
                 member_ref=_member_ref(billogram, settings),
                 amount_minor=to_minor_units(
                     amount,
-                    path=f"{where}.billogram.event.data.recalled_amount",
+                    path=amount_path,
                     magnitude=True,  # a recall is a negative allocation (payments.md §4.3)
                 ),
                 currency=str(billogram.get("currency") or "SEK").upper(),
