@@ -7,6 +7,9 @@ held between the passes but the per-kind totals. The file itself is the durable 
 events are on the queue. A stream that cannot seek (a network body) is first copied to a
 temporary file.
 
+Mandate notices saying our own request failed create no event; the checking pass collects them
+on the report (``requests_failed``) and logs each once, however many times the file is read.
+
 The CLI (``dynamics-bridge ingest``) and, later, a blob-triggered Azure Function call
 :func:`ingest_file`.
 """
@@ -47,7 +50,8 @@ _SPOOL_IN_MEMORY = 16 * 1024 * 1024
 
 @dataclass
 class IngestReport:
-    """What one file held: events per kind and currency (count and sum), and how many went on."""
+    """What one file held: events per kind and currency (count and sum), how many went on, and
+    the mandate notices saying our own request failed (no event; each needs a task)."""
 
     path: str
     format: str
@@ -55,6 +59,8 @@ class IngestReport:
     queued: int = 0
     #: kind → currency → [count, sum in minor units]
     totals: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: in file order, each once (from the checking pass)
+    requests_failed: list[autogiro.Notice] = field(default_factory=list)
 
     def add(self, event: PaymentEvent) -> None:
         self.events += 1
@@ -64,7 +70,8 @@ class IngestReport:
         entry[1] += event.amount_minor
 
     def to_json(self) -> dict[str, object]:
-        return {
+        """The summary; ``mandate_requests_failed`` (each ``FILE:LINE``) only when there are any."""
+        body: dict[str, object] = {
             "path": self.path,
             "format": self.format,
             "events": self.events,
@@ -74,6 +81,9 @@ class IngestReport:
                 for kind, by_cur in sorted(self.totals.items())
             },
         }
+        if self.requests_failed:
+            body["mandate_requests_failed"] = [notice.origin for notice in self.requests_failed]
+        return body
 
 
 def detect_format(head: bytes) -> Literal["autogiro", "bgmax"]:
@@ -93,11 +103,17 @@ def parse_stream(
     name: str,
     fmt: Literal["autogiro", "bgmax"],
     settings: BankgirotSettings,
+    *,
+    on_notice: Callable[[autogiro.Notice], None] | None = None,
 ) -> Iterator[PaymentEvent]:
-    """The events of one file, checked as they stream past (the pure parsers, chosen by format)."""
+    """The events of one file, checked as they stream past (the pure parsers, chosen by format).
+
+    ``on_notice`` gets the Autogiro mandate notices that create no event (see
+    :func:`autogiro.parse`; without it they are logged); BgMax files have none.
+    """
     if fmt == "bgmax":
         return bgmax.parse(stream, name, ocr_scheme=settings.ocr_scheme)
-    return autogiro.parse(stream, name)
+    return autogiro.parse(stream, name, on_notice=on_notice)
 
 
 def ingest_file(
@@ -117,6 +133,10 @@ def ingest_file(
     then been queued or passed to ``on_event``. A queue failure (TransientError) can stop a
     file part-way: ingest it again; ids are deterministic, so what already went on the queue
     becomes a duplicate downstream, never a second payment.
+
+    Mandate notices saying our own request failed are collected in the checking pass only:
+    listed once on the report's ``requests_failed`` and logged once (WARNING, outcome
+    ``mandate_request_failed``) after the whole file checked out.
     """
     settings = settings or BankgirotSettings()
     with _seekable(source, name) as (stream, label, size):
@@ -127,16 +147,19 @@ def ingest_file(
             detect_format(head) if format == "auto" else cast(Literal["autogiro", "bgmax"], format)
         )
         report = IngestReport(label, chosen)
-        checked = _Watched(stream, "checking", size, on_progress) if on_progress else stream
-        for event in parse_stream(checked, label, chosen, settings):  # type: ignore[arg-type]
+        checked = _watched(stream, "checking", size, on_progress)
+        found = report.requests_failed.append
+        for event in parse_stream(checked, label, chosen, settings, on_notice=found):
             report.add(event)
+        for notice in report.requests_failed:
+            autogiro.log_notice(notice)
         if queue is None and on_event is None:
             return report
         stream.seek(start)
-        sent = _Watched(stream, "queueing", size, on_progress) if on_progress else stream
+        sent = _watched(stream, "queueing", size, on_progress)
         batch: list[PaymentEvent] = []
         limit = settings.events_per_message_batch
-        for event in parse_stream(sent, label, chosen, settings):  # type: ignore[arg-type]
+        for event in parse_stream(sent, label, chosen, settings, on_notice=_seen_already):
             if on_event is not None:
                 on_event(event)
             if queue is not None:
@@ -149,6 +172,10 @@ def ingest_file(
             queue.send(batch)
             report.queued += len(batch)
     return report
+
+
+def _seen_already(notice: autogiro.Notice) -> None:
+    """The queueing pass: every notice is already on the report (and logged) from the check."""
 
 
 @contextmanager
@@ -171,6 +198,11 @@ def _seekable(
         size = spool.tell()
         spool.seek(0)
         yield cast(BinaryIO, spool), label, size
+
+
+def _watched(stream: BinaryIO, phase: str, size: int | None, report: Progress | None) -> BinaryIO:
+    """``stream`` itself, or read through :class:`_Watched` when progress is reported."""
+    return cast(BinaryIO, _Watched(stream, phase, size, report)) if report else stream
 
 
 class _Watched:

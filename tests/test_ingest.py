@@ -13,7 +13,7 @@ from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BankgirotSettings
 from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
-from tests.fixtures.bankgirot import HERE
+from tests.fixtures.bankgirot import HERE, ag_notice, ag_opening, lines
 from tests.fixtures.bankgirot import build as fixtures
 from tests.sources import test_autogiro, test_bgmax
 
@@ -125,6 +125,55 @@ class TestQueueing:
             path, settings=BankgirotSettings(ocr_scheme="luhn_length"), on_event=seen.append
         )
         assert seen[0].member_ref.value == "4711"
+
+
+class TestFailedMandateRequests:
+    """Notices saying our own request failed: no event, on the report and in the log once."""
+
+    def test_one_is_logged_once_and_listed_once_though_the_file_is_read_twice(
+        self, tmp_path, caplog
+    ) -> None:
+        path = tmp_path / "medavi.txt"
+        path.write_bytes(fixtures.mandate_notices())  # one 04/21 (payer 100003, line 5)
+        queue = InMemoryQueue()
+        with caplog.at_level("WARNING"):
+            report = ingest_file(path, queue=queue)
+        assert (report.events, report.queued) == (5, 5)
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        (warning,) = warnings
+        assert warning.name == "dynamics_bridge.sources.autogiro"
+        assert (warning.source, warning.outcome, warning.origin, warning.reason) == (
+            "autogiro",
+            "mandate_request_failed",
+            f"{path}:5",
+            "04/21",
+        )
+        message = warning.getMessage()
+        assert message.startswith(f"{path}:5: mandate request for payer 100003 failed (04/21 ")
+        assert "Felaktigt betalarnummer" in message
+        assert "needs a task" in message
+        (notice,) = report.requests_failed
+        assert (notice.origin, notice.payer, notice.pair) == (f"{path}:5", "100003", "04/21")
+        assert report.to_json()["mandate_requests_failed"] == [f"{path}:5"]
+
+    def test_a_dry_run_lists_and_logs_them_too(self, caplog) -> None:
+        with caplog.at_level("WARNING"):
+            report = ingest_file(io.BytesIO(fixtures.mandate_notices_old()), name="old.txt")
+        assert [n.origin for n in report.requests_failed] == ["old.txt:3"]
+        assert [r.origin for r in caplog.records] == ["old.txt:3"]
+
+    def test_files_without_them_have_no_such_key(self, files) -> None:
+        for path in files.values():
+            report = ingest_file(path, queue=InMemoryQueue())
+            assert report.requests_failed == []
+            assert "mandate_requests_failed" not in report.to_json()
+
+    def test_a_bad_file_logs_none_of_them(self, caplog) -> None:
+        # Rejected as a whole (no TK09 closing record): nothing from it counts, these neither.
+        data = lines(ag_opening("AG-MEDAVI"), ag_notice("100003", "04", "21"))
+        with caplog.at_level("WARNING"), pytest.raises(InputError, match="TK09 closing record"):
+            ingest_file(io.BytesIO(data), name="cut.txt", queue=InMemoryQueue())
+        assert caplog.records == []
 
 
 class TestStreams:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -22,7 +20,6 @@ from dynamics_bridge.ingest import FileFormat, IngestReport, ingest_file, iter_f
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue, InMemoryQueue, open_queue
 from dynamics_bridge.settings import ENV_DELIMITER, ENV_PREFIX, BankgirotSettings, load_settings
-from dynamics_bridge.sources import autogiro
 
 #: Files at least this large get a progress bar (when events are queued).
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
@@ -58,7 +55,7 @@ def ingest(
             "BRIDGE_QUEUE__BACKEND=azure (and BRIDGE_QUEUE__CONNECTION_STRING) to queue them."
         )
 
-    reports: list[tuple[IngestReport, list[str]]] = []
+    reports: list[IngestReport] = []
     failed = 0
     for given in paths:
         try:
@@ -69,11 +66,10 @@ def ingest(
             continue
         for path in files:
             try:
-                with _failed_requests() as failed_requests:
-                    report = _ingest_one(
-                        path, cast(FileFormat, file_format), queue, bankgirot, print_event
-                    )
-                reports.append((report, failed_requests))
+                report = _ingest_one(
+                    path, cast(FileFormat, file_format), queue, bankgirot, print_event
+                )
+                reports.append(report)
             except InputError as exc:
                 failed += 1
                 _error(str(exc))
@@ -114,35 +110,6 @@ def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None]:
     except ValidationError as exc:
         _error(f"invalid {prefix}* settings: {exc}")
         raise typer.Exit(2) from None
-
-
-@contextlib.contextmanager
-def _failed_requests() -> Iterator[list[str]]:
-    """Collect the ``FILE:LINE`` of every mandate notice saying our own request failed.
-
-    The parser reports those as a WARNING (they create no event), and ingest reads a file twice
-    (check, then queue): each is counted, and logged, once.
-    """
-    logger = logging.getLogger(autogiro.__name__)
-    found: list[str] = []
-
-    def once(record: logging.LogRecord) -> bool:
-        if getattr(record, "outcome", None) != autogiro.MANDATE_REQUEST_FAILED:
-            return True
-        origin = str(getattr(record, "origin", ""))
-        if origin in found:
-            return False
-        found.append(origin)
-        return logging.getLogger().isEnabledFor(record.levelno)
-
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # counted even when the log level hides warnings
-    logger.addFilter(once)
-    try:
-        yield found
-    finally:
-        logger.removeFilter(once)
-        logger.setLevel(level)
 
 
 def _ingest_one(
@@ -190,7 +157,7 @@ NEEDS_TASK = "mandate request failed, needs a task"
 
 
 def _summary(
-    reports: list[tuple[IngestReport, list[str]]],
+    reports: list[IngestReport],
     *,
     dry_run: bool,
     as_json: bool,
@@ -198,15 +165,14 @@ def _summary(
 ) -> None:
     """Per file and kind: count and sum. JSON on stderr in a dry run (stdout holds events).
 
-    Mandate notices saying our own request failed create no event but are counted (and listed
-    by ``FILE:LINE`` in JSON as ``mandate_requests_failed``): each needs a task.
+    Mandate notices saying our own request failed create no event but are counted from the
+    report (and listed by ``FILE:LINE`` in JSON as ``mandate_requests_failed``, which
+    :meth:`IngestReport.to_json` writes): each needs a task.
     """
     if as_json:
         target = sys.stderr if dry_run else sys.stdout
-        for report, failed_requests in reports:
+        for report in reports:
             line = report.to_json()
-            if failed_requests:
-                line["mandate_requests_failed"] = failed_requests
             if in_memory:
                 line["queue"] = "memory (lost when this command ends)"
             target.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -225,7 +191,8 @@ def _summary(
             no_wrap=column != "file",
             overflow="fold",
         )
-    for report, failed_requests in reports:
+    for report in reports:
+        failed_requests = report.requests_failed
         if not report.totals and not failed_requests:
             table.add_row(Path(report.path).name, report.format, "(no events)", "", "0", "")
         for kind, by_currency in sorted(report.totals.items()):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -35,7 +36,7 @@ from dynamics_bridge.sources.bankgirot import (
     signed_digits,
 )
 
-__all__ = ["MANDATE_REQUEST_FAILED", "AutogiroFile", "detect", "parse"]
+__all__ = ["MANDATE_REQUEST_FAILED", "AutogiroFile", "Notice", "detect", "log_notice", "parse"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,45 @@ log = logging.getLogger(__name__)
 MANDATE_REQUEST_FAILED = "mandate_request_failed"
 
 Records = Iterator[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A mandate notice saying the payee's own request failed: no event, the mandate is
+    unchanged, and someone must correct the request and send it again (a task)."""
+
+    #: ``FILE:LINE`` of the TK73 record.
+    origin: str
+    #: The payer number, leading zeros dropped and masked like any text that may hold one.
+    payer: str
+    #: Information code (positions 62-63) and comment code (64-65).
+    info: str
+    comment: str
+    #: Bankgirot's Swedish texts for both codes.
+    reason: str
+
+    @property
+    def pair(self) -> str:
+        """``info/comment``, as in an event's ``reason_code``."""
+        return f"{self.info}/{self.comment}"
+
+
+def log_notice(notice: Notice) -> None:
+    """The WARNING for one failed request (outcome :data:`MANDATE_REQUEST_FAILED`)."""
+    log.warning(
+        "%s: mandate request for payer %s failed (%s %s); mandate state unchanged, no "
+        "event queued: request failed, needs a task (correct the request and send it again)",
+        notice.origin,
+        notice.payer,
+        notice.pair,
+        notice.reason,
+        extra={
+            "source": _SOURCE.value,
+            "outcome": MANDATE_REQUEST_FAILED,
+            "origin": notice.origin,
+            "reason": notice.pair,
+        },
+    )
 
 
 class AutogiroFile(StrEnum):
@@ -115,8 +155,15 @@ def detect(name: str, line: int, text: str) -> AutogiroFile | None:
     raise located(name, line, "not an Autogiro report: unknown opening record")
 
 
-def parse(stream: Readable, name: str) -> Iterator[PaymentEvent]:
-    """Canonical events from one Autogiro report, validated against its closing records."""
+def parse(
+    stream: Readable, name: str, *, on_notice: Callable[[Notice], None] | None = None
+) -> Iterator[PaymentEvent]:
+    """Canonical events from one Autogiro report, validated against its closing records.
+
+    A mandate notice saying our own request failed creates no event: it is passed to
+    ``on_notice`` as a :class:`Notice` when given (the caller decides how to report it, say
+    once for a file read twice), else logged by :func:`log_notice`.
+    """
     reader = RecordReader(stream, name)
     records = iter(reader)
     first = next(records, None)
@@ -136,7 +183,7 @@ def parse(stream: Readable, name: str) -> Iterator[PaymentEvent]:
             f"this is {what}, sent TO Bankgirot; dynamics_bridge reads the reports Bankgirot "
             "sends back (payment specification, mandate notices, rejections, changes)",
         )
-    yield from _Parser(name, reader).run(kind, first, records)
+    yield from _Parser(name, reader, on_notice or log_notice).run(kind, first, records)
 
 
 _PAYOUT_TEXT = "Utbetalning till betalaren via Autogiro"
@@ -169,10 +216,13 @@ class _Parser:
     """State shared by the sections of one file: its name, the current section's payee and date,
     and the occurrence counter that keeps ids of identical records apart."""
 
-    def __init__(self, name: str, reader: RecordReader) -> None:
+    def __init__(
+        self, name: str, reader: RecordReader, on_notice: Callable[[Notice], None]
+    ) -> None:
         self.name = name
         self.origin = f"{name}:"
         self.reader = reader
+        self.on_notice = on_notice
         self.count = Occurrences().next
         self.days: dict[str, datetime] = {}
         self.payee_bankgiro = ""
@@ -513,8 +563,9 @@ class _Parser:
         comments 02/07/33/98 mean the mandate is gone (43/07 expired, 46/02 cancelled by the
         payer); comment 32 that it exists. Information 04/05 with comment 09/10/20/21/23/29/30,
         or 03 with 04/21/29/30, mean the payee's own request failed: the mandate is unchanged,
-        so no event, only a WARNING (``outcome`` :data:`MANDATE_REQUEST_FAILED`) asking for a
-        task. What remains (42/03, 42/05: the payer's bank said no) is mandate.rejected.
+        so no event, only a :class:`Notice` for the caller (by default a WARNING, ``outcome``
+        :data:`MANDATE_REQUEST_FAILED`) asking for a task. What remains (42/03, 42/05: the
+        payer's bank said no) is mandate.rejected.
         """
         text = opening[1]
         if text[2:10] == "AUTOGIRO":
@@ -534,7 +585,15 @@ class _Parser:
                 if info in codes.MANDATE_REMOVED_INFO:
                     kind = EventKind.MANDATE_CANCELLED
                 elif (info, comment) in codes.MANDATE_REQUEST_FAILED_PAIRS:
-                    self.request_failed(line, text[12:28], f"{info}/{comment}", reason)
+                    self.on_notice(
+                        Notice(
+                            self.origin + str(line),
+                            mask_text(text[12:28].strip().lstrip("0") or "0"),
+                            info,
+                            comment,
+                            reason,
+                        )
+                    )
                     continue
                 elif comment in codes.MANDATE_CREATED:
                     kind = EventKind.MANDATE_APPROVED
@@ -551,25 +610,6 @@ class _Parser:
             else:
                 raise located(self.name, line, f"unexpected record type TK{tk} in mandate notices")
         raise self.missing_closing("09")
-
-    def request_failed(self, line: int, payer: str, codes_pair: str, reason: str) -> None:
-        """Report a mandate request of ours that Bankgirot could not carry out."""
-        payer_number = mask_text(payer.strip().lstrip("0") or "0")
-        log.warning(
-            "%s%d: mandate request for payer %s failed (%s %s); mandate state unchanged, no "
-            "event queued: request failed, needs a task (correct the request and send it again)",
-            self.origin,
-            line,
-            payer_number,
-            codes_pair,
-            reason,
-            extra={
-                "source": _SOURCE.value,
-                "outcome": MANDATE_REQUEST_FAILED,
-                "origin": f"{self.origin}{line}",
-                "reason": codes_pair,
-            },
-        )
 
     def emandates(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """TK52 (+ TK53-56 with the payer's text and address, never copied into events), TK59."""

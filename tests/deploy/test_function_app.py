@@ -27,6 +27,7 @@ from dynamics_bridge.services import Services
 from dynamics_bridge.settings import load_settings
 from tests.conftest import FIXTURES
 from tests.fakes import FakeMemberStore
+from tests.fixtures.bankgirot import build as fixtures
 from tests.sources.test_bgmax import GOOD as BGMAX
 from tests.sources.test_billogram import KEY, signed_headers
 from tests.test_pipeline import ev
@@ -291,6 +292,24 @@ class TestBankgirotFile:
         assert body["status"] == "queued"
         assert body["report"]["queued"] == len(queue.peek_events()) > 0
         assert body["report"]["format"] == "bgmax"
+
+    def test_the_receipt_lists_failed_mandate_requests_and_the_log_has_each_once(
+        self, functions, use, queue, caplog
+    ) -> None:
+        use()
+        receipt = CaptureOut()
+        name = "bankgirot-incoming/medavi.txt"
+        blob = InputStream(data=fixtures.mandate_notices(), name=name)  # one 04/21 on line 5
+        with caplog.at_level(logging.WARNING):
+            functions["bankgirot_file"](blob, receipt)
+        body = json.loads(receipt.get() or "")
+        assert body["status"] == "queued"
+        assert body["report"]["queued"] == len(queue.peek_events()) == 5
+        assert body["report"]["mandate_requests_failed"] == [f"{name}:5"]
+        failed = [
+            r for r in caplog.records if getattr(r, "outcome", None) == "mandate_request_failed"
+        ]
+        assert [(r.levelname, r.origin) for r in failed] == [("WARNING", f"{name}:5")]
 
     def test_a_file_with_a_wrong_total_is_rejected_naming_the_line(
         self, functions, use, queue

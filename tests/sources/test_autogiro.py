@@ -361,6 +361,39 @@ class TestMandates:
         assert "198112189876" not in caplog.text
         assert "19811218-****" in caplog.text
 
+    def test_a_failed_request_goes_to_on_notice_instead_of_the_log(self, caplog) -> None:
+        seen: list[autogiro.Notice] = []
+        with caplog.at_level("WARNING", logger="dynamics_bridge.sources.autogiro"):
+            events = list(
+                autogiro.parse(
+                    io.BytesIO(fixtures.mandate_notices()), "medavi.txt", on_notice=seen.append
+                )
+            )
+        assert len(events) == 5
+        assert caplog.records == []
+        assert seen == [
+            autogiro.Notice(
+                "medavi.txt:5",
+                "100003",
+                "04",
+                "21",
+                "Nytt medgivande initierat av betalningsmottagaren: Felaktigt betalarnummer",
+            )
+        ]
+        assert seen[0].pair == "04/21"
+
+    def test_a_notice_masks_a_personnummer_payer_number(self) -> None:
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("198112189876", "04", "20"),
+            ag_count_closing("20261128", 1),
+        )
+        seen: list[autogiro.Notice] = []
+        assert list(autogiro.parse(io.BytesIO(data), "m.txt", on_notice=seen.append)) == []
+        (notice,) = seen
+        assert notice.payer == "19811218-****"
+        assert (notice.origin, notice.pair) == ("m.txt:2", "04/20")
+
     def test_a_wrong_notice_count_is_refused(self) -> None:
         data = lines(
             ag_opening("AG-MEDAVI"), ag_notice("1", "04", "32"), ag_count_closing("20261128", 2)
