@@ -6,6 +6,16 @@ rows, created create-only under the event-id key, plus one ETag-guarded update o
 replayed event fails its create as a duplicate and rolls its change set back, so nothing is
 applied twice; an ETag conflict re-reads the member and recomputes. Every event gets an outcome.
 
+A member's events fold in event order (time, then event id), however they arrive. Each payment
+row keeps its event and the member's rule and guard columns right before it; an event older than
+what its member has seen (a guard says so) makes the pipeline read that member's later payment
+rows (one request for all such members of a batch), start from the next later row's snapshot and
+fold the late event and the later rows' events again: the member gets the in-order state, the
+later rows their new snapshots, all in the member's one change set. In-order events read nothing
+more. An event that is older than its own guard is ``applied`` but marked ``replayed``, and
+starts no triggers (it would have been ``stale`` before). Rows written without the history
+columns keep such an event ``stale``, as the reason says.
+
 An event the mapping cannot turn into columns (a choice without the option it needs, a template
 that does not render, any other error in planning) fails alone, permanently, with a reason that
 names the column and transform; the other events of its batch, and of its member, go on.
@@ -13,16 +23,27 @@ names the column and transform; the other events of its batch, and of its member
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from dynamics_bridge.errors import BridgeError, ConfigError, TransientError
 from dynamics_bridge.logs import log_context
-from dynamics_bridge.mapping import MappingFile, payment_row, plan_member_update
+from dynamics_bridge.mapping import (
+    MappingFile,
+    MemberPlan,
+    event_order,
+    out_of_order,
+    payment_row,
+    plan_member_update,
+    plan_replay,
+    state_columns,
+)
 from dynamics_bridge.mapping.transforms import evaluate
 from dynamics_bridge.model import Outcome, PaymentEvent
 
@@ -31,6 +52,7 @@ __all__ = [
     "MemberRow",
     "MemberStore",
     "OutcomeHooks",
+    "PaymentHistory",
     "Pipeline",
     "UnitResult",
     "WriteUnit",
@@ -59,6 +81,18 @@ class WriteUnit:
     member: MemberRow
     payments: list[tuple[str, dict[str, Any]]]  # (event id, row body)
     member_changes: dict[str, Any]
+    #: (event id, columns) of existing payment rows to update: a replay's new ``before``
+    payment_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentHistory:
+    """A member's stored payment row as a replay needs it: its event (None: a row written
+    before the event column existed) and the member's columns right before it."""
+
+    event_id: str
+    event: PaymentEvent | None
+    before: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +119,13 @@ class MemberStore(Protocol):
 
     def existing_payments(self, event_ids: Sequence[str]) -> set[str]: ...
 
+    def payment_history(
+        self, wanted: Sequence[tuple[MemberRow, datetime]]
+    ) -> dict[str, list[PaymentHistory]]:
+        """Each member's payment rows that occurred at or after its time, by member key (one
+        request for all of them)."""
+        ...
+
     def write(self, units: Sequence[WriteUnit]) -> list[UnitResult]:
         """Each unit atomically (a change set); one result per unit, in order."""
         ...
@@ -102,6 +143,9 @@ class EventOutcome:
     retryable: bool = False
     #: the payment row this event creates (create-only, keyed by its event id), for dry runs
     payment_row: dict[str, Any] | None = None
+    #: applied into place after newer events of its member (it would once have been stale):
+    #: the member is as if it had come in order, but it starts no triggers
+    replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,11 +177,10 @@ class Pipeline:
         self.store = store
         self.mapping = mapping
         self.hooks = hooks
-        rule_columns = {c for rule in mapping.rules.values() for c in rule.set}
-        guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
-        self._member_columns = sorted(
-            {mapping.member.key_column, mapping.member.ordering_column} | rule_columns | guards
-        )
+        self._state_columns = state_columns(mapping)
+        self._member_columns = sorted({mapping.member.key_column, *self._state_columns})
+        self._event_column = mapping.payment.event_column
+        self._before_column = mapping.payment.before_column
 
     def apply(self, events: Sequence[PaymentEvent], *, dry_run: bool = False) -> list[EventOutcome]:
         """One outcome per event, in the order given."""
@@ -167,8 +210,11 @@ class Pipeline:
             if not pending:
                 break
             units, planned = [], []
+            histories = self._histories(pending, current, events)
             for key, indexes in list(pending.items()):
-                unit, plans = self._plan(current[key], [(i, events[i]) for i in indexes])
+                unit, plans = self._plan(
+                    current[key], [(i, events[i]) for i in indexes], histories.get(key)
+                )
                 # An event that could not be planned fails alone; the member's others go on.
                 unplanned = {i for i, o in plans.items() if o.outcome is Outcome.FAILED}
                 for i in unplanned:
@@ -281,53 +327,163 @@ class Pipeline:
         canonical: dict[str, MemberRow] = {}
         return {i: canonical.setdefault(row.key, row) for i, row in found.items()}
 
+    def _histories(
+        self,
+        pending: Mapping[str, list[int]],
+        current: Mapping[str, MemberRow],
+        events: Sequence[PaymentEvent],
+    ) -> dict[str, list[PaymentHistory]]:
+        """The stored payment rows of the members with an event that may be out of order (one
+        read for all of them); members whose events are all newer pay nothing."""
+        if self._event_column is None:
+            return {}
+        wanted: list[tuple[MemberRow, datetime]] = []
+        for key, indexes in pending.items():
+            member = current[key]
+            if any(out_of_order(events[i], member.values, self.mapping) for i in indexes):
+                first = min(events[i].occurred_at for i in indexes)
+                wanted.append((member, first.replace(microsecond=0)))
+        if not wanted:
+            return {}
+        found = self.store.payment_history(wanted)
+        return {member.key: found.get(member.key, []) for member, _ in wanted}
+
     def _plan(
-        self, member: MemberRow, indexed: list[tuple[int, PaymentEvent]]
+        self,
+        member: MemberRow,
+        indexed: list[tuple[int, PaymentEvent]],
+        history: list[PaymentHistory] | None = None,
     ) -> tuple[WriteUnit, dict[int, EventOutcome]]:
-        """Plan a member's events in event-time order over a running copy of its row.
+        """Plan a member's events in event order (time, then event id) over its row.
 
-        An event whose planning raises gets a ``failed`` outcome (retryable only for a
-        :class:`TransientError`) and changes nothing; the events after it are planned as if it
-        were not there.
+        When some of them are older than events already applied (``history`` holds the member's
+        later payment rows), the fold starts from the member as it was before the first of them
+        (the next later row's ``before``) and runs through the batch's events and the later rows'
+        events together; the member gets the final state, and the later rows their new
+        ``before``. An event whose planning raises gets a ``failed`` outcome (retryable only for
+        a :class:`TransientError`) and changes nothing; the others are planned as if it were not
+        there.
         """
-        state = dict(member.values)
-        changes: dict[str, Any] = {}
-        payments: list[tuple[str, dict[str, Any]]] = []
         plans: dict[int, EventOutcome] = {}
-        for index, event in sorted(indexed, key=lambda item: item[1].occurred_at):
+        rows: dict[int, dict[str, Any]] = {}
+        for index, event in indexed:
             try:
-                outcome, planned = self._plan_one(member, event, state)
+                rows[index] = payment_row(event, self.mapping, member.key)
             except Exception as exc:  # noqa: BLE001 - one event's error must not stop the batch
-                plans[index] = self._unplannable(member, event, state, exc)
+                plans[index] = self._unplannable(member, event, dict(member.values), exc)
+        planned = [(index, event) for index, event in indexed if index in rows]
+        by_id = {event.event_id: index for index, event in planned}
+        start, later, why_stale = self._replay_start(member, planned, history)
+        batch = [event for _, event in planned]
+        steps, final = plan_replay(
+            start, [*batch, *(h.event for h in later if h.event is not None)], self.mapping
+        )
+        stored = {h.event_id: h for h in later}
+        payments: list[tuple[str, dict[str, Any]]] = []
+        updates: list[tuple[str, dict[str, Any]]] = []
+        touched: set[str] = set(self._state_columns) if later else set()
+        for step in steps:
+            event = step.event
+            if event.event_id in stored:
+                if stored[event.event_id].before != step.before:
+                    updates.append((event.event_id, self._history_columns(None, step.before)))
                 continue
+            index = by_id[event.event_id]
+            if step.error is not None:
+                state = {**member.values, **step.before}
+                plans[index] = self._unplannable(member, event, state, step.error)
+                continue
+            outcome = self._outcome(member, event, step.plan, rows[index], late=bool(later))
+            if outcome.outcome is Outcome.STALE:
+                outcome.reason = f"older than the member's last applied event{why_stale}"
+                # no snapshot: this row's ``before`` would not be the member before it
+                rows[index].update(self._history_columns(event, None))
+            else:
+                rows[index].update(self._history_columns(event, step.before))
             plans[index] = outcome
-            payments.append((event.event_id, outcome.payment_row or {}))
-            for column, value in planned.items():
-                changes[column] = value
-                state[column] = value
-        net = {c: v for c, v in changes.items() if member.values.get(c) != v}
-        return WriteUnit(member, payments, net), plans
+            payments.append((event.event_id, rows[index]))
+            touched.update(step.plan.changes)
+        net = {c: final.get(c) for c in sorted(touched) if member.values.get(c) != final.get(c)}
+        return WriteUnit(member, payments, net, updates), plans
 
-    def _plan_one(
-        self, member: MemberRow, event: PaymentEvent, state: dict[str, Any]
-    ) -> tuple[EventOutcome, dict[str, Any]]:
-        """One event's outcome (with its payment row) and its member changes; raises on error."""
-        plan = plan_member_update(event, state, self.mapping)
-        row = payment_row(event, self.mapping, member.key)
+    def _replay_start(
+        self,
+        member: MemberRow,
+        indexed: list[tuple[int, PaymentEvent]],
+        history: list[PaymentHistory] | None,
+    ) -> tuple[dict[str, Any], list[PaymentHistory], str]:
+        """Where the fold starts, the stored rows it runs through, and (when it cannot replay)
+        why an older event stays stale."""
+        if history is None or not indexed:
+            return dict(member.values), [], ""
+        first = min(event_order(event) for _, event in indexed)
+        ids = {event.event_id for _, event in indexed}
+        rows = [h for h in history if h.event_id not in ids]
+        if any(h.event is None for h in rows):
+            return dict(member.values), [], " (not replayed: its later payment rows have no event)"
+        later = sorted(
+            (h for h in rows if h.event is not None and event_order(h.event) > first),
+            key=lambda h: event_order(h.event),  # type: ignore[arg-type]
+        )
+        if not later:
+            return dict(member.values), [], ""
+        if later[0].before is None:
+            return (
+                dict(member.values),
+                [],
+                " (not replayed: the next payment row has no member snapshot)",
+            )
+        return {**member.values, **later[0].before}, later, ""
+
+    def _history_columns(
+        self, event: PaymentEvent | None, before: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The payment row's event and member-before columns (those the mapping has)."""
+        columns: dict[str, Any] = {}
+        if self._event_column is None or self._before_column is None:
+            return columns
+        if event is not None:
+            columns[self._event_column] = _compact(event.to_json())
+        if before is not None:
+            columns[self._before_column] = _compact(before)
+        return columns
+
+    def _outcome(
+        self,
+        member: MemberRow,
+        event: PaymentEvent,
+        plan: MemberPlan,
+        row: dict[str, Any],
+        *,
+        late: bool,
+    ) -> EventOutcome:
+        """One planned event's outcome (with its payment row)."""
         if plan.stale:
             reason = "older than the member's last applied event"
-            return EventOutcome(event, Outcome.STALE, reason, member.key, payment_row=row), {}
+            return EventOutcome(event, Outcome.STALE, reason, member.key, payment_row=row)
+        # An event older than its own guard on the member as read would once have been stale:
+        # it is folded into place now, but starts no triggers (a late first payment must not
+        # welcome the member a second time, a late failure not ask to pay what is paid).
+        replayed = late and self._older_than_guard(event, member.values)
+        note = "arrived after newer events of its member: applied in event order"
         outcome = EventOutcome(
             event,
             Outcome.APPLIED,
-            None,
+            note if replayed else None,
             member.key,
             {c: (plan.old.get(c), v) for c, v in plan.changes.items()},
             payment_row=row,
+            replayed=replayed,
         )
-        if self.hooks is not None:
+        if self.hooks is not None and not replayed:
             row.update(self.hooks.payment_extras(outcome))
-        return outcome, plan.changes
+        return outcome
+
+    def _older_than_guard(self, event: PaymentEvent, member: dict[str, Any]) -> bool:
+        try:
+            return plan_member_update(event, member, self.mapping).stale
+        except Exception:  # noqa: BLE001 - it failed in place too, and is reported there
+            return False
 
     def _unplannable(
         self, member: MemberRow, event: PaymentEvent, state: dict[str, Any], exc: Exception
@@ -444,6 +600,10 @@ class Pipeline:
                             events[i], Outcome.UNMATCHED, f"member {key} no longer exists"
                         )
         return again
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def summarize(outcomes: Iterable[EventOutcome]) -> dict[str, int]:

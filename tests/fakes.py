@@ -5,11 +5,14 @@ Used to specify the pipeline without sockets; the real adapter is tested against
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from dynamics_bridge.pipeline import MemberRow, UnitResult, WriteUnit
+from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.pipeline import MemberRow, PaymentHistory, UnitResult, WriteUnit
 
 
 class FakeMemberStore:
@@ -22,6 +25,7 @@ class FakeMemberStore:
         self.fail_payment: dict[str, str] = {}  # event id → reason (a 400 on that row)
         self.conflicts_left = 0  # the next N member updates meet a concurrent change
         self.transient_left = 0
+        self.history_reads = 0
 
     def row(self, key: str) -> MemberRow:
         return MemberRow(key, f"id-{key}", f'W/"{self.versions[key]}"', dict(self.rows[key]))
@@ -47,6 +51,30 @@ class FakeMemberStore:
         self.requests += 1
         return {e for e in event_ids if e in self.payments}
 
+    def payment_history(
+        self, wanted: Sequence[tuple[MemberRow, datetime]]
+    ) -> dict[str, list[PaymentHistory]]:
+        self.requests += 1
+        self.history_reads += 1
+        found: dict[str, list[PaymentHistory]] = {}
+        for member, since in wanted:
+            rows = found.setdefault(member.key, [])
+            for event_id, row in self.payments.items():
+                if row["mbr_Member@odata.bind"] != f"/contacts(mbr_memberno='{member.key}')":
+                    continue
+                if row.get("mbr_occurredon", "") < since.strftime("%Y-%m-%dT%H:%M:%SZ"):
+                    continue
+                event = row.get("mbr_event")
+                before = row.get("mbr_memberbefore")
+                rows.append(
+                    PaymentHistory(
+                        event_id,
+                        PaymentEvent.from_json(json.loads(event)) if event else None,
+                        json.loads(before) if before else None,
+                    )
+                )
+        return found
+
     def write(self, units: Sequence[WriteUnit]) -> list[UnitResult]:
         self.requests += 1
         return [self._write_one(unit) for unit in units]
@@ -71,8 +99,13 @@ class FakeMemberStore:
                 return UnitResult("conflict")
             if unit.member.etag != f'W/"{self.versions[key]}"':
                 return UnitResult("conflict")
+        for event_id, _ in unit.payment_updates:
+            if event_id not in self.payments:
+                return UnitResult("failed", event_id, "404 payment row not found")
         for event_id, body in unit.payments:
             self.payments[event_id] = dict(body)
+        for event_id, body in unit.payment_updates:
+            self.payments[event_id].update(body)
         if unit.member_changes:
             self.rows[key].update(unit.member_changes)
             self.versions[key] += 1

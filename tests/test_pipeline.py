@@ -73,14 +73,29 @@ def test_an_unknown_member_is_unmatched_and_named(store) -> None:
     assert store.payments == {}
 
 
-def test_an_older_event_is_stale_its_row_written_the_member_not_regressed(store) -> None:
+def test_an_older_event_is_applied_in_event_order_the_member_not_regressed(store) -> None:
     pipeline = Pipeline(store, MAPPING)
+    pipeline.apply([ev(2, minutes=60)])
+    late_failure = ev(1, kind=EventKind.PAYMENT_FAILED, minutes=0, reason_code="RF07")
+    (outcome,) = pipeline.apply([late_failure])
+    assert outcome.outcome is Outcome.APPLIED
+    assert outcome.replayed  # once stale: folded into place, but it starts no triggers
+    assert late_failure.event_id in store.payments
+    assert store.rows["100001"]["mbr_paymentstatus"] == 100000000  # the newer payment wins
+    assert store.rows["100001"]["mbr_lastfailedon"] == "2026-11-02"  # the failure is counted
+
+
+def test_without_history_columns_an_older_event_is_stale(store) -> None:
+    payment = MAPPING.payment.model_copy(update={"event_column": None, "before_column": None})
+    mapping = MAPPING.model_copy(update={"payment": payment})
+    pipeline = Pipeline(store, mapping)
     pipeline.apply([ev(2, minutes=60)])
     late_failure = ev(1, kind=EventKind.PAYMENT_FAILED, minutes=0, reason_code="RF07")
     (outcome,) = pipeline.apply([late_failure])
     assert outcome.outcome is Outcome.STALE
     assert late_failure.event_id in store.payments
     assert store.rows["100001"]["mbr_paymentstatus"] == 100000000
+    assert "mbr_lastfailedon" not in store.rows["100001"]
 
 
 def test_events_of_one_member_in_a_batch_apply_in_event_time_order(store) -> None:
@@ -214,11 +229,11 @@ def test_dry_run_shows_the_payment_row_each_event_would_create(store) -> None:
     outcomes = pipeline.apply(
         [ev(2, member="100002"), ev(3, minutes=0), ev(4, member="999999")], dry_run=True
     )
-    applied, stale, unmatched = outcomes
-    assert (applied.outcome, stale.outcome) == (Outcome.APPLIED, Outcome.STALE)
+    applied, late, unmatched = outcomes
+    assert (applied.outcome, late.outcome) == (Outcome.APPLIED, Outcome.APPLIED)
     assert applied.payment_row is not None
     assert applied.payment_row["mbr_Member@odata.bind"] == "/contacts(mbr_memberno='100002')"
-    assert stale.payment_row is not None  # a stale event still writes its payment row
-    assert stale.changes == {}
+    assert late.replayed
+    assert late.payment_row is not None  # an out-of-order event writes its payment row
     assert unmatched.payment_row is None
     assert store.payments == written

@@ -1,9 +1,12 @@
 """Triggers: which marketing events an applied payment event starts, and their outbox payload.
 
 Pure. Only ``applied`` outcomes trigger: a ``duplicate`` was triggered when it was first applied,
-a ``stale`` event changed nothing on the member. The payload goes into the payment row in the
-same change set as the payment itself (see :mod:`dynamics_bridge.activation.outbox`), so the
-trigger is durable exactly when the payment is, and carries the event id as ``source_event_id``.
+a ``stale`` event changed nothing on the member, and a ``replayed`` one (applied into place after
+newer events of its member, older than its own guard) triggers as a stale one did: nothing, so a
+late first payment does not welcome a member twice, nor a late failure ask to pay what is paid.
+The payload goes into the payment row in the same change set as the payment itself (see
+:mod:`dynamics_bridge.activation.outbox`), so the trigger is durable exactly when the payment
+is, and carries the event id as ``source_event_id``.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _first_payment(outcome: EventOutcome, column: str) -> bool:
 
 def plan_triggers(outcome: EventOutcome, config: TriggersFile) -> list[PlannedTrigger]:
     """The triggers of one outcome, in the order triggers.yaml lists them."""
-    if outcome.outcome is not Outcome.APPLIED or outcome.member_key is None:
+    if outcome.outcome is not Outcome.APPLIED or outcome.member_key is None or outcome.replayed:
         return []
     event = outcome.event
     planned = []

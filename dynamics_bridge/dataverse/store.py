@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from dynamics_bridge.dataverse.batch import BatchRequest, ChangeSet, OperationResult
 from dynamics_bridge.dataverse.client import DataverseClient
@@ -17,11 +21,14 @@ from dynamics_bridge.errors import (
     TransientError,
 )
 from dynamics_bridge.mapping import MappingFile
-from dynamics_bridge.pipeline import MemberRow, UnitResult, WriteUnit
+from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.pipeline import MemberRow, PaymentHistory, UnitResult, WriteUnit
 
 __all__ = ["DataverseMemberStore"]
 
 MAX_OPERATIONS = 1000
+
+log = logging.getLogger("dynamics_bridge.dataverse.store")
 
 
 class DataverseMemberStore:
@@ -92,13 +99,72 @@ class DataverseMemberStore:
             )
         )
 
+    def payment_history(
+        self, wanted: Sequence[tuple[MemberRow, datetime]]
+    ) -> dict[str, list[PaymentHistory]]:
+        """Each member's payment rows from its time on: one ``$batch`` of GET parts (one per
+        member, ``lookup eq id and occurred ge time``), which Dataverse counts as one request."""
+        payment = self.mapping.payment
+        occurred = next(
+            (
+                c
+                for c, t in payment.values.items()
+                if t.operation == "datetime" and t.datetime == "occurred_at"
+            ),
+            None,
+        )
+        if not wanted or payment.event_column is None or payment.before_column is None:
+            return {}
+        select = [payment.key_column, payment.event_column, payment.before_column]
+        options = {"$select": ",".join(select)}
+        prefer = {"Prefer": f"odata.maxpagesize={self.client.page_size}"}
+        found: dict[str, list[PaymentHistory]] = {}
+        for start in range(0, len(wanted), MAX_OPERATIONS):
+            part = wanted[start : start + MAX_OPERATIONS]
+            gets = []
+            for member, since in part:
+                where = f"{self._lookup_value} eq {member.row_id}"
+                if occurred is not None:
+                    moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    where += f" and {occurred} ge {moment}"
+                query = urlencode(options | {"$filter": where}, quote_via=quote)
+                gets.append(BatchRequest("GET", f"{payment.entity_set}?{query}", prefer))
+            for (member, _), op in zip(
+                part, self.client.execute_batch(gets).operations, strict=True
+            ):
+                if not op.ok:  # a query Dataverse did not answer must not read as "no rows"
+                    raise op.error or TransientError("query not executed by Dataverse")
+                page = op.body or {}
+                rows = list(page.get("value", []))
+                if page.get("@odata.nextLink"):
+                    rows += self.client._pages(page["@odata.nextLink"], prefer)
+                found[member.key] = [self._history(row) for row in rows]
+        return found
+
+    def _history(self, row: dict[str, Any]) -> PaymentHistory:
+        payment = self.mapping.payment
+        event_id = str(row.get(payment.key_column))
+        event, before = None, None
+        try:
+            if text := row.get(payment.event_column or ""):
+                event = PaymentEvent.from_json(json.loads(text))
+            if text := row.get(payment.before_column or ""):
+                parsed = json.loads(text)
+                before = parsed if isinstance(parsed, dict) else None
+        except (ValueError, BridgeError) as exc:  # unreadable: as if the row had no history
+            log.warning("payment row %s: history not readable: %s", event_id, exc)
+            event, before = None, None
+        return PaymentHistory(event_id, event, before)
+
     def write(self, units: Sequence[WriteUnit]) -> list[UnitResult]:
         """Units packed into ``$batch`` requests of at most 1,000 operations each."""
         results: list[UnitResult] = []
         batch: list[WriteUnit] = []
         size = 0
         for unit in units:
-            ops = len(unit.payments) + (1 if unit.member_changes else 0)
+            ops = (
+                len(unit.payments) + len(unit.payment_updates) + (1 if unit.member_changes else 0)
+            )
             if batch and size + ops > MAX_OPERATIONS:
                 results.extend(self._write_batch(batch))
                 batch, size = [], 0
@@ -119,6 +185,16 @@ class DataverseMemberStore:
                     "PATCH",
                     key_path(payment.entity_set, {payment.key_column: event_id}),
                     {"If-None-Match": "*"},
+                    body,
+                )
+            )
+            owners.append(event_id)
+        for event_id, body in unit.payment_updates:  # update-only: the row exists
+            requests.append(
+                BatchRequest(
+                    "PATCH",
+                    key_path(payment.entity_set, {payment.key_column: event_id}),
+                    {"If-Match": "*"},
                     body,
                 )
             )

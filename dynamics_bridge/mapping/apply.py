@@ -6,6 +6,7 @@ event in event-time order (feeding each plan's result into the next), and writes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,18 @@ from dynamics_bridge.mapping.models import MappingFile
 from dynamics_bridge.mapping.transforms import evaluate
 from dynamics_bridge.model import PaymentEvent
 
-__all__ = ["MemberPlan", "key_literal", "payment_row", "plan_member_update"]
+__all__ = [
+    "MemberPlan",
+    "ReplayStep",
+    "event_order",
+    "key_literal",
+    "latest_guard",
+    "out_of_order",
+    "payment_row",
+    "plan_member_update",
+    "plan_replay",
+    "state_columns",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +59,77 @@ def plan_member_update(
         value = evaluate(transform, event, member, column, mapping)
         if not _same(member.get(column), value):
             changes[column] = value
+    moment = _utc_text(event.occurred_at)
+    if changes or not _same(member.get(guard), moment):
+        # The guard moves even when nothing else does: it tells a later, older event that it
+        # arrives out of order (an event that is a no-op here may not be one in another order).
+        changes[guard] = moment
     if not changes:
         return MemberPlan()
-    changes[guard] = _utc_text(event.occurred_at)
     return MemberPlan(changes, {c: member.get(c) for c in changes})
+
+
+def event_order(event: PaymentEvent) -> tuple[datetime, str]:
+    """The order a member's events apply in: event time, ties by event id."""
+    return (event.occurred_at, event.event_id)
+
+
+def state_columns(mapping: MappingFile) -> list[str]:
+    """The member columns events fold into: every rule's columns and every ordering guard."""
+    columns = {c for rule in mapping.rules.values() for c in rule.set}
+    columns |= {rule.guard for rule in mapping.rules.values() if rule.guard}
+    columns.add(mapping.member.ordering_column)
+    return sorted(columns)
+
+
+def latest_guard(member: dict[str, Any], mapping: MappingFile) -> datetime | None:
+    """The newest time any ordering guard of the member holds (None: no event applied yet)."""
+    guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
+    guards.add(mapping.member.ordering_column)
+    times = [t for t in (_parse_time(member.get(g)) for g in guards) if t is not None]
+    return max(times) if times else None
+
+
+def out_of_order(event: PaymentEvent, member: dict[str, Any], mapping: MappingFile) -> bool:
+    """Whether a newer event of this member may have been applied already (guards hold whole
+    seconds, so the same second counts): only then does the pipeline read its history."""
+    latest = latest_guard(member, mapping)
+    return latest is not None and event.occurred_at.replace(microsecond=0) <= latest
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStep:
+    """One event of a replay: its member plan over the state before it, and that state."""
+
+    event: PaymentEvent
+    plan: MemberPlan
+    before: dict[str, Any]
+    #: why the event could not be planned (it then changes nothing and the fold goes on)
+    error: Exception | None = None
+
+
+def plan_replay(
+    start: dict[str, Any],
+    events: Sequence[PaymentEvent],
+    mapping: MappingFile,
+) -> tuple[list[ReplayStep], dict[str, Any]]:
+    """Fold ``events`` in event order over ``start`` (the member as it was before the first of
+    them): each event's plan and the member state before it (its rule and guard columns), and
+    the final state. An in-order run and a replay of out-of-order arrivals are the same fold.
+    Pure."""
+    columns = state_columns(mapping)
+    state = dict(start)
+    steps: list[ReplayStep] = []
+    for event in sorted(events, key=event_order):
+        before = {c: state.get(c) for c in columns}
+        try:
+            plan = plan_member_update(event, state, mapping)
+        except Exception as exc:  # noqa: BLE001 - one event's error must not stop the fold
+            steps.append(ReplayStep(event, MemberPlan(), before, exc))
+            continue
+        state.update(plan.changes)
+        steps.append(ReplayStep(event, plan, before))
+    return steps, state
 
 
 def payment_row(event: PaymentEvent, mapping: MappingFile, member_key: str) -> dict[str, Any]:

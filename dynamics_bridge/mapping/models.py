@@ -220,6 +220,16 @@ class PaymentTable(_Strict):
     member_navigation: str = Field(description="Navigation property used with @odata.bind.")
     columns: dict[str, ColumnSpec]
     values: dict[str, Transform]
+    event_column: str | None = Field(
+        default=None,
+        description="Memo column holding the canonical event JSON (for replays in event order).",
+    )
+    before_column: str | None = Field(
+        default=None,
+        description="Memo column holding the member's rule and guard columns as they were "
+        "right before this event (JSON). With event_column, an event that arrives after newer "
+        "ones of its member is replayed into place; without them it is stale.",
+    )
 
 
 class StateTable(_Strict):
@@ -439,6 +449,17 @@ class MappingFile(_Strict):
                 if column not in self.member.columns:
                     problems.append((where, "not a declared member column"))
                 problems.extend(_transform_problems(where, transform, self))
+        for field in ("event_column", "before_column"):
+            name = getattr(self.payment, field)
+            if name is None:
+                continue
+            declared = self.payment.columns.get(name)
+            if declared is None:
+                problems.append((("payment", field), f"{name} is not a declared payment column"))
+            elif declared.type != "memo":
+                problems.append((("payment", field), f"{name} must be a memo column"))
+        if (self.payment.event_column is None) != (self.payment.before_column is None):
+            problems.append((("payment",), "give both event_column and before_column, or neither"))
         for column, transform in self.payment.values.items():
             where = ("payment", "values", column)
             if column not in self.payment.columns:

@@ -99,8 +99,12 @@ def prepare_register(client: DataverseClient, mapping: MappingFile, members: int
     return numbers
 
 
-def payment_events(numbers: Sequence[str], count: int, *, seed: int = 7) -> list[PaymentEvent]:
-    """``count`` Autogiro payments over the members: mostly paid, some failed, in time order."""
+def payment_events(
+    numbers: Sequence[str], count: int, *, seed: int = 7, mandates: float = 0.0
+) -> list[PaymentEvent]:
+    """``count`` Autogiro payments over the members, in time order: mostly paid, some failed,
+    and a share ``mandates`` of mandate approvals and cancellations (their own ordering guard).
+    More events than members: the members take turns, so each has several events."""
     rng = random.Random(seed)  # noqa: S311 - fictitious data, not security
     start = datetime(2026, 1, 28, 6, 0, tzinfo=UTC)
     events = []
@@ -109,13 +113,17 @@ def payment_events(numbers: Sequence[str], count: int, *, seed: int = 7) -> list
         failed = rng.random() < 0.1
         occurred = start + timedelta(minutes=n)
         kind = EventKind.PAYMENT_FAILED if failed else EventKind.PAYMENT_SUCCEEDED
+        if mandates and rng.random() < mandates:
+            approved = rng.random() < 0.7
+            kind = EventKind.MANDATE_APPROVED if approved else EventKind.MANDATE_CANCELLED
+            failed = False
         events.append(
             PaymentEvent(
                 event_id=make_event_id(Source.AUTOGIRO, f"{seed}:{n}", number, kind.value),
                 source=Source.AUTOGIRO,
                 kind=kind,
                 member_ref=MemberRef(MemberRefKind.PAYER_NUMBER, number),
-                amount_minor=FEE,
+                amount_minor=0 if kind.value.startswith("mandate.") else FEE,
                 currency="SEK",
                 occurred_at=occurred,
                 provider_ref=f"AG-{n:08d}",

@@ -59,6 +59,13 @@ def test_only_applied_events_trigger(config, result) -> None:
     assert plan_triggers(outcome(ev, result, mbr_lastpaidon=(None, "x")), config.triggers) == []
 
 
+def test_an_event_applied_into_place_after_newer_ones_triggers_as_a_stale_one_did(config) -> None:
+    # Once stale, now folded into place: a late first payment must not welcome twice.
+    late = outcome(event(EventKind.PAYMENT_SUCCEEDED), mbr_lastpaidon=(None, "2026-11-02"))
+    late.replayed = True
+    assert plan_triggers(late, config.triggers) == []
+
+
 @pytest.mark.parametrize(
     ("kind", "trigger"),
     [

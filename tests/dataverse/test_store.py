@@ -4,6 +4,8 @@ Batch answers are written here in the multipart shape of reference dataverse.md 
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import pytest
@@ -139,3 +141,77 @@ def test_units_are_packed_into_batches_of_at_most_1000_operations(store) -> None
     units = [unit(str(i), f"e{i}", changes={}) for i in range(1500)]
     store.write(units)
     assert len(responses.calls) == 2
+
+
+def get_part(rows: list[dict]) -> str:
+    return (
+        "--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json; odata.metadata=minimal\r\n\r\n"
+        f"{json.dumps({'value': rows})}\r\n"
+    )
+
+
+@responses.activate
+def test_payment_history_of_several_members_is_one_batch_of_gets(store) -> None:
+    event = {
+        "event_id": "swish-2",
+        "source": "swish",
+        "kind": "payment.failed",
+        "member_ref": {"kind": "member_number", "value": "100001"},
+        "amount_minor": 25000,
+        "currency": "SEK",
+        "occurred_at": "2026-02-10T09:00:00+00:00",
+        "provider_ref": "X",
+        "reason_code": None,
+        "reason_text": None,
+        "origin": "test",
+    }
+    rows = [
+        {
+            "mbr_eventid": "swish-2",
+            "mbr_event": json.dumps(event),
+            "mbr_memberbefore": json.dumps({"mbr_arrears": 0}),
+        },
+        {"mbr_eventid": "swish-old"},  # written before the history columns
+    ]
+    responses.post(
+        API + "$batch",
+        body=get_part(rows) + get_part([]) + "--b--\r\n",
+        content_type="multipart/mixed; boundary=b",
+    )
+    since = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+    wanted = [(MemberRow(k, f"id-{k}", None, {}), since) for k in ("100001", "100002")]
+    found = store.payment_history(wanted)
+    assert len(responses.calls) == 1
+    lines = [
+        line
+        for line in unquote(responses.calls[0].request.body.decode()).split("\r\n")
+        if line.startswith("GET ")
+    ]
+    assert len(lines) == 2
+    assert "_mbr_member_value eq id-100001 and mbr_occurredon ge 2026-01-10T09:00:00Z" in lines[0]
+    first, legacy = found["100001"]
+    assert first.event is not None
+    assert first.event.event_id == "swish-2"
+    assert first.before == {"mbr_arrears": 0}
+    assert (legacy.event, legacy.before) == (None, None)
+    assert found["100002"] == []
+
+
+@responses.activate
+def test_a_replay_updates_later_rows_in_the_same_change_set(store) -> None:
+    responses.post(
+        API + "$batch",
+        body=batch_response([part("204 No Content", str(i)) for i in (1, 2, 3)]),
+        content_type="multipart/mixed; boundary=batchresponse_1",
+    )
+    replay = WriteUnit(
+        MemberRow("100001", "id-100001", 'W/"5"', {}),
+        [("swish-1", {"mbr_amount": 250.0})],
+        {"mbr_arrears": 500.0},
+        [("swish-2", {"mbr_memberbefore": "{}"})],
+    )
+    assert [r.status for r in store.write([replay])] == ["ok"]
+    body = responses.calls[0].request.body.decode()
+    update = body.index("PATCH /api/data/v9.2/mbr_payments(mbr_eventid='swish-2') HTTP/1.1")
+    assert "If-Match: *" in body[update : update + 200]  # update-only: the row exists

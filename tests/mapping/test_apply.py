@@ -40,9 +40,22 @@ def test_columns_that_already_hold_the_value_are_left_out() -> None:
     assert set(plan.changes) == {"mbr_paidthrough", "mbr_lastpaymentevent"}
 
 
-def test_an_event_that_changes_nothing_plans_no_write() -> None:
+def test_an_event_that_changes_nothing_moves_only_its_guard() -> None:
+    # The guard tells a later, older event that it arrives out of order: an event that is a
+    # no-op in this order may not be one in event order.
     approved = event(source=Source.AUTOGIRO, kind=EventKind.MANDATE_APPROVED, amount_minor=0)
     member = {"mbr_mandatestatus": 100000001, "mbr_paymentmethod": 100000001}
+    changes = plan_member_update(approved, member, MAPPING).changes
+    assert changes == {"mbr_lastmandateevent": "2026-11-02T07:15:00Z"}
+
+
+def test_an_event_that_changes_nothing_at_its_guard_time_plans_no_write() -> None:
+    approved = event(source=Source.AUTOGIRO, kind=EventKind.MANDATE_APPROVED, amount_minor=0)
+    member = {
+        "mbr_mandatestatus": 100000001,
+        "mbr_paymentmethod": 100000001,
+        "mbr_lastmandateevent": "2026-11-02T07:15:00Z",
+    }
     assert plan_member_update(approved, member, MAPPING).changes == {}
 
 
