@@ -10,6 +10,7 @@ import contextlib
 import json
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -59,6 +60,17 @@ CONTACT = {
     ],
     "Keys": [],
 }
+
+
+class _Server(ThreadingHTTPServer):
+    """A client that gave up (its timeout, an injected reset) is routine here, not an error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -264,8 +276,7 @@ def run_sandbox(
         extra = {str(uuid.uuid4()): uuid.uuid4().hex for _ in range(app_users - 1)}
         for extra_id, extra_secret in extra.items():
             box.add_app_user(extra_id, extra_secret)
-        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(box, limits, base))
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", port), _handler(box, limits, base))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
         server.socket = context.wrap_socket(server.socket, server_side=True)
