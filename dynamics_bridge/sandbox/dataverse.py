@@ -50,6 +50,8 @@ _IN = re.compile(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyVa
 _EQ = re.compile(r"^(\w+) eq ('(?:[^']|'')*'|[\w.-]+)$")
 _STRING = re.compile(r"'((?:[^']|'')*)'")
 _COMPARE = re.compile(r"^(\w+) (lt|le|gt|ge) ('(?:[^']|'')*'|[\w.:+-]+)$")
+#: A lookup column's value property (``_mbr_member_value``): safe to name in SQL.
+_LOOKUP_VALUE = re.compile(r"_[a-z0-9_]+_value")
 
 
 @dataclass
@@ -495,6 +497,17 @@ class DataverseSandbox:
                         entries,
                     )
                 ]
+            elif _LOOKUP_VALUE.fullmatch(column):
+                # Dataverse indexes lookup columns: a member's payment rows are found by it.
+                path = f"json_extract(data, '$.\"{column}\"')"
+                self.db.execute(f"CREATE INDEX IF NOT EXISTS by{column} ON rows (entity, {path})")
+                found = self._select_in(
+                    "SELECT id, data, version, rowid FROM rows "  # noqa: S608 - column checked
+                    f"WHERE entity = ? AND deleted = 0 AND {path}",
+                    (logical,),
+                    sorted(values),
+                )
+                return [(r[0], json.loads(r[1]), r[2]) for r in sorted(found, key=lambda r: r[3])]
             else:
                 continue
             found = self._select_in(
