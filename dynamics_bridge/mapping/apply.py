@@ -77,16 +77,18 @@ def event_order(event: PaymentEvent) -> tuple[datetime, str]:
 def state_columns(mapping: MappingFile) -> list[str]:
     """The member columns events fold into: every rule's columns and every ordering guard."""
     columns = {c for rule in mapping.rules.values() for c in rule.set}
-    columns |= {rule.guard for rule in mapping.rules.values() if rule.guard}
-    columns.add(mapping.member.ordering_column)
-    return sorted(columns)
+    return sorted(columns | _guard_columns(mapping))
+
+
+def _guard_columns(mapping: MappingFile) -> set[str]:
+    """Every ordering guard: the member's, and the rules' own (mandates keep theirs)."""
+    guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
+    return guards | {mapping.member.ordering_column}
 
 
 def latest_guard(member: dict[str, Any], mapping: MappingFile) -> datetime | None:
     """The newest time any ordering guard of the member holds (None: no event applied yet)."""
-    guards = {rule.guard for rule in mapping.rules.values() if rule.guard}
-    guards.add(mapping.member.ordering_column)
-    times = [t for t in (_parse_time(member.get(g)) for g in guards) if t is not None]
+    times = [t for g in _guard_columns(mapping) if (t := _parse_time(member.get(g))) is not None]
     return max(times) if times else None
 
 
