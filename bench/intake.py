@@ -22,12 +22,17 @@ from dynamics_bridge.testing.azurite import azurite_binary, run_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGN_KEY = "bench-sign-key"
+SWISH_IDENTIFIER = "bench-swish-identifier"
 
 
 def callbacks(n: int) -> list[Callback]:
     members = [str(200000 + i) for i in range(n)]
     half = n // 2
-    swish = [c for c in swish_callbacks(members[:half]) if "refund" not in c.label]
+    swish = [
+        c
+        for c in swish_callbacks(members[:half], identifier=SWISH_IDENTIFIER)
+        if "refund" not in c.label
+    ]
     return swish + list(billogram_callbacks(members[half:], SIGN_KEY))[: n - len(swish)]
 
 
@@ -61,7 +66,10 @@ def main() -> None:
     parser.add_argument("--azurite-requests", type=int, default=1000)
     args = parser.parse_args()
 
-    settings = load_settings(billogram={"sign_key": SIGN_KEY, "tolerance_seconds": 3600})
+    settings = load_settings(
+        billogram={"sign_key": SIGN_KEY, "tolerance_seconds": 3600},
+        swish={"callback_identifier": SWISH_IDENTIFIER},
+    )
     memory = measure("memory", settings, InMemoryQueue(), callbacks(args.requests))
 
     binary = azurite_binary(ROOT)
@@ -72,6 +80,7 @@ def main() -> None:
         with run_azurite(binary) as conn:
             az = load_settings(
                 billogram={"sign_key": SIGN_KEY, "tolerance_seconds": 3600},
+                swish={"callback_identifier": SWISH_IDENTIFIER},
                 queue={
                     "backend": "azure",
                     "connection_string": conn,

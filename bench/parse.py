@@ -94,7 +94,10 @@ def parse(kind: str, path: Path) -> dict:
 
 def ingest(kind: str, path: Path) -> dict:
     from dynamics_bridge.ingest import ingest_file
+    from dynamics_bridge.settings import BankgirotSettings
+    from dynamics_bridge.sources.bankgirot_writer import EXAMPLE_PAYEE_BANKGIRO
 
+    union = BankgirotSettings(payee_bankgiros=[EXAMPLE_PAYEE_BANKGIRO])  # the files' payee
     records = count_records(path)
     handed_on = 0
 
@@ -103,7 +106,7 @@ def ingest(kind: str, path: Path) -> dict:
         handed_on += 1
 
     started = time.perf_counter()
-    report = ingest_file(path, format=kind, on_event=take)  # type: ignore[arg-type]
+    report = ingest_file(path, format=kind, settings=union, on_event=take)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     assert handed_on == report.events
     return {"records_per_s": records / elapsed, "peak_rss_mb": peak_rss_mb()}

@@ -2,7 +2,9 @@
 
 Webhook intake authenticates the raw bytes, parses them into canonical events and queues them; it
 never calls the CRM, so a provider gets its answer in milliseconds. On any answer but 202 nothing
-is queued, and the provider keeps (and retries) the callback, so nothing is lost.
+is queued, and the provider keeps (and retries) the callback, so nothing is lost. The answers are
+202, 400, 401, 413, 415 and 503, and nothing else: cheap checks come first (Content-Length before
+the body is read, size, content type, authentication headers), bounded JSON parsing after them.
 
 The queue handler applies one message the way the Functions host delivers it (the host owns the
 message: it deletes it when the handler returns and redelivers it when the handler raises); the
@@ -13,8 +15,9 @@ None of them needs ``azure.functions``: ``deploy/azure-functions/function_app.py
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -31,10 +34,10 @@ from dynamics_bridge.hosting import forwarded_client_ip
 from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.logs import log_context
 from dynamics_bridge.personnummer import mask_text
-from dynamics_bridge.queue import EventQueue, ReceivedMessage, open_queue
+from dynamics_bridge.queue import EventQueue, ReceivedMessage, encode_messages, open_queue
 from dynamics_bridge.settings import BankgirotSettings, Settings, load_settings
 from dynamics_bridge.sources import billogram, swish
-from dynamics_bridge.sources._common import WebhookParse, header
+from dynamics_bridge.sources._common import JsonLimits, WebhookParse
 from dynamics_bridge.sync import SyncReport, process_message
 
 if TYPE_CHECKING:
@@ -56,6 +59,12 @@ sync_log = logging.getLogger("dynamics_bridge.sync")
 
 PROVIDERS = ("swish", "billogram")
 
+#: A body, or how to read it: the Functions adapter passes ``req.get_body`` so a request whose
+#: Content-Length is over the limit is refused without the body being touched.
+Body = bytes | Callable[[], bytes]
+
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookResult:
@@ -67,7 +76,7 @@ class WebhookResult:
 
 def handle_webhook(
     provider: str,
-    body: bytes,
+    body: Body,
     headers: Mapping[str, str],
     client_ip: str | None = None,
     *,
@@ -83,6 +92,10 @@ def handle_webhook(
             raise InputError(f"unknown provider {provider!r}", field="provider")
         parsed = _verify_and_parse(provider, body, headers, client_ip, settings, swish_api)
         if parsed.events:
+            # Every event must fit a queue message before the first is sent: a refusal half-way
+            # through a callback with several events would leave some of them queued.
+            for _ in encode_messages(parsed.events):
+                pass
             target = queue if queue is not None else open_queue(settings.queue)
             target.send(parsed.events)
     except AuthError as exc:
@@ -94,13 +107,17 @@ def handle_webhook(
         return _refused(provider, 415, "unsupported_media_type", exc)
     except InputError as exc:
         return _refused(provider, 400, "invalid", exc)
-    except (TransientError, ConfigError) as exc:
-        # The provider retries a 5xx; a misconfigured app must not swallow callbacks either.
+    except BridgeError as exc:
+        # TransientError, ConfigError (a Swish identifier not set), PermanentError (the Swish API
+        # refused our certificate): the provider retries a 5xx, and a misconfigured app must not
+        # swallow callbacks either.
         log.error("webhook not queued: %s", exc, extra={"provider": provider, "status": 503})
         return WebhookResult(503, {"status": "unavailable"})
-    except BridgeError as exc:
-        log.error("webhook not queued: %s", exc, extra={"provider": provider, "status": 500})
-        return WebhookResult(500, {"status": "error"})
+    except Exception:  # a defect: answered 503 so the provider keeps the callback and retries
+        log.exception(
+            "webhook not queued: unexpected failure", extra={"provider": provider, "status": 503}
+        )
+        return WebhookResult(503, {"status": "unavailable"})
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     event_ids = [e.event_id for e in parsed.events]
     if parsed.ignored:
@@ -125,25 +142,53 @@ def handle_webhook(
 
 def _verify_and_parse(
     provider: str,
-    body: bytes,
+    body: Body,
     headers: Mapping[str, str],
     client_ip: str | None,
     settings: Settings,
     swish_api: swish.SwishApi | None,
 ) -> WebhookParse:
     limit = settings.webhook.max_body_bytes
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"body is {len(body)} bytes, the limit is {limit}", field="body")
-    _require_json(header(headers, "Content-Type"))
+    _check_content_length(_single_header(headers, "Content-Length"), limit)
+    raw = body() if callable(body) else body
+    if len(raw) > limit:
+        raise PayloadTooLargeError(f"body is {len(raw)} bytes, the limit is {limit}", field="body")
+    _require_json(_single_header(headers, "Content-Type"))
+    limits = JsonLimits(settings.webhook.max_json_depth, settings.webhook.max_number_length)
     if provider == "swish":
-        swish.authenticate(body, headers, client_ip, settings.swish)
+        swish.authenticate(raw, headers, client_ip, settings.swish, limits=limits)
         if swish_api is None and settings.swish.confirm_with_api:
             from dynamics_bridge.swish_api import SwishApiClient
 
             swish_api = SwishApiClient.from_settings(settings.swish)
-        return swish.parse_callback(body, settings.swish, api=swish_api)
-    billogram.authenticate(body, headers, settings.billogram)
-    return billogram.parse_callback(body, settings.billogram)
+        return swish.parse_callback(raw, settings.swish, api=swish_api, limits=limits)
+    billogram.authenticate(raw, headers, settings.billogram, limits=limits)
+    return billogram.parse_callback(raw, settings.billogram, limits=limits)
+
+
+def _single_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A framing header that must appear once; two spellings of it are a malformed request."""
+    wanted = name.lower()
+    found = [value for key, value in headers.items() if key.lower() == wanted]
+    if len(found) > 1:
+        raise InputError(f"header {name} appears {len(found)} times", field=name)
+    return found[0] if found else None
+
+
+def _check_content_length(value: str | None, limit: int) -> None:
+    """Refuse by the declared size before the body is read (413), or a malformed one (400)."""
+    if value is None:
+        return  # chunked, or a direct call: the body's own length is checked next
+    declared = value.strip()
+    if not _DIGITS.fullmatch(declared):
+        raise InputError(
+            f"Content-Length is not a number of bytes: {value[:40]!r}", field="Content-Length"
+        )
+    if len(declared) > 15 or int(declared) > limit:  # no int() of a thousand digits
+        shown = declared if len(declared) <= 15 else f"{declared[:15]}…"
+        raise PayloadTooLargeError(
+            f"Content-Length is {shown} bytes, the limit is {limit}", field="Content-Length"
+        )
 
 
 def _require_json(content_type: str | None) -> None:
@@ -165,10 +210,13 @@ def _refused(provider: str, status: int, word: str, exc: InputError) -> WebhookR
 
 
 def handle_webhook_request(
-    provider: str, body: bytes, headers: Mapping[str, str], services: Services
+    provider: str, body: Body, headers: Mapping[str, str], services: Services
 ) -> WebhookResult:
     """A webhook as the HTTP function receives it: the caller's address from the platform's
-    ``X-Forwarded-For``, settings and queue shared by the worker process."""
+    ``X-Forwarded-For``, settings and queue shared by the worker process.
+
+    ``body`` may be the request's ``get_body``: it is then called only after Content-Length has
+    been checked against BRIDGE_WEBHOOK__MAX_BODY_BYTES."""
     try:
         settings, queue = services.settings, services.queue
     except ConfigError as exc:
@@ -261,6 +309,15 @@ def handle_bankgirot_file(
             extra={"origin": name, "outcome": "rejected", "status": 422},
         )
         return FileReceipt(name, "rejected", error=mask_text(exc.detail), location=exc.location)
+    except ConfigError as exc:
+        # Retrying cannot help until an admin sets what is missing; the file stays where it was
+        # put, and the receipt says what to set before it is delivered again.
+        log.error(
+            "file not ingested: %s",
+            exc,
+            extra={"origin": name, "outcome": "rejected", "status": 503},
+        )
+        return FileReceipt(name, "rejected", error="; ".join(exc.problems), location="settings")
     log.info(
         "file queued: %d event(s)",
         report.queued,

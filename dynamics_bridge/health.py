@@ -2,8 +2,9 @@
 
 Configuration is reported by variable name only (never a value), Key Vault references the
 platform could not resolve by name, the event queue by its depth, Dataverse by one small read
-with one attempt. APSIS and SPAR are reported as configured or not and are never called: APSIS
-allows ten token requests a minute, and every SPAR lookup is about a person.
+with one attempt, the trigger outbox by the age of its oldest pending and unconfirmed rows.
+APSIS and SPAR are reported as configured or not and are never called: APSIS allows ten token
+requests a minute, and every SPAR lookup is about a person.
 """
 
 from __future__ import annotations
@@ -50,9 +51,21 @@ def check_health(
     checks["queue"] = _queue(services, settings.queue.name)
     checks["dataverse"] = _dataverse(services)
     checks["apsis"] = {"ok": True, "configured": settings.apsis.configured}
+    if (outbox := _trigger_outbox(services)) is not None:
+        checks["trigger_outbox"] = outbox
     checks["spar"] = {"ok": True, "configured": settings.spar.configured}
     if contract := settings.spar.contract_problems():  # SPAR set up on the demo contract
         checks["spar"] = {**checks["spar"], "ok": False, "problems": _names(contract)}
+    # Not required (a union may not use Swish), but said: without the identifier every Swish
+    # callback is refused with 503.
+    swish = settings.swish.problems()
+    checks["swish"] = {"ok": not swish, "callbacks": "refused" if swish else "accepted"}
+    if swish:
+        checks["swish"]["problems"] = _names(swish)
+    bankgirot = settings.bankgirot.problems()  # without the union's payee every file is refused
+    checks["bankgirot"] = {"ok": not bankgirot, "files": "refused" if bankgirot else "accepted"}
+    if bankgirot:
+        checks["bankgirot"]["problems"] = _names(bankgirot)
     return _answer(checks, queue_options, jobs)
 
 
@@ -83,6 +96,43 @@ def _dataverse(services: Services) -> dict[str, Any]:
     except BridgeError as exc:
         return {"ok": False, "error": _word(exc), "status": exc.status}
     return {"ok": True}
+
+
+#: A pending trigger older than this means the outbox sweep is not running (or cannot send).
+OUTBOX_STALE_SECONDS = 3600
+
+
+def _trigger_outbox(services: Services) -> dict[str, Any] | None:
+    """The trigger outbox's age: pending and unconfirmed payment rows, how many and how old the
+    oldest is (one Dataverse read each, one attempt). Not ok when a pending one is older than an
+    hour or any is unconfirmed (an admin's decision waits); None without activation."""
+    from dynamics_bridge.activation.store import ActivationStore
+
+    try:
+        activation = services.activation
+        if activation is None:
+            return None
+        store = ActivationStore(
+            _probe(services), services.mapping, activation.config.triggers.outbox
+        )
+        age = store.outbox_age(activation.clock())
+    except BridgeError as exc:
+        return {"ok": False, "error": _word(exc)}
+    oldest = age["pending"]["oldest_seconds"] or 0
+    ok = oldest < OUTBOX_STALE_SECONDS and age["unconfirmed"]["count"] == 0
+    return {"ok": ok, **age}
+
+
+def _probe(services: Services) -> Any:
+    """A Dataverse client with one attempt and a short timeout, for probes."""
+    from dynamics_bridge.dataverse.client import DataverseClient
+
+    settings = services.settings.dataverse
+    return DataverseClient.from_settings(
+        settings.model_copy(
+            update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
+        )
+    )
 
 
 def _names(problems: list[str]) -> list[str]:

@@ -10,6 +10,11 @@ temporary file.
 Mandate notices saying our own request failed create no event; the checking pass collects them
 on the report (``requests_failed``) and logs each once, however many times the file is read.
 
+Every file must belong to the union: its payee bankgiro numbers (and Autogiro customer numbers,
+when configured) must be the union's own (``BRIDGE_BANKGIROT__PAYEE_BANKGIROS``,
+``__CUSTOMER_NUMBERS``). With none configured nothing is ingested (ConfigError), unless
+``__ACCEPT_ANY_PAYEE`` is set for development.
+
 The CLI (``dynamics-bridge ingest``) and, later, a blob-triggered Azure Function call
 :func:`ingest_file`.
 """
@@ -25,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from dynamics_bridge.errors import InputError
+from dynamics_bridge.errors import ConfigError, InputError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue
-from dynamics_bridge.settings import BankgirotSettings
+from dynamics_bridge.settings import BankgirotSettings, env_name
 from dynamics_bridge.sources import autogiro, bgmax
+from dynamics_bridge.sources.bankgirot import Payees
 
 __all__ = [
     "FileFormat",
@@ -39,6 +45,7 @@ __all__ = [
     "ingest_file",
     "iter_files",
     "parse_stream",
+    "payees_of",
 ]
 
 FileFormat = Literal["auto", "autogiro", "bgmax"]
@@ -98,6 +105,22 @@ def detect_format(head: bytes) -> Literal["autogiro", "bgmax"]:
     return "autogiro"
 
 
+def payees_of(settings: BankgirotSettings) -> Payees | None:
+    """The union's payees every file is checked against; None (no check) only when none are
+    configured and ``accept_any_payee`` is set. Raises ConfigError when neither is."""
+    problems = settings.problems()
+    if problems:
+        raise ConfigError(problems)
+    if not settings.payee_bankgiros:
+        return None
+    return Payees(
+        frozenset(settings.payee_bankgiros),
+        frozenset(settings.customer_numbers),
+        bankgiro_setting=env_name(("bankgirot", "payee_bankgiros")),
+        customer_setting=env_name(("bankgirot", "customer_numbers")),
+    )
+
+
 def parse_stream(
     stream: BinaryIO,
     name: str,
@@ -109,11 +132,13 @@ def parse_stream(
     """The events of one file, checked as they stream past (the pure parsers, chosen by format).
 
     ``on_notice`` gets the Autogiro mandate notices that create no event (see
-    :func:`autogiro.parse`; without it they are logged); BgMax files have none.
+    :func:`autogiro.parse`; without it they are logged); BgMax files have none. Raises
+    ConfigError when the union's payees are not configured (see :func:`payees_of`).
     """
+    payees = payees_of(settings)
     if fmt == "bgmax":
-        return bgmax.parse(stream, name, ocr_scheme=settings.ocr_scheme)
-    return autogiro.parse(stream, name, on_notice=on_notice)
+        return bgmax.parse(stream, name, ocr_scheme=settings.ocr_scheme, payees=payees)
+    return autogiro.parse(stream, name, on_notice=on_notice, payees=payees)
 
 
 def ingest_file(
@@ -137,8 +162,12 @@ def ingest_file(
     Mandate notices saying our own request failed are collected in the checking pass only:
     listed once on the report's ``requests_failed`` and logged once (WARNING, outcome
     ``mandate_request_failed``) after the whole file checked out.
+
+    A file naming another payee than the union's is an InputError like any bad file; with no
+    payees configured (and no ``accept_any_payee``) a ConfigError is raised before reading.
     """
     settings = settings or BankgirotSettings()
+    payees_of(settings)  # refuse before reading anything when the union's payees are unset
     with _seekable(source, name) as (stream, label, size):
         start = stream.tell()
         head = stream.read(64 * 1024)

@@ -70,6 +70,7 @@ def _activation(name: str) -> Runner:
 JOBS: dict[str, Runner] = {
     "segments": _activation("segments"),
     "reminders": _activation("reminders"),
+    "triggers": _activation("triggers"),
     "address_refresh": _address_refresh,
 }
 
@@ -80,7 +81,7 @@ def available() -> dict[str, bool]:
         found = importlib.util.find_spec("dynamics_bridge.activation.jobs") is not None
     except ModuleNotFoundError:  # the parent package is missing
         found = False
-    return {"segments": found, "reminders": found, "address_refresh": True}
+    return {"segments": found, "reminders": found, "triggers": found, "address_refresh": True}
 
 
 def run_job(name: str, services: Services, *, past_due: bool = False) -> JobResult:

@@ -72,16 +72,17 @@ class ScrubFilter(logging.Filter):
         super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
-    def scrub(self, text: str) -> str:
+    def scrub(self, text: str, *, label: str | None = None) -> str:
+        """Secrets out, then personnummer masked (``label``: the field ``text`` is the value of)."""
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return mask_text(text)
+        return mask_text(text, label=label)
 
-    def _scrub_value(self, value: Any) -> Any:
+    def _scrub_value(self, value: Any, key: str) -> Any:
         if isinstance(value, str):
-            return self.scrub(value)
+            return self.scrub(value, label=key)
         if isinstance(value, list | tuple):
-            return [self._scrub_value(v) for v in value]
+            return [self._scrub_value(v, key) for v in value]
         return value
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -97,7 +98,7 @@ class ScrubFilter(logging.Filter):
         record.exc_info = None
         for key in FIELDS:
             if hasattr(record, key):
-                setattr(record, key, self._scrub_value(getattr(record, key)))
+                setattr(record, key, self._scrub_value(getattr(record, key), key))
         return True
 
 

@@ -12,8 +12,10 @@ what its member has seen (a guard says so) makes the pipeline read that member's
 rows (one request for all such members of a batch), start from the next later row's snapshot and
 fold the late event and the later rows' events again: the member gets the in-order state, the
 later rows their new snapshots, all in the member's one change set. In-order events read nothing
-more. An event that is older than its own guard is ``applied`` but marked ``replayed``, and
-starts no triggers (it would have been ``stale`` before). Rows written without the history
+more. An event that is older than its own guard is ``applied`` but marked ``replayed`` (it
+would have been ``stale`` before); it still starts its own triggers, and the activation hook
+decides what they become (too old: kept unsent; a first-payment trigger: exactly once per
+member, see :mod:`dynamics_bridge.activation.triggers`). Rows written without the history
 columns keep such an event ``stale``, as the reason says.
 
 An event the mapping cannot turn into columns (a choice without the option it needs, a template
@@ -144,7 +146,7 @@ class EventOutcome:
     #: the payment row this event creates (create-only, keyed by its event id), for dry runs
     payment_row: dict[str, Any] | None = None
     #: applied into place after newer events of its member (it would once have been stale):
-    #: the member is as if it had come in order, but it starts no triggers
+    #: the member is as if it had come in order; its triggers are the hook's to judge (late)
     replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -462,8 +464,8 @@ class Pipeline:
             reason = "older than the member's last applied event"
             return EventOutcome(event, Outcome.STALE, reason, member.key, payment_row=row)
         # An event older than its own guard on the member as read would once have been stale:
-        # it is folded into place now, but starts no triggers (a late first payment must not
-        # welcome the member a second time, a late failure not ask to pay what is paid).
+        # it is folded into place now, and its triggers go to the hook marked ``replayed``
+        # (too old ones are kept unsent there; a late first payment does not welcome twice).
         replayed = late and self._older_than_guard(event, member.values)
         note = "arrived after newer events of its member: applied in event order"
         outcome = EventOutcome(
@@ -475,7 +477,7 @@ class Pipeline:
             payment_row=row,
             replayed=replayed,
         )
-        if self.hooks is not None and not replayed:
+        if self.hooks is not None:
             row.update(self.hooks.payment_extras(outcome))
         return outcome
 

@@ -35,8 +35,10 @@ from pydantic_settings.sources import ENV_FILE_SENTINEL
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.hosting import is_key_vault_reference
 from dynamics_bridge.model import MemberRefKind
+from dynamics_bridge.sources.bankgirot import customer_number, parse_bankgiro
 
 __all__ = [
+    "ActivationSettings",
     "AppUser",
     "ApsisSettings",
     "BankgirotSettings",
@@ -139,7 +141,8 @@ class BillogramSettings(BaseModel):
 class SwishSettings(BaseModel):
     callback_identifier: SecretStr | None = Field(
         default=None,
-        description="The callbackIdentifier set on payment requests; missing or wrong: 401.",
+        description="The callbackIdentifier set on payment requests; missing or wrong: 401. "
+        "Not set: every Swish callback is refused (503).",
     )
     identifier_header: str = Field(
         default="callbackIdentifier",
@@ -154,8 +157,9 @@ class SwishSettings(BaseModel):
         default_factory=list,
     )
     member_ref_pattern: str = Field(
-        default=r"^(?P<value>\d{1,16})$",
-        description="Regex over payeePaymentReference; group 'value' is the member number.",
+        default=r"^(?P<value>[0-9]{1,16})$",
+        description="Regex over payeePaymentReference (ASCII, must match all of it); group "
+        "'value' is the member number.",
     )
     member_ref_kind: MemberRefKind = Field(
         default=MemberRefKind.MEMBER_NUMBER,
@@ -193,12 +197,21 @@ class SwishSettings(BaseModel):
                 raise ValueError(f"not an IP network: {cidr!r}") from None
         return v
 
+    def problems(self) -> list[str]:
+        """Why Swish callbacks would be refused, by variable name (``check``, ``/api/health``)."""
+        if self.callback_identifier is None:
+            return [
+                "BRIDGE_SWISH__CALLBACK_IDENTIFIER: not set, so every Swish callback is refused "
+                "(503) until it is"
+            ]
+        return []
+
     @field_validator("member_ref_pattern")
     @classmethod
     def _valid_pattern(cls, v: str) -> str:
         try:
-            compiled = re.compile(v)
-        except re.error as exc:
+            compiled = re.compile(v, re.ASCII)  # as sources/swish.py applies it
+        except (re.error, ValueError) as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         if "value" not in compiled.groupindex:
             raise ValueError("needs a named group (?P<value>...)")
@@ -213,6 +226,47 @@ class BankgirotSettings(BaseModel):
     events_per_message_batch: int = Field(
         description="Events handed to the queue at a time.", default=1000, ge=1, le=10000
     )
+    payee_bankgiros: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="The union's own payee bankgiro numbers, comma-separated (991-2346). A file "
+        "naming another is refused; none set: every file is refused.",
+    )
+    customer_numbers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="The union's Bankgirot customer numbers (Autogiro opening records), "
+        "comma-separated; a file naming another is refused. Empty: not checked.",
+    )
+    accept_any_payee: bool = Field(
+        default=False,
+        description="Development only: with no payee bankgiros set, accept files for any payee.",
+    )
+
+    @field_validator("payee_bankgiros", "customer_numbers", mode="before")
+    @classmethod
+    def _split_numbers(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("payee_bankgiros")
+    @classmethod
+    def _bankgiros(cls, v: list[str]) -> list[str]:
+        return sorted({parse_bankgiro(number) for number in v})  # ValueError names the number
+
+    @field_validator("customer_numbers")
+    @classmethod
+    def _customer_numbers(cls, v: list[str]) -> list[str]:
+        return sorted({customer_number(number) for number in v})
+
+    def problems(self) -> list[str]:
+        """What ingesting Bankgirot files still needs, by environment variable name."""
+        if self.payee_bankgiros or self.accept_any_payee:
+            return []
+        return [
+            f"{env_name(('bankgirot', 'payee_bankgiros'))}: required to ingest Bankgirot files: "
+            "the union's own payee bankgiro number(s), e.g. 991-2346 (payer numbers are unique "
+            "per payee only, so a file for another payee is refused)"
+        ]
 
 
 class AppUser(BaseModel):
@@ -424,8 +478,35 @@ class ApsisSettings(BaseModel):
     max_import_bytes: int = Field(
         description="Largest CSV one import uploads.", default=50 * 1024 * 1024, ge=1024
     )
+    event_export_path: str = Field(
+        default="/audience/profiles/exports",
+        description="Profile data export (events), read back by the trigger sweep [path from "
+        "APSIS's reference page; request and file fields unverified].",
+    )
+    event_export_attribute: str = Field(
+        default="com.apsis1.attributes.crmid",
+        description="Attribute asked for in an event export (APSIS lists no profile without one).",
+    )
+    event_export_rate: Annotated[tuple[int, float], NoDecode] = Field(
+        description="Event export requests (APSIS: 1 a minute).", default=(1, 60.0)
+    )
+    event_export_poll_seconds: float = Field(
+        description="Between polls of an event export.", default=10.0, gt=0
+    )
+    event_export_timeout_seconds: float = Field(
+        description="Give up on an event export after this (the sweep tries again).",
+        default=600.0,
+        gt=0,
+    )
 
-    @field_validator("account_rate", "profile_rate", "token_rate", "import_rate", mode="before")
+    @field_validator(
+        "account_rate",
+        "profile_rate",
+        "token_rate",
+        "import_rate",
+        "event_export_rate",
+        mode="before",
+    )
     @classmethod
     def _parse_rate(cls, v: Any) -> Any:
         if not isinstance(v, str):
@@ -437,7 +518,9 @@ class ApsisSettings(BaseModel):
         seconds = float(number or 1) * (60 if unit == "min" else 1)
         return (int(count), seconds)
 
-    @field_validator("account_rate", "profile_rate", "token_rate", "import_rate")
+    @field_validator(
+        "account_rate", "profile_rate", "token_rate", "import_rate", "event_export_rate"
+    )
     @classmethod
     def _positive_rate(cls, v: tuple[int, float]) -> tuple[int, float]:
         if v[0] < 1 or v[1] <= 0:
@@ -447,6 +530,33 @@ class ApsisSettings(BaseModel):
     @property
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret and self.section)
+
+
+class ActivationSettings(BaseModel):
+    """How triggers reach APSIS when events come late, answers get lost or a sender crashes
+    (mappings/triggers.yaml says which triggers there are)."""
+
+    late_trigger_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="An event that arrives after a later one of its member still starts its "
+        "triggers when it happened at most this many days ago (older: skipped, counted).",
+    )
+    first_payment_hold_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        description="A first-payment trigger (welcome) waits this long in the outbox, so an "
+        "earlier payment of the member that arrives late can take it over.",
+    )
+    readback: bool = Field(
+        default=False,
+        description="Resolve unconfirmed triggers by reading APSIS's event export [its format "
+        "is unverified: confirm at onboarding]; off: an admin resolves them (triggers resolve).",
+    )
+    trigger_sweep_schedule: str = Field(
+        default="0 */5 * * * *",
+        description="NCRONTAB of the function app's trigger-outbox sweep (the app reads it).",
+    )
 
 
 #: This machine as a URL's host (the sandbox responder), up to the port or path.
@@ -573,7 +683,22 @@ class SparSettings(BaseModel):
 
 class WebhookSettings(BaseModel):
     max_body_bytes: int = Field(
-        description="Larger callbacks are refused (413).", default=1024 * 1024, ge=1
+        description="Larger callbacks are refused (413), by Content-Length before the body is "
+        "read where the host allows.",
+        default=1024 * 1024,
+        ge=1,
+    )
+    max_json_depth: int = Field(
+        description="Callbacks nested deeper are refused (400) before they are parsed.",
+        default=32,
+        ge=2,
+        le=200,
+    )
+    max_number_length: int = Field(
+        description="Callbacks with a longer number literal are refused (400) unconverted.",
+        default=40,
+        ge=20,
+        le=1000,
     )
 
 
@@ -610,6 +735,7 @@ class Settings(BaseSettings):
     bankgirot: BankgirotSettings = Field(default_factory=BankgirotSettings)
     dataverse: DataverseSettings = Field(default_factory=DataverseSettings)
     apsis: ApsisSettings = Field(default_factory=ApsisSettings)
+    activation: ActivationSettings = Field(default_factory=ActivationSettings)
     spar: SparSettings = Field(default_factory=SparSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -6,14 +6,13 @@ injected so tests mock it with ``responses``; certificates come from settings.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
 import requests
 
-from dynamics_bridge.errors import PermanentError, SignatureError, TransientError
+from dynamics_bridge.errors import InputError, PermanentError, SignatureError, TransientError
 from dynamics_bridge.settings import SwishSettings
+from dynamics_bridge.sources._common import load_json
 
 __all__ = ["SwishApiClient", "classify_swish_status"]
 
@@ -63,9 +62,10 @@ class SwishApiClient:
         if problem is not None:
             raise problem
         try:
-            body = json.loads(response.content, parse_float=Decimal)
-        except ValueError:
-            raise TransientError(f"swish: API sent no JSON for {path}") from None
+            # Bounded like a callback: the answer is trusted for its facts, not for its shape.
+            body = load_json(response.content)
+        except InputError as exc:
+            raise TransientError(f"swish: API sent no usable JSON for {path}: {exc}") from None
         if not isinstance(body, dict):
             raise TransientError(f"swish: API sent an unexpected body for {path}")
         return body

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from dynamics_bridge.errors import TransientError
+from dynamics_bridge.errors import PermanentError, TransientError
 from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.model import PaymentEvent
-from dynamics_bridge.queue import InMemoryQueue, open_queue
+from dynamics_bridge.queue import InMemoryQueue, encode_messages, open_queue
 from dynamics_bridge.settings import load_settings
+from dynamics_bridge.sources._common import WebhookParse
 from tests.conftest import FIXTURES
 from tests.sources.test_billogram import KEY, signed_headers
 
 WEBHOOKS = FIXTURES / "webhooks"
-JSON = {"Content-Type": "application/json; charset=utf-8"}
+SWISH_IDENTIFIER = "c0ffee-union-2026"  # the callbackIdentifier in the Swish fixtures
+#: What every test request carries; the Swish identifier header is ignored by Billogram.
+JSON = {"Content-Type": "application/json; charset=utf-8", "callbackIdentifier": SWISH_IDENTIFIER}
 
 
 def fixture(name: str) -> bytes:
@@ -29,8 +34,11 @@ def queue() -> InMemoryQueue:
     return InMemoryQueue()
 
 
-def settings(**overrides: object):
-    return load_settings(**overrides)
+def settings(**overrides: Any):
+    """Settings for a test: Swish has its identifier configured unless the test says otherwise
+    (without one every Swish callback is refused, see TestRefused)."""
+    swish = {"callback_identifier": SWISH_IDENTIFIER, **overrides.pop("swish", {})}
+    return load_settings(swish=swish, **overrides)
 
 
 def billogram_headers(raw: bytes) -> dict[str, str]:
@@ -117,9 +125,32 @@ class TestAccepted:
         )
         assert result.status == 202
 
+    def test_a_body_may_be_given_as_its_reader(self, queue) -> None:
+        raw = fixture("swish_payment_paid.json")
+        result = handle_webhook("swish", lambda: raw, JSON, settings=settings(), queue=queue)
+        assert result.status == 202
+        assert len(queue) == 1
+
 
 class TestRefused:
     """One test per way a request can be wrong; each leaves the queue empty."""
+
+    def test_without_a_swish_identifier_configured_a_callback_is_503_and_not_queued(
+        self, queue, caplog
+    ) -> None:
+        """Fail closed: an unauthenticated Swish callback is never queued. 503 (not 401): the
+        fault is ours, and Swish keeps retrying until an admin sets the identifier."""
+        with caplog.at_level("ERROR", logger="dynamics_bridge.intake"):
+            result = handle_webhook(
+                "swish",
+                fixture("swish_payment_paid.json"),
+                JSON,
+                settings=load_settings(),
+                queue=queue,
+            )
+        assert (result.status, result.body) == (503, {"status": "unavailable"})
+        assert len(queue) == 0
+        assert "BRIDGE_SWISH__CALLBACK_IDENTIFIER" in caplog.text
 
     def test_wrong_swish_identifier_is_401_with_a_generic_body(self, queue) -> None:
         result = handle_webhook(
@@ -189,6 +220,32 @@ class TestRefused:
         )
         assert (result.status, result.body["field"]) == (400, "currency")
 
+    def test_a_content_length_over_the_limit_is_413_before_the_body_is_read(self, queue) -> None:
+        def unread() -> bytes:
+            raise AssertionError("the body was read")
+
+        result = handle_webhook(
+            "swish",
+            unread,
+            {**JSON, "Content-Length": "2000001"},
+            settings=settings(webhook={"max_body_bytes": 2_000_000}),
+            queue=queue,
+        )
+        assert (result.status, result.body["field"]) == (413, "Content-Length")
+        assert len(queue) == 0
+
+    @pytest.mark.parametrize("value", ["12a", "-1", "1e3", "", "0x10", "١٢", "12, 12"])
+    def test_a_malformed_content_length_is_400(self, queue, value: str) -> None:
+        result = handle_webhook(
+            "swish",
+            fixture("swish_payment_paid.json"),
+            {**JSON, "Content-Length": value},
+            settings=settings(),
+            queue=queue,
+        )
+        assert (result.status, result.body["field"]) == (400, "Content-Length")
+        assert len(queue) == 0
+
     def test_a_body_over_the_limit_is_413_before_anything_else(self, queue) -> None:
         raw = fixture("swish_payment_paid.json")
         result = handle_webhook(
@@ -235,6 +292,79 @@ class TestRefused:
             queue=DownQueue(),
         )  # type: ignore[arg-type]
         assert result.status == 503
+
+    def test_the_swish_api_refusing_our_certificate_is_503_not_500(self, queue) -> None:
+        """A PermanentError of ours (the confirming GET was refused): Swish keeps the callback
+        and retries once an admin fixed the certificate."""
+
+        class RefusingApi:
+            def get_payment(self, payment_id: str) -> dict:
+                raise PermanentError("swish: the API refused our certificate (401)", status=401)
+
+            get_refund = get_payment
+
+        result = handle_webhook(
+            "swish",
+            fixture("swish_payment_paid.json"),
+            JSON,
+            settings=settings(),
+            queue=queue,
+            swish_api=RefusingApi(),
+        )
+        assert (result.status, len(queue)) == (503, 0)
+
+    def test_a_defect_is_503_logged_with_its_trace_never_an_exception(
+        self, queue, monkeypatch, caplog
+    ) -> None:
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr("dynamics_bridge.sources.billogram.parse_callback", broken)
+        raw = fixture("billogram_payment.json")
+        with caplog.at_level("ERROR", logger="dynamics_bridge.intake"):
+            result = handle_webhook(
+                "billogram",
+                raw,
+                billogram_headers(raw),
+                settings=settings(billogram={"sign_key": KEY}),
+                queue=queue,
+            )
+        assert (result.status, result.body, len(queue)) == (503, {"status": "unavailable"}, 0)
+        (record,) = [r for r in caplog.records if "unexpected failure" in r.getMessage()]
+        # The trace, as text once the scrubbing filter (installed by the function app) ran.
+        trace = record.exc_text or logging.Formatter().formatException(record.exc_info)
+        assert "RuntimeError: a bug" in trace
+
+    def test_a_callback_whose_events_cannot_all_be_queued_queues_none(self, monkeypatch) -> None:
+        """Every event must fit a queue message before the first is sent: a queue that sends
+        message by message (as Azure's does) would otherwise hold half of the callback."""
+        from tests.test_pipeline import ev
+
+        class MessageByMessage:
+            name = "one-by-one"
+
+            def __init__(self) -> None:
+                self.sent: list[str] = []
+
+            def send(self, events: Sequence[PaymentEvent]) -> list[str]:
+                for text in encode_messages(events, max_bytes=64 * 1024):
+                    self.sent.append(text)
+                return [e.event_id for e in events]
+
+        # The first two fill a message each; the third fits none.
+        events = [
+            ev(n, reason_text=c * size)
+            for n, c, size in ((1, "x", 40_000), (2, "y", 40_000), (3, "z", 70_000))
+        ]
+        monkeypatch.setattr(
+            "dynamics_bridge.sources.swish.parse_callback", lambda *a, **k: WebhookParse(events)
+        )
+        queue = MessageByMessage()
+        result = handle_webhook(
+            "swish", fixture("swish_payment_paid.json"), JSON, settings=settings(), queue=queue
+        )  # type: ignore[arg-type]
+        assert (result.status, result.body["field"]) == (400, "event")
+        assert queue.sent == []
 
     def test_invalid_settings_are_503_not_a_crash(self, monkeypatch) -> None:
         monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")  # no connection string

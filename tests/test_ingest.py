@@ -1,4 +1,5 @@
-"""Ingest: a file is queued only after all of it checks out; bad files name their line."""
+"""Ingest: a file is queued only after all of it checks out; bad files name their line; and a
+file is read only for the union's own payees (bankgiro and customer number)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,36 @@ from pathlib import Path
 
 import pytest
 
-from dynamics_bridge.errors import InputError, TransientError
+from dynamics_bridge.errors import ConfigError, InputError, TransientError
 from dynamics_bridge.ingest import detect_format, ingest_file, iter_files
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BankgirotSettings
 from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
-from tests.fixtures.bankgirot import HERE, ag_notice, ag_opening, lines
+from tests.fixtures.bankgirot import (
+    BG,
+    CUSTOMER,
+    HERE,
+    ag_closing,
+    ag_notice,
+    ag_opening,
+    ag_payment,
+    ag_section,
+    bg_opening,
+    lines,
+)
 from tests.fixtures.bankgirot import build as fixtures
 from tests.sources import test_autogiro, test_bgmax
+
+#: The union these tests ingest for: Bankgirot's example payee, as every fixture names.
+OURS = BankgirotSettings(payee_bankgiros=[BG], customer_numbers=[CUSTOMER])
+OTHER_BG = "0050501055"  # 5050-1055: a valid bankgiro number that is not the union's
+
+
+def ingest(source, **options):  # type: ignore[no-untyped-def]
+    """ingest_file for the union's own payees unless the test says otherwise."""
+    options.setdefault("settings", OURS)
+    return ingest_file(source, **options)
 
 
 @pytest.fixture
@@ -61,17 +83,17 @@ class TestFormats:
             if "to_bankgirot" in path.name:
                 continue  # refused, see tests/sources/test_autogiro.py
             expected = "bgmax" if path.name.startswith("bgmax") else "autogiro"
-            assert ingest_file(path).format == expected, path
+            assert ingest(path).format == expected, path
 
     def test_a_forced_format_is_used(self, files) -> None:
         with pytest.raises(InputError, match="not a BgMax file"):
-            ingest_file(files["ag.txt"], format="bgmax")
+            ingest(files["ag.txt"], format="bgmax")
 
 
 class TestQueueing:
     def test_a_good_file_is_queued_with_totals_per_kind_and_currency(self, files) -> None:
         queue = InMemoryQueue()
-        report = ingest_file(files["bg.txt"], queue=queue)
+        report = ingest(files["bg.txt"], queue=queue)
         assert (report.format, report.events, report.queued) == ("bgmax", 4, 4)
         assert len(queue.peek_events()) == 4
         assert report.to_json()["by_kind"]["payment.succeeded"]["SEK"] == {
@@ -84,7 +106,7 @@ class TestQueueing:
         queue = InMemoryQueue()
         seen = []
         with pytest.raises(InputError) as caught:
-            ingest_file(bad, queue=queue, on_event=seen.append)
+            ingest(bad, queue=queue, on_event=seen.append)
         assert caught.value.location == f"{bad}:8"
         assert caught.value.field == "amount"
         assert len(queue) == 0
@@ -100,8 +122,8 @@ class TestQueueing:
                 )
             )
         queue = InMemoryQueue()
-        report = ingest_file(
-            path, queue=queue, settings=BankgirotSettings(events_per_message_batch=1000)
+        report = ingest(
+            path, queue=queue, settings=OURS.model_copy(update={"events_per_message_batch": 1000})
         )
         assert (report.events, report.queued) == (2500, 2500)
         assert len(queue) >= 3
@@ -113,7 +135,7 @@ class TestQueueing:
                 raise TransientError("queue unavailable")
 
         with pytest.raises(TransientError):
-            ingest_file(files["bg.txt"], queue=Down())
+            ingest(files["bg.txt"], queue=Down())
 
     def test_the_ocr_scheme_comes_from_the_settings(self, tmp_path) -> None:
         path = tmp_path / "bg.txt"
@@ -121,8 +143,10 @@ class TestQueueing:
             b"".join(bgmax_lines([BgmaxPayment(make_reference("4711", "luhn_length"), 100, "1")]))
         )
         seen = []
-        ingest_file(
-            path, settings=BankgirotSettings(ocr_scheme="luhn_length"), on_event=seen.append
+        ingest(
+            path,
+            settings=OURS.model_copy(update={"ocr_scheme": "luhn_length"}),
+            on_event=seen.append,
         )
         assert seen[0].member_ref.value == "4711"
 
@@ -137,7 +161,7 @@ class TestFailedMandateRequests:
         path.write_bytes(fixtures.mandate_notices())  # one 04/21 (payer 100003, line 5)
         queue = InMemoryQueue()
         with caplog.at_level("WARNING"):
-            report = ingest_file(path, queue=queue)
+            report = ingest(path, queue=queue)
         assert (report.events, report.queued) == (5, 5)
         warnings = [r for r in caplog.records if r.levelname == "WARNING"]
         (warning,) = warnings
@@ -158,13 +182,13 @@ class TestFailedMandateRequests:
 
     def test_a_dry_run_lists_and_logs_them_too(self, caplog) -> None:
         with caplog.at_level("WARNING"):
-            report = ingest_file(io.BytesIO(fixtures.mandate_notices_old()), name="old.txt")
+            report = ingest(io.BytesIO(fixtures.mandate_notices_old()), name="old.txt")
         assert [n.origin for n in report.requests_failed] == ["old.txt:3"]
         assert [r.origin for r in caplog.records] == ["old.txt:3"]
 
     def test_files_without_them_have_no_such_key(self, files) -> None:
         for path in files.values():
-            report = ingest_file(path, queue=InMemoryQueue())
+            report = ingest(path, queue=InMemoryQueue())
             assert report.requests_failed == []
             assert "mandate_requests_failed" not in report.to_json()
 
@@ -172,33 +196,31 @@ class TestFailedMandateRequests:
         # Rejected as a whole (no TK09 closing record): nothing from it counts, these neither.
         data = lines(ag_opening("AG-MEDAVI"), ag_notice("100003", "04", "21"))
         with caplog.at_level("WARNING"), pytest.raises(InputError, match="TK09 closing record"):
-            ingest_file(io.BytesIO(data), name="cut.txt", queue=InMemoryQueue())
+            ingest(io.BytesIO(data), name="cut.txt", queue=InMemoryQueue())
         assert caplog.records == []
 
 
 class TestStreams:
     def test_a_stream_is_read_like_a_file_and_named_as_told(self) -> None:
         seen = []
-        report = ingest_file(io.BytesIO(test_bgmax.GOOD), name="blob/bg.txt", on_event=seen.append)
+        report = ingest(io.BytesIO(test_bgmax.GOOD), name="blob/bg.txt", on_event=seen.append)
         assert report.events == 4
         assert seen[0].origin == "blob/bg.txt:3"
 
     def test_a_stream_that_cannot_seek_is_copied_first(self) -> None:
         seen = []
-        report = ingest_file(OneWay(test_bgmax.GOOD), name="body", on_event=seen.append)
+        report = ingest(OneWay(test_bgmax.GOOD), name="body", on_event=seen.append)
         assert (report.events, len(seen)) == (4, 4)
 
     def test_ids_do_not_depend_on_the_name_or_the_way_in(self, files) -> None:
         by_path, by_stream = [], []
-        ingest_file(files["ag.txt"], on_event=by_path.append)
-        ingest_file(OneWay(test_autogiro.GOOD), name="x", on_event=by_stream.append)
+        ingest(files["ag.txt"], on_event=by_path.append)
+        ingest(OneWay(test_autogiro.GOOD), name="x", on_event=by_stream.append)
         assert [e.event_id for e in by_path] == [e.event_id for e in by_stream]
 
     def test_progress_is_reported_for_both_passes(self, files) -> None:
         calls: list[tuple[str, int, int | None]] = []
-        ingest_file(
-            files["bg.txt"], on_event=lambda e: None, on_progress=lambda *a: calls.append(a)
-        )
+        ingest(files["bg.txt"], on_event=lambda e: None, on_progress=lambda *a: calls.append(a))
         size = files["bg.txt"].stat().st_size
         assert ("checking", size, size) in calls
         assert ("queueing", size, size) in calls
@@ -213,3 +235,100 @@ class TestFiles:
         with pytest.raises(InputError, match="no such file") as caught:
             list(iter_files([tmp_path / "missing.txt"]))
         assert caught.value.location == str(tmp_path / "missing.txt")
+
+
+class TestTheUnionsOwnPayees:
+    """Payer numbers are unique per payee bankgiro only: a report for another payee would book
+    onto the wrong members, so it is refused like any bad file (named place, nothing queued)."""
+
+    def test_with_no_payee_configured_nothing_is_read(self, files) -> None:
+        queue = InMemoryQueue()
+        with pytest.raises(ConfigError, match="BRIDGE_BANKGIROT__PAYEE_BANKGIROS") as caught:
+            ingest_file(files["bg.txt"], queue=queue)
+        assert "991-2346" in str(caught.value)  # says what a value looks like
+        assert len(queue) == 0
+
+    def test_accept_any_payee_is_the_development_escape(self, files) -> None:
+        anyone = BankgirotSettings(accept_any_payee=True)
+        assert ingest_file(files["bg.txt"], settings=anyone).events == 4
+
+    def test_configured_bankgiros_win_over_accept_any_payee(self, files) -> None:
+        others = BankgirotSettings(payee_bankgiros=["5050-1055"], accept_any_payee=True)
+        with pytest.raises(InputError, match="payee bankgiro"):
+            ingest_file(files["bg.txt"], settings=others)
+
+    def test_an_autogiro_report_for_another_payee_is_refused_at_its_opening(self, files) -> None:
+        queue, seen = InMemoryQueue(), []
+        others = BankgirotSettings(payee_bankgiros=["5050-1055"])
+        with pytest.raises(InputError) as caught:
+            ingest(files["ag.txt"], settings=others, queue=queue, on_event=seen.append)
+        error = caught.value
+        assert (error.location, error.field) == (f"{files['ag.txt']}:1", "payee bankgiro")
+        assert "positions 71-80" in error.detail
+        assert "991-2346" in error.detail  # what the file says
+        assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS = 5050-1055" in error.detail  # what is set
+        assert (len(queue), seen) == (0, [])
+
+    def test_a_bgmax_section_for_another_payee_is_refused_at_its_tk05(self, files) -> None:
+        others = BankgirotSettings(payee_bankgiros=["5050-1055"])
+        with pytest.raises(InputError) as caught:
+            ingest(files["bg.txt"], settings=others)
+        assert (caught.value.location, caught.value.field) == (
+            f"{files['bg.txt']}:2",
+            "payee bankgiro",
+        )
+        assert "TK05" in caught.value.detail
+
+    def test_several_bankgiros_may_be_configured_and_each_section_is_checked(self) -> None:
+        def section(bankgiro: str) -> list[str]:
+            return [
+                ag_opening(bankgiro=bankgiro),
+                ag_section("15", "20261128", 100, 1),
+                ag_payment("82", "20261128", "9", 100, bankgiro=bankgiro),
+                ag_closing("20261128", 1, 1),
+            ]
+
+        both = OURS.model_copy(update={"payee_bankgiros": sorted([BG, OTHER_BG])})
+        two = lines(*section(BG), *section(OTHER_BG))
+        assert ingest(io.BytesIO(two), name="two.txt", settings=both).events == 2
+        with pytest.raises(InputError) as caught:
+            ingest(io.BytesIO(two), name="two.txt")  # only BG is the union's
+        assert caught.value.location == "two.txt:5"  # the second section's opening
+
+    def test_a_customer_number_other_than_the_unions_is_refused(self) -> None:
+        data = test_autogiro.GOOD.replace(
+            ag_opening().encode(), ag_opening(customer="123456").encode()
+        )
+        with pytest.raises(InputError) as caught:
+            ingest(io.BytesIO(data), name="ag.txt")
+        error = caught.value
+        assert (error.location, error.field) == ("ag.txt:1", "customer number")
+        assert "'123456'" in error.detail
+        assert "471117" in error.detail
+        assert "positions 65-70" in error.detail
+
+    def test_customer_numbers_are_not_checked_when_none_are_configured(self) -> None:
+        data = test_autogiro.GOOD.replace(
+            ag_opening().encode(), ag_opening(customer="123456").encode()
+        )
+        bankgiro_only = BankgirotSettings(payee_bankgiros=["991-2346"])
+        unchanged = ingest(io.BytesIO(test_autogiro.GOOD), name="ag.txt").events
+        assert ingest(io.BytesIO(data), name="ag.txt", settings=bankgiro_only).events == unchanged
+
+    def test_every_fixture_names_the_unions_payee(self) -> None:
+        # Every report kind carries its payee somewhere; with another union configured, each
+        # fixture is refused naming the payee field (the file to Bankgirot is refused anyway).
+        others = BankgirotSettings(payee_bankgiros=["5050-1055"])
+        for path in sorted(HERE.glob("*.txt")):
+            if "to_bankgirot" in path.name:
+                continue
+            with pytest.raises(InputError) as caught:
+                ingest(path, settings=others)
+            assert caught.value.field == "payee bankgiro", path
+
+    def test_a_bgmax_file_with_a_second_section_for_another_payee(self) -> None:
+        data = test_bgmax.GOOD.replace(
+            bg_opening().encode(), bg_opening(bankgiro=OTHER_BG).encode()
+        )
+        with pytest.raises(InputError, match="5050-1055"):
+            ingest(io.BytesIO(data), name="bg.txt")

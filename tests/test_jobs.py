@@ -75,4 +75,9 @@ def test_address_refresh_skips_until_spar_is_configured(services) -> None:
 
 
 def test_availability_follows_the_build(activation) -> None:
-    assert jobs.available() == {"segments": True, "reminders": True, "address_refresh": True}
+    assert jobs.available() == {
+        "segments": True,
+        "reminders": True,
+        "triggers": True,
+        "address_refresh": True,
+    }

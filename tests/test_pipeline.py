@@ -79,7 +79,7 @@ def test_an_older_event_is_applied_in_event_order_the_member_not_regressed(store
     late_failure = ev(1, kind=EventKind.PAYMENT_FAILED, minutes=0, reason_code="RF07")
     (outcome,) = pipeline.apply([late_failure])
     assert outcome.outcome is Outcome.APPLIED
-    assert outcome.replayed  # once stale: folded into place, but it starts no triggers
+    assert outcome.replayed  # once stale: folded into place, its triggers judged as late
     assert late_failure.event_id in store.payments
     assert store.rows["100001"]["mbr_paymentstatus"] == 100000000  # the newer payment wins
     assert store.rows["100001"]["mbr_lastfailedon"] == "2026-11-02"  # the failure is counted

@@ -192,17 +192,19 @@ def test_rows_written_before_the_history_columns_keep_an_older_event_stale() -> 
 
 class RecordingHooks:
     def __init__(self) -> None:
-        self.extras: list[str] = []
+        self.extras: list[tuple[str, bool]] = []
 
     def payment_extras(self, outcome: EventOutcome) -> Mapping[str, Any]:
-        self.extras.append(outcome.event.event_id)
+        self.extras.append((outcome.event.event_id, outcome.replayed))
         return {}
 
     def after_apply(self, outcomes: Sequence[EventOutcome]) -> object:
         return None
 
 
-def test_an_event_once_stale_starts_no_triggers_a_newer_one_in_its_batch_does() -> None:
+def test_an_event_once_stale_still_asks_for_its_triggers_marked_replayed() -> None:
+    # The hook (activation) decides what a late event's triggers become: sent while fresh,
+    # kept unsent when too old, a first payment's welcome exactly once per member.
     store = fresh()
     hooks = RecordingHooks()
     pipeline = Pipeline(store, MAPPING, hooks)
@@ -211,5 +213,9 @@ def test_an_event_once_stale_starts_no_triggers_a_newer_one_in_its_batch_does() 
     late, new = pipeline.apply([late_first_payment, newest])
     assert late.replayed
     assert not new.replayed
-    assert hooks.extras == [ev("feb", SUCCEEDED, 31).event_id, newest.event_id]
+    assert hooks.extras == [
+        (ev("feb", SUCCEEDED, 31).event_id, False),
+        (late_first_payment.event_id, True),
+        (newest.event_id, False),
+    ]
     assert store.rows[MEMBER] == in_order([late_first_payment, ev("feb", SUCCEEDED, 31), newest])

@@ -7,7 +7,8 @@ Each function adapts one trigger to a handler in the library and does nothing el
 - blob ``bankgirot-incoming/{name}`` (Event Grid source, the one Flex Consumption supports): the
   file is checked whole, then queued; a receipt lands in ``bankgirot-receipts/{name}.json``.
 - queue ``%BRIDGE_QUEUE__NAME%`` (``payment-events``): the pipeline writes Dataverse.
-- timers: segments every 15 minutes, reminders daily, SPAR address refresh nightly.
+- timers: the trigger outbox every 5 minutes (``%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%``),
+  segments every 15 minutes, reminders daily, SPAR address refresh nightly.
 - ``GET /api/health`` (function key): configuration and reachability, no secrets.
 
 Nothing is built at import (Flex gives an app 30 s to start): settings, clients and the pipeline
@@ -51,7 +52,12 @@ def _json(status: int, body: dict) -> func.HttpResponse:
 
 
 def _webhook(provider: str, req: func.HttpRequest) -> func.HttpResponse:
-    result = handlers.handle_webhook_request(provider, req.get_body(), dict(req.headers), services)
+    # ``req.get_body`` uncalled: the handler refuses an over-long Content-Length before it looks
+    # at the body. In this (non-streaming) model the host has already buffered the body, up to
+    # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (100 MB by default): the early refusal spares hashing
+    # and parsing, and only the host's limit stops the reading itself. ``req.headers`` is
+    # azure.functions' mapping: names lower-cased, so two spellings arrive as one name.
+    result = handlers.handle_webhook_request(provider, req.get_body, dict(req.headers), services)
     return _json(result.status, result.body)
 
 
@@ -97,6 +103,15 @@ def payment_events(msg: func.QueueMessage) -> None:
         queue=services.queue,
         max_dequeue_count=QUEUE_OPTIONS.max_dequeue_count,
     )
+
+
+@app.function_name("triggers")
+@app.timer_trigger(
+    arg_name="timer", schedule="%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%", use_monitor=True
+)
+def triggers(timer: func.TimerRequest) -> None:
+    """The trigger outbox: held, left-over and unconfirmed triggers (a crash, an outage)."""
+    jobs.run_job("triggers", services, past_due=timer.past_due)
 
 
 @app.function_name("segments")

@@ -168,11 +168,16 @@ class Outbox(_Strict):
     change set as the payment, so a trigger outlives a crash before it was sent)."""
 
     payload_column: str = Field(description="Memo: the triggers of this event, as JSON.")
-    state_column: str = Field(description="Choice: pending, sending, sent, skipped, failed.")
+    state_column: str = Field(
+        description="Choice: pending, sending, sent, skipped, failed, unconfirmed, dropped."
+    )
     state_choices: str = "trigger_state"
     claimed_column: str = Field(description="Datetime: when a sender claimed the row.")
     lease_minutes: int = Field(
-        default=15, ge=1, description="A claim older than this was lost in a crash: send again."
+        default=15,
+        ge=1,
+        description="A claim older than this was lost in a crash (its outcome is unknown: read "
+        "back, not sent again blindly); an unconfirmed send is read back after this long.",
     )
 
 
@@ -343,7 +348,7 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
         if name not in payment:
             problems.append(f"triggers.yaml: outbox.{field_name}: {name} is not a payment column")
     choice_set = mapping.choices.get(outbox.state_choices)
-    for word in ("pending", "sending", "sent", "skipped", "failed"):
+    for word in ("pending", "sending", "sent", "skipped", "failed", "unconfirmed", "dropped"):
         if choice_set is None or word not in choice_set.options:
             problems.append(f"triggers.yaml: outbox.state_choices needs an option {word!r}")
     column("triggers.yaml", "first_payment_column", triggers.first_payment_column)

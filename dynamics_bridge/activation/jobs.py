@@ -2,7 +2,7 @@
 
 ``run_segments``, ``run_reminders`` and ``run_triggers`` take the worker's
 :class:`~dynamics_bridge.services.Services` (or bare :class:`~dynamics_bridge.settings.Settings`)
-and return a JSON-able summary; :func:`dynamics_bridge.jobs.run_job` calls the first two by name.
+and return a JSON-able summary; :func:`dynamics_bridge.jobs.run_job` calls them by name.
 Without APSIS settings they skip, saying why.
 """
 
@@ -68,7 +68,8 @@ def build_activation(
     if not apsis_credentials(settings.apsis) or not activation_configured(directory):
         return None
     config = load_activation(mapping, directory)
-    return Activation(client, mapping, config, apsis_platform(settings.apsis, config.apsis))
+    platform = apsis_platform(settings.apsis, config.apsis)
+    return Activation(client, mapping, config, platform, options=settings.activation)
 
 
 def _activation(services: Services | Settings) -> Activation:
@@ -98,5 +99,8 @@ def run_reminders(services: Services | Settings) -> dict[str, Any]:
 
 
 def run_triggers(services: Services | Settings) -> dict[str, Any]:
-    """Triggers still in the outbox (a crash, an outage) sent; nothing is sent twice."""
-    return _activation(services).sweep_triggers().to_json()
+    """Timer job (every few minutes, ``BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE``): triggers
+    still in the outbox (held, a crash, an outage) sent, unknown sends read back; nothing is
+    sent twice. The summary carries the outbox's age (pending and unconfirmed rows)."""
+    activation = _activation(services)
+    return {**activation.sweep_triggers().to_json(), "outbox": activation.outbox_age()}

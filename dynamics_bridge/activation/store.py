@@ -1,10 +1,12 @@
 """Everything the activation side reads and writes in Dataverse, in as few requests as it can.
 
 - **Trigger outbox**: the payment row's outbox columns (``triggers.yaml`` ``outbox``). The
-  pipeline writes the payload with state ``pending`` in the payment's own change set; a sender
-  claims rows by an ETag-guarded PATCH to ``sending`` (only one sender wins a row), sends, and
-  settles them ``sent``, ``skipped`` or ``failed`` (or back to ``pending`` for a passing
-  failure). A claim older than the lease was lost in a crash and may be taken again.
+  pipeline writes the payload with state ``pending`` (or ``skipped`` when its event came too
+  late) in the payment's own change set; a sender claims rows by an ETag-guarded PATCH to
+  ``sending`` (only one sender wins a row), sends, and settles them with the payload's new
+  trigger states and the row state they add up to (``sent``, ``pending``, ``unconfirmed`` ...).
+  A claim older than the lease was lost in a crash: its outcome is unknown, so the sweep takes
+  it as ``unconfirmed`` (never sent again blindly).
 - **Delta link** of the segments job, and the **time of its last full run**: two rows of the
   state table (``dataverse.yaml`` ``state``), named ``segments-delta-link`` and
   ``segments-last-full-run``.
@@ -42,6 +44,8 @@ class OutboxRow:
     payload: str
     state: str
     etag: str | None
+    #: When a sender last claimed it (ISO 8601 as Dataverse answers; None: never claimed).
+    claimed_on: str | None = None
 
 
 def stamp(moment: datetime) -> str:
@@ -77,11 +81,11 @@ class ActivationStore:
 
     # -- the trigger outbox ---------------------------------------------------------------------
 
-    def pending_columns(self, payload: str) -> dict[str, Any]:
+    def pending_columns(self, payload: str, state: str = "pending") -> dict[str, Any]:
         """The payment-row columns that put an event's triggers in the outbox."""
         return {
             self.outbox.payload_column: payload,
-            self.outbox.state_column: self.state_value["pending"],
+            self.outbox.state_column: self.state_value[state],
         }
 
     def _outbox_row(self, row: Mapping[str, Any]) -> OutboxRow | None:
@@ -89,45 +93,62 @@ class ActivationStore:
         if not payload:
             return None
         state = self.state_word.get(_int(row.get(self.outbox.state_column)), "")
+        claimed = row.get(self.outbox.claimed_column)
         return OutboxRow(
             str(row.get(self.mapping.payment.key_column)),
             str(payload),
             state,
             row.get("@odata.etag"),
+            str(claimed) if claimed else None,
         )
+
+    def _select(self) -> list[str]:
+        outbox = self.outbox
+        return [
+            self.mapping.payment.key_column,
+            outbox.payload_column,
+            outbox.state_column,
+            outbox.claimed_column,
+        ]
 
     def outbox_rows(self, event_ids: Sequence[str]) -> list[OutboxRow]:
         payment = self.mapping.payment
-        select = [self.outbox.payload_column, self.outbox.state_column]
-        rows = self.client.rows_by_values(payment.entity_set, payment.key_column, event_ids, select)
+        rows = self.client.rows_by_values(
+            payment.entity_set, payment.key_column, event_ids, self._select()
+        )
         return [r for row in rows.values() if (r := self._outbox_row(row)) is not None]
 
-    def stalled_outbox(self, now: datetime) -> list[OutboxRow]:
-        """Rows still ``pending`` (their sender crashed or APSIS was down), and ``sending`` rows
-        whose claim is older than the lease."""
-        payment, outbox = self.mapping.payment, self.outbox
-        select = [payment.key_column, outbox.payload_column, outbox.state_column]
-        cutoff = stamp(now - timedelta(minutes=outbox.lease_minutes))
-        filters = [
-            f"{outbox.state_column} eq {self.state_value['pending']}",
-            f"{outbox.state_column} eq {self.state_value['sending']} "
-            f"and {outbox.claimed_column} lt {cutoff}",
-        ]
+    def _rows_where(self, query: str) -> list[OutboxRow]:
+        payment = self.mapping.payment
         found = []
-        for query in filters:
-            for row in self.client.query(payment.entity_set, select=select, filter=query):
-                if (r := self._outbox_row(row)) is not None:
-                    found.append(r)
+        for row in self.client.query(payment.entity_set, select=self._select(), filter=query):
+            if (r := self._outbox_row(row)) is not None:
+                found.append(r)
         return found
 
-    def claim(
-        self, rows: Iterable[OutboxRow], now: datetime, *, lease_expired: bool
-    ) -> list[OutboxRow]:
-        """Claim rows for sending: an ETag-guarded PATCH each, so of two senders only one wins.
-        ``sending`` rows are taken only when ``lease_expired`` (the sweep has checked that)."""
-        wanted = [
-            r for r in rows if r.state == "pending" or (lease_expired and r.state == "sending")
-        ]
+    def stalled_outbox(self, now: datetime) -> list[OutboxRow]:
+        """Rows still ``pending`` (held, their sender crashed or APSIS was down), ``sending``
+        rows whose claim is older than the lease (a sender crashed: outcome unknown) and
+        ``unconfirmed`` rows whose send is older than the lease (APSIS has had time to store
+        what it took, so a read-back can tell)."""
+        outbox = self.outbox
+        cutoff = stamp(now - timedelta(minutes=outbox.lease_minutes))
+        state = outbox.state_column
+        found = self._rows_where(f"{state} eq {self.state_value['pending']}")
+        for word in ("sending", "unconfirmed"):
+            found += self._rows_where(
+                f"{state} eq {self.state_value[word]} and {outbox.claimed_column} lt {cutoff}"
+            )
+        return found
+
+    def unconfirmed(self) -> list[OutboxRow]:
+        """Every ``unconfirmed`` row (the admin's list), whatever its age."""
+        return self._rows_where(f"{self.outbox.state_column} eq {self.state_value['unconfirmed']}")
+
+    def claim(self, rows: Iterable[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Claim rows: an ETag-guarded PATCH each, so of two senders only one wins. The caller
+        chose the rows (pending ones with something due, stalled or unconfirmed ones)."""
+        wanted = list(rows)
         body = {
             self.outbox.state_column: self.state_value["sending"],
             self.outbox.claimed_column: stamp(now),
@@ -139,20 +160,58 @@ class ActivationStore:
         )
         return [r for r, result in zip(wanted, results, strict=True) if result.ok]
 
-    def settle(self, states: Mapping[str, str]) -> None:
-        """Event id -> new outbox state word (``sent``, ``skipped``, ``failed``, ``pending``)."""
+    def settle(self, states: Mapping[str, tuple[str, str | None]]) -> None:
+        """Event id -> (new row state word, new payload or None to keep it). Written with
+        ``*``: the caller holds the claim."""
+        payment, outbox = self.mapping.payment, self.outbox
+        updates = []
+        for event_id, (word, payload) in states.items():
+            body: dict[str, Any] = {outbox.state_column: self.state_value[word]}
+            if payload is not None:
+                body[outbox.payload_column] = payload
+            updates.append(({payment.key_column: event_id}, body, "*"))
+        self.patch(payment.entity_set, updates)
+
+    def member_payloads(self, member_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """Member id -> (event id, outbox payload) of each of its payment rows that has one
+        (one query per ``keys_per_query`` members)."""
         payment = self.mapping.payment
-        self.patch(
-            payment.entity_set,
-            [
-                (
-                    {payment.key_column: event_id},
-                    {self.outbox.state_column: self.state_value[word]},
-                    "*",
-                )
-                for event_id, word in states.items()
-            ],
-        )
+        lookup = f"_{payment.member_lookup}_value"
+        select = [payment.key_column, self.outbox.payload_column, lookup]
+        found: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        ids = list(dict.fromkeys(member_ids))
+        step = self.client.keys_per_query
+        for start in range(0, len(ids), step):
+            query = odata_in(lookup, ids[start : start + step])
+            for row in self.client.query(payment.entity_set, select=select, filter=query):
+                if row.get(self.outbox.payload_column):
+                    found[str(row.get(lookup))].append(
+                        (str(row.get(payment.key_column)), str(row[self.outbox.payload_column]))
+                    )
+        return dict(found)
+
+    def outbox_age(self, now: datetime) -> dict[str, Any]:
+        """How many rows are ``pending`` and ``unconfirmed``, and how old the oldest of each is
+        (seconds since the payment row was created): the health answer's view of the outbox."""
+        payment, outbox = self.mapping.payment, self.outbox
+        found: dict[str, Any] = {}
+        for word in ("pending", "unconfirmed"):
+            oldest: datetime | None = None
+            count = 0
+            for row in self.client.query(
+                payment.entity_set,
+                select=[payment.key_column, "createdon"],
+                filter=f"{outbox.state_column} eq {self.state_value[word]}",
+            ):
+                count += 1
+                created = _moment(row.get("createdon"))
+                if created is not None and (oldest is None or created < oldest):
+                    oldest = created
+            found[word] = {
+                "count": count,
+                "oldest_seconds": round((now - oldest).total_seconds()) if oldest else None,
+            }
+        return found
 
     # -- members --------------------------------------------------------------------------------
 
@@ -245,6 +304,17 @@ class ActivationStore:
             ]
             results.extend(self.client.execute_batch(requests).operations)
         return results
+
+
+def _moment(value: Any) -> datetime | None:
+    """A Dataverse date-time as answered (``2026-11-28T12:00:00Z``), or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _int(value: Any) -> int:

@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -29,6 +30,7 @@ from dynamics_bridge.apsis.policy import classify, is_gateway_denial, sleep_for
 from dynamics_bridge.apsis.wire import (
     TagBodyFormat,
     chunk_items,
+    event_export_body,
     import_body,
     import_columns,
     import_csv_chunks,
@@ -37,6 +39,7 @@ from dynamics_bridge.apsis.wire import (
 from dynamics_bridge.errors import (
     BridgeError,
     ConfigError,
+    InputError,
     PermanentError,
     ThrottledError,
     TransientError,
@@ -100,6 +103,11 @@ class ApsisClient:
         import_poll_seconds: float = 5.0,
         import_timeout_seconds: float = 1800.0,
         max_import_bytes: int = 50 * 1024 * 1024,
+        export_pacer: Pacer | None = None,
+        event_export_path: str = "/audience/profiles/exports",
+        event_export_attribute: str = "com.apsis1.attributes.crmid",
+        export_poll_seconds: float = 10.0,
+        export_timeout_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -121,6 +129,11 @@ class ApsisClient:
         self.import_poll_seconds = import_poll_seconds
         self.import_timeout_seconds = import_timeout_seconds
         self.max_import_bytes = max_import_bytes
+        self.export_pacer = export_pacer or Pacer((1, 60.0), clock=clock)
+        self.event_export_path = event_export_path
+        self.event_export_attribute = event_export_attribute
+        self.export_poll_seconds = export_poll_seconds
+        self.export_timeout_seconds = export_timeout_seconds
         self.clock = clock
         self.sleep = sleep
         self._definitions: dict[str, list[dict[str, Any]]] = {}
@@ -161,6 +174,11 @@ class ApsisClient:
             import_poll_seconds=settings.import_poll_seconds,
             import_timeout_seconds=settings.import_timeout_seconds,
             max_import_bytes=settings.max_import_bytes,
+            export_pacer=Pacer(settings.event_export_rate, clock=clock),
+            event_export_path=settings.event_export_path,
+            event_export_attribute=settings.event_export_attribute,
+            export_poll_seconds=settings.event_export_poll_seconds,
+            export_timeout_seconds=settings.event_export_timeout_seconds,
             clock=clock,
             sleep=sleep,
         )
@@ -451,3 +469,67 @@ class ApsisClient:
         """Bulk-write attributes, one import after another so no more than one is pending."""
         body, files = self.prepare_import(rows)
         return [self.run_import(body, csv_bytes, len(keys)) for csv_bytes, keys in files]
+
+    # -- event export (read-back) ------------------------------------------------------------
+
+    def export_events(
+        self, event_discriminators: Iterable[str], start: datetime, end: datetime
+    ) -> Any:
+        """The section's events of these types between ``start`` and ``end`` (event time), as
+        APSIS's export file (parsed JSON): request the export, then poll its URL until the file
+        is there. Request fields and file layout are unverified (see :mod:`.wire`).
+
+        The poll URL must be on the configured APSIS host: the bearer token goes nowhere else.
+        TransientError when the export does not come within ``export_timeout_seconds``, fails
+        at APSIS (503 on the poll) or is gone (410): the caller asks again later."""
+        body = event_export_body(
+            self.section, self.event_export_attribute, event_discriminators, start, end
+        )
+        if (wait := self.export_pacer.reserve()) > 0:
+            self.sleep(wait)
+        response = self.request("POST", self.event_export_path, json_body=body)
+        path = self._poll_path(response)
+        deadline = self.clock() + self.export_timeout_seconds
+        while True:
+            polled = self.request("GET", path, allow=(404, 410, 503))
+            if polled.status_code < 300:
+                try:
+                    return polled.json()
+                except ValueError:
+                    raise InputError("APSIS's event export is not JSON", field="export") from None
+            if polled.status_code in (410, 503):
+                raise TransientError(
+                    f"APSIS event export {'gone' if polled.status_code == 410 else 'failed'} "
+                    f"({polled.status_code}): asked again at the next sweep",
+                    status=polled.status_code,
+                )
+            if self.clock() >= deadline:
+                raise TransientError(
+                    f"APSIS event export not ready after {self.export_timeout_seconds:.0f} s"
+                )
+            self.sleep(self.export_poll_seconds)
+
+    def _poll_path(self, response: requests.Response) -> str:
+        """The poll URL of a requested export, as a path under the base URL [unverified: the
+        answer's ``poll_url`` field, else its ``Location`` header]."""
+        try:
+            answer = response.json() if response.content else {}
+        except ValueError:
+            answer = {}
+        url = answer.get("poll_url") if isinstance(answer, dict) else None
+        url = url or response.headers.get("Location")
+        if not isinstance(url, str) or not url:
+            raise InputError("APSIS answered an event export without a poll URL", field="poll_url")
+        base, found = urlsplit(self.base), urlsplit(url)
+        if found.scheme or found.netloc:
+            if (found.scheme, found.netloc) != (base.scheme, base.netloc):
+                raise InputError(
+                    f"the export's poll URL is on {found.netloc}, not on {base.netloc}: refused "
+                    "(the bearer token goes to APSIS only)",
+                    field="poll_url",
+                )
+            url = url[len(f"{found.scheme}://{found.netloc}") :]
+        prefix = base.path.rstrip("/")
+        if prefix and url.startswith(prefix + "/"):
+            url = url[len(prefix) :]
+        return url if url.startswith("/") else "/" + url

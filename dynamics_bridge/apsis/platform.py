@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, Literal
 
 import requests
@@ -31,13 +32,16 @@ from dynamics_bridge.apsis.models import (
     MarketingEvent,
     ProfileChange,
 )
-from dynamics_bridge.apsis.wire import event_items, wire_value
+from dynamics_bridge.apsis.wire import event_items, exported_events, wire_value
 from dynamics_bridge.errors import BridgeError, ConfigError, NotFoundError, PermanentError
 from dynamics_bridge.settings import ApsisSettings
 
 __all__ = ["ApsisPlatform"]
 
 log = logging.getLogger(__name__)
+
+#: The longest event-time window one export asks for (APSIS's default ``end_at`` is a week).
+EXPORT_WINDOW = timedelta(days=7)
 
 
 class ApsisPlatform:
@@ -144,6 +148,37 @@ class ApsisPlatform:
             self.client.lock_profile(key)
         else:
             self.client.delete_profile(key)
+
+    def held_events(self, events: Sequence[MarketingEvent]) -> set[tuple[str, str]]:
+        """Which of these events (our type, ``id``) APSIS holds, by its event export (one
+        request per week of event time). Raises when the export cannot be read: the caller then
+        knows nothing, which is not the same as "absent"."""
+        wanted = [e for e in events if e.id]
+        if not wanted:
+            return set()
+        kinds = {e.type: self.discriminator("event_types", e.type) for e in wanted}
+        by_discriminator = {d: t for t, d in kinds.items()}
+        versions: dict[str, str] = {}
+        for item in self.client.definitions("events", refresh=True):
+            name = by_discriminator.get(str(item.get("discriminator")))
+            for version in item.get("versions", []) if name else []:
+                versions[str(version.get("id"))] = name  # type: ignore[assignment]
+        held: set[tuple[str, str]] = set()
+        moments = sorted(e.occurred_at for e in wanted)
+        # Equal event times are spread by a second each when posted (event_items): allow it.
+        slack = timedelta(seconds=len(wanted) + 1)
+        start = moments[0] - timedelta(seconds=1)
+        last = moments[-1] + slack
+        while start < last:
+            end = min(start + EXPORT_WINDOW, last)
+            file = self.client.export_events(sorted(set(kinds.values())), start, end)
+            for kind, source in exported_events(file, self.client.section):
+                name = by_discriminator.get(kind) or versions.get(kind)
+                if name is not None:
+                    held.add((name, source))
+            start = end
+        ids = {(e.type, e.id) for e in wanted}
+        return held & ids
 
     def apply_changes(self, changes: Sequence[ProfileChange]) -> ApplyReport:
         seen: set[str] = set()

@@ -20,7 +20,7 @@ from dynamics_bridge.apsis.models import (
     ProfileChange,
 )
 
-__all__ = ["MarketingPlatform"]
+__all__ = ["EventReadBack", "MarketingPlatform"]
 
 
 @runtime_checkable
@@ -52,4 +52,15 @@ class MarketingPlatform(Protocol):
 
         Never raises for one profile's failure: each change gets an outcome.
         """
+        ...
+
+
+@runtime_checkable
+class EventReadBack(Protocol):
+    """A platform that can say which events it holds (APSIS: its event export). The trigger
+    sweep uses it to settle sends whose answer was lost, instead of sending them twice."""
+
+    def held_events(self, events: Sequence[MarketingEvent]) -> set[tuple[str, str]]:
+        """``(type, id)`` of the given events that the platform holds; raises when it cannot
+        tell (a failed read is never "absent")."""
         ...

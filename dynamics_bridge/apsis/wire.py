@@ -20,7 +20,9 @@ __all__ = [
     "KEY_COLUMN",
     "TagBodyFormat",
     "chunk_items",
+    "event_export_body",
     "event_items",
+    "exported_events",
     "import_body",
     "import_columns",
     "import_csv_chunks",
@@ -196,3 +198,60 @@ def import_body(
             for column, version_id in version_ids.items()
         ],
     }
+
+
+# -- event export (the trigger sweep's read-back) ------------------------------------------------
+#
+# APSIS documents a profile data export (``POST /audience/profiles/exports``, reference apsis.md
+# §3.7): asynchronous, a poll URL answering 404 until the file is ready, then 200 with a JSON
+# file; events only of the types asked for, in a ``start_at``/``end_at`` window of event time,
+# and no profile at all unless an attribute or tag is asked for too. The request's field names
+# and the shape of one event in the file are NOT verified: the request below and the file layout
+# (``profiles`` → export key → ``sections`` → section → ``events``, the layout APSIS shows for a
+# single-profile export) are our reading. Events are matched by their ``source_event_id``.
+
+
+def event_export_body(
+    section: str,
+    attribute: str,
+    event_discriminators: Iterable[str],
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """The event export request [unverified field names]."""
+    return {
+        "section_discriminator": section,
+        "attributes": [attribute],
+        "events": sorted(set(event_discriminators)),
+        "start_at": rfc3339(start),
+        "end_at": rfc3339(end),
+    }
+
+
+def exported_events(file: Any, section: str) -> list[tuple[str, str]]:
+    """``(event type, source_event_id)`` of every event in an export file's ``section``; the
+    type is the event's ``discriminator`` or, failing that, its ``version_id``. InputError when
+    the file does not have the expected layout (better no answer than a wrong one: a misread
+    "absent" would send an event twice)."""
+    if not isinstance(file, dict) or not isinstance(file.get("profiles"), dict):
+        raise InputError("the export has no 'profiles' object", field="profiles")
+    found: list[tuple[str, str]] = []
+    for key, profile in file["profiles"].items():
+        sections = profile.get("sections") if isinstance(profile, dict) else None
+        if not isinstance(sections, dict):
+            raise InputError(f"profile {key}: no 'sections' object", field="sections")
+        events = (sections.get(section) or {}).get("events", [])
+        if not isinstance(events, list):
+            raise InputError(f"profile {key}: 'events' is not a list", field="events")
+        for n, event in enumerate(events):
+            data = event.get("data") if isinstance(event, dict) else None
+            kind = event.get("discriminator") or event.get("version_id") if data else None
+            if not isinstance(data, dict) or not isinstance(kind, str):
+                raise InputError(
+                    f"profile {key}: events[{n}] has no data and discriminator or version_id",
+                    field="events",
+                )
+            source = data.get("source_event_id")
+            if isinstance(source, str) and source:
+                found.append((kind, source))
+    return found

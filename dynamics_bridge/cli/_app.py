@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 
 from dynamics_bridge import __version__
+from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.logs import configure_logging
+from dynamics_bridge.settings import load_settings
 
 app = typer.Typer(
     name="dynamics-bridge",
@@ -26,8 +28,20 @@ def main(
     log_level: str = typer.Option("WARNING", envvar="BRIDGE_LOG__LEVEL", help="Log level."),
 ) -> None:
     """Swedish payment events into Dynamics 365 member records and APSIS One."""
-    # Logs go to stderr as JSON lines, scrubbed; stdout stays for results (tables, --json).
-    configure_logging(log_level, stream=sys.stderr)
+    install_logging(log_level)
+
+
+def install_logging(level: str) -> None:
+    """JSON lines on stderr (stdout stays for results: tables, --json), scrubbed as the function
+    app's: personnummer masked from the first line, the configured secrets removed once the
+    settings load. Settings that do not load leave the filter without secrets; the command
+    that needs them reports the problem (``check`` lists every one)."""
+    configure_logging(level, stream=sys.stderr)
+    try:
+        secrets = load_settings().secrets()
+    except ConfigError:
+        return
+    configure_logging(level, secrets=secrets, stream=sys.stderr)
 
 
 @app.command()

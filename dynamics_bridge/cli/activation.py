@@ -1,4 +1,4 @@
-"""``segments push``, ``reminders run``, ``triggers send``, ``apsis check``: activation."""
+"""``segments push``, ``reminders run``, ``triggers send|unconfirmed|resolve``, ``apsis check``."""
 
 from __future__ import annotations
 
@@ -138,9 +138,56 @@ def reminders_run(
 
 @triggers_app.command("send")
 def triggers_send() -> None:
-    """Send triggers left pending (or claimed by a sender that crashed); never twice."""
+    """Sweep the outbox: send triggers due (held, left pending), read back the ones whose send
+    has an unknown outcome (BRIDGE_ACTIVATION__READBACK); never twice."""
     try:
         report = _activation().sweep_triggers()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    console.print(json.dumps(report.to_json(), ensure_ascii=False), highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@triggers_app.command("unconfirmed")
+def triggers_unconfirmed(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Triggers whose send has an unknown outcome (APSIS may or may not hold them): resolve each
+    with `triggers resolve EVENT_ID --send` (APSIS does not hold it) or `--drop` (it does)."""
+    try:
+        rows = _activation().unconfirmed_triggers()
+    except BridgeError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.to_json(), ensure_ascii=False))
+        return
+    table = Table(title=f"Unconfirmed triggers ({len(rows)})")
+    for column in ("event", "member", "triggers", "sent at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.event_id, row.member, "\n".join(row.triggers), row.since or "")
+    console.print(table)
+
+
+@triggers_app.command("resolve")
+def triggers_resolve(
+    event_id: str = typer.Argument(..., help="The payment event id (see triggers unconfirmed)."),
+    send: bool = typer.Option(False, "--send", help="APSIS does not hold them: send again."),
+    drop: bool = typer.Option(
+        False,
+        "--drop",
+        help="APSIS holds them (or they no longer matter): mark them dropped, send nothing.",
+    ),
+) -> None:
+    """Decide an unconfirmed row: check the member's profile in APSIS first, then --send or
+    --drop. Nothing else ever sends an unconfirmed trigger again without the read-back."""
+    if send == drop:
+        err_console.print("say --send or --drop (exactly one)", highlight=False)
+        raise typer.Exit(2)
+    try:
+        report = _activation().resolve_unconfirmed(event_id, send=send)
     except BridgeError as exc:
         raise _fail(exc) from None
     console.print(json.dumps(report.to_json(), ensure_ascii=False), highlight=False)

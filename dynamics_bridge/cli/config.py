@@ -59,6 +59,11 @@ def check(
             )
         except BridgeError as exc:
             problems.append(f"Dataverse not reachable: {exc}")
+    if settings is not None:
+        # Warnings, not failures: a union without Swish (or Bankgirot files) needs no
+        # identifier (or payee), but one with it must learn here, not from refused input.
+        for warning in settings.swish.problems() + settings.bankgirot.problems():
+            err_console.print(f"[yellow]![/yellow] {warning}", highlight=False, soft_wrap=True)
     if problems:
         for problem in problems:
             err_console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)

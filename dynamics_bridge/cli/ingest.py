@@ -40,12 +40,18 @@ def ingest(
     """Read Bankgirot files, check them against their own totals, and queue their events.
 
     A bad file is reported as FILE:LINE: message on stderr and nothing from it is queued; the
-    other files still are. Exit code 2 when any file was bad.
+    other files still are. A file for another payee than the union's own
+    (BRIDGE_BANKGIROT__PAYEE_BANKGIROS, __CUSTOMER_NUMBERS) is a bad file. Exit code 2 when any
+    file was bad, or when the union's payee bankgiros are not configured (nothing is read).
     """
     if file_format not in FORMATS:
         _error(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
         raise typer.Exit(2)
     bankgirot, queue = _settings(dry_run)
+    missing = bankgirot.problems()
+    if missing:
+        _error(str(ConfigError(missing)))
+        raise typer.Exit(2)
     print_event = _print_event if dry_run and as_json else None
     in_memory = isinstance(queue, InMemoryQueue)
     if in_memory:

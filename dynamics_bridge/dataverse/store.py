@@ -162,9 +162,7 @@ class DataverseMemberStore:
         batch: list[WriteUnit] = []
         size = 0
         for unit in units:
-            ops = (
-                len(unit.payments) + len(unit.payment_updates) + (1 if unit.member_changes else 0)
-            )
+            ops = len(unit.payments) + len(unit.payment_updates) + (1 if unit.member_changes else 0)
             if batch and size + ops > MAX_OPERATIONS:
                 results.extend(self._write_batch(batch))
                 batch, size = [], 0

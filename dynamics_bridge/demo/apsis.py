@@ -24,7 +24,7 @@ from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.sandbox.apsis import ApsisStandIn
-from dynamics_bridge.settings import ApsisSettings
+from dynamics_bridge.settings import ActivationSettings, ApsisSettings
 
 __all__ = ["DEMO_NOW", "prepare_apsis_demo", "run_apsis_demo"]
 
@@ -65,7 +65,11 @@ def prepare_apsis_demo(
     config = load_activation(mapping)
     platform = apsis_platform(_settings(standin), config.apsis)
     platform.bulk_threshold = 100  # first pushes of attributes go by bulk import
-    activation = Activation(client, mapping, config, platform, clock=lambda: DEMO_NOW)
+    # The demo's clock stands still: a welcome goes with its payment instead of being held.
+    options = ActivationSettings(first_payment_hold_minutes=0)
+    activation = Activation(
+        client, mapping, config, platform, clock=lambda: DEMO_NOW, options=options
+    )
     activation.store.update_members(
         [
             (number, _member_columns(i, DEMO_NOW.date(), mapping.publisher_prefix), "*")

@@ -100,6 +100,8 @@ def swish_callbacks(
             "dateCreated": _iso(start + timedelta(days=1)),
             "datePaid": _iso(start + timedelta(days=1, seconds=4)),
         }
+        if identifier:
+            refund["callbackIdentifier"] = identifier
         yield Callback(
             "swish",
             json.dumps(refund).encode(),
@@ -175,14 +177,19 @@ def _signed_headers(raw: bytes, key: str, now: float | None) -> dict[str, str]:
     }
 
 
-def demo_callbacks(member_numbers: list[str], sign_key: str) -> list[Callback]:
-    """A mixed set as the demo delivers it: one member nobody knows, one forged signature."""
+def demo_callbacks(
+    member_numbers: list[str], sign_key: str, *, swish_identifier: str | None = None
+) -> list[Callback]:
+    """A mixed set as the demo delivers it: one member nobody knows, one forged signature.
+
+    ``swish_identifier`` is the callbackIdentifier the Swish callbacks carry in their body:
+    without one configured (and carried) every Swish callback is refused."""
     swish_members = member_numbers[: len(member_numbers) // 2]
     invoice_members = member_numbers[len(member_numbers) // 2 :]
     signed = [*billogram_callbacks(invoice_members, sign_key)]
     forged = next(billogram_callbacks(invoice_members[:1], "a-key-an-attacker-guessed", seed=99))
     return [
-        *swish_callbacks([*swish_members, UNKNOWN_MEMBER]),
+        *swish_callbacks([*swish_members, UNKNOWN_MEMBER], identifier=swish_identifier),
         *signed,
         Callback(forged.provider, forged.body, forged.headers, None, "forged billogram"),
     ]

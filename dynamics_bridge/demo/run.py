@@ -28,6 +28,8 @@ from dynamics_bridge.sandbox.apsis import run_apsis_standin
 from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import Settings, load_settings
 from dynamics_bridge.sources.bankgirot_writer import (
+    EXAMPLE_CUSTOMER_NUMBER,
+    EXAMPLE_PAYEE_BANKGIRO,
     AutogiroPayment,
     BgmaxPayment,
     bgmax_lines,
@@ -40,6 +42,7 @@ from dynamics_bridge.testing.dataverse import FEE, prepare_register, sandbox_set
 __all__ = ["DemoReport", "run_demo"]
 
 DEMO_SIGN_KEY = "demo-billogram-sign-key"  # the demo signs its own callbacks; not a real key
+DEMO_SWISH_IDENTIFIER = "demo-swish-callback-identifier"  # set on the demo's payment requests
 
 
 @dataclass
@@ -116,10 +119,20 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         settings: Settings = load_settings(
             queue={"backend": "memory", "name": "demo-payment-events"},
             billogram={"sign_key": DEMO_SIGN_KEY},
+            swish={"callback_identifier": DEMO_SWISH_IDENTIFIER},
+            # The demo's files are for Bankgirot's example payee; ingest refuses any other.
+            bankgirot={
+                "payee_bankgiros": [EXAMPLE_PAYEE_BANKGIRO],
+                "customer_numbers": [EXAMPLE_CUSTOMER_NUMBER],
+            },
         )
         queue = InMemoryQueue(settings.queue.name)
         half = members // 2
-        intake = deliver(demo_callbacks(numbers[:half], DEMO_SIGN_KEY), settings, queue)
+        intake = deliver(
+            demo_callbacks(numbers[:half], DEMO_SIGN_KEY, swish_identifier=DEMO_SWISH_IDENTIFIER),
+            settings,
+            queue,
+        )
         report.deliveries = intake.deliveries
         report.answers.update({str(k): v for k, v in intake.answers.items()})
         for path in _files(workdir / "inputs", numbers[half:]) * 2:  # files arrive twice too

@@ -18,7 +18,15 @@ client's pacing and retries can be watched. The inspection methods (:meth:`Apsis
 Where APSIS's behaviour is not verified the stand-in picks one answer and says so here:
 events for an unknown profile get 404; an empty CSV cell in an import leaves the attribute
 as it was; the tag PATCH accepts only the configured ``tag_body_format``; success answers
-carry no body except where the reference shows one.
+carry no body except where the reference shows one. The event export (``POST
+/audience/profiles/exports``, reference §3.7) answers 202 with ``{"poll_url": ...}``; the poll
+URL answers 404 until the file is ready, then 200 with ``{"profiles": {<export key>:
+{"sections": {<section>: {"attributes": {...}, "events": [{"event_time", "version_id",
+"data"}]}}}}}`` (the layout APSIS documents for a single-profile export; the request's fields
+and an event's fields in the file are our reading, not verified).
+
+Chaos (:class:`ApsisChaos`): a share of API requests answered 429 or 503 before any work, and a
+share of event POSTs stored and then answered 503 (the answer lost after the work), with a seed.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import hashlib
 import hmac
 import io
 import json
+import random
 import re
 import secrets
 import threading
@@ -47,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "Answer",
+    "ApsisChaos",
     "ApsisLimits",
     "ApsisModel",
     "ApsisStandIn",
@@ -242,6 +252,20 @@ class ApsisLimits:
     imports: tuple[int, float] = (10, 60.0)
     max_pending_imports: int = 3
     max_body_bytes: int = 100_000
+    event_exports: tuple[int, float] = (1, 60.0)
+
+
+@dataclass
+class ApsisChaos:
+    """Faults on API requests (not the token endpoint), drawn from one seeded generator:
+    ``throttled`` answered 429 (``Retry-After`` = ``retry_after``) and ``unavailable`` 503,
+    both before any work; ``stored_then_unavailable``: an event POST stored, then answered 503."""
+
+    throttled: float = 0.0
+    unavailable: float = 0.0
+    stored_then_unavailable: float = 0.0
+    retry_after: float = 0.05
+    seed: int = 1
 
 
 class _Window:
@@ -307,6 +331,12 @@ class _Import:
 
 
 @dataclass
+class _Export:
+    file: dict[str, Any]
+    polls_left: int
+
+
+@dataclass
 class Answer:
     status: int
     body: Any = None
@@ -347,6 +377,8 @@ class ApsisStandIn:
         expired_token_status: int = 401,
         tag_body_format: str = "add_remove",
         import_polls: int = 2,
+        export_polls: int = 1,
+        chaos: ApsisChaos | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -356,6 +388,12 @@ class ApsisStandIn:
         self.expired_token_status = expired_token_status
         self.tag_body_format = tag_body_format
         self.import_polls = import_polls
+        self.export_polls = export_polls
+        self.chaos = chaos or ApsisChaos()
+        self._rng = random.Random(self.chaos.seed)  # noqa: S311 - fault injection, not security
+        #: Faults injected by :attr:`chaos`: throttled, unavailable, stored_then_unavailable.
+        self.chaos_seen: Counter[str] = Counter()
+        self._exports: dict[str, _Export] = {}
         self.clock = clock
         self.wall_clock = wall_clock
         self.url = "http://127.0.0.1"
@@ -373,6 +411,7 @@ class ApsisStandIn:
         self._account = _Window(self.limits.account)
         self._token_window = _Window(self.limits.token)
         self._import_window = _Window(self.limits.imports)
+        self._export_window = _Window(self.limits.event_exports)
         self._per_profile: dict[str, _Window] = {}
         self._lock = threading.RLock()
         #: 429s answered, by which limit: account, profile, token, imports, pending_imports.
@@ -488,6 +527,7 @@ class ApsisStandIn:
                 "tokens_issued": self.tokens_issued,
                 "throttled": dict(self.throttled),
                 "requests": dict(self.requests),
+                "chaos": dict(self.chaos_seen),
             }
 
     def _view(self, p: _Profile) -> dict[str, Any]:
@@ -574,12 +614,35 @@ class ApsisStandIn:
                 return fault
             if route is None:
                 return problem(404, "Not found", f"no such resource: {method} {raw_path}")
-            _, run, profile_key = route
+            name, run, profile_key = route
+            if (chaos := self._chaos_before()) is not None:
+                return chaos
             if (limited := self._limit(profile_key)) is not None:
                 return limited
             if len(body) > self.limits.max_body_bytes:
                 return problem(413, "Payload too large", f"at most {self.limits.max_body_bytes}")
-            return run(headers, body)
+            answer = run(headers, body)
+            if (
+                name == "POST events"
+                and answer.status < 300
+                and self._rng.random() < self.chaos.stored_then_unavailable
+            ):
+                self.chaos_seen["stored_then_unavailable"] += 1
+                return problem(503, "Service unavailable", "stored, but the answer was lost")
+            return answer
+
+    def _chaos_before(self) -> Answer | None:
+        """A 429 or a 503 before any work, as often as :attr:`chaos` says."""
+        draw = self._rng.random()
+        if draw < self.chaos.throttled:
+            self.chaos_seen["throttled"] += 1
+            return problem(
+                429, "Too many requests", "injected", Retry_After=_s(self.chaos.retry_after)
+            )
+        if draw < self.chaos.throttled + self.chaos.unavailable:
+            self.chaos_seen["unavailable"] += 1
+            return problem(503, "Service unavailable", "injected, before any work")
+        return None
 
     def _fault(self, raw_path: str) -> Answer | None:
         for fault in self._faults:
@@ -620,6 +683,11 @@ class ApsisStandIn:
             section, kind = s[2], s[3]
             if (kind in ("attributes", "events", "tags") and not v2) or (kind == "topics" and v2):
                 return f"GET {kind}", lambda h, b: self._definitions(section, kind), None
+        if not v2 and s[1:] == ["profiles", "exports"] and method == "POST":
+            return "POST exports", lambda h, b: self._create_export(b), None
+        if not v2 and n == 4 and s[1:3] == ["profiles", "exports"] and method == "GET":
+            export_id = s[3]
+            return "GET export", lambda h, b: self._poll_export(export_id), None
         if n == 4 and v2 and s[1] == "sections" and s[3] == "imports" and method == "POST":
             section = s[2]
             return "POST imports", lambda h, b: self._create_import(section, b), None
@@ -868,6 +936,75 @@ class ApsisStandIn:
         self._erasures.append((key, mode))
         return Answer(204)
 
+    # -- event export (what the trigger sweep reads back) -------------------------------------
+
+    def _create_export(self, body: bytes) -> Answer:
+        if (wait := self._export_window.admit(self.clock())) is not None:
+            self.throttled["event_exports"] += 1
+            return problem(429, "Too many requests", "event exports", Retry_After=_s(wait))
+        spec = _json(body)
+        if not isinstance(spec, dict):
+            return problem(400, "Bad request", "a JSON object")
+        section = spec.get("section_discriminator")
+        if section != self.model.section:
+            return _no_section(str(section))
+        attributes = spec.get("attributes")
+        if not isinstance(attributes, list) or not attributes:
+            return problem(400, "Bad request", "attributes: at least one (else no profile shows)")
+        if unknown := [a for a in attributes if self.model.attribute(str(a)) is None]:
+            return problem(400, "Bad request", f"attributes: unknown {unknown}")
+        wanted = spec.get("events")
+        known = {e.discriminator: e for e in self.model.events}
+        if not isinstance(wanted, list) or any(w not in known for w in wanted):
+            return problem(400, "Bad request", "events: a list of event discriminators")
+        try:
+            start = _instant(spec["start_at"])
+            end = _instant(spec.get("end_at") or "") if spec.get("end_at") else None
+        except (KeyError, TypeError, ValueError):
+            return problem(400, "Bad request", "start_at (mandatory) and end_at: RFC 3339")
+        end = end or start + timedelta(days=7)  # APSIS: one week after start_at by default
+        profiles: dict[str, Any] = {}
+        for event in self._events:
+            if event.discriminator not in wanted:
+                continue
+            if not start <= _instant(event.event_time) < end:
+                continue
+            export_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"apsis-standin:export:{event.key}"))
+            profile = next((p for p in self._profiles.values() if p.key == event.key), None)
+            slot = profiles.setdefault(
+                export_key,
+                {
+                    "sections": {
+                        self.model.section: {
+                            "attributes": {
+                                a: (profile.attributes.get(a) if profile else None)
+                                for a in attributes
+                            },
+                            "events": [],
+                        }
+                    }
+                },
+            )
+            slot["sections"][self.model.section]["events"].append(
+                {
+                    "event_time": event.event_time,
+                    "version_id": known[event.discriminator].version_id,
+                    "data": dict(event.data),
+                }
+            )
+        export_id = str(uuid.uuid4())
+        self._exports[export_id] = _Export({"profiles": profiles}, self.export_polls)
+        return Answer(202, {"poll_url": f"{self.url}/audience/profiles/exports/{export_id}"})
+
+    def _poll_export(self, export_id: str) -> Answer:
+        export = self._exports.get(export_id)
+        if export is None:
+            return problem(410, "Gone", "no such export, or it expired")
+        if export.polls_left > 0:
+            export.polls_left -= 1
+            return problem(404, "Not found", "the export is not ready yet")
+        return Answer(200, export.file)
+
     # -- bulk import ---------------------------------------------------------------------------
 
     def _create_import(self, section: str, body: bytes) -> Answer:
@@ -1015,6 +1152,13 @@ class ApsisStandIn:
 
 def _s(seconds: float) -> str:
     return f"{seconds:.3f}"
+
+
+def _instant(text: Any) -> datetime:
+    """An RFC 3339 time as an aware datetime; ValueError otherwise."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        raise ValueError("not RFC 3339")
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _json(body: bytes) -> Any:

@@ -913,6 +913,9 @@ class DataverseSandbox:
                     "ChangeTrackingEnabled": bool(payload.get("ChangeTrackingEnabled", True)),
                     "Attributes": [
                         {"LogicalName": schema + "id", "AttributeType": "Uniqueidentifier"},
+                        # Dataverse gives every table its system columns; createdon is the one
+                        # the bridge reads (the trigger outbox's age).
+                        {"LogicalName": "createdon", "AttributeType": "DateTime"},
                         *payload.get("Attributes", []),
                     ],
                     "Keys": [],

@@ -4,7 +4,13 @@ Which report a file is comes from its opening record, never from its name. A fil
 several sections (one per payee bankgiro), each opened and closed by its own records; every
 section is checked against its closing figures as it streams past, and a wrong figure raises an
 InputError naming ``FILE:LINE`` of the record that holds it. Files *to* Bankgirot are recognised
-and refused.
+and refused, and so are seal records (Bankgirot seals files sent to it, never its reports), BgMax
+files and BgMax fragments (each named as what it is).
+
+Given :class:`Payees`, every record that names a payee (opening records: bankgiro and customer
+number; mandate register records: bankgiro) must name the union's own: payer numbers are unique
+per payee bankgiro only, so a report for another payee would book onto the wrong members.
+Payment, mandate and e-mandate records must name their opening record's bankgiro.
 
 Records are ``(line, text)`` pairs from :class:`RecordReader`; fields are sliced at Bankgirot's
 positions (``text[start - 1 : end]``), which is what keeps a million-record payment
@@ -27,12 +33,15 @@ from dynamics_bridge.sources import autogiro_codes as codes
 from dynamics_bridge.sources.bankgirot import (
     STOCKHOLM,
     Occurrences,
+    Payees,
     Readable,
     RecordReader,
+    bgmax_fragment,
     day,
     digits,
     is_digits,
     located,
+    seal_record,
     signed_digits,
 )
 
@@ -98,6 +107,7 @@ class AutogiroFile(StrEnum):
     EMANDATES = "mandates signed in the internet bank"
     PAYMENT_EXTRACT = "payment register extract"
     MANDATE_EXTRACT = "mandate register extract"
+    MANDATE_EXTRACT_OLD = "mandate register extract (old layout)"
 
 
 _NEW_LAYOUT_CONTENT = {
@@ -148,21 +158,41 @@ def detect(name: str, line: int, text: str) -> AutogiroFile | None:
         )
     if tk == "01" and text[10:14] == "9900" and text[24:33] == "AG-MEDAVI":
         return AutogiroFile.MANDATE_NOTICES_OLD
-    if is_digits(text[:10]) and text[38] in "12" and text[57] in "12":
-        return AutogiroFile.MANDATE_EXTRACT
+    if is_digits(text[:10]) and text[38] in "12":
+        # AG-TM 8.8: status in 58. Old layout (9.8): status 57, then "0" (mandate OK) in 58.
+        if text[57] in "12":
+            return AutogiroFile.MANDATE_EXTRACT
+        if text[56] in "12" and text[57] == "0":
+            return AutogiroFile.MANDATE_EXTRACT_OLD
+    if tk in _SEAL_TKS:
+        raise seal_record(name, line, tk)
     if text.startswith("01BGMAX"):
         raise located(name, line, "this is a BgMax file, not an Autogiro report (--format bgmax)")
+    fragment = bgmax_fragment(text)
+    if fragment is not None:
+        raise located(
+            name,
+            line,
+            f"this is a BgMax fragment, not an Autogiro report: it starts with {fragment} and "
+            "has no TK01 start record ('01BGMAX...', the first record of every BgMax file); "
+            "ingest the whole BgMax file as Bankgirot delivered it",
+        )
     raise located(name, line, "not an Autogiro report: unknown opening record")
 
 
 def parse(
-    stream: Readable, name: str, *, on_notice: Callable[[Notice], None] | None = None
+    stream: Readable,
+    name: str,
+    *,
+    on_notice: Callable[[Notice], None] | None = None,
+    payees: Payees | None = None,
 ) -> Iterator[PaymentEvent]:
     """Canonical events from one Autogiro report, validated against its closing records.
 
     A mandate notice saying our own request failed creates no event: it is passed to
     ``on_notice`` as a :class:`Notice` when given (the caller decides how to report it, say
-    once for a file read twice), else logged by :func:`log_notice`.
+    once for a file read twice), else logged by :func:`log_notice`. With ``payees``, a file
+    naming another payee bankgiro or customer number is refused (None: not checked).
     """
     reader = RecordReader(stream, name)
     records = iter(reader)
@@ -183,7 +213,7 @@ def parse(
             f"this is {what}, sent TO Bankgirot; dynamics_bridge reads the reports Bankgirot "
             "sends back (payment specification, mandate notices, rejections, changes)",
         )
-    yield from _Parser(name, reader, on_notice or log_notice).run(kind, first, records)
+    yield from _Parser(name, reader, on_notice or log_notice, payees).run(kind, first, records)
 
 
 _PAYOUT_TEXT = "Utbetalning till betalaren via Autogiro"
@@ -205,6 +235,7 @@ def _outcomes() -> dict[tuple[str, str], tuple[EventKind, str | None, str | None
 
 
 _OUTCOMES = _outcomes()
+_SEAL_TKS = ("00", "99")
 _SECTION_OF = {"82": "15", "32": "16", "77": "17"}
 _PAYER = MemberRefKind.PAYER_NUMBER
 _SOURCE = Source.AUTOGIRO
@@ -217,12 +248,17 @@ class _Parser:
     and the occurrence counter that keeps ids of identical records apart."""
 
     def __init__(
-        self, name: str, reader: RecordReader, on_notice: Callable[[Notice], None]
+        self,
+        name: str,
+        reader: RecordReader,
+        on_notice: Callable[[Notice], None],
+        payees: Payees | None,
     ) -> None:
         self.name = name
         self.origin = f"{name}:"
         self.reader = reader
         self.on_notice = on_notice
+        self.payees = payees
         self.count = Occurrences().next
         self.days: dict[str, datetime] = {}
         self.payee_bankgiro = ""
@@ -238,11 +274,13 @@ class _Parser:
         opening: tuple[int, str] | None = first
         while opening is not None:
             yield from handler(self, opening, records)
-            if kind is AutogiroFile.MANDATE_EXTRACT:
+            if kind in (AutogiroFile.MANDATE_EXTRACT, AutogiroFile.MANDATE_EXTRACT_OLD):
                 return  # no closing record: the handler read the whole file
             opening = next(records, None)
             if opening is not None:
                 line, text = opening
+                if text[:2] in _SEAL_TKS:
+                    raise seal_record(self.name, line, text[:2])
                 try:
                     again = detect(self.name, line, text)
                 except InputError:
@@ -255,7 +293,24 @@ class _Parser:
                         f"another {kind.value} opening record",
                     )
 
-    def section(self, bankgiro: str, date_raw: str) -> None:
+    def section(
+        self,
+        line: int,
+        text: str,
+        bankgiro_at: int,
+        date_raw: str,
+        customer_at: int | None = None,
+        record: str = "opening record",
+    ) -> None:
+        """A new payee: its bankgiro (10 digits from ``bankgiro_at``) and, when the record
+        has one, customer number (6 digits from ``customer_at``), checked against the union's
+        own when :class:`Payees` are given."""
+        payees = self.payees
+        if payees is not None:
+            payees.bankgiro(self.name, line, text, bankgiro_at, bankgiro_at + 9, record)
+            if customer_at is not None:
+                payees.customer(self.name, line, text, customer_at, customer_at + 5, record)
+        bankgiro = text[bankgiro_at - 1 : bankgiro_at + 9]
         self.payee_bankgiro = bankgiro
         self.id_base = hashlib.sha256(f"{bankgiro}|".encode())
         self.file_day = day(date_raw)
@@ -384,10 +439,14 @@ class _Parser:
                 f"payer number is not a number: {text[15:31]!r} (positions 16-31)",
                 field="payer number",
             )
+        return self.other_payee(line, text[43:53], 44, 53)
+
+    def other_payee(self, line: int, found: str, start: int, end: int) -> InputError:
+        """A record naming another payee bankgiro than its section's opening record."""
         return located(
             self.name,
             line,
-            f"payee bankgiro {text[43:53]!r} (positions 44-53) differs from the opening "
+            f"payee bankgiro {found!r} (positions {start}-{end}) differs from the opening "
             f"record's {self.payee_bankgiro!r}",
             field="payee bankgiro",
         )
@@ -429,7 +488,7 @@ class _Parser:
 
         Section amounts and counts (TK15/16/17) and the TK09 counts cover approved records only.
         """
-        self.section(opening[1][70:80], opening[1][24:32])
+        self.section(*opening, 71, opening[1][24:32], 65)
         name = self.name
         payment = self.payment
         totals = {"15": 0, "16": 0, "17": 0, "82": 0, "32": 0, "77": 0}
@@ -493,7 +552,7 @@ class _Parser:
         self, opening: tuple[int, str], records: Records
     ) -> Iterator[PaymentEvent]:
         """Old layout: no deposit records; TK09 counts and sums ALL records, stopped ones too."""
-        self.section(opening[1][68:78], opening[1][2:10])
+        self.section(*opening, 69, opening[1][2:10], 63)
         sums = {"82": 0, "32": 0}
         counts = {"82": 0, "32": 0}
         payment = self.payment
@@ -525,7 +584,7 @@ class _Parser:
 
     def payment_extract(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """Payments waiting for their date: facts the upcoming-payment reminders need."""
-        self.section(opening[1][68:78], opening[1][2:10])
+        self.section(*opening, 69, opening[1][2:10], 63)
         sums = {"82": 0, "32": 0}
         counts = {"82": 0, "32": 0}
         for line, text in records:
@@ -569,22 +628,26 @@ class _Parser:
         """
         text = opening[1]
         if text[2:10] == "AUTOGIRO":
-            self.section(text[70:80], text[24:32])
-        else:
-            self.section(text[14:24], text[2:10])
+            self.section(*opening, 71, text[24:32], 65)
+        else:  # old layout: 01 + date + 9900 + bankgiro, no customer number
+            self.section(*opening, 15, text[2:10])
         count = 0
         for line, text in records:
             tk = text[:2]
             if tk == "73":
                 count += 1
                 info, comment = text[61:63], text[63:65]
+                failed_request = (info, comment) in codes.MANDATE_REQUEST_FAILED_PAIRS
+                if text[2:12] != self.payee_bankgiro and not failed_request:
+                    # A failed request (comment 29: wrong payee bankgiro) may echo the wrong one.
+                    raise self.other_payee(line, text[2:12], 3, 12)
                 reason = (
                     f"{codes.MANDATE_INFO.get(info, f'Informationskod {info}')}: "
                     f"{codes.MANDATE_COMMENT.get(comment, f'Kommentarskod {comment}')}"
                 )
                 if info in codes.MANDATE_REMOVED_INFO:
                     kind = EventKind.MANDATE_CANCELLED
-                elif (info, comment) in codes.MANDATE_REQUEST_FAILED_PAIRS:
+                elif failed_request:
                     self.on_notice(
                         Notice(
                             self.origin + str(line),
@@ -613,13 +676,15 @@ class _Parser:
 
     def emandates(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """TK52 (+ TK53-56 with the payer's text and address, never copied into events), TK59."""
-        self.section(opening[1][14:24], opening[1][2:10])
+        self.section(*opening, 15, opening[1][2:10])
         written = opening[1][2:10]
         count = 0
         mandates = 0
         for line, text in records:
             tk = text[:2]
             if tk == "52":
+                if text[2:12] != self.payee_bankgiro:
+                    raise self.other_payee(line, text[2:12], 3, 12)
                 count += 1
                 mandates += 1
                 message = text[61]
@@ -649,24 +714,49 @@ class _Parser:
         raise self.missing_closing("59")
 
     def mandate_extract(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
-        """One record per mandate, no opening or closing: status 1 approved, 2 under inquiry."""
-        self.section(opening[1][:10], "")
+        """One record per mandate, no opening or closing (AG-TM 8.8): bankgiro 1-10, payer
+        23-38, created 42-49, changed 50-57, status 58 (1 approved, 2 under inquiry)."""
+        return self.register(opening, records, old=False)
+
+    def mandate_extract_old(
+        self, opening: tuple[int, str], records: Records
+    ) -> Iterator[PaymentEvent]:
+        """The old layout (AG-TM 9.8): last activity year is one digit (40), so created 41-48,
+        changed 49-56, status 57, then 58 ``0`` (mandate OK) and 59-63 an optional maximum
+        amount in hundreds of kronor; account 64-79."""
+        return self.register(opening, records, old=True)
+
+    def register(
+        self, opening: tuple[int, str], records: Records, *, old: bool
+    ) -> Iterator[PaymentEvent]:
+        status_at = 56 if old else 57
+        layout = (
+            "old layout: bankgiro 1-10, status 57, '0' in 58" if old else "bankgiro 1-10, status 58"
+        )
         line, text = opening
+        self.payee_bankgiro = ""
         while True:
-            status = text[57]
-            if not is_digits(text[:10]) or status not in ("1", "2"):
-                raise located(
-                    self.name, line, "not a mandate register record (bankgiro 1-10, status 58)"
-                )
+            status = text[status_at]
+            if not (is_digits(text[:10]) and status in ("1", "2") and (not old or text[57] == "0")):
+                if text[:2] in _SEAL_TKS and not is_digits(text[:10]):
+                    raise seal_record(self.name, line, text[:2])
+                raise located(self.name, line, f"not a mandate register record ({layout})")
             if text[:10] != self.payee_bankgiro:  # the extract may list several payees
-                self.section(text[:10], "")
-            changed = text[49:57]
-            when = changed if day(changed) else text[41:49]
+                self.section(line, text, 1, "", record="mandate register record")
+            if old:
+                created, changed = text[40:48], text[48:56]
+            else:
+                created, changed = text[41:49], text[49:57]
+            when = changed if day(changed) else created
             if status == "1":
                 kind, reason = EventKind.MANDATE_APPROVED, "Godkänt medgivande (registerutdrag)"
             else:
                 kind = EventKind.MANDATE_REQUESTED
                 reason = "Medgivande under förfrågan hos banken (registerutdrag)"
+            if old and (maximum := text[58:63]).strip():
+                hundreds = digits(maximum, self.name, line, "maximum amount", 59, 63)
+                if hundreds:
+                    reason += f"; maxbelopp {hundreds * 100} kr"
             yield self.event(
                 line, text, kind, text[22:38], 0, when, f"register/{status}", reason, ""
             )
@@ -680,7 +770,7 @@ class _Parser:
     def rejected(self, opening: tuple[int, str], records: Records) -> Iterator[PaymentEvent]:
         """Orders stopped in Bankgirot's checks; they never reach their date. Positions differ
         from the payment specification (§1.3)."""
-        self.opening_date_and_payee(opening[1])
+        self.opening_date_and_payee(opening)
         sums = {"82": 0, "32": 0}
         counts = {"82": 0, "32": 0}
         for line, text in records:
@@ -720,7 +810,7 @@ class _Parser:
         Done ones about one payer become events; requests Bankgirot could not carry out change
         nothing, and records about no single payer (move all payments) name no member.
         """
-        self.opening_date_and_payee(opening[1])
+        self.opening_date_and_payee(opening)
         sums = {"82": 0, "32": 0}
         counts = {"82": 0, "32": 0}
         for line, text in records:
@@ -760,11 +850,12 @@ class _Parser:
                 )
         raise self.missing_closing("09")
 
-    def opening_date_and_payee(self, text: str) -> None:
+    def opening_date_and_payee(self, opening: tuple[int, str]) -> None:
+        text = opening[1]
         if text[2:10] == "AUTOGIRO":  # new layout
-            self.section(text[70:80], text[24:32])
+            self.section(*opening, 71, text[24:32], 65)
         else:
-            self.section(text[68:78], text[2:10])
+            self.section(*opening, 69, text[2:10], 63)
 
 
 _EMANDATE_MESSAGE = {"0": "Nytt medgivande", "1": "Påminnelse 1", "2": "Påminnelse 2"}
@@ -788,4 +879,5 @@ _HANDLERS: dict[
     AutogiroFile.EMANDATES: _Parser.emandates,
     AutogiroFile.PAYMENT_EXTRACT: _Parser.payment_extract,
     AutogiroFile.MANDATE_EXTRACT: _Parser.mandate_extract,
+    AutogiroFile.MANDATE_EXTRACT_OLD: _Parser.mandate_extract_old,
 }

@@ -22,6 +22,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from dynamics_bridge.errors import InputError
+from dynamics_bridge.personnummer import luhn_valid
 
 __all__ = [
     "CHUNK",
@@ -29,14 +30,20 @@ __all__ = [
     "STOCKHOLM",
     "Anchor",
     "Occurrences",
+    "Payees",
     "Readable",
     "RecordReader",
+    "bgmax_fragment",
+    "customer_number",
     "day",
     "decode_line",
     "digits",
     "is_digits",
     "located",
+    "parse_bankgiro",
     "parse_date",
+    "seal_record",
+    "show_bankgiro",
     "signed_digits",
 ]
 
@@ -368,3 +375,137 @@ class Occurrences:
         if len(current) > self._window:
             self._previous, self._current = current, {}
         return seen + 1
+
+
+# -- whose file it is -------------------------------------------------------------------------
+
+
+def parse_bankgiro(value: str) -> str:
+    """A bankgiro number as files write it (10 digits, zero-filled): ``991-2346``, ``9912346``
+    and ``0009912346`` are all ``0009912346``. Raises ValueError for anything that is not 7-8
+    significant digits with a valid check digit (10-modul, as Bankgirot computes it)."""
+    raw = value.replace("-", "").replace(" ", "")
+    if not raw or not is_digits(raw) or len(raw) > 10:
+        raise ValueError(f"not a bankgiro number: {value!r} (7 or 8 digits, e.g. 991-2346)")
+    significant = raw.lstrip("0")
+    if not 7 <= len(significant) <= 8:
+        raise ValueError(f"not a bankgiro number: {value!r} (7 or 8 digits, e.g. 991-2346)")
+    if not luhn_valid(significant):
+        raise ValueError(f"bankgiro number {value!r} has a wrong check digit (last digit)")
+    return significant.rjust(10, "0")
+
+
+def customer_number(value: str) -> str:
+    """A Bankgirot customer number (kundnummer) as Autogiro opening records write it: 6 digits,
+    zero-filled. Raises ValueError for anything else."""
+    raw = value.strip()
+    if not raw or not is_digits(raw) or len(raw.lstrip("0") or "0") > 6 or not raw.strip("0"):
+        raise ValueError(f"not a Bankgirot customer number: {value!r} (1-6 digits)")
+    return raw.lstrip("0").rjust(6, "0")
+
+
+def show_bankgiro(raw: str) -> str:
+    """``0009912346`` → ``991-2346`` (how people write it); anything else as it stands."""
+    digits_only = raw.strip()
+    significant = digits_only.lstrip("0")
+    if is_digits(digits_only) and 7 <= len(significant) <= 8:
+        return f"{significant[:-4]}-{significant[-4:]}"
+    return repr(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Payees:
+    """The union's own payee bankgiro numbers and Bankgirot customer numbers.
+
+    Payer numbers are unique only per payee bankgiro, so a report for another payee (a second
+    bankgiro, a misdelivered file) would book payments and mandates onto the wrong members.
+    Parsers check every opening and section record that names a payee against these, and
+    refuse the file at the first one that names another (nothing from it is queued).
+    ``customer_numbers`` empty means customer numbers are not checked; the ``*_setting`` texts
+    name where the configured values come from, for the error message.
+    """
+
+    bankgiros: frozenset[str]  # 10 digits, zero-filled
+    customer_numbers: frozenset[str] = frozenset()  # 6 digits, zero-filled
+    bankgiro_setting: str = "the configured payee bankgiros"
+    customer_setting: str = "the configured customer numbers"
+
+    def bankgiro(self, name: str, line: int, text: str, start: int, end: int, record: str) -> str:
+        """The payee bankgiro at ``start-end`` of ``text``, if it is the union's own."""
+        raw = text[start - 1 : end]
+        if raw not in self.bankgiros:
+            configured = ", ".join(show_bankgiro(bg) for bg in sorted(self.bankgiros))
+            raise located(
+                name,
+                line,
+                f"payee bankgiro in the {record} (positions {start}-{end}) is "
+                f"{show_bankgiro(raw)}, not one of the union's ({self.bankgiro_setting} = "
+                f"{configured}): a report for another payee would book onto the wrong members "
+                "(payer numbers are unique per payee only); nothing from this file is queued",
+                field="payee bankgiro",
+            )
+        return raw
+
+    def customer(self, name: str, line: int, text: str, start: int, end: int, record: str) -> None:
+        """The Bankgirot customer number at ``start-end``, if numbers are configured."""
+        if not self.customer_numbers:
+            return
+        raw = text[start - 1 : end]
+        if raw not in self.customer_numbers:
+            configured = ", ".join(sorted(self.customer_numbers))
+            raise located(
+                name,
+                line,
+                f"Bankgirot customer number in the {record} (positions {start}-{end}) is "
+                f"{raw.strip()!r}, not the union's ({self.customer_setting} = {configured}); "
+                "nothing from this file is queued",
+                field="customer number",
+            )
+
+
+# -- what a file is not -----------------------------------------------------------------------
+
+#: Bankgirot's delivery seal ("leveranssigill"): a seal start record TK00 before the file and a
+#: seal end record TK99 (HMAC-SHA256 or Nexus) after it ("Förändringsskydd med sigill, Teknisk
+#: manual", Bankgirot, March 2014, ch. 6.1). Bg Autogiro Teknisk manual (August 2014) ch. 4:
+#: tamper protection is required for every file sent TO Bankgirot; its report layouts (ch. 8-10)
+#: and BgMax have no seal records.
+_SEAL = {"00": "seal start record (sigillstartpost)", "99": "seal end record (sigillslutpost)"}
+
+
+def seal_record(name: str, line: int, tk: str) -> InputError:
+    """The error for a TK00/TK99 seal record: what it is, why a report has none, what to do."""
+    return located(
+        name,
+        line,
+        f"TK{tk} is Bankgirot's {_SEAL[tk]} of a delivery seal (leveranssigill). Bankgirot "
+        "seals files sent TO Bankgirot (Bg Autogiro Teknisk manual, ch. 4; 'Förändringsskydd "
+        "med sigill'); the reports and BgMax files it delivers carry no seal records. This is a "
+        "sealed file meant for Bankgirot, or a report wrapped by a file-transfer program: "
+        "dynamics_bridge neither strips nor verifies seals, so deliver the report exactly as "
+        "Bankgirot sent it",
+        field="record type",
+    )
+
+
+def bgmax_fragment(text: str) -> str | None:
+    """What BgMax record ``text`` is when it has a BgMax record's shape (payments.md §2), else
+    None: a section or records cut from a BgMax file, without its TK01 start record."""
+    tk = text[:2]
+    if tk == "05" and is_digits(text[2:12]) and text[22:25].isalpha() and text[22:25].isupper():
+        return "a section opening record (TK05)"
+    if (
+        tk in ("20", "21", "22", "23")
+        and is_digits(text[2:12])
+        and is_digits(text[37:55])
+        and text[55] in "012345"
+        and text[56] in "1234"
+    ):
+        return {"20": "a payment record (TK20)", "21": "a deduction record (TK21)"}.get(
+            tk, f"an extra reference record (TK{tk})"
+        )
+    if tk == "15" and is_digits(text[2:68]) and text[68:71].isalpha() and text[68:71].isupper():
+        return "a deposit record (TK15, with its currency)"
+    if tk == "70" and is_digits(text[2:34]) and not text[34:].strip():
+        return "an end record (TK70)"
+    return None

@@ -4,6 +4,11 @@ Positions follow reference/payments.md §1.3 (payment specification and mandate 
 layout) and §2 (BgMax); closing records carry correct totals, so what is written parses back to
 the same payments. Lines (80 characters + CRLF, Latin-1) are yielded one at a time.
 
+Files name a payee (``payee_bankgiro``, ``customer_number``); ingest refuses them unless those
+are the union's own, so whoever ingests what is written here configures the same numbers (the
+defaults are Bankgirot's example payee, :data:`EXAMPLE_PAYEE_BANKGIRO` and
+:data:`EXAMPLE_CUSTOMER_NUMBER`, which the demo configures).
+
 Example::
 
     with open("BFEP.UAGAG.K0471117.D261128.T060000", "wb") as fh:
@@ -20,6 +25,8 @@ from itertools import groupby
 from dynamics_bridge.sources.bankgirot import STOCKHOLM
 
 __all__ = [
+    "EXAMPLE_CUSTOMER_NUMBER",
+    "EXAMPLE_PAYEE_BANKGIRO",
     "AutogiroPayment",
     "BgmaxPayment",
     "MandateNotice",
@@ -29,6 +36,9 @@ __all__ = [
 ]
 
 _ACCOUNT = "00000000000000000000089010032323232"  # Bankgirot's example account (clearing 8901)
+#: Bankgirot's example payee in its published example files: bankgiro 991-2346, customer 471117.
+EXAMPLE_PAYEE_BANKGIRO = "0009912346"
+EXAMPLE_CUSTOMER_NUMBER = "471117"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +85,8 @@ def _opening(content: str, stamp: str, customer_number: str, payee_bankgiro: str
 def payment_spec_lines(
     payments: Iterable[AutogiroPayment],
     *,
-    payee_bankgiro: str = "0009912346",
-    customer_number: str = "471117",
+    payee_bankgiro: str = EXAMPLE_PAYEE_BANKGIRO,
+    customer_number: str = EXAMPLE_CUSTOMER_NUMBER,
     written: datetime | None = None,
     account: str = _ACCOUNT,
 ) -> Iterator[bytes]:
@@ -119,8 +129,8 @@ def payment_spec_lines(
 def mandate_notice_lines(
     notices: Iterable[MandateNotice],
     *,
-    payee_bankgiro: str = "0009912346",
-    customer_number: str = "471117",
+    payee_bankgiro: str = EXAMPLE_PAYEE_BANKGIRO,
+    customer_number: str = EXAMPLE_CUSTOMER_NUMBER,
     written: date | None = None,
 ) -> Iterator[bytes]:
     """Mandate notices (AG-MEDAVI, new layout): one TK73 per notice, in the order given, TK09."""
@@ -139,7 +149,7 @@ def mandate_notice_lines(
 def bgmax_lines(
     payments: Iterable[BgmaxPayment],
     *,
-    receiving_bankgiro: str = "0009912346",
+    receiving_bankgiro: str = EXAMPLE_PAYEE_BANKGIRO,
     booked: date | None = None,
     per_deposit: int | None = 1000,
     currency: str = "SEK",

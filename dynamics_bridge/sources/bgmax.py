@@ -9,6 +9,10 @@ A payment's booking date stands in its section's TK15, after the payments. A sec
 until then (as raw records) up to ``buffer_limit`` payments; a larger one (a big day's single
 deposit) is not held: when the stream can seek, its records are read a second time once the
 deposit has been checked, so memory stays flat however large the file or the section is.
+
+Given :class:`Payees`, every section's receiving bankgiro (TK05) must be the union's own. A
+section or records without the TK01 start record are refused as a BgMax fragment, and seal
+records (TK00/TK99: Bankgirot seals files sent to it, not BgMax) as what they are.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from dynamics_bridge.sources.bankgirot import (
     STOCKHOLM,
     Anchor,
     Occurrences,
+    Payees,
     Readable,
     RecordReader,
+    bgmax_fragment,
     day,
     digits,
     is_digits,
     located,
+    seal_record,
 )
 from dynamics_bridge.sources.ocr import OCR_CHECK_FAILED, OcrScheme, member_ref_for
 
@@ -51,6 +58,7 @@ _OCR = MemberRefKind.OCR
 _ID_PREFIX = f"{Source.BGMAX.value}-"
 _EPOCH = datetime(1970, 1, 1, tzinfo=STOCKHOLM)
 _PAYER_DATA = frozenset(("25", "26", "27", "28", "29"))
+_SEAL = ("00", "99")
 #: Reference codes (position 56) whose reference passed Bankgirot's OCR check (payments.md §2:
 #: 2 = OCR check agreement, 4 = extended form registration); only these are read as OCR numbers.
 _OCR_CODES = frozenset(("2", "4"))
@@ -64,9 +72,13 @@ def parse(
     *,
     ocr_scheme: OcrScheme = "luhn",
     buffer_limit: int = BUFFER_LIMIT,
+    payees: Payees | None = None,
 ) -> Iterator[PaymentEvent]:
-    """One event per payment (TK20) and deduction (TK21), validated against TK15 and TK70."""
-    return _Parser(stream, name, ocr_scheme, buffer_limit).events()
+    """One event per payment (TK20) and deduction (TK21), validated against TK15 and TK70.
+
+    With ``payees``, a section for another receiving bankgiro is refused (None: not checked).
+    """
+    return _Parser(stream, name, ocr_scheme, buffer_limit, payees).events()
 
 
 @dataclass(slots=True)
@@ -81,8 +93,16 @@ class _Section:
 
 
 class _Parser:
-    def __init__(self, stream: Readable, name: str, scheme: OcrScheme, buffer_limit: int) -> None:
+    def __init__(
+        self,
+        stream: Readable,
+        name: str,
+        scheme: OcrScheme,
+        buffer_limit: int,
+        payees: Payees | None,
+    ) -> None:
         self.stream = stream
+        self.payees = payees
         self.name = name
         self.origin = f"{name}:"
         self.scheme = scheme
@@ -105,6 +125,17 @@ class _Parser:
             )
         line, text = first
         if text[:2] != "01" or text[2:22].strip() != "BGMAX":
+            if text[:2] in _SEAL:
+                raise seal_record(name, line, text[:2])
+            fragment = bgmax_fragment(text)
+            if fragment is not None:
+                raise located(
+                    name,
+                    line,
+                    f"a BgMax fragment: it starts with {fragment} and has no TK01 start record "
+                    "('01BGMAX...', the first record of every BgMax file); ingest the whole "
+                    "file as Bankgirot delivered it",
+                )
             raise located(name, line, "not a BgMax file: the first record must be TK01 'BGMAX'")
         self.file_day = day(text[24:32])
         payments = deductions = extra = deposits = 0
@@ -156,6 +187,8 @@ class _Parser:
                         f"currency {currency!r} (positions 23-25) is not a currency code",
                         field="currency",
                     )
+                if self.payees is not None:
+                    self.payees.bankgiro(name, line, text, 3, 12, "section opening record (TK05)")
                 section = _Section(line, text[2:12], currency, reader.anchor, [])
             elif tk == "15":
                 if section is None:
@@ -171,6 +204,8 @@ class _Parser:
                 self.expect(line, text, 19, 26, "extra references (TK22+23)", extra)
                 self.expect(line, text, 27, 34, "deposits (TK15)", deposits)
                 for after, following in records:
+                    if following[:2] in _SEAL:
+                        raise seal_record(name, after, following[:2])
                     raise located(name, after, f"TK{following[:2]} after the TK70 end record")
                 return
             elif tk == "01":

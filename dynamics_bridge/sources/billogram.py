@@ -13,10 +13,10 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from dynamics_bridge.errors import InputError, SignatureError
@@ -30,11 +30,17 @@ from dynamics_bridge.model import (
 )
 from dynamics_bridge.settings import BillogramSettings
 from dynamics_bridge.sources._common import (
+    JsonLimits,
     WebhookParse,
+    amount_decimal,
+    auth_header,
     field,
-    header,
     load_json,
+    mapping,
+    optional_text,
     parse_timestamp,
+    reference,
+    text,
     to_minor_units,
 )
 
@@ -42,6 +48,11 @@ __all__ = ["EVENT_KINDS", "authenticate", "parse_callback", "sign"]
 
 SIGNATURE_HEADER = "Billogram-Signature"
 TIMESTAMP_HEADER = "Billogram-Request-Timestamp"
+
+#: Seconds since the epoch as Billogram writes them (``1550155518.141119``, payments.md §4.2):
+#: ASCII digits and an optional fraction; no sign, exponent, ``nan`` or ``inf``.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", re.ASCII)
+_CURRENCY_CODE = re.compile(r"[A-Za-z]{3}", re.ASCII)
 
 #: BillogramEvent ``event.type`` → canonical kind. Types not listed are accepted and ignored.
 EVENT_KINDS: dict[str, EventKind] = {
@@ -86,28 +97,33 @@ def authenticate(
     settings: BillogramSettings,
     *,
     now: Callable[[], float] = time.time,
+    limits: JsonLimits | None = None,
 ) -> None:
-    """Raise SignatureError unless the request is signed with our key, recently."""
+    """Raise SignatureError unless the request is signed with our key, recently.
+
+    Works on the raw bytes and headers; only the legacy MD5 scheme (when allowed) reads the
+    body, parsed within ``limits``.
+    """
     if settings.sign_key is None:
         if settings.allow_unsigned:
             return
         raise SignatureError("billogram: no sign key configured (BRIDGE_BILLOGRAM__SIGN_KEY)")
     key = settings.sign_key.get_secret_value()
-    signature = header(headers, SIGNATURE_HEADER)
-    timestamp = header(headers, TIMESTAMP_HEADER)
+    signature = auth_header(headers, SIGNATURE_HEADER, provider="billogram")
+    timestamp = auth_header(headers, TIMESTAMP_HEADER, provider="billogram")
     if signature is None and timestamp is None and settings.allow_legacy_md5:
-        _verify_legacy(body, key)
+        _verify_legacy(body, key, limits)
         return
     if not signature or not timestamp:
         raise SignatureError("billogram: signature headers missing")
-    try:
-        sent_at = float(timestamp)
-    except ValueError:
-        raise SignatureError("billogram: timestamp header is not a number") from None
-    if abs(now() - sent_at) > settings.tolerance_seconds:
+    timestamp = timestamp.strip()
+    if not _TIMESTAMP.fullmatch(timestamp):
+        # float() would take "nan", "1e3", "1_000" and "١٢": none of them is what Billogram sends.
+        raise SignatureError("billogram: timestamp header is not a number of seconds")
+    if abs(now() - float(timestamp)) > settings.tolerance_seconds:
         raise SignatureError("billogram: timestamp outside the tolerance window")
     expected = hmac.new(
-        key.encode("utf-8"), timestamp.encode("ascii", "replace") + b":" + body, hashlib.sha256
+        key.encode("utf-8"), timestamp.encode("ascii") + b":" + body, hashlib.sha256
     ).digest()
     if not any(hmac.compare_digest(expected, candidate) for candidate in _decodings(signature)):
         raise SignatureError("billogram: signature does not match")
@@ -124,9 +140,9 @@ def _decodings(signature: str) -> list[bytes]:
     return found
 
 
-def _verify_legacy(body: bytes, key: str) -> None:
+def _verify_legacy(body: bytes, key: str, limits: JsonLimits | None) -> None:
     try:
-        data = load_json(body)
+        data = load_json(body, limits)
     except InputError:
         raise SignatureError("billogram: legacy signature unreadable") from None
     callback_id = data.get("callback_id") if isinstance(data, dict) else None
@@ -134,19 +150,26 @@ def _verify_legacy(body: bytes, key: str) -> None:
     if not isinstance(callback_id, str) or not isinstance(signature, str):
         raise SignatureError("billogram: no signature headers and no legacy body signature")
     expected = hashlib.md5((callback_id + key).encode("utf-8"), usedforsecurity=False).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    presented = signature.strip().lower().encode("utf-8")
+    if not hmac.compare_digest(expected.encode("ascii"), presented):
         raise SignatureError("billogram: legacy body signature does not match")
 
 
 # -- mapping ------------------------------------------------------------------------------------
 
 
-def parse_callback(body: bytes | Mapping[str, Any], settings: BillogramSettings) -> WebhookParse:
+def parse_callback(
+    body: bytes | Mapping[str, Any],
+    settings: BillogramSettings,
+    *,
+    limits: JsonLimits | None = None,
+) -> WebhookParse:
     """One callback → its canonical events; unknown callback and event types are ignored."""
-    data = load_json(body) if isinstance(body, bytes) else body
+    data = load_json(body, limits) if isinstance(body, bytes) else body
     if not isinstance(data, Mapping):
         raise InputError("callback body must be a JSON object", field="body")
-    origin = str(data.get("callback_id") or "")
+    origin = optional_text(data.get("callback_id"), "callback_id", max_length=100) or ""
     callback_type = data.get("callback_type")
     if callback_type is None and "billogram" in data and "event" in data:
         callback_type = "BillogramEvent"  # older payloads have no callback_type
@@ -155,28 +178,28 @@ def parse_callback(body: bytes | Mapping[str, Any], settings: BillogramSettings)
     if callback_type == "PaymentRecalled":
         return _payment_recalled(data, settings, origin)
     if callback_type in ("EinvoiceRegistrationCreated", "EinvoiceRegistrationDeleted"):
-        return _einvoice_registration(data, str(callback_type), origin)
+        return _einvoice_registration(data, callback_type, origin)
     if callback_type == "EfakturaRegistration":
         return _efaktura_registration(data, origin)
-    if not isinstance(callback_type, str):
-        raise InputError("missing field 'callback_type'", field="callback_type")
-    return WebhookParse([], ignored=f"callback_type {callback_type} carries no payment fact")
+    callback_type = text(callback_type, "callback_type", max_length=100)
+    return WebhookParse([], ignored=f"callback_type {callback_type!r} carries no payment fact")
 
 
 def _billogram_event(
     data: Mapping[str, Any], settings: BillogramSettings, origin: str
 ) -> WebhookParse:
-    billogram = field(data, "billogram")
-    event = field(data, "event")
-    event_type = str(field(event, "type", within="event"))
+    billogram = mapping(field(data, "billogram"), "billogram")
+    event = mapping(field(data, "event"), "event")
+    event_type = text(field(event, "type", within="event"), "event.type", max_length=100)
     kind = EVENT_KINDS.get(event_type)
     if kind is None:
-        return WebhookParse([], ignored=f"event type {event_type} is not mapped")
-    billogram_id = str(field(data, "billogram.id"))
+        return WebhookParse([], ignored=f"event type {event_type!r} is not mapped")
+    billogram_id = reference(field(data, "billogram.id"), "billogram.id")
     created_at = field(event, "created_at", required=False) or data.get("callback_timestamp")
     occurred_at = parse_timestamp(created_at, path="event.created_at")
-    event_data = event.get("data") or {}
-    identity = event.get("event_uuid") or f"{billogram_id}/{event_type}/{created_at}"
+    event_data = mapping(event.get("data"), "event.data", required=False)
+    event_uuid = optional_text(event.get("event_uuid"), "event.event_uuid", max_length=100)
+    identity = event_uuid or f"{billogram_id}/{event_type}/{created_at}"
     amount, amount_note = _event_amount(event_type, kind, event_data, billogram)
     reason_code, reason_text = _reason(event_type, kind, event_data, billogram)
     if amount_note is not None:
@@ -187,9 +210,9 @@ def _billogram_event(
                 event_id=make_event_id(Source.BILLOGRAM, "event", str(identity)),
                 source=Source.BILLOGRAM,
                 kind=kind,
-                member_ref=_member_ref(billogram, settings),
+                member_ref=_member_ref(billogram, settings, "billogram"),
                 amount_minor=amount,
-                currency=str(billogram.get("currency") or "SEK").upper(),
+                currency=_currency(billogram, "billogram.currency"),
                 occurred_at=occurred_at,
                 provider_ref=billogram_id,
                 reason_code=reason_code,
@@ -250,69 +273,100 @@ def _reason(
     event_type: str, kind: EventKind, event_data: Mapping[str, Any], billogram: Mapping
 ) -> tuple[str | None, str | None]:
     if kind is EventKind.PAYMENT_FAILED:
-        message = event_data.get("message")
-        return event_type, str(message) if message else _FAILURE_TEXTS.get(event_type)
+        message = optional_text(event_data.get("message"), "event.data.message")
+        return event_type, message or _FAILURE_TEXTS.get(event_type)
     if kind is EventKind.PAYMENT_SUCCEEDED:
         remaining = billogram.get("remaining_sum")
-        left = Decimal(str(remaining)) if remaining is not None else None
+        left = (
+            # Signed: an overpaid invoice may owe a negative sum; only its size is checked.
+            amount_decimal(remaining, path="billogram.remaining_sum", magnitude=True)
+            if remaining is not None
+            else None
+        )
         if billogram.get("state") == "PartlyPaid" or (left is not None and left > 0):
             owed = f"{left} kr" if left is not None else "ett belopp"
             return "part_payment", f"Delbetalning: {owed} återstår"
         return None, None
     if kind is EventKind.INVOICE_REMINDED and event_data.get("reminder_count") is not None:
-        return None, f"Påminnelse {event_data['reminder_count']}"
+        count = reference(event_data["reminder_count"], "event.data.reminder_count", max_length=4)
+        return None, f"Påminnelse {count}"
     return None, None
 
 
-def _member_ref(billogram: Mapping[str, Any], settings: BillogramSettings) -> MemberRef:
+def _member_ref(billogram: Mapping[str, Any], settings: BillogramSettings, where: str) -> MemberRef:
+    """The first configured reference the invoice carries; each must be a plain ASCII value."""
+    customer = mapping(billogram.get("customer"), f"{where}.customer", required=False)
     candidates = {
-        MemberRefKind.CUSTOMER_NUMBER: (billogram.get("customer") or {}).get("customer_no"),
-        MemberRefKind.OCR: billogram.get("ocr_number"),
-        MemberRefKind.INVOICE: billogram.get("invoice_no"),
+        MemberRefKind.CUSTOMER_NUMBER: (customer.get("customer_no"), "customer.customer_no"),
+        MemberRefKind.OCR: (billogram.get("ocr_number"), "ocr_number"),
+        MemberRefKind.INVOICE: (billogram.get("invoice_no"), "invoice_no"),
     }
     for kind in settings.member_ref_order:
-        value = candidates.get(kind)
+        value, name = candidates.get(kind, (None, ""))
         if value not in (None, ""):
-            return MemberRef(kind, str(value))
+            return MemberRef(kind, reference(value, f"{where}.{name}"))
     names = ", ".join(kind.value for kind in settings.member_ref_order)
-    raise InputError(f"the invoice names no member ({names} all missing)", field="billogram")
+    raise InputError(f"the invoice names no member ({names} all missing)", field=where)
+
+
+def _currency(place: Mapping[str, Any], path: str) -> str:
+    currency = optional_text(place.get("currency"), path, max_length=10) or "SEK"
+    if not _CURRENCY_CODE.fullmatch(currency):  # before upper(): "ſek".upper() is "SEK"
+        raise InputError(f"'{path}' is not a currency code: {currency!r}", field=path)
+    return currency.upper()
 
 
 def _payment_recalled(
     data: Mapping[str, Any], settings: BillogramSettings, origin: str
 ) -> WebhookParse:
-    recall = field(data, "payment_recall")
+    recall = mapping(field(data, "payment_recall"), "payment_recall")
     executed_on = field(recall, "executed_on", within="payment_recall")
+    payables = recall.get("payables") or []
+    if not isinstance(payables, list):
+        raise InputError(
+            "'payment_recall.payables' must be an array", field="payment_recall.payables"
+        )
+    message = optional_text(recall.get("message"), "payment_recall.message")
+    incoming = recall.get("incoming_payment_id")
     events = []
-    for index, payable in enumerate(recall.get("payables") or []):
+    for index, payable in enumerate(payables):
         where = f"payment_recall.payables[{index}]"
-        billogram = field(payable, "billogram", within=where)
-        billogram_id = str(field(billogram, "id", within=f"{where}.billogram"))
-        event = billogram.get("event") or {}
-        event_data = event.get("data") or {}
+        billogram = mapping(field(payable, "billogram", within=where), f"{where}.billogram")
+        billogram_id = reference(
+            field(billogram, "id", within=f"{where}.billogram"), f"{where}.billogram.id"
+        )
+        event = mapping(billogram.get("event"), f"{where}.billogram.event", required=False)
+        event_data = mapping(event.get("data"), f"{where}.billogram.event.data", required=False)
         amount = event_data.get("recalled_amount")
         amount_path = f"{where}.billogram.event.data.recalled_amount"
         if amount is None:
             raise InputError("missing field 'recalled_amount'", field=amount_path)
-        identity = event.get("event_uuid") or f"{recall.get('incoming_payment_id')}/{billogram_id}"
-        related = ", ".join(event_data.get("related_payment_event_uuids") or [])
+        event_uuid = optional_text(
+            event.get("event_uuid"), f"{where}.billogram.event.event_uuid", max_length=100
+        )
+        if event_uuid:
+            identity = event_uuid
+        else:
+            identity = f"{reference(incoming, 'payment_recall.incoming_payment_id')}/{billogram_id}"
+        related_path = f"{where}.billogram.event.data.related_payment_event_uuids"
+        related = ", ".join(_texts(event_data.get("related_payment_event_uuids"), related_path))
         events.append(
             PaymentEvent(
                 event_id=make_event_id(Source.BILLOGRAM, "recall", str(identity)),
                 source=Source.BILLOGRAM,
                 kind=EventKind.PAYMENT_REFUNDED,
-                member_ref=_member_ref(billogram, settings),
+                member_ref=_member_ref(billogram, settings, f"{where}.billogram"),
                 amount_minor=to_minor_units(
                     amount,
                     path=amount_path,
                     magnitude=True,  # a recall is a negative allocation (payments.md §4.3)
                 ),
-                currency=str(billogram.get("currency") or "SEK").upper(),
+                currency=_currency(billogram, f"{where}.billogram.currency"),
                 occurred_at=_date_or_timestamp(executed_on, "payment_recall.executed_on"),
                 provider_ref=billogram_id,
                 reason_code="PaymentRecalled",
                 reason_text=(
-                    f"Inbetalningen återkallades: {recall.get('message') or 'okänd orsak'}"
+                    f"Inbetalningen återkallades: {message or 'okänd orsak'}"
                     + (f" (betalningar {related})" if related else "")
                 ),
                 origin=origin or str(identity),
@@ -323,10 +377,22 @@ def _payment_recalled(
     return WebhookParse(events)
 
 
+def _texts(value: Any, path: str) -> list[str]:
+    """An optional array of strings (ids to quote in a reason text)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError(f"'{path}' must be an array of strings", field=path)
+    return [text(item, f"{path}[{i}]", max_length=100) for i, item in enumerate(value[:20])]
+
+
 def _einvoice_registration(
     data: Mapping[str, Any], callback_type: str, origin: str
 ) -> WebhookParse:
-    customer_no = field(data, "recipient_information.customer_number")
+    customer_no = reference(
+        field(data, "recipient_information.customer_number"),
+        "recipient_information.customer_number",
+    )
     created = callback_type == "EinvoiceRegistrationCreated"
     kind = EventKind.EFAKTURA_REGISTERED if created else EventKind.EFAKTURA_CANCELLED
     when = data.get("callback_timestamp")
@@ -352,22 +418,27 @@ def _einvoice_registration(
 
 
 def _efaktura_registration(data: Mapping[str, Any], origin: str) -> WebhookParse:
-    registration = field(data, "efaktura_registration")
-    registration_type = str(
-        field(registration, "registration_type", within="efaktura_registration")
+    registration = mapping(field(data, "efaktura_registration"), "efaktura_registration")
+    registration_type = text(
+        field(registration, "registration_type", within="efaktura_registration"),
+        "efaktura_registration.registration_type",
+        max_length=100,
     )
     if registration_type == "ForwardedEfakturaRegistration":
         return WebhookParse([], ignored="forwarded EFA file: registrations arrive one by one too")
     if registration_type not in ("Registration", "Deregistration"):
-        return WebhookParse([], ignored=f"registration_type {registration_type} is not mapped")
-    customer_no = registration.get("billogram_customer_number") or registration.get(
-        "customer_supplied_billogram_customer_no"
-    )
+        return WebhookParse([], ignored=f"registration_type {registration_type!r} is not mapped")
+    where = "efaktura_registration"
+    customer_no = registration.get("billogram_customer_number")
+    customer_path = f"{where}.billogram_customer_number"
+    if customer_no in (None, ""):
+        customer_no = registration.get("customer_supplied_billogram_customer_no")
+        customer_path = f"{where}.customer_supplied_billogram_customer_no"
     ocr = registration.get("ocr")
-    if customer_no:
-        member_ref = MemberRef(MemberRefKind.CUSTOMER_NUMBER, str(customer_no))
-    elif ocr:
-        member_ref = MemberRef(MemberRefKind.OCR, str(ocr))
+    if customer_no not in (None, ""):
+        member_ref = MemberRef(MemberRefKind.CUSTOMER_NUMBER, reference(customer_no, customer_path))
+    elif ocr not in (None, ""):
+        member_ref = MemberRef(MemberRefKind.OCR, reference(ocr, f"{where}.ocr"))
     else:
         raise InputError(
             "missing field 'efaktura_registration.billogram_customer_number'",
@@ -379,7 +450,8 @@ def _efaktura_registration(data: Mapping[str, Any], origin: str) -> WebhookParse
         else EventKind.EFAKTURA_CANCELLED
     )
     when = data.get("callback_timestamp")
-    fmi = str(registration.get("fmi") or "")
+    fmi = optional_text(registration.get("fmi"), f"{where}.fmi", max_length=100) or ""
+    bank_code = optional_text(registration.get("bank_code"), f"{where}.bank_code", max_length=20)
     return WebhookParse(
         [
             PaymentEvent(
@@ -398,7 +470,7 @@ def _efaktura_registration(data: Mapping[str, Any], origin: str) -> WebhookParse
                 currency="SEK",
                 occurred_at=parse_timestamp(when, path="callback_timestamp"),
                 # The FMI holds a personnummer: keep only the bank part in the event.
-                provider_ref=f"efaktura:{registration.get('bank_code') or fmi.partition('.')[2]}",
+                provider_ref=f"efaktura:{bank_code or fmi.partition('.')[2]}",
                 reason_code=None,
                 reason_text=None,
                 origin=origin or f"efaktura:{member_ref.value}",
@@ -408,10 +480,7 @@ def _efaktura_registration(data: Mapping[str, Any], origin: str) -> WebhookParse
 
 
 def _date_or_timestamp(value: Any, path: str) -> datetime:
-    text = str(value)
-    if len(text) == 10:  # a plain date: midnight UTC, the day the bank executed the recall
-        try:
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        except ValueError:
-            raise InputError(f"'{path}' is not a date: {text!r}", field=path) from None
-    return parse_timestamp(text, path=path)
+    if isinstance(value, str) and len(value) == 10 and value.isascii():
+        # A plain date: midnight UTC, the day the bank executed the recall.
+        return parse_timestamp(value + "T00:00:00+00:00", path=path)
+    return parse_timestamp(value, path=path)

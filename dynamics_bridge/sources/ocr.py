@@ -10,6 +10,14 @@ Schemes (``BRIDGE_BANKGIROT__OCR_SCHEME``):
 A reference that passes names ``{"kind": "member_number", "value": <without check digits>}``; one
 that fails is kept whole as ``{"kind": "ocr", ...}`` with reason code ``ocr_check_failed`` so a
 person (or a fuzzy matcher) can still place the payment.
+
+Leading zeros, one rule for every scheme: the check digits are checked over the reference as
+written (Luhn is the same with or without leading zeros; the length digit counts every digit
+written, zeros included), and the member number is what is left after the check digits, with
+its leading zeros dropped. So ``0001000014`` and ``1000014`` name member ``100001`` under
+``luhn``, as ``000100001`` and ``100001`` do under ``plain`` (Autogiro payer numbers are read
+the same way). A reference whose member part is only zeros names no member. Member numbers
+therefore never start with 0: :func:`make_reference` refuses one that does.
 """
 
 from __future__ import annotations
@@ -67,21 +75,38 @@ def luhn_ok(digits: str) -> bool:
 
 
 def member_ref_for(reference: str, scheme: OcrScheme = "luhn") -> tuple[MemberRef, str | None]:
-    """The member a reference names, and a reason code when it fails the scheme's check."""
+    """The member a reference names, and a reason code when it fails the scheme's check.
+
+    Check digits are checked as written; the member number loses its leading zeros (the
+    module's rule), and one of only zeros is no member.
+    """
     ref = reference.strip()
     if ref and ref.isdigit() and ref.isascii():
+        body = ""
         if scheme == "plain":
-            return MemberRef(_MEMBER_NUMBER, ref.lstrip("0") or "0"), None
-        if len(ref) >= 2 and luhn_ok(ref):
+            body = ref
+        elif len(ref) >= 2 and luhn_ok(ref):
             if scheme == "luhn":
-                return MemberRef(_MEMBER_NUMBER, ref[:-1]), None
-            if len(ref) >= 3 and int(ref[-2]) == len(ref) % 10:
-                return MemberRef(_MEMBER_NUMBER, ref[:-2]), None
+                body = ref[:-1]
+            elif len(ref) >= 3 and int(ref[-2]) == len(ref) % 10:
+                body = ref[:-2]
+        member = body.lstrip("0")
+        if member:
+            return MemberRef(_MEMBER_NUMBER, member), None
     return MemberRef(_OCR, ref), OCR_CHECK_FAILED
 
 
 def make_reference(member_number: str, scheme: OcrScheme = "luhn") -> str:
-    """The OCR reference to print on an invoice for a member (inverse of member_ref_for)."""
+    """The OCR reference to print on an invoice for a member (inverse of member_ref_for).
+
+    Raises ValueError for a member number that is not digits or starts with 0: no reference
+    could name it (leading zeros are never part of the member number, see the module).
+    """
+    if not (member_number.isdigit() and member_number.isascii()) or member_number[0] == "0":
+        raise ValueError(
+            f"member number {member_number!r}: digits not starting with 0 (leading zeros are "
+            "dropped when a reference is read, so no reference could name it)"
+        )
     if scheme == "plain":
         return member_number
     if scheme == "luhn_length":

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dynamics_bridge.activation.triggers import decode_payload, encode_payload, plan_triggers
+from dynamics_bridge.activation.triggers import (
+    decode_payload,
+    encode_payload,
+    plan_triggers,
+    row_state,
+    too_late,
+)
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind, Outcome, PaymentEvent, Source
 from dynamics_bridge.pipeline import EventOutcome
@@ -59,11 +66,47 @@ def test_only_applied_events_trigger(config, result) -> None:
     assert plan_triggers(outcome(ev, result, mbr_lastpaidon=(None, "x")), config.triggers) == []
 
 
-def test_an_event_applied_into_place_after_newer_ones_triggers_as_a_stale_one_did(config) -> None:
-    # Once stale, now folded into place: a late first payment must not welcome twice.
+def test_an_event_applied_into_place_after_newer_ones_still_plans_its_own_triggers(config) -> None:
+    # Folded into place after a later payment: its confirmation (and, as the member's first
+    # payment in event order, a welcome candidate) are planned; the sender decides the welcome.
     late = outcome(event(EventKind.PAYMENT_SUCCEEDED), mbr_lastpaidon=(None, "2026-11-02"))
     late.replayed = True
-    assert plan_triggers(late, config.triggers) == []
+    assert names(plan_triggers(late, config.triggers)) == ["payment_confirmed", "welcome"]
+
+
+@pytest.mark.parametrize(
+    ("replayed", "age", "expected"),
+    [
+        (True, timedelta(days=6, hours=23), False),  # inside the window: triggers
+        (True, timedelta(days=7, seconds=1), True),  # outside: kept, marked late
+        (False, timedelta(days=30), False),  # in order for its member: never late
+    ],
+)
+def test_only_a_replayed_event_older_than_the_window_is_too_late(replayed, age, expected) -> None:
+    late = outcome(event(EventKind.PAYMENT_FAILED, code="1"))
+    late.replayed = replayed
+    assert too_late(late, AT + age, timedelta(days=7)) is expected
+
+
+def test_the_row_state_is_what_its_triggers_still_need(config) -> None:
+    confirmed, welcome = plan_triggers(
+        outcome(event(EventKind.PAYMENT_SUCCEEDED), mbr_lastpaidon=(None, "d")), config.triggers
+    )
+    assert row_state([confirmed, welcome]) == "pending"
+    assert row_state([confirmed.moved("sent"), welcome]) == "pending"  # the welcome is held
+    assert row_state([confirmed.moved("sent"), welcome.moved("unconfirmed")]) == "unconfirmed"
+    assert row_state([confirmed.moved("sent"), welcome.moved("withdrawn")]) == "sent"
+    assert row_state([confirmed.moved("late"), welcome.moved("late")]) == "skipped"
+    assert row_state([confirmed.moved("dropped"), welcome.moved("withdrawn")]) == "dropped"
+
+
+def test_a_held_trigger_is_due_only_once_its_hold_has_passed(config) -> None:
+    (confirmed,) = plan_triggers(outcome(event(EventKind.PAYMENT_SUCCEEDED)), config.triggers)
+    held = replace(confirmed, hold_until=AT + timedelta(minutes=30))
+    assert confirmed.due(AT)
+    assert not held.due(AT + timedelta(minutes=29))
+    assert held.due(AT + timedelta(minutes=30))
+    assert not held.moved("sent").due(AT + timedelta(hours=1))
 
 
 @pytest.mark.parametrize(
@@ -106,6 +149,38 @@ def test_the_payload_round_trips_through_the_outbox_column(config) -> None:
     assert payload.triggers[0].marketing_event(ev.event_id).id == ev.event_id
 
 
-def test_a_payload_that_is_not_ours_is_an_input_error() -> None:
+def test_trigger_states_holds_and_decisions_survive_the_outbox_column(config) -> None:
+    ev = event(EventKind.PAYMENT_SUCCEEDED)
+    confirmed, welcome = plan_triggers(outcome(ev, mbr_lastpaidon=(None, "d")), config.triggers)
+    triggers = [
+        confirmed.moved("unconfirmed"),
+        replace(welcome, hold_until=AT + timedelta(minutes=30), decided=True),
+    ]
+    assert list(decode_payload(encode_payload(ev.event_id, "100001", triggers)).triggers) == (
+        triggers
+    )
+
+
+def test_a_payload_written_before_trigger_states_reads_as_pending() -> None:
+    text = (
+        '{"event_id":"e1","member":"100001","triggers":[{"name":"payment_confirmed",'
+        '"type":"payment_confirmed","at":"2026-11-02T08:00:00+00:00","data":{}}]}'
+    )
+    (trigger,) = decode_payload(text).triggers
+    assert (trigger.state, trigger.hold_until, trigger.decided) == ("pending", None, False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"member": 1}',
+        '{"event_id":"e","member":"m","triggers":[{"name":"n","type":"t",'
+        '"at":"2026-11-02T08:00:00+00:00","data":{},"state":"lost"}]}',
+        '{"event_id":"e","member":"m","triggers":[{"name":"n","type":"t",'
+        '"at":"2026-11-02T08:00:00","data":{}}]}',
+    ],
+    ids=["not ours", "unknown state", "naive time"],
+)
+def test_a_payload_that_is_not_ours_is_an_input_error(text) -> None:
     with pytest.raises(InputError, match="outbox payload"):
-        decode_payload('{"member": 1}')
+        decode_payload(text)

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from dynamics_bridge.sandbox.apsis import Answer, ApsisLimits, ApsisStandIn, default_model
+from dynamics_bridge.sandbox.apsis import (
+    Answer,
+    ApsisChaos,
+    ApsisLimits,
+    ApsisStandIn,
+    default_model,
+)
 
 MODEL = default_model()
 SECTION = MODEL.section
@@ -316,3 +322,92 @@ def test_the_env_points_the_bridge_at_the_stand_in_with_every_name_mapped(box) -
         "pays_efaktura",
         "pays_bankgiro",
     }
+
+
+# -- chaos: faults before any work, and an answer lost after it --------------------------------
+
+
+def test_chaos_answers_429_and_503_before_any_work(clock) -> None:
+    box = ApsisStandIn(model=MODEL, clock=clock, chaos=ApsisChaos(throttled=0.5, unavailable=0.5))
+    create = f"/audience/keyspaces/{KS}/sections/{SECTION}/profiles"
+    answer = call(box, "POST", create, {"profile_key": "M-9"})
+    assert answer.status in (429, 503)
+    assert box.profiles() == {}  # nothing done
+    assert sum(box.chaos_seen.values()) == 1
+    if answer.status == 429:
+        assert float(answer.headers["Retry-After"]) > 0
+
+
+def test_an_event_post_may_be_stored_and_then_answered_503(box) -> None:
+    box.chaos = ApsisChaos(stored_then_unavailable=1.0)
+    answer = call(box, "POST", EVENTS, {"items": [item()]})
+    assert answer.status == 503
+    assert box.event_counts() == {"payment_confirmed": 1}  # stored all the same
+    assert box.chaos_seen == {"stored_then_unavailable": 1}
+
+
+def test_chaos_is_a_share_of_requests_from_its_seed(clock) -> None:
+    shares = []
+    for _ in range(2):
+        box = ApsisStandIn(
+            model=MODEL, clock=clock, chaos=ApsisChaos(throttled=0.1, seed=4), wall_clock=clock
+        )
+        token = box._issue_token()["access_token"]  # one token for all, as the client has
+        statuses = []
+        for _ in range(400):
+            clock.now += 0.02  # under the account's 100 a second
+            statuses.append(call(box, "GET", "/audience/sections", token=token).status)
+        shares.append(statuses)
+    assert shares[0] == shares[1]  # the same seed, the same faults
+    assert 20 <= shares[0].count(429) <= 60
+
+
+# -- the event export (the trigger sweep's read-back) ------------------------------------------
+
+
+def export_request(**overrides) -> dict:
+    return {
+        "section_discriminator": SECTION,
+        "attributes": [attr("crmid")],
+        "events": [MODEL.events[0].discriminator],
+        "start_at": "2025-03-14T00:00:00Z",
+        "end_at": "2025-03-15T00:00:00Z",
+        **overrides,
+    }
+
+
+def test_an_event_export_holds_the_events_of_the_window_once_its_poll_url_is_ready(box) -> None:
+    call(box, "POST", EVENTS, {"items": [item(data={"source_event_id": "e1"})]})
+    call(box, "POST", EVENTS, {"items": [item(event_time="2025-03-20T09:12:00Z")]})  # outside
+    answer = call(box, "POST", "/audience/profiles/exports", export_request())
+    assert answer.status == 202
+    poll = answer.body["poll_url"].removeprefix(box.url)
+    assert call(box, "GET", poll).status == 404  # not ready yet
+    ready = call(box, "GET", poll)
+    assert ready.status == 200
+    (profile,) = ready.body["profiles"].values()
+    (event,) = profile["sections"][SECTION]["events"]
+    assert event["data"] == {"source_event_id": "e1"}
+    assert event["version_id"] == event_version("payment_confirmed")
+    assert call(box, "GET", "/audience/profiles/exports/unknown").status == 410
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"attributes": []}, "at least one"),
+        ({"events": ["com.apsis1.events.nope"]}, "events"),
+        ({"start_at": "yesterday"}, "RFC 3339"),
+    ],
+)
+def test_an_event_export_apsis_would_not_take_is_400(box, overrides, detail) -> None:
+    answer = call(box, "POST", "/audience/profiles/exports", export_request(**overrides))
+    assert answer.status == 400
+    assert detail in answer.body["detail"]
+
+
+def test_event_exports_are_limited_to_one_a_minute(box, clock) -> None:
+    assert call(box, "POST", "/audience/profiles/exports", export_request()).status == 202
+    assert call(box, "POST", "/audience/profiles/exports", export_request()).status == 429
+    clock.now += 60
+    assert call(box, "POST", "/audience/profiles/exports", export_request()).status == 202

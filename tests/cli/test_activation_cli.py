@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app
@@ -41,7 +42,21 @@ def test_demo_json_has_apsis_with_nothing_sent_twice_and_no_excluded_profile(tmp
 
 def test_the_commands_say_what_is_missing_without_apsis_settings(monkeypatch) -> None:
     monkeypatch.delenv("BRIDGE_APSIS__CLIENT_ID", raising=False)
-    for command in (["segments", "push", "--dry-run"], ["reminders", "run"], ["apsis", "check"]):
+    commands = (
+        ["segments", "push", "--dry-run"],
+        ["reminders", "run"],
+        ["apsis", "check"],
+        ["triggers", "unconfirmed"],
+        ["triggers", "resolve", "swish-1", "--drop"],
+    )
+    for command in commands:
         result = runner.invoke(app, command)
         assert result.exit_code == 1, command
         assert "APSIS is not configured" in result.output
+
+
+@pytest.mark.parametrize("choice", [[], ["--send", "--drop"]], ids=["neither", "both"])
+def test_resolving_an_unconfirmed_trigger_takes_exactly_one_decision(choice) -> None:
+    result = runner.invoke(app, ["triggers", "resolve", "swish-1", *choice])
+    assert result.exit_code == 2
+    assert "--send or --drop" in result.output

@@ -44,3 +44,27 @@ def test_check_lists_settings_and_mapping_problems_together(tmp_path: Path, monk
     assert "BRIDGE_QUEUE__CONNECTION_STRING" in result.stderr
     assert f"{broken}:" in result.stderr
     assert "weekly" in result.stderr or "period" in result.stderr
+
+
+def test_check_warns_that_swish_callbacks_are_refused_without_an_identifier(monkeypatch) -> None:
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output  # a union without Swish needs none
+    assert "BRIDGE_SWISH__CALLBACK_IDENTIFIER" in result.stderr
+    assert "refused" in result.stderr
+    monkeypatch.setenv("BRIDGE_SWISH__CALLBACK_IDENTIFIER", "set-on-payment-requests")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "SWISH" not in result.stderr
+
+
+def test_check_warns_that_bankgirot_files_are_refused_without_the_unions_payee(
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("BRIDGE_SWISH__CALLBACK_IDENTIFIER", "set-on-payment-requests")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output  # a union without Bankgirot files needs none
+    assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS" in result.stderr
+    monkeypatch.setenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS", "991-2346")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "BANKGIROT" not in result.stderr

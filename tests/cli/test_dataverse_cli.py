@@ -53,6 +53,7 @@ def test_sync_applies_queued_events_and_a_dry_run_writes_nothing(monkeypatch, tm
         for name, value in box.env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("BRIDGE_QUEUE__NAME", "cli-sync-test")
+        monkeypatch.setenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS", "991-2346")  # the file's payee
         runner.invoke(app, ["provision", "--apply"])
         box.dataverse.handle("POST", "/api/data/v9.2/contacts", {}, b'{"mbr_memberno": "100001"}')
         path = tmp_path / "bg.txt"

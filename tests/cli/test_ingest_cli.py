@@ -1,4 +1,5 @@
-"""`dynamics-bridge ingest`: JSON lines on stdout, summary on stderr, exit 2 for a bad file."""
+"""`dynamics-bridge ingest`: JSON lines on stdout, summary on stderr, exit 2 for a bad file, and
+nothing read until the union's own payee bankgiro is configured."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _own_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory queues are shared per name within a process: each test gets its own."""
+    """Memory queues are shared per name within a process: each test gets its own. And the
+    union is Bankgirot's example payee, the one every fixture file names."""
     monkeypatch.setenv("BRIDGE_QUEUE__NAME", f"ingest-{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS", "991-2346")
+    monkeypatch.setenv("BRIDGE_BANKGIROT__CUSTOMER_NUMBERS", "471117")
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -184,3 +188,48 @@ def test_json_summary_without_dry_run_goes_to_stdout(tmp_path) -> None:
     summary = json.loads(result.stdout)
     assert summary["queued"] == 8
     assert summary["by_kind"]["payment.failed"]["SEK"] == {"count": 3, "sum_minor": 60000}
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_without_the_unions_payee_bankgiro_nothing_is_read(tmp_path, monkeypatch, dry_run) -> None:
+    monkeypatch.delenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS")
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), *(["--dry-run"] if dry_run else [])])
+    assert result.exit_code == 2
+    assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS: required to ingest Bankgirot files" in result.stderr
+    assert result.stdout == ""
+    assert queued() == []
+
+
+def test_a_file_for_another_payee_exits_2_naming_line_field_and_both_numbers(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS", "5050-1055")
+    path = write(tmp_path, "ag.txt", test_autogiro.GOOD)
+    result = runner.invoke(app, ["ingest", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:1: payee bankgiro in the opening record (positions 71-80) is 991-2346" in (
+        " ".join(result.stderr.split())
+    )
+    assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS = 5050-1055" in " ".join(result.stderr.split())
+    assert queued() == []
+
+
+def test_a_bad_payee_bankgiro_setting_is_refused_by_its_env_name(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BRIDGE_BANKGIROT__PAYEE_BANKGIROS", "991-2345")  # wrong check digit
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS" in result.stderr
+    assert "check digit" in result.stderr
+
+
+def test_a_bgmax_fragment_is_named_as_one_with_format_auto(tmp_path) -> None:
+    fragment = b"\r\n".join(test_bgmax.GOOD.split(b"\r\n")[1:])  # without its TK01
+    path = write(tmp_path, "section.txt", fragment)
+    result = runner.invoke(app, ["ingest", str(path), "--dry-run"])
+    assert result.exit_code == 2
+    stderr = " ".join(result.stderr.split())
+    assert f"{path}:1: this is a BgMax fragment" in stderr
+    assert "no TK01 start record" in stderr
+    assert "not an Autogiro report: unknown opening record" not in stderr

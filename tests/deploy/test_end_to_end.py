@@ -81,6 +81,7 @@ def settings(box: SandboxInfo, azurite: str, apsis: ApsisStandIn) -> Settings:  
         swish={"callback_identifier": SWISH_IDENTIFIER},
         dataverse=sandbox_settings(box, max_attempts=1),
         apsis={k: json.loads(v) if v.startswith("{") else v for k, v in values.items()},
+        activation={"first_payment_hold_minutes": 0},  # a welcome goes with its payment
     )
 
 
@@ -164,18 +165,23 @@ def test_callbacks_reach_dataverse_and_apsis_through_the_queue_function(
     assert member["mbr_paymentstatus"] == PAID
     # The pipeline's activation hooks sent the triggers of the applied payments to APSIS: the
     # Billogram payment is the newer one, so it always applies; the Swish one applies too when
-    # the queue function happens to take it first (else it is stale, and triggers nothing).
+    # the queue function happens to take it first (else it arrives late, and being older than
+    # the freshness window its triggers are kept unsent).
     confirmed = [e.data["source_event_id"] for e in apsis.events("payment_confirmed", key=MEMBER)]
     assert len(confirmed) == len(set(confirmed))
     assert {event_ids[0]} <= set(confirmed) <= set(event_ids)
     assert event_ids[0].startswith("billogram-")
     assert len(apsis.events("welcome", key=MEMBER)) == 1  # the first payment only
+    functions["triggers"](TimerRequest(past_due=False))  # the outbox timer: nothing is left
+    assert len(apsis.events("welcome", key=MEMBER)) == 1
 
     health = functions["health"](func.HttpRequest(method="GET", url="/api/health", body=b""))
     checks = json.loads(health.get_body())["checks"]
     assert health.status_code == 200
     assert checks["dataverse"] == {"ok": True}
     assert checks["queue"]["ok"] is True
+    assert checks["trigger_outbox"]["ok"] is True
+    assert checks["trigger_outbox"]["pending"] == {"count": 0, "oldest_seconds": None}
 
 
 def test_a_message_that_keeps_failing_is_poisoned_with_its_reason_and_replayed_once_fixed(

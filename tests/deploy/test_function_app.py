@@ -36,6 +36,8 @@ MAPPING = load_mapping()
 SWISH_IP = "213.132.115.94"
 IDENTIFIER = "callback-identifier-4711"
 PNR = "198112189876"  # fictitious, Luhn-valid
+#: The union's own payee: Bankgirot's example payee, the one the Bankgirot fixtures name.
+BANKGIROT = {"payee_bankgiros": "991-2346", "customer_numbers": "471117"}
 
 
 class CaptureOut:
@@ -101,6 +103,7 @@ class TestRegistration:
             "reminders",
             "segments",
             "swish_webhook",
+            "triggers",
         ]
 
     @pytest.mark.parametrize(
@@ -137,6 +140,7 @@ class TestRegistration:
     @pytest.mark.parametrize(
         ("name", "schedule", "retries"),
         [
+            ("triggers", "%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%", None),
             ("segments", "0 */15 * * * *", None),
             ("reminders", "0 0 6 * * *", "3"),
             ("address_refresh", "0 30 1 * * *", "3"),
@@ -191,6 +195,40 @@ class TestWebhooks:
         answer = functions["swish_webhook"](post("webhooks/swish", raw, headers))
         assert answer.status_code == status
         assert len(queue) == (1 if status == 202 else 0)
+
+    def test_a_content_length_over_the_limit_is_413_and_the_body_never_read(
+        self, functions, use, queue, monkeypatch
+    ) -> None:
+        use(webhook={"max_body_bytes": 2048}, billogram={"sign_key": KEY})
+        request = post("webhooks/billogram", b"{}", {"Content-Length": "1048577"})
+
+        def unread() -> bytes:
+            raise AssertionError("the body was read")
+
+        monkeypatch.setattr(request, "get_body", unread)
+        answer = functions["billogram_webhook"](request)
+        assert answer.status_code == 413
+        assert json.loads(answer.get_body())["field"] == "Content-Length"
+        assert len(queue) == 0
+
+    def test_the_host_library_hands_over_one_value_per_header_name(self) -> None:
+        """What reaches handle_webhook: azure.functions lower-cases header names, so two
+        spellings of one header arrive as one (the last). Direct callers that pass both are
+        refused (tests/sources/test_common.py); a value the host joined with a comma
+        fails verification like any wrong signature (next test)."""
+        request = post(
+            "webhooks/billogram", b"{}", {"Billogram-Signature": "a", "billogram-signature": "b"}
+        )
+        assert dict(request.headers) == {"billogram-signature": "b"}
+
+    def test_a_signature_joined_from_two_headers_is_401(self, functions, use, queue) -> None:
+        use(billogram={"sign_key": KEY})
+        raw = (FIXTURES / "webhooks" / "billogram_payment.json").read_bytes()
+        headers = {"Content-Type": "application/json", **signed_headers(raw, timestamp=now())}
+        headers["Billogram-Signature"] += "," + headers["Billogram-Signature"]
+        answer = functions["billogram_webhook"](post("webhooks/billogram", raw, headers))
+        assert answer.status_code == 401
+        assert len(queue) == 0
 
     def test_invalid_settings_answer_503_so_the_provider_retries(
         self, function_app, functions, monkeypatch
@@ -284,7 +322,7 @@ class TestBankgirotFile:
     def test_a_good_file_is_queued_and_the_receipt_has_its_totals(
         self, functions, use, queue
     ) -> None:
-        use()
+        use(bankgirot=BANKGIROT)
         receipt = CaptureOut()
         blob = InputStream(data=BGMAX, name="bankgirot-incoming/bgmax-0101.txt")
         functions["bankgirot_file"](blob, receipt)
@@ -296,7 +334,7 @@ class TestBankgirotFile:
     def test_the_receipt_lists_failed_mandate_requests_and_the_log_has_each_once(
         self, functions, use, queue, caplog
     ) -> None:
-        use()
+        use(bankgirot=BANKGIROT)
         receipt = CaptureOut()
         name = "bankgirot-incoming/medavi.txt"
         blob = InputStream(data=fixtures.mandate_notices(), name=name)  # one 04/21 on line 5
@@ -314,13 +352,26 @@ class TestBankgirotFile:
     def test_a_file_with_a_wrong_total_is_rejected_naming_the_line(
         self, functions, use, queue
     ) -> None:
-        use()
+        use(bankgirot=BANKGIROT)
         bad = BGMAX.replace(f"{55000:018d}".encode(), f"{55100:018d}".encode())
         receipt = CaptureOut()
         functions["bankgirot_file"](InputStream(data=bad, name="bankgirot-incoming/x.txt"), receipt)
         body = json.loads(receipt.get() or "")
         assert body["status"] == "rejected"
         assert body["location"].startswith("bankgirot-incoming/x.txt:")
+        assert len(queue) == 0
+
+    def test_without_the_unions_payee_the_receipt_says_what_to_set_and_nothing_is_queued(
+        self, functions, use, queue
+    ) -> None:
+        use()
+        receipt = CaptureOut()
+        blob = InputStream(data=BGMAX, name="bankgirot-incoming/z.txt")
+        functions["bankgirot_file"](blob, receipt)
+        body = json.loads(receipt.get() or "")
+        assert body["status"] == "rejected"
+        assert body["location"] == "settings"
+        assert "BRIDGE_BANKGIROT__PAYEE_BANKGIROS" in body["error"]
         assert len(queue) == 0
 
     def test_a_queue_failure_raises_so_the_file_is_delivered_again(
@@ -330,7 +381,9 @@ class TestBankgirotFile:
             def send(self, events):
                 raise TransientError("queue payment-events: send failed")
 
-        monkeypatch.setattr(function_app, "services", Services(load_settings(), queue=Down()))
+        monkeypatch.setattr(
+            function_app, "services", Services(load_settings(bankgirot=BANKGIROT), queue=Down())
+        )
         receipt = CaptureOut()
         with pytest.raises(TransientError):
             functions["bankgirot_file"](InputStream(data=BGMAX, name="b/y.txt"), receipt)
@@ -393,6 +446,35 @@ class TestHealth:
             "BRIDGE_DATAVERSE__MAX_CONCURRENCY",
         ]
         assert "very-secret-value" not in json.dumps(body)
+
+    def test_a_missing_swish_identifier_is_named_as_refusing_swish_callbacks(
+        self, functions, use
+    ) -> None:
+        use()
+        _, body = self.get(functions)
+        assert body["checks"]["swish"] == {
+            "ok": False,
+            "callbacks": "refused",
+            "problems": ["BRIDGE_SWISH__CALLBACK_IDENTIFIER"],
+        }
+        use(swish={"callback_identifier": IDENTIFIER})
+        _, body = self.get(functions)
+        assert body["checks"]["swish"] == {"ok": True, "callbacks": "accepted"}
+        assert IDENTIFIER not in json.dumps(body)
+
+    def test_a_missing_payee_bankgiro_is_named_as_refusing_bankgirot_files(
+        self, functions, use
+    ) -> None:
+        use()
+        _, body = self.get(functions)
+        assert body["checks"]["bankgirot"] == {
+            "ok": False,
+            "files": "refused",
+            "problems": ["BRIDGE_BANKGIROT__PAYEE_BANKGIROS"],
+        }
+        use(bankgirot=BANKGIROT)
+        _, body = self.get(functions)
+        assert body["checks"]["bankgirot"] == {"ok": True, "files": "accepted"}
 
     def test_spar_on_the_demo_contract_is_reported_by_name(self, functions, use) -> None:
         use(spar={"endpoint": "https://spar.test.invalid/", "customer_number": 500243})

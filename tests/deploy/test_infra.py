@@ -18,7 +18,7 @@ from dynamics_bridge.hosting import (
     queue_host_options,
 )
 from dynamics_bridge.jobs import JOBS
-from dynamics_bridge.settings import Settings, env_name
+from dynamics_bridge.settings import Settings, WebhookSettings, env_name
 from tests.deploy.conftest import APP_DIR
 
 pycep = pytest.importorskip("pycep", reason="pycep-parser is a dev dependency")
@@ -171,7 +171,7 @@ def test_concurrency_against_one_app_user_stays_under_dataverses_limit() -> None
         per_process_limit=parameters["dataverseMaxConcurrency"]["default"],
         timer_jobs=len(JOBS) + 1,  # + the health probe
     )
-    assert bound == 4 * 8 + 3 + 1
+    assert bound == 4 * 8 + 4 + 1
     assert bound <= DATAVERSE_CONCURRENT_LIMIT
 
 
@@ -190,6 +190,25 @@ def test_settings_a_union_adds_itself_survive_a_redeploy_and_the_template_wins()
     assert bicep()["parameters"]["extraAppSettings"]["type"] == "object"
     assert bicep()["parameters"]["extraAppSettings"]["default"] == {}
     assert union_arguments()[0] == "extraAppSettings"
+
+
+def test_the_unions_own_bankgiro_numbers_are_deployment_parameters() -> None:
+    """Without them every Bankgirot file is refused; a redeploy must not drop them."""
+    settings = app_settings()
+    assert settings["BRIDGE_BANKGIROT__PAYEE_BANKGIROS"] == "bankgirotPayeeBankgiros"
+    assert settings["BRIDGE_BANKGIROT__CUSTOMER_NUMBERS"] == "bankgirotCustomerNumbers"
+    parameters = bicep()["parameters"]
+    assert parameters["bankgirotPayeeBankgiros"]["default"] == ""  # empty = unset = refused
+    assert "refused" in parameters["bankgirotPayeeBankgiros"]["decorators"][0]["argument"]
+
+
+def test_the_host_stops_bodies_over_the_webhook_limit_before_python_reads_them() -> None:
+    """The worker gets a body the host has buffered whole (up to 100 MB by default)."""
+    assert app_settings()["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "httpBodyLimitBytes"}}
+    }
+    limit = bicep()["parameters"]["httpBodyLimitBytes"]["default"]
+    assert limit == WebhookSettings().max_body_bytes
 
 
 def condition_of(part: str) -> Any:
@@ -276,3 +295,120 @@ def test_vault_and_storage_names_are_valid_and_keep_the_whole_unique_suffix(
     assert re.fullmatch(r"[a-z0-9]{3,24}", storage), storage
     assert vault.endswith(suffix)
     assert storage.endswith(suffix)
+
+
+# --- inbound access restrictions ------------------------------------------------------------
+
+
+def evaluate(node: Any, env: dict[str, Any]) -> Any:
+    """A Bicep expression as pycep parses it, for the few forms the access rules use."""
+    if isinstance(node, str):
+        if node in env:
+            return env[node]
+        if node in bicep()["variables"]:
+            return evaluate(bicep()["variables"][node]["value"], env)
+        return re.sub(r"\$\{([^}]*)\}", lambda m: str(env[m[1]]), node)
+    if isinstance(node, list):
+        return [evaluate(item, env) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "loop_type" in node:
+        detail = node["loop_type"]["detail"]
+        items = evaluate(detail["array_name"], env)
+        return [
+            evaluate(node["config"], {**env, detail["item_name"]: item, detail["index_name"]: i})
+            for i, item in enumerate(items)
+        ]
+    if "operator" in node:
+        kind, operands = node["operator"]["type"], node["operator"]["operands"]
+        if kind == "conditional":
+            branch = "true_value" if evaluate(operands["condition"], env) else "false_value"
+            return evaluate(operands[branch], env)
+        if kind == "not":
+            return not evaluate(operands["bool_value"], env)
+        if kind == "and":
+            return evaluate(operands["operand_1"], env) and evaluate(operands["operand_2"], env)
+        if kind == "add":
+            return evaluate(operands["operand_1"], env) + evaluate(operands["operand_2"], env)
+        raise NotImplementedError(kind)
+    if "function" in node:
+        kind, parameters = node["function"]["type"], node["function"]["parameters"]
+        if kind == "empty":
+            return not evaluate(parameters["item_to_test"], env)
+        if kind == "concat":
+            return [item for arg in parameters.values() for item in evaluate(arg, env)]
+        raise NotImplementedError(kind)
+    return {key: evaluate(value, env) for key, value in node.items()}
+
+
+def site_config(**parameters: Any) -> dict[str, Any]:
+    """The site's siteConfig with the given parameters (the others at their defaults)."""
+    env = {name: p.get("default") for name, p in bicep()["parameters"].items()}
+    env.update(parameters)
+    config = resource("site")["config"]["properties"]["siteConfig"]
+    keys = ("ipSecurityRestrictions", "ipSecurityRestrictionsDefaultAction")
+    return {key: evaluate(config[key], env) for key in (*keys, "scmIpSecurityRestrictionsUseMain")}
+
+
+SWISH_LIKE = ["203.0.113.0/24", "198.51.100.7/32"]  # documentation ranges (RFC 5737)
+
+
+def test_the_app_stays_open_to_the_internet_unless_it_restricts_inbound_addresses() -> None:
+    parameters = bicep()["parameters"]
+    assert parameters["webhookAllowedCidrs"]["type"] == "array"
+    assert parameters["webhookAllowedCidrs"]["default"] == []
+    assert site_config() == {
+        "ipSecurityRestrictions": [],
+        "ipSecurityRestrictionsDefaultAction": "Allow",
+        "scmIpSecurityRestrictionsUseMain": False,
+    }
+
+
+def test_given_ranges_are_the_only_senders_allowed_and_everything_else_is_denied() -> None:
+    config = site_config(webhookAllowedCidrs=SWISH_LIKE)
+    assert config["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    senders = [r for r in config["ipSecurityRestrictions"] if "tag" not in r]
+    assert [(r["ipAddress"], r["action"]) for r in senders] == [(c, "Allow") for c in SWISH_LIKE]
+
+
+def test_a_restricted_app_still_gets_bankgirot_files_from_event_grid() -> None:
+    """The site-wide restriction also covers /runtime/webhooks/blobs, where Event Grid delivers
+    the blob events of the Bankgirot function: its service tag is allowed."""
+    rules = site_config(webhookAllowedCidrs=SWISH_LIKE)["ipSecurityRestrictions"]
+    (event_grid,) = [r for r in rules if r.get("tag") == "ServiceTag"]
+    assert (event_grid["ipAddress"], event_grid["action"]) == ("AzureEventGrid", "Allow")
+
+
+def test_admin_ranges_are_allowed_too_and_only_when_the_app_is_restricted() -> None:
+    admin = ["192.0.2.0/28"]
+    rules = site_config(webhookAllowedCidrs=SWISH_LIKE, adminAllowedCidrs=admin)[
+        "ipSecurityRestrictions"
+    ]
+    assert [r["ipAddress"] for r in rules] == [*SWISH_LIKE, *admin, "AzureEventGrid"]
+    assert site_config(adminAllowedCidrs=admin)["ipSecurityRestrictions"] == []
+
+
+def test_rule_priorities_and_names_are_unique_at_the_largest_lists_allowed() -> None:
+    parameters = bicep()["parameters"]
+    most = {
+        name: next(
+            d["argument"] for d in parameters[name]["decorators"] if d["type"] == "max_length"
+        )
+        for name in ("webhookAllowedCidrs", "adminAllowedCidrs")
+    }
+    rules = site_config(
+        webhookAllowedCidrs=[f"10.0.{i}.0/24" for i in range(most["webhookAllowedCidrs"])],
+        adminAllowedCidrs=[f"10.1.{i}.0/24" for i in range(most["adminAllowedCidrs"])],
+    )["ipSecurityRestrictions"]
+    priorities = [r["priority"] for r in rules]
+    assert priorities == sorted(set(priorities))  # senders, then admins, then Event Grid
+    assert len({r["name"] for r in rules}) == len(rules)
+
+
+def test_deployments_are_restricted_only_when_asked() -> None:
+    assert bicep()["parameters"]["restrictDeploymentsToo"]["default"] is False
+    assert not site_config(webhookAllowedCidrs=SWISH_LIKE)["scmIpSecurityRestrictionsUseMain"]
+    assert site_config(webhookAllowedCidrs=SWISH_LIKE, restrictDeploymentsToo=True)[
+        "scmIpSecurityRestrictionsUseMain"
+    ]
+    assert not site_config(restrictDeploymentsToo=True)["scmIpSecurityRestrictionsUseMain"]

@@ -14,8 +14,12 @@ import pytest
 from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.service import DELTA_NAME, Activation
+from dynamics_bridge.activation.triggers import decode_payload
+from dynamics_bridge.apsis.models import ProfileChange
+from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.errors import InputError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import (
     EventKind,
@@ -27,9 +31,14 @@ from dynamics_bridge.model import (
     make_event_id,
 )
 from dynamics_bridge.pipeline import EventOutcome, Pipeline
-from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge.sandbox.apsis import (
+    ApsisChaos,
+    ApsisLimits,
+    ApsisStandIn,
+    run_apsis_standin,
+)
 from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.settings import ApsisSettings
+from dynamics_bridge.settings import ActivationSettings, ApsisSettings
 from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
 
 pytestmark = pytest.mark.integration
@@ -64,15 +73,22 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    with run_sandbox() as box, run_apsis_standin() as apsis:
+    limits = ApsisLimits(event_exports=(100, 1.0))  # APSIS: one a minute; tests need more
+    with run_sandbox() as box, run_apsis_standin(limits=limits) as apsis:
         client = DataverseClient.from_settings(sandbox_settings(box))
         numbers = prepare_register(client, MAPPING, 6)
         values = {k.removeprefix("BRIDGE_APSIS__").lower(): v for k, v in apsis.env.items()}
         values = {k: json.loads(v) if v.startswith("{") else v for k, v in values.items()}
         platform = apsis_platform(ApsisSettings.model_validate(values), CONFIG.apsis)
         platform.client.max_attempts = 1  # an outage fails at once instead of backing off
+        platform.client.export_pacer = Pacer((100, 1.0))
+        platform.client.export_poll_seconds = 0.01
         now = [NOW]
-        activation = Activation(client, MAPPING, CONFIG, platform, clock=lambda: now[0])
+        # No hold on first-payment triggers unless a test asks: a welcome goes with its payment.
+        options = ActivationSettings(first_payment_hold_minutes=0)
+        activation = Activation(
+            client, MAPPING, CONFIG, platform, clock=lambda: now[0], options=options
+        )
         world = World(client, apsis, activation, numbers, now)
         for number in numbers:
             world.set_member(
@@ -158,15 +174,42 @@ def test_a_crash_between_the_write_and_the_send_is_sent_by_the_sweep_once(world:
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
 
 
-def test_a_claim_lost_in_a_crash_is_taken_again_only_after_its_lease(world: World) -> None:
+LEASE = timedelta(minutes=CONFIG.triggers.outbox.lease_minutes + 1)
+
+
+def test_a_claim_lost_in_a_crash_is_unconfirmed_never_sent_again_blindly(world: World) -> None:
     event = paid(world.numbers[0])
     world.pipeline(CrashAfterWrite(world.activation)).apply([event])
     store = world.activation.store
-    assert len(store.claim(store.outbox_rows([event.event_id]), NOW, lease_expired=False)) == 1
+    assert len(store.claim(store.outbox_rows([event.event_id]), NOW)) == 1  # then it dies
     assert world.activation.sweep_triggers().claimed == 0  # another sender may be sending it
-    world.now[0] = NOW + timedelta(minutes=CONFIG.triggers.outbox.lease_minutes + 1)
-    assert world.activation.sweep_triggers().claimed == 1
+    world.now[0] = NOW + LEASE
+    report = world.activation.sweep_triggers()
+    assert (report.unconfirmed, report.claimed) == (2, 0)  # no read-back: left for an admin
+    assert world.outbox_state(event.event_id) == "unconfirmed"
+    assert world.sent() == {}
+    (listed,) = world.activation.unconfirmed_triggers()
+    assert (listed.event_id, listed.member) == (event.event_id, world.numbers[0])
+    assert len(listed.triggers) == 2
+    assert world.activation.sweep_triggers().claimed == 0  # still the admin's
+    world.activation.resolve_unconfirmed(event.event_id, send=True)
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+    assert world.outbox_state(event.event_id) == "sent"
+    assert world.activation.unconfirmed_triggers() == []
+
+
+def test_an_admin_may_drop_an_unconfirmed_row_and_nothing_is_sent(world: World) -> None:
+    event = paid(world.numbers[0])
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    store = world.activation.store
+    store.claim(store.outbox_rows([event.event_id]), NOW)
+    world.now[0] = NOW + LEASE
+    world.activation.sweep_triggers()
+    world.activation.resolve_unconfirmed(event.event_id, send=False)
+    assert world.outbox_state(event.event_id) == "dropped"
+    assert world.sent() == {}
+    with pytest.raises(InputError, match="no unconfirmed triggers"):
+        world.activation.resolve_unconfirmed(event.event_id, send=True)
 
 
 def test_two_senders_racing_for_a_row_send_it_once(world: World) -> None:
@@ -174,8 +217,164 @@ def test_two_senders_racing_for_a_row_send_it_once(world: World) -> None:
     world.pipeline(CrashAfterWrite(world.activation)).apply([event])
     store = world.activation.store
     rows = store.outbox_rows([event.event_id])  # both read the same row and ETag
-    assert len(store.claim(rows, NOW, lease_expired=False)) == 1
-    assert store.claim(rows, NOW, lease_expired=False) == []  # 412: the ETag moved on
+    assert len(store.claim(rows, NOW)) == 1
+    assert store.claim(rows, NOW) == []  # 412: the ETag moved on
+
+
+# -- unknown answers: the read-back ------------------------------------------------------------
+
+
+def test_an_event_post_stored_but_answered_503_is_unconfirmed_not_resent(world: World) -> None:
+    world.apsis.chaos = ApsisChaos(stored_then_unavailable=1.0)
+    event = paid(world.numbers[0])
+    (outcome,) = world.pipeline().apply([event])
+    world.apsis.chaos = ApsisChaos()
+    assert outcome.outcome is Outcome.APPLIED
+    assert world.outbox_state(event.event_id) == "unconfirmed"
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}  # APSIS has them
+    world.now[0] = NOW + LEASE
+    world.activation.sweep_triggers()  # read-back off: nothing sent again
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
+    report = world.activation.sweep_triggers()
+    assert (report.confirmed, report.resent) == (2, 0)
+    assert world.outbox_state(event.event_id) == "sent"
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["posted, then died", "died before"])
+def test_the_read_back_settles_a_crashed_send_by_what_apsis_holds(
+    world: World, stored: bool
+) -> None:
+    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
+    number = world.numbers[0]
+    event = paid(number)
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    store = world.activation.store
+    ((_, payload),) = world.activation._claimed(
+        [(r, decode_payload(r.payload)) for r in store.outbox_rows([event.event_id])], NOW
+    )
+    if stored:  # the crashed sender's POST went through; its settle never happened
+        events = [t.marketing_event(event.event_id) for t in payload.triggers]
+        world.activation.platform.apply_changes([ProfileChange(number, events=events)])
+    world.now[0] = NOW + LEASE
+    report = world.activation.sweep_triggers()
+    assert (report.confirmed, report.resent) == ((2, 0) if stored else (0, 2))
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+    assert world.outbox_state(event.event_id) == "sent"
+
+
+def test_when_the_read_back_fails_the_triggers_stay_unconfirmed(world: World) -> None:
+    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
+    world.apsis.chaos = ApsisChaos(stored_then_unavailable=1.0)
+    event = paid(world.numbers[0])
+    world.pipeline().apply([event])
+    world.apsis.chaos = ApsisChaos()
+    world.apsis.fail_next(400, path="/profiles/exports")
+    world.now[0] = NOW + LEASE
+    report = world.activation.sweep_triggers()
+    assert "400" in (report.readback or "")
+    assert world.outbox_state(event.event_id) == "unconfirmed"
+    assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
+
+
+# -- late events ---------------------------------------------------------------------------------
+
+
+def test_a_late_payment_still_confirms_and_does_not_welcome_twice(world: World) -> None:
+    world.activation.options = ActivationSettings(
+        first_payment_hold_minutes=0, late_trigger_days=60
+    )
+    number = world.numbers[0]
+    later, earlier = paid(number, 2), paid(number, 1)
+    world.pipeline().apply([later])
+    (late,) = world.pipeline().apply([earlier])
+    assert late.replayed
+    confirmed = {e.data["source_event_id"] for e in world.apsis.events("payment_confirmed")}
+    assert confirmed == {later.event_id, earlier.event_id}
+    (welcome,) = world.apsis.events("welcome")  # sent with the first to arrive, not again
+    assert welcome.data["source_event_id"] == later.event_id
+    assert world.outbox_state(earlier.event_id) == "sent"
+
+
+def test_a_late_failure_still_says_what_to_do(world: World) -> None:
+    world.activation.options = ActivationSettings(late_trigger_days=60)
+    number = world.numbers[1]
+    world.pipeline().apply([paid(number, 2)])
+    failure = paid(number, 1, kind=EventKind.PAYMENT_FAILED)
+    (late,) = world.pipeline().apply([failure])
+    assert late.replayed
+    (failed,) = world.apsis.events("payment_failed")
+    assert failed.data["source_event_id"] == failure.event_id
+    assert failed.data["fix_it"] == CONFIG.triggers.fix_it.by_method["swish"].codes["RF07"]
+
+
+def test_an_event_later_than_the_freshness_window_is_kept_unsent_and_counted(
+    world: World,
+) -> None:
+    world.activation.options = ActivationSettings(late_trigger_days=7)  # the events: 30 days
+    number = world.numbers[1]
+    world.pipeline().apply([paid(number, 2)])
+    failure = paid(number, 1, kind=EventKind.PAYMENT_FAILED)
+    pipeline = world.pipeline()
+    (late,) = pipeline.apply([failure])
+    assert late.replayed
+    assert world.apsis.events("payment_failed") == []
+    assert world.outbox_state(failure.event_id) == "skipped"
+    (row,) = world.activation.store.outbox_rows([failure.event_id])
+    assert {t.state for t in decode_payload(row.payload).triggers} == {"late"}
+    assert world.activation.after_apply([late]).late == 1
+    assert world.activation.sweep_triggers().claimed == 0
+
+
+def test_the_welcome_is_held_and_goes_to_the_earliest_payment_that_arrives_in_time(
+    world: World,
+) -> None:
+    world.activation.options = ActivationSettings(
+        first_payment_hold_minutes=30, late_trigger_days=60
+    )
+    number = world.numbers[0]
+    later, earlier = paid(number, 2), paid(number, 1)
+    world.pipeline().apply([later])
+    assert world.sent() == {"payment_confirmed": 1}  # the welcome waits
+    world.now[0] = NOW + timedelta(minutes=10)
+    world.pipeline().apply([earlier])
+    assert world.sent() == {"payment_confirmed": 2}
+    world.now[0] = NOW + timedelta(minutes=41)
+    report = world.activation.sweep_triggers()
+    assert report.withdrawn == 1
+    (welcome,) = world.apsis.events("welcome")
+    assert welcome.data["source_event_id"] == earlier.event_id
+    assert {world.outbox_state(e.event_id) for e in (later, earlier)} == {"sent"}
+    member = world.activation.store.members([number], ["mbr_firstpaidon"])
+    assert member[number]["mbr_firstpaidon"] == "2026-10-29"
+    assert world.activation.sweep_triggers().claimed == 0
+    assert world.sent() == {"payment_confirmed": 2, "welcome": 1}
+
+
+def test_a_welcome_that_went_out_is_not_sent_again_for_an_earlier_payment(world: World) -> None:
+    world.activation.options = ActivationSettings(
+        first_payment_hold_minutes=30, late_trigger_days=60
+    )
+    number = world.numbers[0]
+    later, earlier = paid(number, 2), paid(number, 1)
+    world.pipeline().apply([later])
+    world.now[0] = NOW + timedelta(minutes=31)
+    world.activation.sweep_triggers()
+    world.pipeline().apply([earlier])  # after the hold: too late to take the welcome over
+    world.now[0] = NOW + timedelta(minutes=62)
+    assert world.activation.sweep_triggers().withdrawn == 1
+    (welcome,) = world.apsis.events("welcome")
+    assert welcome.data["source_event_id"] == later.event_id
+
+
+def test_the_outbox_age_counts_pending_and_unconfirmed_rows(world: World) -> None:
+    event = paid(world.numbers[0])
+    world.pipeline(CrashAfterWrite(world.activation)).apply([event])
+    age = world.activation.store.outbox_age(datetime.now(UTC) + timedelta(minutes=5))
+    assert age["pending"]["count"] == 1
+    assert 5 * 60 - 60 <= age["pending"]["oldest_seconds"] <= 5 * 60 + 60
+    assert age["unconfirmed"] == {"count": 0, "oldest_seconds": None}
 
 
 def test_apsis_down_leaves_the_trigger_pending_for_the_next_sweep(world: World) -> None:
@@ -391,7 +590,12 @@ def test_the_first_payment_trigger_is_found_by_its_flag_not_its_name(world: Worl
         update={"triggers": CONFIG.triggers.model_copy(update={"triggers": triggers})}
     )
     activation = Activation(
-        world.client, MAPPING, renamed, world.activation.platform, clock=lambda: NOW
+        world.client,
+        MAPPING,
+        renamed,
+        world.activation.platform,
+        clock=lambda: NOW,
+        options=world.activation.options,
     )
     assert activation.first_payment_triggers == {"hello_member"}
     number = world.numbers[1]

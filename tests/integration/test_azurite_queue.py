@@ -26,7 +26,10 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture
 def settings(azurite: str):
     name = f"events-{uuid.uuid4().hex[:12]}"
-    return load_settings(queue={"backend": "azure", "connection_string": azurite, "name": name})
+    return load_settings(
+        queue={"backend": "azure", "connection_string": azurite, "name": name},
+        swish={"callback_identifier": "c0ffee-union-2026"},  # the Swish fixture's identifier
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import Source, make_event_id
 from dynamics_bridge.sources import autogiro
+from dynamics_bridge.sources.bankgirot import Payees
 from dynamics_bridge.sources.bankgirot_writer import (
     AutogiroPayment,
     MandateNotice,
@@ -17,31 +18,43 @@ from dynamics_bridge.sources.bankgirot_writer import (
 )
 from tests.fixtures.bankgirot import (
     BG,
+    CUSTOMER,
     ag_closing,
     ag_count_closing,
+    ag_emandate,
+    ag_mandate_register,
+    ag_mandate_register_old,
     ag_notice,
+    ag_old_notices_opening,
     ag_opening,
     ag_payment,
     ag_refund,
     ag_section,
+    bg_deposit,
+    bg_end,
+    bg_opening,
+    bg_payment,
     lines,
     old_closing,
     record,
 )
 from tests.fixtures.bankgirot import build as fixtures
 
+OURS = Payees(frozenset({BG}), frozenset({CUSTOMER}))
+OTHER_BG = "0050501055"  # 5050-1055: a valid bankgiro number that is not the union's
 
-def parse(data: bytes, name: str = "ag.txt"):
-    return list(autogiro.parse(io.BytesIO(data), name))
+
+def parse(data: bytes, name: str = "ag.txt", **kwargs):
+    return list(autogiro.parse(io.BytesIO(data), name, **kwargs))
 
 
 def spec(*records: str) -> bytes:
     return lines(ag_opening(), *records)
 
 
-def refused(data: bytes, name: str = "ag.txt") -> InputError:
+def refused(data: bytes, name: str = "ag.txt", **kwargs) -> InputError:
     with pytest.raises(InputError) as caught:
-        parse(data, name)
+        parse(data, name, **kwargs)
     return caught.value
 
 
@@ -481,3 +494,146 @@ class TestWriter:
         ]
         events = parse(b"".join(mandate_notice_lines(notices)))
         assert [e.kind.value for e in events] == ["mandate.approved", "mandate.cancelled"]
+
+
+class TestOldLayoutMandateExtract:
+    """AG-TM 9.8: the status one position earlier (57), then ``0`` (mandate OK), and an
+    optional maximum amount in hundreds of kronor (59-63) before the account (64-79)."""
+
+    def test_it_is_read_like_the_new_one(self) -> None:
+        events = parse(fixtures.mandate_extract_old())
+        assert [(e.member_ref.value, e.kind.value, e.reason_code) for e in events] == [
+            ("100001", "mandate.approved", "register/1"),
+            ("100002", "mandate.requested", "register/2"),
+            ("100003", "mandate.approved", "register/1"),
+        ]
+        assert all(e.amount_minor == 0 for e in events)
+
+    def test_dates_sit_one_position_earlier(self) -> None:
+        events = parse(fixtures.mandate_extract_old())
+        assert events[0].occurred_at.date().isoformat() == "2026-11-01"  # changed, 49-56
+        assert events[1].occurred_at.date().isoformat() == "2026-01-01"  # never changed: created
+
+    def test_the_maximum_amount_is_in_hundreds_of_kronor(self) -> None:
+        events = parse(fixtures.mandate_extract_old())
+        assert "maxbelopp 500 kr" in (events[0].reason_text or "")
+        assert "maxbelopp" not in (events[1].reason_text or "")
+
+    def test_a_maximum_amount_that_is_not_a_number_is_refused(self) -> None:
+        data = lines(ag_mandate_register_old("100001", "1", maximum="5 KR "))
+        error = refused(data, "reg.txt")
+        assert (error.location, error.field) == ("reg.txt:1", "maximum amount")
+
+    def test_a_new_layout_record_in_an_old_layout_extract_is_refused(self) -> None:
+        data = lines(ag_mandate_register_old("100001", "1"), ag_mandate_register("100002", "1"))
+        error = refused(data, "reg.txt")
+        assert error.location == "reg.txt:2"
+        assert "old layout" in str(error)
+
+    def test_each_register_record_must_be_the_unions(self) -> None:
+        data = lines(
+            ag_mandate_register_old("100001", "1"),
+            ag_mandate_register_old("100002", "1", bankgiro=OTHER_BG),
+        )
+        error = refused(data, "reg.txt", payees=OURS)
+        assert (error.location, error.field) == ("reg.txt:2", "payee bankgiro")
+        assert "mandate register record (positions 1-10)" in error.detail
+
+
+class TestTheUnionsOwnPayee:
+    def test_the_opening_bankgiro_and_customer_number_are_checked(self) -> None:
+        assert len(parse(GOOD, payees=OURS)) == len(parse(GOOD))
+        error = refused(GOOD, payees=Payees(frozenset({OTHER_BG})))
+        assert (error.location, error.field) == ("ag.txt:1", "payee bankgiro")
+        assert "is 991-2346, not one of the union's" in error.detail
+        error = refused(GOOD, payees=Payees(frozenset({BG}), frozenset({"000001"})))
+        assert (error.location, error.field) == ("ag.txt:1", "customer number")
+
+    @pytest.mark.parametrize(
+        ("opening", "positions"),
+        [
+            (ag_old_notices_opening(bankgiro=OTHER_BG), "15-24"),
+            (ag_opening("AG-MEDAVI", bankgiro=OTHER_BG), "71-80"),
+        ],
+    )
+    def test_mandate_notices_old_and_new(self, opening: str, positions: str) -> None:
+        data = lines(opening, ag_notice("100001", "04", "32"), ag_count_closing("20261128", 1))
+        error = refused(data, payees=OURS)
+        assert f"positions {positions}" in error.detail
+
+    def test_a_notice_for_another_payee_than_its_opening_is_refused(self) -> None:
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("100001", "04", "32", bankgiro=OTHER_BG),
+            ag_count_closing("20261128", 1),
+        )
+        error = refused(data)
+        assert (error.location, error.field) == ("ag.txt:2", "payee bankgiro")
+
+    def test_a_failed_request_may_echo_the_wrong_bankgiro_it_was_refused_for(self) -> None:
+        # 04/29: the payee's own request named a wrong payee bankgiro; no event either way.
+        data = lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("100001", "04", "29", bankgiro=OTHER_BG),
+            ag_count_closing("20261128", 1),
+        )
+        seen: list[autogiro.Notice] = []
+        assert parse(data, on_notice=seen.append, payees=OURS) == []
+        assert [n.pair for n in seen] == ["04/29"]
+
+    def test_an_internet_bank_mandate_for_another_payee_is_refused(self) -> None:
+        data = lines(
+            record("51", (3, "20261128"), (11, "9900"), (15, BG), (25, "AG-EMEDGIV")),
+            ag_emandate("100011", bankgiro=OTHER_BG),
+            ag_count_closing("20261128", 1, tk="59"),
+        )
+        assert refused(data).location == "ag.txt:2"
+        other_opening = data.replace(BG.encode(), OTHER_BG.encode(), 1)
+        assert "positions 15-24" in refused(other_opening, payees=OURS).detail
+
+    def test_each_section_of_a_file_is_checked(self) -> None:
+        second = lines(
+            ag_opening(bankgiro=OTHER_BG),
+            ag_section("15", "20261128", 100, 1),
+            ag_payment("82", "20261128", "9", 100, bankgiro=OTHER_BG),
+            ag_closing("20261128", 1, 1),
+        )
+        assert refused(GOOD + second, payees=OURS).location == "ag.txt:14"
+        both = Payees(frozenset({BG, OTHER_BG}), frozenset({CUSTOMER}))
+        assert len(parse(GOOD + second, payees=both)) == len(parse(GOOD)) + 1
+
+
+class TestWhatAFileIsNot:
+    def test_a_seal_start_record_is_refused_saying_reports_carry_no_seal(self) -> None:
+        sealed = lines(record("00", (3, "261128"), (9, "HMAC")), ag_opening()) + GOOD[84:]
+        error = refused(sealed, "sealed.txt")
+        assert error.location == "sealed.txt:1"
+        assert "seal start record" in error.detail
+        assert "sent TO Bankgirot" in error.detail
+
+    def test_a_seal_end_record_after_the_closing_record_is_refused(self) -> None:
+        sealed = GOOD + lines(record("99", (3, "261128"), (9, "0" * 32)))
+        error = refused(sealed, "sealed.txt")
+        assert error.location == "sealed.txt:14"
+        assert "seal end record" in error.detail
+
+    def test_a_seal_end_record_after_a_mandate_register_extract_is_refused(self) -> None:
+        sealed = fixtures.mandate_extract() + lines(record("99", (3, "261128")))
+        assert "seal end record" in refused(sealed).detail
+
+    @pytest.mark.parametrize(
+        ("first", "what"),
+        [
+            (bg_opening(), "section opening record (TK05)"),
+            (bg_payment("1000014", 100), "payment record (TK20)"),
+            (bg_payment("1000014", 100, tk="21"), "deduction record (TK21)"),
+            (bg_deposit(100, 1), "deposit record (TK15"),
+            (bg_end(1), "end record (TK70)"),
+        ],
+    )
+    def test_a_bgmax_fragment_is_named_with_what_is_missing(self, first: str, what: str) -> None:
+        error = refused(lines("Utdrag ur BgMax-filen", first), "cut.txt")
+        assert error.location == "cut.txt:2"
+        assert "BgMax fragment" in error.detail
+        assert what in error.detail
+        assert "no TK01 start record" in error.detail

@@ -14,12 +14,17 @@ import pytest
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.sources import autogiro
+from dynamics_bridge.sources.bankgirot import Payees
 from tests.conftest import shared_samples
 
+#: The payee of Bankgirot's example files, as both SOURCE.txt files give it: customer number
+#: 471117, payee bankgiro 0009912346. Every file is read as that union's.
+SAMPLE_PAYEE = Payees(frozenset({"0009912346"}), frozenset({"471117"}))
 
-def events_of(folder: Path, name: str) -> list[PaymentEvent]:
+
+def events_of(folder: Path, name: str, payees: Payees = SAMPLE_PAYEE) -> list[PaymentEvent]:
     with (folder / name).open("rb") as fh:
-        return list(autogiro.parse(fh, name))
+        return list(autogiro.parse(fh, name, payees=payees))
 
 
 def one(folder: Path, pattern: str) -> str:
@@ -247,3 +252,36 @@ class TestOldLayout:
 
     def test_every_file_in_the_folder_is_covered(self, old: Path) -> None:
         assert len([p for p in old.glob("*.txt") if p.name != "SOURCE.txt"]) == 7 + 6
+
+
+class TestAnotherUnion:
+    """Configured for another payee, every report from Bankgirot is refused at the first record
+    naming its payee (the opening record, or the first register record of the extract)."""
+
+    OTHER = Payees(frozenset({"0050501055"}), frozenset({"471117"}))
+
+    @pytest.mark.parametrize("layout", ["autogiro", "autogiro-old-layout"])
+    def test_each_report_is_refused_naming_the_payee_field(self, layout: str) -> None:
+        folder = shared_samples("payments", layout)
+        reports = [  # files TO Bankgirot are refused as such, whoever they are for
+            p
+            for p in sorted(folder.glob("*.txt"))
+            if p.name != "SOURCE.txt" and "underlag" not in p.name and "till-" not in p.name
+        ]
+        assert reports
+        for path in reports:
+            with pytest.raises(InputError) as caught:
+                events_of(folder, path.name, self.OTHER)
+            assert caught.value.field == "payee bankgiro", path.name
+            assert "991-2346" in caught.value.detail, path.name
+
+    def test_another_customer_number_is_refused_where_the_opening_has_one(self, new: Path) -> None:
+        other_customer = Payees(frozenset({"0009912346"}), frozenset({"123456"}))
+        with pytest.raises(InputError) as caught:
+            events_of(new, "autogiro_exempelfil_bet-spec-o-tk_sv.txt", other_customer)
+        assert caught.value.field == "customer number"
+        raw = (new / "autogiro_exempelfil_bet-spec-o-tk_sv.txt").read_bytes().splitlines()
+        opening = next(i for i, line in enumerate(raw, start=1) if line.startswith(b"01"))
+        assert opening > 1  # a title line stands before it
+        assert caught.value.location == f"autogiro_exempelfil_bet-spec-o-tk_sv.txt:{opening}"
+        assert "positions 65-70" in caught.value.detail

@@ -10,9 +10,11 @@ import pytest
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import Source, make_event_id
 from dynamics_bridge.sources import bgmax
+from dynamics_bridge.sources.bankgirot import Payees
 from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
 from tests.fixtures.bankgirot import (
+    BG,
     bg_deposit,
     bg_end,
     bg_extra,
@@ -31,9 +33,9 @@ def parse(data: bytes, name: str = "bgmax.txt", **kwargs):
     return list(bgmax.parse(io.BytesIO(data), name, **kwargs))
 
 
-def refused(data: bytes, name: str = "bgmax.txt") -> InputError:
+def refused(data: bytes, name: str = "bgmax.txt", **kwargs) -> InputError:
     with pytest.raises(InputError) as caught:
-        parse(data, name)
+        parse(data, name, **kwargs)
     return caught.value
 
 
@@ -300,3 +302,53 @@ class TestWriter:
             events = parse(b"".join(bgmax_lines(payments, per_deposit=per_deposit)))
             assert [e.member_ref.value for e in events] == [str(100001 + i) for i in range(5)]
             assert sum(e.amount_minor for e in events) == 510
+
+
+class TestTheUnionsOwnPayee:
+    def test_each_sections_receiving_bankgiro_is_checked(self) -> None:
+        ours = Payees(frozenset({BG}))
+        assert len(parse(GOOD, payees=ours)) == len(parse(GOOD))
+        error = refused(GOOD, payees=Payees(frozenset({"0050501055"})))
+        assert (error.location, error.field) == ("bgmax.txt:2", "payee bankgiro")
+        assert "section opening record (TK05) (positions 3-12) is 991-2346" in error.detail
+        assert "= 5050-1055" in error.detail
+
+    def test_a_second_section_for_another_payee_is_refused_at_its_opening(self) -> None:
+        data = lines(
+            bg_start(),
+            bg_opening(),
+            bg_payment(OCR_100001, 100),
+            bg_deposit(100, 1),
+            bg_opening(bankgiro="0050501055"),
+            bg_payment(OCR_100001, 200, serial="000000000002"),
+            bg_deposit(200, 1, serial="00043"),
+            bg_end(payments=2, deposits=2),
+        )
+        assert len(parse(data, payees=Payees(frozenset({BG, "0050501055"})))) == 2
+        error = refused(data, payees=Payees(frozenset({BG})))
+        assert (error.location, error.field) == ("bgmax.txt:5", "payee bankgiro")
+
+
+class TestWhatAFileIsNot:
+    def test_a_section_without_its_start_record_is_named_a_bgmax_fragment(self) -> None:
+        fragment = b"\r\n".join(GOOD.split(b"\r\n")[1:])
+        error = refused(fragment, "section.txt")
+        assert error.location == "section.txt:1"
+        assert "BgMax fragment" in error.detail
+        assert "section opening record (TK05)" in error.detail
+        assert "no TK01 start record" in error.detail
+
+    def test_payment_records_alone_are_a_fragment_too(self) -> None:
+        error = refused(lines(bg_payment(OCR_100001, 100), bg_payment(OCR_100001, 100)))
+        assert "payment record (TK20)" in error.detail
+
+    def test_a_seal_start_record_before_the_file_is_refused_as_a_seal(self) -> None:
+        error = refused(lines(record("00", (3, "261127"), (9, "HMAC"))) + GOOD, "sealed.txt")
+        assert error.location == "sealed.txt:1"
+        assert "seal start record" in error.detail
+        assert "carry no seal records" in error.detail
+
+    def test_a_seal_end_record_after_the_end_record_is_refused_as_a_seal(self) -> None:
+        error = refused(GOOD + lines(record("99", (3, "261127"), (9, "A" * 32))), "sealed.txt")
+        assert error.location == "sealed.txt:10"
+        assert "seal end record" in error.detail

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.sources import bgmax
+from dynamics_bridge.sources.bankgirot import Payees
 from tests.conftest import shared_samples
+
+#: Every BgMax sample's sections (TK05) are for bankgiro 0009912346, Bankgirot's example payee
+#: (SOURCE.txt: "first section receiver bankgiro 0009912346"); read as that union's.
+SAMPLE_PAYEE = Payees(frozenset({"0009912346"}))
 
 # file → TK20 count and sum, TK21 count and sum, then each deposit (TK15) in file order as
 # SOURCE.txt lists it: (serial, amount, count of TK20 + TK21, currency, booking date when
@@ -85,9 +91,19 @@ def folder() -> Path:
     return shared_samples("payments", "bgmax")
 
 
-def events_of(folder: Path, name: str) -> list[PaymentEvent]:
+def events_of(folder: Path, name: str, payees: Payees = SAMPLE_PAYEE) -> list[PaymentEvent]:
     with (folder / name).open("rb") as fh:
-        return list(bgmax.parse(fh, name))
+        return list(bgmax.parse(fh, name, payees=payees))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_for_another_union_each_file_is_refused_at_its_first_section(
+    folder: Path, name: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        events_of(folder, name, Payees(frozenset({"0050501055"})))
+    assert caught.value.field == "payee bankgiro"
+    assert "TK05" in caught.value.detail
 
 
 def per_deposit(events: list[PaymentEvent], counts: list[int]) -> list[list[PaymentEvent]]:

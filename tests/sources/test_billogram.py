@@ -405,3 +405,130 @@ class TestOtherCallbackTypes:
         }
         (event,) = parse(body).events
         assert (event.kind, event.amount_minor) == ("payment.refunded", 7500)
+
+
+class TestHostileSignatures:
+    """Issue 12: what reached a Python error or passed before now fails verification (401)."""
+
+    raw = json.dumps(load("billogram_payment.json")).encode()
+
+    @pytest.mark.parametrize(
+        "timestamp", ["nan", "NaN", "inf", "-Infinity", "1.79e9", "1_790_000_000", "١٧٩٠٠٠٠٠٠٠"]
+    )
+    def test_a_timestamp_that_is_not_plain_seconds_is_refused_even_when_signed(
+        self, timestamp: str
+    ) -> None:
+        # Signed over exactly that timestamp: only the timestamp is at fault.
+        with pytest.raises(SignatureError, match="not a number of seconds"):
+            verify(self.raw, signed_headers(self.raw, timestamp=timestamp))
+
+    def test_the_signature_in_two_header_spellings_is_refused(self) -> None:
+        headers = signed_headers(self.raw)
+        headers["billogram-signature"] = headers["Billogram-Signature"]  # even the same value
+        with pytest.raises(SignatureError, match="appears 2 times"):
+            verify(self.raw, headers)
+
+    def test_the_timestamp_in_two_header_spellings_is_refused(self) -> None:
+        headers = signed_headers(self.raw)
+        headers["billogram-request-timestamp"] = f"{NOW + 1:.6f}"
+        with pytest.raises(SignatureError, match="appears 2 times"):
+            verify(self.raw, headers)
+
+    @pytest.mark.parametrize("signature", ["ä" * 32, "０" * 32, 12345, None])
+    def test_a_legacy_signature_that_is_not_ascii_hex_is_refused_not_a_type_error(
+        self, signature: object
+    ) -> None:
+        data = load("billogram_payment.json")
+        data["signature"] = signature
+        with pytest.raises(SignatureError):
+            verify(json.dumps(data).encode(), {}, allow_legacy_md5=True)
+
+    def test_a_legacy_body_nested_1000_deep_is_refused_not_a_recursion_error(self) -> None:
+        with pytest.raises(SignatureError, match="legacy signature unreadable"):
+            verify(b"[" * 1000 + b"]" * 1000, {}, allow_legacy_md5=True)
+
+
+class TestHostileBodies:
+    """Wrong JSON types and hostile values: an InputError naming the field, never a crash."""
+
+    @pytest.mark.parametrize(
+        ("path", "value", "named"),
+        [
+            (("billogram", "customer"), "100234", "billogram.customer"),
+            (("billogram", "customer"), [100234], "billogram.customer"),
+            (("event", "data"), "amount=250", "event.data"),
+            (("event", "data"), [250.0], "event.data"),
+            (("billogram",), [], "billogram"),
+            (("event",), "Payment", "event"),
+            (("event", "type"), {"name": "Payment"}, "event.type"),
+            (("event", "event_uuid"), {"id": 1}, "event.event_uuid"),
+            (("callback_id",), ["x"], "callback_id"),
+            (("billogram", "customer", "customer_no"), {"no": 1}, "billogram.customer.customer_no"),
+            (("billogram", "customer", "customer_no"), "١٠٠٢٣٤", "billogram.customer.customer_no"),
+            (
+                ("billogram", "customer", "customer_no"),
+                "100234\n",
+                "billogram.customer.customer_no",
+            ),
+            (("billogram", "remaining_sum"), "abc", "billogram.remaining_sum"),
+            (("billogram", "remaining_sum"), "NaN", "billogram.remaining_sum"),
+            (("billogram", "currency"), "ſek", "billogram.currency"),
+            (("event", "created_at"), "9999-12-31T23:59:59-23:59", "event.created_at"),
+            (("event", "created_at"), "0001-01-01T00:00:00+23:59", "event.created_at"),
+        ],
+    )
+    def test_a_payment_callback_with_a_hostile_field_names_it(self, path, value, named) -> None:
+        body = load("billogram_payment.json")
+        node = body
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+        with pytest.raises(InputError) as caught:
+            parse(body)
+        assert caught.value.field == named
+
+    @pytest.mark.parametrize(("amount", "why"), [("1e15", "exponent"), ("1e400", "exponent")])
+    def test_an_amount_written_with_an_exponent_is_refused(self, amount: str, why: str) -> None:
+        raw = json.dumps(load("billogram_payment.json"))
+        raw = raw.replace('"amount": 250.0', f'"amount": {amount}', 1)
+        with pytest.raises(InputError, match=why) as caught:
+            billogram.parse_callback(raw.encode(), BillogramSettings())
+        assert caught.value.field == "event.data.amount"
+
+    def test_an_overpaid_invoice_with_a_negative_remaining_sum_is_a_full_payment(self) -> None:
+        body = load("billogram_payment.json")
+        body["billogram"]["remaining_sum"] = -20.0  # paid 20 kr too much: nothing is owed
+        (event,) = parse(body).events
+        assert (event.amount_minor, event.reason_code) == (25000, None)
+
+    def test_recall_ids_that_are_not_strings_are_named(self) -> None:
+        body = event_body("PaymentRecalled", recalled_amount=-10.0)
+        del body["billogram"]["remaining_sum"]
+        recall = {
+            "callback_id": "r3",
+            "callback_type": "PaymentRecalled",
+            "payment_recall": {
+                "incoming_payment_id": "ip-11",
+                "executed_on": "2026-11-11",
+                "payables": [
+                    {
+                        "billogram": {
+                            "id": "A4",
+                            "customer": {"customer_no": 4},
+                            "event": {
+                                "event_uuid": "u-4",
+                                "data": {
+                                    "recalled_amount": 5.0,
+                                    "related_payment_event_uuids": [1, 2],
+                                },
+                            },
+                        }
+                    }
+                ],
+            },
+        }
+        with pytest.raises(InputError) as caught:
+            parse(recall)
+        assert caught.value.field == (
+            "payment_recall.payables[0].billogram.event.data.related_payment_event_uuids[0]"
+        )

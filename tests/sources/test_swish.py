@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import responses
 
-from dynamics_bridge.errors import InputError, PermanentError, SignatureError, TransientError
+from dynamics_bridge.errors import (
+    ConfigError,
+    InputError,
+    PermanentError,
+    SignatureError,
+    TransientError,
+)
 from dynamics_bridge.settings import SwishSettings
 from dynamics_bridge.sources import swish
 from dynamics_bridge.swish_api import SwishApiClient
@@ -191,12 +197,21 @@ class TestPublishedSamples:
         assert cancelled.events[0].kind == "payment.cancelled"
 
 
+IDENTIFIER = {"callbackIdentifier": "c0ffee-union-2026"}
+
+
 class TestAuthentication:
     def settings(self, **kwargs: object) -> SwishSettings:
-        return SwishSettings(**kwargs)
+        return SwishSettings(**{"callback_identifier": "c0ffee-union-2026", **kwargs})
 
-    def test_without_identifier_or_allow_list_every_callback_passes(self) -> None:
-        swish.authenticate(b"{}", {}, None, self.settings())
+    def test_without_an_identifier_every_callback_is_refused_as_a_configuration_fault(
+        self,
+    ) -> None:
+        """Fail closed: no identifier configured means no callback is authenticated. It is a
+        ConfigError (503, Swish retries) naming the variable, even from an allowed address."""
+        settings = SwishSettings(allowed_ips="194.242.111.0/24")
+        with pytest.raises(ConfigError, match="BRIDGE_SWISH__CALLBACK_IDENTIFIER"):
+            swish.authenticate(body("swish_payment_paid.json"), {}, "194.242.111.220", settings)
 
     def test_identifier_in_the_header_passes(self) -> None:
         s = self.settings(callback_identifier="c0ffee-union-2026")
@@ -227,8 +242,8 @@ class TestAuthentication:
 
     def test_an_address_inside_the_allow_list_passes(self) -> None:
         s = self.settings(allowed_ips="194.242.111.0/24, 2001:db8::/32")
-        swish.authenticate(b"{}", {}, "194.242.111.220", s)
-        swish.authenticate(b"{}", {}, "2001:db8::1", s)
+        swish.authenticate(b"{}", IDENTIFIER, "194.242.111.220", s)
+        swish.authenticate(b"{}", IDENTIFIER, "2001:db8::1", s)
 
     def test_an_address_outside_the_allow_list_is_refused(self) -> None:
         s = self.settings(allowed_ips="194.242.111.0/24")
@@ -338,3 +353,88 @@ class TestConfirmationWithTheSwishApi:
 def test_fixtures_are_valid_json() -> None:
     for path in Path(WEBHOOKS).glob("*.json"):
         json.loads(path.read_text())
+
+
+class TestHostileCallbacks:
+    """Issue 12: hostile values are refused naming the field, never normalised or crashed on."""
+
+    @pytest.mark.parametrize(
+        "reference",
+        [
+            "١٠٠٢٣٤",  # Arabic-Indic digits: Python's \d matches them
+            "１００２３４",  # fullwidth
+            "१००२३४",  # Devanagari
+            "100\u200b234",  # zero-width space
+            "\u202e432001",  # right-to-left override
+            "100234\x00",
+            "100234\n",  # "$" matches before a trailing newline
+            "100234\u0301",  # combining acute accent
+        ],
+    )
+    def test_a_member_reference_that_is_not_plain_ascii_is_refused(self, reference: str) -> None:
+        with pytest.raises(InputError, match="printable ASCII") as caught:
+            parse(body("swish_payment_paid.json", payeePaymentReference=reference))
+        assert caught.value.field == "payeePaymentReference"
+
+    def test_a_configured_pattern_with_backslash_d_matches_ascii_digits_only(self) -> None:
+        settings = SwishSettings(member_ref_pattern=r"M(?P<value>\d+)")
+        (event,) = parse(
+            body("swish_payment_paid.json", payeePaymentReference="M42"), settings
+        ).events
+        assert event.member_ref.value == "42"
+        with pytest.raises(InputError):
+            parse(body("swish_payment_paid.json", payeePaymentReference="M٤٢"), settings)
+
+    def test_a_pattern_that_cannot_be_applied_as_ascii_is_a_settings_error(self) -> None:
+        with pytest.raises(ValueError, match="not a regular expression"):
+            SwishSettings(member_ref_pattern=r"(?u)(?P<value>\w+)")
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("status", "PAıD"),  # dotless i: "PAıD".upper() == "PAID"
+            ("status", {"value": "PAID"}),
+            ("currency", "ſek"),  # long s: "ſek".upper() == "SEK"
+            ("currency", "SEK\n"),
+            ("id", {"id": "x"}),
+            ("datePaid", "9999-12-31T23:59:59-23:59"),
+            ("datePaid", "0001-01-01T00:00:00+23:59"),
+            ("amount", "1e3"),
+            ("amount", "Infinity"),
+            ("amount", 10**30),
+        ],
+    )
+    def test_a_hostile_field_is_refused_naming_it(self, field: str, value: object) -> None:
+        with pytest.raises(InputError) as caught:
+            parse(body("swish_payment_paid.json", **{field: value}))
+        assert caught.value.field == field
+
+    def test_a_refund_naming_its_member_with_hidden_characters_is_refused(self) -> None:
+        with pytest.raises(InputError) as caught:
+            parse(body("swish_refund_paid.json", payerPaymentReference="100\u200b234"))
+        assert caught.value.field == "payerPaymentReference"
+
+    def test_the_identifier_in_two_header_spellings_is_refused(self) -> None:
+        settings = SwishSettings(callback_identifier="c0ffee-union-2026")
+        headers = {"callbackIdentifier": "c0ffee-union-2026", "callbackidentifier": "other"}
+        with pytest.raises(SignatureError, match="appears 2 times"):
+            swish.authenticate(b"{}", headers, None, settings)
+
+    def test_a_deep_body_is_unauthenticated_not_a_recursion_error(self) -> None:
+        """The identifier may sit in the body, so the body is read before authentication
+        succeeds: within the depth limit, and a body it cannot read carries no identifier."""
+        settings = SwishSettings(callback_identifier="c0ffee-union-2026")
+        with pytest.raises(SignatureError, match="missing"):
+            swish.authenticate(b"[" * 1000 + b"]" * 1000, {}, None, settings)
+
+    @responses.activate
+    def test_an_api_answer_nested_too_deep_is_transient(self) -> None:
+        responses.get(
+            "https://swish.test/swish-cpcapi/api/v1/paymentrequests/0E4A1F1B2C3D4E5F60718293A4B5C6D7",
+            body=b"[" * 1000 + b"]" * 1000,
+        )
+        import requests
+
+        client = SwishApiClient(requests.Session(), "https://swish.test/swish-cpcapi/api/")
+        with pytest.raises(TransientError, match="no usable JSON"):
+            parse(body("swish_payment_paid.json"), api=client)

@@ -40,6 +40,18 @@ param dataverseTenantId string = subscription().tenantId
 param dataverseClientId string
 @description('Comma-separated CIDRs Swish calls from (confirm at onboarding); empty = no IP check.')
 param swishAllowedIps string = ''
+@description('The union\'s own payee bankgiro numbers, comma-separated (991-2346). A Bankgirot file for any other payee is refused; empty: every Bankgirot file is refused.')
+param bankgirotPayeeBankgiros string = ''
+@description('The union\'s Bankgirot customer numbers (kundnummer in Autogiro opening records), comma-separated; empty = not checked.')
+param bankgirotCustomerNumbers string = ''
+@description('Inbound addresses (CIDRs) allowed to reach the app: the providers\' published callback ranges (Swish, Billogram). Empty = open to the internet, as before. App Service access restrictions are site-wide: they also cover /api/health and the Functions host endpoints, so the Event Grid delivery of Bankgirot files is allowed by its service tag and IT adds its own ranges in adminAllowedCidrs (README "Inbound addresses").')
+@maxLength(200)
+param webhookAllowedCidrs array = []
+@description('Further CIDRs allowed when webhookAllowedCidrs restricts the app: monitoring of /api/health, the admin\'s network (portal test runs, log streaming).')
+@maxLength(200)
+param adminAllowedCidrs array = []
+@description('With webhookAllowedCidrs set: apply the same rules to the deployment (scm/Kudu) site. False: deployments are not restricted by address (they still need Entra sign-in).')
+param restrictDeploymentsToo bool = false
 @description('Further Dataverse app users (their own throttling budgets) as a JSON list in the vault secret dataverse-app-users. False: the main app user only, no reference.')
 param dataverseAppUsersInVault bool = false
 
@@ -66,6 +78,12 @@ param sparPinCa bool = true
 
 param logLevel string = 'INFO'
 
+@description('Largest HTTP request body the Functions host reads (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT). The Python worker gets the body only after the host buffered it, so the bridge\'s own Content-Length check (BRIDGE_WEBHOOK__MAX_BODY_BYTES, 1 MiB) spares parsing but not reading; this stops a larger body at the host. Keep it at or above the webhook limit.')
+param httpBodyLimitBytes int = 1048576
+
+@description('NCRONTAB of the trigger-outbox sweep (the triggers timer reads it as %BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%).')
+param triggerSweepSchedule string = '0 */5 * * * *'
+
 @description('Further app settings kept on every deployment (this template replaces all app settings): BRIDGE_BANKGIROT__OCR_SCHEME, BRIDGE_SWISH__MEMBER_REF_PATTERN, BRIDGE_APSIS__EVENT_TYPES, ... The template\'s own settings win over a key given here.')
 param extraAppSettings object = {}
 
@@ -80,6 +98,35 @@ var vaultName = 'kv-${take(toLower(replace(appName, '-', '')), 7)}-${suffix}'
 var deploymentContainer = 'app-package'
 var incomingContainer = 'bankgirot-incoming'
 var receiptContainer = 'bankgirot-receipts'
+
+// Inbound access restrictions (README "Inbound addresses"). App Service evaluates them per site,
+// not per path: with any rule the unmatched action is Deny for every route, so besides the
+// webhook senders the Event Grid service (blob trigger of Bankgirot files, /runtime/webhooks/blobs)
+// and the admin ranges are allowed. Priorities: webhook senders 100-299, admin 300-499, Event Grid 500.
+var restrictInbound = !empty(webhookAllowedCidrs)
+var webhookRules = [for (cidr, i) in webhookAllowedCidrs: {
+  name: 'webhook-sender-${i}'
+  description: 'Webhook sender range (webhookAllowedCidrs)'
+  ipAddress: cidr
+  action: 'Allow'
+  priority: 100 + i
+}]
+var adminRules = [for (cidr, i) in adminAllowedCidrs: {
+  name: 'admin-${i}'
+  description: 'Admin or monitoring range (adminAllowedCidrs)'
+  ipAddress: cidr
+  action: 'Allow'
+  priority: 300 + i
+}]
+var eventGridRule = {
+  name: 'event-grid'
+  description: 'Event Grid delivers Bankgirot blob events to /runtime/webhooks/blobs'
+  ipAddress: 'AzureEventGrid'
+  tag: 'ServiceTag'
+  action: 'Allow'
+  priority: 500
+}
+var inboundRules = restrictInbound ? concat(webhookRules, adminRules, [eventGridRule]) : []
 
 // Built-in roles (IDs are the same in every tenant).
 var roles = {
@@ -194,6 +241,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      ipSecurityRestrictions: inboundRules
+      ipSecurityRestrictionsDefaultAction: restrictInbound ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: restrictInbound && restrictDeploymentsToo
     }
     functionAppConfig: {
       deployment: {
@@ -251,7 +301,11 @@ var coreSettings = {
   BRIDGE_DATAVERSE__CLIENT_ID: dataverseClientId
   BRIDGE_DATAVERSE__MAX_CONCURRENCY: string(dataverseMaxConcurrency)
   BRIDGE_SWISH__ALLOWED_IPS: swishAllowedIps
+  BRIDGE_BANKGIROT__PAYEE_BANKGIROS: bankgirotPayeeBankgiros
+  BRIDGE_BANKGIROT__CUSTOMER_NUMBERS: bankgirotCustomerNumbers
   BRIDGE_LOG__LEVEL: logLevel
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(httpBodyLimitBytes)
+  BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE: triggerSweepSchedule
   BRIDGE_BILLOGRAM__SIGN_KEY: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_BILLOGRAM__SIGN_KEY})'
   BRIDGE_SWISH__CALLBACK_IDENTIFIER: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SWISH__CALLBACK_IDENTIFIER})'
   BRIDGE_DATAVERSE__CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_DATAVERSE__CLIENT_SECRET})'
