@@ -34,7 +34,7 @@ from dynamics_bridge.hosting import forwarded_client_ip
 from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.logs import log_context
 from dynamics_bridge.personnummer import mask_text
-from dynamics_bridge.queue import EventQueue, ReceivedMessage, encode_messages, open_queue
+from dynamics_bridge.queue import EventQueue, ReceivedMessage, open_queue
 from dynamics_bridge.settings import BankgirotSettings, Settings, load_settings
 from dynamics_bridge.sources import billogram, swish
 from dynamics_bridge.sources._common import JsonLimits, WebhookParse
@@ -92,10 +92,8 @@ def handle_webhook(
             raise InputError(f"unknown provider {provider!r}", field="provider")
         parsed = _verify_and_parse(provider, body, headers, client_ip, settings, swish_api)
         if parsed.events:
-            # Every event must fit a queue message before the first is sent: a refusal half-way
-            # through a callback with several events would leave some of them queued.
-            for _ in encode_messages(parsed.events):
-                pass
+            # The queue encodes every event before it sends the first, so an event too large
+            # for a message refuses the callback with nothing queued.
             target = queue if queue is not None else open_queue(settings.queue)
             target.send(parsed.events)
     except AuthError as exc:

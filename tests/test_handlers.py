@@ -13,7 +13,7 @@ import pytest
 from dynamics_bridge.errors import PermanentError, TransientError
 from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.model import PaymentEvent
-from dynamics_bridge.queue import InMemoryQueue, encode_messages, open_queue
+from dynamics_bridge.queue import InMemoryQueue, open_queue
 from dynamics_bridge.settings import load_settings
 from dynamics_bridge.sources._common import WebhookParse
 from tests.conftest import FIXTURES
@@ -336,20 +336,9 @@ class TestRefused:
         assert "RuntimeError: a bug" in trace
 
     def test_a_callback_whose_events_cannot_all_be_queued_queues_none(self, monkeypatch) -> None:
-        """Every event must fit a queue message before the first is sent: a queue that sends
-        message by message (as Azure's does) would otherwise hold half of the callback."""
+        """The queue encodes every message before it sends the first (the port's contract, held
+        by both adapters in tests/queue), so a callback is never half queued."""
         from tests.test_pipeline import ev
-
-        class MessageByMessage:
-            name = "one-by-one"
-
-            def __init__(self) -> None:
-                self.sent: list[str] = []
-
-            def send(self, events: Sequence[PaymentEvent]) -> list[str]:
-                for text in encode_messages(events, max_bytes=64 * 1024):
-                    self.sent.append(text)
-                return [e.event_id for e in events]
 
         # The first two fill a message each; the third fits none.
         events = [
@@ -359,12 +348,12 @@ class TestRefused:
         monkeypatch.setattr(
             "dynamics_bridge.sources.swish.parse_callback", lambda *a, **k: WebhookParse(events)
         )
-        queue = MessageByMessage()
+        queue = InMemoryQueue()
         result = handle_webhook(
             "swish", fixture("swish_payment_paid.json"), JSON, settings=settings(), queue=queue
-        )  # type: ignore[arg-type]
+        )
         assert (result.status, result.body["field"]) == (400, "event")
-        assert queue.sent == []
+        assert len(queue) == 0
 
     def test_invalid_settings_are_503_not_a_crash(self, monkeypatch) -> None:
         monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")  # no connection string

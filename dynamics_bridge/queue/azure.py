@@ -85,10 +85,10 @@ class AzureStorageQueue:
         self._ready.add(client.queue_name)
 
     def send(self, events: Sequence[PaymentEvent]) -> list[str]:
-        return [
-            self.send_raw(text)
-            for text in encode_messages(events, max_bytes=self.max_message_bytes)
-        ]
+        # Encoded whole before the first send: an event too large for a message refuses the
+        # call with nothing queued, never half of a callback's events.
+        texts = list(encode_messages(events, max_bytes=self.max_message_bytes))
+        return [self.send_raw(text) for text in texts]
 
     def send_raw(self, text: str) -> str:
         try:

@@ -47,7 +47,10 @@ class EventQueue(Protocol):
     name: str
 
     def send(self, events: Sequence[PaymentEvent]) -> list[str]:
-        """Queue the events (split into messages as needed); returns message ids."""
+        """Queue the events (split into messages as needed); returns message ids.
+
+        Every message is encoded before the first is sent: an event over the message limit is
+        an InputError with nothing queued."""
         ...
 
     def receive(
