@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean functionapp
 
-$(STAMP): pyproject.toml
+SANDBOX := packages/dynamics-bridge-sandbox
+
+$(STAMP): pyproject.toml $(SANDBOX)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,functions]'
+	$(PY) -m pip install --quiet -e '.[dev,functions]' -e $(SANDBOX)
 	touch $(STAMP)
 
 node_modules/.bin/azurite: package.json
@@ -24,8 +26,8 @@ test: $(STAMP) node_modules/.bin/azurite
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dynamics_bridge tests bench deploy
-	$(VENV)/bin/mypy dynamics_bridge
+	$(VENV)/bin/ruff check dynamics_bridge tests bench deploy packages
+	$(VENV)/bin/mypy dynamics_bridge $(SANDBOX)/dynamics_bridge_sandbox
 
 bench: $(STAMP) node_modules/.bin/azurite
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

@@ -22,12 +22,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from dynamics_bridge_sandbox.apsis import ApsisChaos
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import member_numbers, payment_events
 
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.apsis import ApsisChaos
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.testing.chaos import (
+from tests.support.chaos import (
     ApsisSide,
     Register,
     compare,
@@ -36,7 +42,6 @@ from dynamics_bridge.testing.chaos import (
     out_of_order_members,
     run_register,
 )
-from dynamics_bridge.testing.dataverse import member_numbers, payment_events
 
 
 def main() -> None:

@@ -20,12 +20,13 @@ import threading
 import time
 import uuid
 
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.server import run_sandbox
+
 from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.metadata import alternate_key_body
 from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserLane, AppUserPool
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
 WINDOW = 300.0  # Dataverse's service-protection window, in (scaled) seconds

@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/functions.py [--events N] [--per-message K] [--latency S]
 N payment events (K to a message; 1 is a webhook's shape) are queued on Azurite, then the
 ``payment_events`` function of deploy/azure-functions/function_app.py is driven the way the
-Functions host drives it (dynamics_bridge/testing/functions_host.py: batches of host.json's
+Functions host drives it (tests/support/functions_host.py: batches of host.json's
 ``batchSize`` run concurrently, one instance) until the queue is empty. The sandbox answers with
 ``--latency`` seconds per request (default 0: this measures our own cost, not Dataverse's).
 Last line: ``RESULT events=N events_per_s=X p99_ms=Y`` (p99 of one function run).
@@ -19,16 +19,19 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import payment_events, prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
+
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.queue import open_queue
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.services import Services
 from dynamics_bridge.settings import load_settings
-from dynamics_bridge.testing.azurite import azurite_binary, run_azurite
-from dynamics_bridge.testing.dataverse import payment_events, prepare_register, sandbox_settings
-from dynamics_bridge.testing.functions_host import QueueTriggerHost
+from tests.support.azurite import azurite_binary, run_azurite
+from tests.support.functions_host import QueueTriggerHost
 
 ROOT = Path(__file__).resolve().parent.parent
 

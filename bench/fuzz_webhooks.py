@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/fuzz_webhooks.py [--examples N]
 
-1. Every request of the hostile catalogue (dynamics_bridge/testing/hostile_webhooks.py) through
+1. Every request of the hostile catalogue (tests/support/hostile_webhooks.py) through
    ``handle_webhook``: how many were tried and how many held (the documented answer, the field
    named, nothing queued).
 2. N hypothesis examples each for the Swish parser, the Billogram parser, and ``handle_webhook``
@@ -20,20 +20,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.errors import InputError
-from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BillogramSettings, SwishSettings
 from dynamics_bridge.sources import billogram, swish
-from dynamics_bridge.testing.hostile_webhooks import (
+from tests.support.hostile_webhooks import (
     ALLOWED_STATUSES,
     FuzzRequest,
     fuzz_settings,

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import uuid
 from pathlib import Path
 
-from dynamics_bridge.demo.callbacks import Callback, billogram_callbacks, swish_callbacks
-from dynamics_bridge.handlers import handle_webhook
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from dynamics_bridge_sandbox.demo.callbacks import Callback, billogram_callbacks, swish_callbacks
+
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.queue import InMemoryQueue, open_queue
 from dynamics_bridge.settings import Settings, load_settings
-from dynamics_bridge.testing.azurite import azurite_binary, run_azurite
+from tests.support.azurite import azurite_binary, run_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGN_KEY = "bench-sign-key"

@@ -32,12 +32,13 @@ from pathlib import Path
 
 
 def generate(kind: str, path: Path, records: int) -> None:
-    from dynamics_bridge.sources.bankgirot_writer import (
+    from dynamics_bridge_sandbox.bankgirot_writer import (
         AutogiroPayment,
         BgmaxPayment,
         bgmax_lines,
         payment_spec_lines,
     )
+
     from dynamics_bridge.sources.ocr import make_reference
 
     with path.open("wb") as fh:
@@ -93,9 +94,10 @@ def parse(kind: str, path: Path) -> dict:
 
 
 def ingest(kind: str, path: Path) -> dict:
-    from dynamics_bridge.ingest import ingest_file
+    from dynamics_bridge_sandbox.bankgirot_writer import EXAMPLE_PAYEE_BANKGIRO
+
+    from dynamics_bridge.app.ingest import ingest_file
     from dynamics_bridge.settings import BankgirotSettings
-    from dynamics_bridge.sources.bankgirot_writer import EXAMPLE_PAYEE_BANKGIRO
 
     union = BankgirotSettings(payee_bankgiros=[EXAMPLE_PAYEE_BANKGIRO])  # the files' payee
     records = count_records(path)

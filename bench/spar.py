@@ -17,8 +17,9 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from dynamics_bridge_sandbox.spar import demo_people, run_spar_responder
+
 from dynamics_bridge.registry import SparClient
-from dynamics_bridge.sandbox.spar import demo_people, run_spar_responder
 
 
 def main() -> None:

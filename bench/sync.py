@@ -31,6 +31,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import payment_events, prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
+
+from dynamics_bridge.app.sync import SyncReport, run_sync
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.errors import DuplicateKeyError
@@ -38,10 +43,6 @@ from dynamics_bridge.mapping import MappingFile, load_mapping, payment_row, plan
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.sync import SyncReport, run_sync
-from dynamics_bridge.testing.dataverse import payment_events, prepare_register, sandbox_settings
 
 WINDOW = 300.0
 REQUESTS = 6000

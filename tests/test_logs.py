@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from dynamics_bridge.handlers import handle_webhook
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.logs import configure_logging, log_context
 from dynamics_bridge.personnummer import mask_text
 from dynamics_bridge.queue import InMemoryQueue

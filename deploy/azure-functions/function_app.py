@@ -23,10 +23,10 @@ from pathlib import Path
 
 import azure.functions as func
 
-from dynamics_bridge import handlers, health, jobs
+from dynamics_bridge.app import handlers, health, jobs
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.hosting import queue_host_options
 from dynamics_bridge.logs import configure_host_logging
-from dynamics_bridge.services import Services
 from dynamics_bridge.settings import Settings
 
 HOST_JSON = json.loads(Path(__file__).with_name("host.json").read_text(encoding="utf-8"))

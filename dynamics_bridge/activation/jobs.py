@@ -1,8 +1,8 @@
 """Entry points: the activation side built from settings, and its timer jobs as plain functions.
 
 ``run_segments``, ``run_reminders`` and ``run_triggers`` take the worker's
-:class:`~dynamics_bridge.services.Services` (or bare :class:`~dynamics_bridge.settings.Settings`)
-and return a JSON-able summary; :func:`dynamics_bridge.jobs.run_job` calls them by name.
+:class:`~dynamics_bridge.app.wiring.Services` (or bare :class:`~dynamics_bridge.settings.Settings`)
+and return a JSON-able summary; :func:`dynamics_bridge.app.jobs.run_job` calls them by name.
 Without APSIS settings they skip, saying why.
 """
 
@@ -16,10 +16,10 @@ import requests
 from dynamics_bridge.activation.config import ApsisFile
 from dynamics_bridge.activation.loader import activation_configured, load_activation
 from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.apsis.platform import ApsisPlatform
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import MappingFile
-from dynamics_bridge.services import Services
 from dynamics_bridge.settings import ApsisSettings, Settings
 
 __all__ = [
@@ -73,7 +73,7 @@ def build_activation(
 
 
 def _activation(services: Services | Settings) -> Activation:
-    from dynamics_bridge.jobs import Skip
+    from dynamics_bridge.app.jobs import Skip
 
     if isinstance(services, Settings):
         services = Services(services)

@@ -48,3 +48,16 @@ def install_logging(level: str) -> None:
 def version() -> None:
     """Print the installed version."""
     console.print(__version__)
+
+
+def sandbox_missing(exc: ModuleNotFoundError) -> typer.Exit:
+    """The local stand-ins and the demo are a second distribution, never deployed: say how to
+    get it instead of a traceback (only when it is the sandbox that is missing)."""
+    if not (exc.name or "").startswith("dynamics_bridge_sandbox"):
+        raise exc
+    err_console.print(
+        "the local sandbox is not installed: pip install -e packages/dynamics-bridge-sandbox "
+        "(make demo and make test install it)",
+        highlight=False,
+    )
+    return typer.Exit(2)

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from dynamics_bridge.activation.loader import activation_configured, load_activation
+from dynamics_bridge.app.schema import write_schemas
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
-from dynamics_bridge.mapping.schema import write_schemas
 from dynamics_bridge.settings import load_settings, settings_reference
 
 

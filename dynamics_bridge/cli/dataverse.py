@@ -8,13 +8,11 @@ from pathlib import Path
 
 import typer
 
-from dynamics_bridge.cli._app import app, console, err_console
+from dynamics_bridge.cli._app import app, console, err_console, sandbox_missing
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import load_settings
 
 
@@ -34,6 +32,11 @@ def sandbox(
     ),
 ) -> None:
     """Run the local Dataverse (and its token endpoint) in the foreground until Ctrl-C."""
+    try:
+        from dynamics_bridge_sandbox.dataverse import Limits
+        from dynamics_bridge_sandbox.server import run_sandbox
+    except ModuleNotFoundError as exc:
+        raise sandbox_missing(exc) from None
     db.parent.mkdir(parents=True, exist_ok=True)
     limits = Limits(
         requests_per_window=requests_per_window,

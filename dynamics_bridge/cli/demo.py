@@ -9,10 +9,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dynamics_bridge.cli._app import app, console
+from dynamics_bridge.cli._app import app, console, sandbox_missing
 from dynamics_bridge.cli.activation import print_demo_section as print_apsis_section
 from dynamics_bridge.cli.spar import print_demo_section
-from dynamics_bridge.demo.run import run_demo
 
 
 def _table(title: str, counts: dict[str, int], label: str) -> Table:
@@ -31,6 +30,10 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Sandbox, provisioning, every source delivered twice, sync into Dataverse, and the result."""
+    try:
+        from dynamics_bridge_sandbox.demo.run import run_demo
+    except ModuleNotFoundError as exc:
+        raise sandbox_missing(exc) from None
     intake_log = logging.getLogger("dynamics_bridge.intake")
     level = intake_log.level
     intake_log.setLevel(logging.ERROR)  # the forged callback is on purpose; reported below

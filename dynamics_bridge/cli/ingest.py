@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dynamics_bridge.app.ingest import FileFormat, IngestReport, ingest_file, iter_files
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError, InputError
-from dynamics_bridge.ingest import FileFormat, IngestReport, ingest_file, iter_files
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue, InMemoryQueue, open_queue
 from dynamics_bridge.settings import ENV_DELIMITER, ENV_PREFIX, BankgirotSettings, load_settings

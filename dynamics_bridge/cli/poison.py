@@ -9,7 +9,7 @@ from typing import TypeVar
 import typer
 from rich.table import Table
 
-from dynamics_bridge import poison as ops
+from dynamics_bridge.app import poison as ops
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.queue import EventQueue, open_queue

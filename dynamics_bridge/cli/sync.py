@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from dynamics_bridge.activation.jobs import build_activation
+from dynamics_bridge.app.sync import SyncReport, dry_run_sync, run_sync
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
@@ -15,7 +16,6 @@ from dynamics_bridge.personnummer import mask_text
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import Settings, load_settings
-from dynamics_bridge.sync import SyncReport, dry_run_sync, run_sync
 
 
 def dataverse_client(settings: Settings) -> DataverseClient:

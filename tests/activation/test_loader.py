@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dynamics_bridge.activation.loader import activation_configured, load_activation
+from dynamics_bridge.app.schema import MAPPING_MODELS
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping.loader import MAPPINGS_DIR
-from dynamics_bridge.mapping.schema import MAPPING_MODELS
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_a_pure_module_imports_no_io_library(name: str) -> None:
     assert not any(
         isinstance(node, ast.ImportFrom)
         and (node.module or "").startswith(
-            ("dynamics_bridge.dataverse", "dynamics_bridge.apsis.client", "dynamics_bridge.sandbox")
+            ("dynamics_bridge.dataverse", "dynamics_bridge.apsis.client", "dynamics_bridge_sandbox")
         )
         for node in ast.walk(tree)
     )

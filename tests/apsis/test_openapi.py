@@ -10,8 +10,8 @@ import json
 
 import pytest
 import yaml
+from dynamics_bridge_sandbox.apsis import ApsisStandIn
 
-from dynamics_bridge.sandbox.apsis import ApsisStandIn
 from dynamics_bridge.settings import ApsisSettings
 from tests.apsis.conftest import BASE, KEYSPACE
 from tests.conftest import shared_samples

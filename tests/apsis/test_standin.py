@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from dynamics_bridge.sandbox.apsis import (
+from dynamics_bridge_sandbox.apsis import (
     Answer,
     ApsisChaos,
     ApsisLimits,

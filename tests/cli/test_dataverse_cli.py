@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from dynamics_bridge_sandbox.server import run_sandbox
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app
-from dynamics_bridge.sandbox.server import run_sandbox
 
 runner = CliRunner()
 

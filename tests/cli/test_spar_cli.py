@@ -7,14 +7,14 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
+from dynamics_bridge_sandbox.spar import NOT_FOUND, SparResponder, run_spar_responder
 from typer.testing import CliRunner
 
 from dynamics_bridge.cli import app
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.sandbox.spar import NOT_FOUND, SparResponder, run_spar_responder
-from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
 
 runner = CliRunner()
 ANNA, CECILIA = "196503129816", "195809199838"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dynamics_bridge.demo.callbacks import billogram_callbacks, swish_callbacks
+from dynamics_bridge_sandbox.demo.callbacks import billogram_callbacks, swish_callbacks
+
 from dynamics_bridge.settings import BillogramSettings, SwishSettings
 from dynamics_bridge.sources import billogram, swish
 

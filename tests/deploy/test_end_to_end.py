@@ -1,6 +1,6 @@
 """The function app end to end on local parts: provider callbacks through the HTTP functions, onto
 an Azure Storage queue (Azurite), through the queue function run the way the Functions host runs
-it (dynamics_bridge/testing/functions_host.py), into the Dataverse sandbox and on to the APSIS
+it (tests/support/functions_host.py), into the Dataverse sandbox and on to the APSIS
 stand-in as triggers; the segments and reminders timers against both; and the two ways a
 message that keeps failing reaches the poison queue, and comes back with ``poison replay``."""
 
@@ -15,21 +15,21 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
+from dynamics_bridge_sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge_sandbox.register import sandbox_settings, seed_members
+from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 from typer.testing import CliRunner
 
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli import app as cli
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
-from dynamics_bridge.sandbox.server import SandboxInfo, run_sandbox
-from dynamics_bridge.services import Services
 from dynamics_bridge.settings import Settings, load_settings
-from dynamics_bridge.testing.dataverse import sandbox_settings, seed_members
-from dynamics_bridge.testing.functions_host import QueueTriggerHost
 from tests.conftest import FIXTURES
 from tests.integration.conftest import azurite  # noqa: F401 - the fixture
 from tests.sources.test_billogram import KEY, signed_headers
+from tests.support.functions_host import QueueTriggerHost
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ from azure.functions.blob import InputStream
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.errors import TransientError
 from dynamics_bridge.logs import JsonFormatter, ScrubFilter
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue, encode_messages
-from dynamics_bridge.services import Services
 from dynamics_bridge.settings import load_settings
 from tests.conftest import FIXTURES
 from tests.fakes import FakeMemberStore

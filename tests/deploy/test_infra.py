@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from dynamics_bridge.app.jobs import JOBS
 from dynamics_bridge.hosting import (
     DATAVERSE_CONCURRENT_LIMIT,
     dataverse_concurrency,
     queue_host_options,
 )
-from dynamics_bridge.jobs import JOBS
 from dynamics_bridge.settings import Settings, WebhookSettings, env_name
 from tests.deploy.conftest import APP_DIR
 

@@ -83,6 +83,25 @@ def test_the_staged_app_indexes_its_functions_from_its_own_folder(tmp_path) -> N
     ).stdout.split()
     assert out[:2] == ["9", "True"]
     assert out[2].startswith(str(staged))  # the copy beside function_app.py, not the checkout
+    shipped = {p.relative_to(staged).as_posix() for p in staged.rglob("*.py")}
+    local_only = [
+        p
+        for p in shipped
+        if any(word in p for word in ("sandbox", "demo", "testing", "support", "writer", "test_"))
+        and not p.startswith("dynamics_bridge/cli/")  # the commands only say how to install it
+    ]
+    assert local_only == [], "stand-ins, demo and test support are never deployed"
+    imported = subprocess.run(
+        [sys.executable, "-c", "import function_app, sys; print(' '.join(sorted(sys.modules)))"],
+        cwd=staged,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    # http.server is not listed: azure.functions loads it (through werkzeug) on its own.
+    assert not [
+        m for m in imported if m in {"sqlite3", "cryptography"} or m.startswith("dynamics_bridge_")
+    ]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

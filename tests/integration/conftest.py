@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dynamics_bridge.testing.azurite import azurite_binary, run_azurite
 from tests.conftest import ROOT
+from tests.support.azurite import azurite_binary, run_azurite
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dynamics_bridge_sandbox.apsis import (
+    ApsisChaos,
+    ApsisLimits,
+    ApsisStandIn,
+    run_apsis_standin,
+)
+from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
 
 from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
@@ -31,15 +39,7 @@ from dynamics_bridge.model import (
     make_event_id,
 )
 from dynamics_bridge.pipeline import EventOutcome, Pipeline
-from dynamics_bridge.sandbox.apsis import (
-    ApsisChaos,
-    ApsisLimits,
-    ApsisStandIn,
-    run_apsis_standin,
-)
-from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import ActivationSettings, ApsisSettings
-from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
 
 pytestmark = pytest.mark.integration
 MAPPING = load_mapping()

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from dynamics_bridge_sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
+from dynamics_bridge_sandbox.spar import NOT_FOUND, SparResponder, run_spar_responder
 
 from dynamics_bridge.apsis import ApsisPlatform
 from dynamics_bridge.dataverse.client import DataverseClient
@@ -16,11 +20,7 @@ from dynamics_bridge.mapping import MappingFile, load_mapping
 from dynamics_bridge.mapping.models import AddressSelect, NewMembers
 from dynamics_bridge.registry import SparClient
 from dynamics_bridge.registry.refresh import AddressRefresh
-from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
-from dynamics_bridge.sandbox.server import run_sandbox
-from dynamics_bridge.sandbox.spar import NOT_FOUND, SparResponder, run_spar_responder
 from dynamics_bridge.settings import load_settings
-from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
+from dynamics_bridge_sandbox.apsis import ApsisLimits, ApsisStandIn, run_apsis_standin
 
 from dynamics_bridge.apsis import ApsisPlatform, ConsentChange, MarketingEvent, ProfileChange
 from dynamics_bridge.errors import AuthError, PermanentError
-from dynamics_bridge.sandbox.apsis import ApsisLimits, ApsisStandIn, run_apsis_standin
 from dynamics_bridge.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 from azure.storage.queue import QueueClient
 from pydantic import SecretStr
 
-from dynamics_bridge.handlers import handle_webhook
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import load_settings
 from dynamics_bridge.sources import billogram, swish
@@ -112,7 +112,7 @@ def test_a_message_put_there_by_hand_is_received_with_an_error_not_a_crash(setti
 
 
 def test_poison_replay_against_azure_storage(settings) -> None:
-    from dynamics_bridge import poison
+    from dynamics_bridge.app import poison
 
     queue = open_queue(settings.queue)
     queue.send([event(event_id="swish-1"), event(event_id="swish-2")])

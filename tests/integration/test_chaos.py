@@ -5,16 +5,16 @@ member's several events (payments, failures, mandate changes) arrive out of orde
 from __future__ import annotations
 
 import pytest
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import member_numbers, payment_events
 
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.testing.chaos import (
+from tests.support.chaos import (
     compare,
     deliveries,
     out_of_order_members,
     run_register,
 )
-from dynamics_bridge.testing.dataverse import member_numbers, payment_events
 
 pytestmark = pytest.mark.integration
 

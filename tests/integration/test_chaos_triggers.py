@@ -6,11 +6,12 @@ event POSTs before answering 503. APSIS ends up holding what a clean, in-order r
 from __future__ import annotations
 
 import pytest
+from dynamics_bridge_sandbox.apsis import ApsisChaos
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import member_numbers, payment_events
 
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.apsis import ApsisChaos
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.testing.chaos import (
+from tests.support.chaos import (
     ApsisSide,
     ChaosResult,
     Register,
@@ -20,7 +21,6 @@ from dynamics_bridge.testing.chaos import (
     out_of_order_members,
     run_register,
 )
-from dynamics_bridge.testing.dataverse import member_numbers, payment_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 
 from dynamics_bridge.dataverse import bind
 from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
@@ -26,8 +28,6 @@ from dynamics_bridge.errors import (
     PermanentError,
 )
 from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import SandboxInfo, run_sandbox
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from dynamics_bridge_sandbox.spar import NOT_FOUND, SparResponder, demo_people, run_spar_responder
 from lxml import etree
 
 from dynamics_bridge.errors import InputError
@@ -13,7 +14,6 @@ from dynamics_bridge.registry import (
     SparNotFoundError,
     SparUndantagError,
 )
-from dynamics_bridge.sandbox.spar import NOT_FOUND, SparResponder, demo_people, run_spar_responder
 
 pytestmark = pytest.mark.integration
 

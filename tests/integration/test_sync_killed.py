@@ -15,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from dynamics_bridge_sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge_sandbox.register import payment_events, prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 
 from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
@@ -23,10 +26,9 @@ from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.queue import open_queue
-from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
-from dynamics_bridge.sandbox.server import SandboxInfo, run_sandbox
 from dynamics_bridge.settings import ActivationSettings, QueueSettings
-from dynamics_bridge.testing.chaos import (
+from tests.conftest import ROOT
+from tests.support.chaos import (
     RUN_LIMITS,
     ApsisSide,
     apsis_settings,
@@ -37,8 +39,6 @@ from dynamics_bridge.testing.chaos import (
     run_register,
     sent_triggers,
 )
-from dynamics_bridge.testing.dataverse import payment_events, prepare_register, sandbox_settings
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import load_settings
-from dynamics_bridge.sync import run_sync
+from dynamics_bridge.app.sync import run_sync
 import sys
 settings = load_settings()
 mapping = load_mapping()

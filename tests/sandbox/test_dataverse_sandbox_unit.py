@@ -7,6 +7,8 @@ import shlex
 from typing import Any
 
 import pytest
+from dynamics_bridge_sandbox.dataverse import API, DataverseSandbox, Limits
+from dynamics_bridge_sandbox.server import CONTACT, run_sandbox
 from typer.testing import CliRunner
 
 from dynamics_bridge.dataverse.batch import (
@@ -24,8 +26,6 @@ from dynamics_bridge.dataverse.metadata import (
     string_column_body,
     table_body,
 )
-from dynamics_bridge.sandbox.dataverse import API, DataverseSandbox, Limits
-from dynamics_bridge.sandbox.server import CONTACT, run_sandbox
 
 OPTIONS = [ChoiceOption(100000000, "Betald"), ChoiceOption(100000001, "Obetald")]
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import io
 
 import pytest
-
-from dynamics_bridge.errors import InputError
-from dynamics_bridge.model import Source, make_event_id
-from dynamics_bridge.sources import autogiro
-from dynamics_bridge.sources.bankgirot import Payees
-from dynamics_bridge.sources.bankgirot_writer import (
+from dynamics_bridge_sandbox.bankgirot_writer import (
     AutogiroPayment,
     MandateNotice,
     mandate_notice_lines,
     payment_spec_lines,
 )
+
+from dynamics_bridge.errors import InputError
+from dynamics_bridge.model import Source, make_event_id
+from dynamics_bridge.sources import autogiro
+from dynamics_bridge.sources.bankgirot import Payees
 from tests.fixtures.bankgirot import (
     BG,
     CUSTOMER,

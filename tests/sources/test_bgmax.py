@@ -6,12 +6,12 @@ import io
 from datetime import date
 
 import pytest
+from dynamics_bridge_sandbox.bankgirot_writer import BgmaxPayment, bgmax_lines
 
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.model import Source, make_event_id
 from dynamics_bridge.sources import bgmax
 from dynamics_bridge.sources.bankgirot import Payees
-from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
 from tests.fixtures.bankgirot import (
     BG,

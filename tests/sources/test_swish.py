@@ -15,9 +15,9 @@ from dynamics_bridge.errors import (
     SignatureError,
     TransientError,
 )
+from dynamics_bridge.providers.swish_api import SwishApiClient
 from dynamics_bridge.settings import SwishSettings
 from dynamics_bridge.sources import swish
-from dynamics_bridge.swish_api import SwishApiClient
 from tests.conftest import FIXTURES, shared_samples
 
 WEBHOOKS = FIXTURES / "webhooks"

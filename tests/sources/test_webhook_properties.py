@@ -1,6 +1,6 @@
 """Properties of webhook intake under generated hostile input (hypothesis).
 
-Bodies are the valid Swish and Billogram bodies of dynamics_bridge/testing/hostile_webhooks.py
+Bodies are the valid Swish and Billogram bodies of tests/support/hostile_webhooks.py
 with random and hostile JSON fragments spliced in (NaN, 1e999999999, 5,000-digit integers,
 deep nesting, unpaired surrogates, non-ASCII digits...), some cut short, some plain bytes.
 Requests through ``handle_webhook`` are signed (Billogram) or carry the identifier (Swish) in
@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.errors import InputError
-from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BillogramSettings, SwishSettings
@@ -38,7 +38,7 @@ from dynamics_bridge.sources._common import (
     reference,
     to_minor_units,
 )
-from dynamics_bridge.testing.hostile_webhooks import (
+from tests.support.hostile_webhooks import (
     FuzzRequest,
     fuzz_settings,
     webhook_bodies,

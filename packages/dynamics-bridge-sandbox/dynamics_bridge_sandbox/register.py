@@ -25,8 +25,8 @@ from dynamics_bridge.model import (
     make_event_id,
 )
 from dynamics_bridge.personnummer import luhn_check_digit
-from dynamics_bridge.sandbox.server import SandboxInfo
 from dynamics_bridge.settings import AppUser, DataverseSettings
+from dynamics_bridge_sandbox.server import SandboxInfo
 
 __all__ = [
     "fictitious_personnummer",

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
+from dynamics_bridge.app.ingest import ingest_file
+from dynamics_bridge.app.sync import SyncReport, process_message
 from dynamics_bridge.errors import (
     AuthError,
     BridgeError,
@@ -31,18 +33,16 @@ from dynamics_bridge.errors import (
     UnsupportedMediaTypeError,
 )
 from dynamics_bridge.hosting import forwarded_client_ip
-from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.logs import log_context
 from dynamics_bridge.personnummer import mask_text
 from dynamics_bridge.queue import EventQueue, ReceivedMessage, open_queue
 from dynamics_bridge.settings import BankgirotSettings, Settings, load_settings
 from dynamics_bridge.sources import billogram, swish
 from dynamics_bridge.sources._common import JsonLimits, WebhookParse
-from dynamics_bridge.sync import SyncReport, process_message
 
 if TYPE_CHECKING:
+    from dynamics_bridge.app.wiring import Services
     from dynamics_bridge.pipeline import Pipeline
-    from dynamics_bridge.services import Services
 
 __all__ = [
     "PROVIDERS",
@@ -156,7 +156,7 @@ def _verify_and_parse(
     if provider == "swish":
         swish.authenticate(raw, headers, client_ip, settings.swish, limits=limits)
         if swish_api is None and settings.swish.confirm_with_api:
-            from dynamics_bridge.swish_api import SwishApiClient
+            from dynamics_bridge.providers.swish_api import SwishApiClient
 
             swish_api = SwishApiClient.from_settings(settings.swish)
         return swish.parse_callback(raw, settings.swish, api=swish_api, limits=limits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamics_bridge import poison
+from dynamics_bridge.app import poison
 from dynamics_bridge.errors import InputError, NotFoundError
 from dynamics_bridge.queue import InMemoryQueue
 from tests.test_pipeline import ev

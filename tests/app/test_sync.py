@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dynamics_bridge.app.sync import run_sync
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.sync import run_sync
 from tests.fakes import FakeMemberStore
 from tests.test_pipeline import ev
 
@@ -61,7 +61,7 @@ def test_transient_failures_are_requeued_alone(store, queue) -> None:
 
 
 def test_events_that_keep_failing_are_poisoned_after_the_dequeue_limit(store, queue) -> None:
-    from dynamics_bridge.sync import process_message
+    from dynamics_bridge.app.sync import process_message
 
     queue.send([ev(1)])
     store.transient_left = 10
@@ -136,7 +136,7 @@ def test_a_message_that_raises_does_not_hold_its_batch_and_ends_in_poison(queue)
 
 
 def test_a_permanent_error_before_the_dequeue_limit_leaves_the_message(queue) -> None:
-    from dynamics_bridge.sync import process_message
+    from dynamics_bridge.app.sync import process_message
 
     store = ExplodingStore({"100001": {}})
     queue.send([ev(2, member="666666")])
@@ -155,7 +155,7 @@ def test_a_permanent_error_before_the_dequeue_limit_leaves_the_message(queue) ->
 
 
 def test_a_dry_run_sees_every_message_and_takes_none(store, queue) -> None:
-    from dynamics_bridge.sync import dry_run_sync
+    from dynamics_bridge.app.sync import dry_run_sync
 
     for i in range(40):  # more than one receive (32) would return
         queue.send([ev(i, member="100001" if i % 2 else "100002", minutes=i)])
@@ -171,7 +171,7 @@ def test_a_dry_run_sees_every_message_and_takes_none(store, queue) -> None:
 
 
 def test_a_dry_run_counts_what_it_could_not_see(store, queue) -> None:
-    from dynamics_bridge.sync import dry_run_sync
+    from dynamics_bridge.app.sync import dry_run_sync
 
     queue.send([ev(1)])
     queue.send([ev(2)])

@@ -54,7 +54,7 @@ def run_azurite(binary: Path, *, timeout: float = 30.0) -> Iterator[str]:
     """Run the queue service on a free port; yields its connection string."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="azurite-")
-    process = subprocess.Popen(  # noqa: S603 - a fixed local binary and fixed flags
+    process = subprocess.Popen(
         [
             str(binary),
             "--queueHost",

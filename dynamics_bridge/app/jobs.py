@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dynamics_bridge.services import Services
+from dynamics_bridge.app.wiring import Services
 
 __all__ = ["JOBS", "JobResult", "available", "run_job"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.errors import PermanentError, TransientError
-from dynamics_bridge.handlers import handle_webhook
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import InMemoryQueue, open_queue
 from dynamics_bridge.settings import load_settings

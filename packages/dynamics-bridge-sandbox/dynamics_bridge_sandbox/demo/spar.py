@@ -19,9 +19,9 @@ from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.model import MemberRefKind
 from dynamics_bridge.registry import SparClient
 from dynamics_bridge.registry.refresh import AddressRefresh
-from dynamics_bridge.sandbox.apsis import ApsisStandIn, run_apsis_standin
-from dynamics_bridge.sandbox.spar import NOT_FOUND, Person, demo_people, run_spar_responder
 from dynamics_bridge.settings import ApsisSettings
+from dynamics_bridge_sandbox.apsis import ApsisStandIn, run_apsis_standin
+from dynamics_bridge_sandbox.spar import NOT_FOUND, Person, demo_people, run_spar_responder
 
 __all__ = ["run_spar_demo"]
 

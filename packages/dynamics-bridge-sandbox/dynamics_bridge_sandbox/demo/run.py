@@ -1,6 +1,6 @@
 """The whole main job on the local sandbox: intake of every source, twice, then sync to Dataverse.
 
-Members are fictitious (see :mod:`dynamics_bridge.testing.dataverse`); they exist only in the
+Members are fictitious (see :mod:`dynamics_bridge_sandbox.register`); they exist only in the
 sandbox.
 """
 
@@ -13,21 +13,18 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from dynamics_bridge.app.ingest import ingest_file
+from dynamics_bridge.app.sync import run_sync
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
-from dynamics_bridge.demo.apsis import prepare_apsis_demo, run_apsis_demo
-from dynamics_bridge.demo.callbacks import demo_callbacks
-from dynamics_bridge.demo.intake import deliver
-from dynamics_bridge.demo.spar import run_spar_demo
-from dynamics_bridge.ingest import ingest_file
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.sandbox.apsis import run_apsis_standin
-from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import Settings, load_settings
-from dynamics_bridge.sources.bankgirot_writer import (
+from dynamics_bridge.sources.ocr import make_reference
+from dynamics_bridge_sandbox.apsis import run_apsis_standin
+from dynamics_bridge_sandbox.bankgirot_writer import (
     EXAMPLE_CUSTOMER_NUMBER,
     EXAMPLE_PAYEE_BANKGIRO,
     AutogiroPayment,
@@ -35,9 +32,12 @@ from dynamics_bridge.sources.bankgirot_writer import (
     bgmax_lines,
     payment_spec_lines,
 )
-from dynamics_bridge.sources.ocr import make_reference
-from dynamics_bridge.sync import run_sync
-from dynamics_bridge.testing.dataverse import FEE, prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.demo.apsis import prepare_apsis_demo, run_apsis_demo
+from dynamics_bridge_sandbox.demo.callbacks import demo_callbacks
+from dynamics_bridge_sandbox.demo.intake import deliver
+from dynamics_bridge_sandbox.demo.spar import run_spar_demo
+from dynamics_bridge_sandbox.register import FEE, prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
 
 __all__ = ["DemoReport", "run_demo"]
 

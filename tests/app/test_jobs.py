@@ -10,8 +10,8 @@ from importlib.machinery import ModuleSpec
 
 import pytest
 
-from dynamics_bridge import jobs
-from dynamics_bridge.services import Services
+from dynamics_bridge.app import jobs
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.settings import load_settings
 
 

@@ -7,12 +7,12 @@ import io
 from pathlib import Path
 
 import pytest
+from dynamics_bridge_sandbox.bankgirot_writer import BgmaxPayment, bgmax_lines
 
+from dynamics_bridge.app.ingest import detect_format, ingest_file, iter_files
 from dynamics_bridge.errors import ConfigError, InputError, TransientError
-from dynamics_bridge.ingest import detect_format, ingest_file, iter_files
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BankgirotSettings
-from dynamics_bridge.sources.bankgirot_writer import BgmaxPayment, bgmax_lines
 from dynamics_bridge.sources.ocr import make_reference
 from tests.fixtures.bankgirot import (
     BG,

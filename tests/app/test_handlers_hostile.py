@@ -1,6 +1,6 @@
 """Hostile webhook requests (issue 12, section 1): each one answered as documented, none queued.
 
-The catalogue (dynamics_bridge/testing/hostile_webhooks.py) names each request; a row "held"
+The catalogue (tests/support/hostile_webhooks.py) names each request; a row "held"
 when the answer is the expected status (400 naming the field, 401, 413, 415 or 503) and the
 queue stayed empty. Billogram requests carry a valid signature and Swish ones the configured
 identifier, so the parsers behind authentication are what is tried.
@@ -13,9 +13,9 @@ import logging
 
 import pytest
 
-from dynamics_bridge.handlers import handle_webhook
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.testing.hostile_webhooks import (
+from tests.support.hostile_webhooks import (
     BASE_BODIES,
     HostileRequest,
     fuzz_settings,

@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynamics_bridge.demo.callbacks import Callback
-from dynamics_bridge.handlers import handle_webhook
+from dynamics_bridge.app.handlers import handle_webhook
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import Settings
+from dynamics_bridge_sandbox.demo.callbacks import Callback
 
 __all__ = ["IntakeReport", "deliver"]
 

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from dynamics_bridge.sandbox.dataverse import (
+from dynamics_bridge_sandbox.dataverse import (
     API,
     Answer,
     Chaos,
@@ -29,7 +29,7 @@ from dynamics_bridge.sandbox.dataverse import (
     Limits,
     operation_count,
 )
-from dynamics_bridge.sandbox.tls import make_certificates
+from dynamics_bridge_sandbox.tls import make_certificates
 
 __all__ = ["CONTACT", "SandboxInfo", "run_sandbox"]
 

@@ -1263,7 +1263,7 @@ def run_apsis_standin(port: int = 0, **options: Any) -> Iterator[ApsisStandIn]:
         thread.join()
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m dynamics_bridge.sandbox.apsis
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m dynamics_bridge_sandbox.apsis
     with run_apsis_standin() as running:
         for name, value in running.env.items():
             print(f"export {name}='{value}'")

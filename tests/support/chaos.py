@@ -12,7 +12,7 @@ rows' history, so folded columns (arrears, paid-through) end as in order too.
 
 With an :class:`ApsisSide` the activation hooks are on: every applied event's triggers go to the
 APSIS stand-in, which can throttle, fail before any work and store an event POST before
-answering 503 (:class:`~dynamics_bridge.sandbox.apsis.ApsisChaos`). After the queue is empty
+answering 503 (:class:`~dynamics_bridge_sandbox.apsis.ApsisChaos`). After the queue is empty
 the outbox is swept as its timer would (the clock moved past the welcome hold and the lease),
 and the triggers APSIS holds are compared with a clean run's by (type, source event):
 :func:`compare_triggers`.
@@ -30,9 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from dynamics_bridge_sandbox.apsis import ApsisChaos, ApsisLimits, ApsisStandIn, run_apsis_standin
+from dynamics_bridge_sandbox.dataverse import Limits
+from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
+from dynamics_bridge_sandbox.server import run_sandbox
+
 from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.service import Activation, TriggerReport, UnconfirmedRow
+from dynamics_bridge.app.sync import run_sync
 from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.store import DataverseMemberStore
@@ -40,12 +46,7 @@ from dynamics_bridge.mapping import MappingFile, state_columns
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.sandbox.apsis import ApsisChaos, ApsisLimits, ApsisStandIn, run_apsis_standin
-from dynamics_bridge.sandbox.dataverse import Limits
-from dynamics_bridge.sandbox.server import run_sandbox
 from dynamics_bridge.settings import ActivationSettings, ApsisSettings
-from dynamics_bridge.sync import run_sync
-from dynamics_bridge.testing.dataverse import prepare_register, sandbox_settings
 
 __all__ = [
     "ApsisSide",
@@ -137,7 +138,7 @@ def deliveries(
     events: Sequence[PaymentEvent], *, per_message: int, again: float, seed: int
 ) -> list[list[PaymentEvent]]:
     """Messages as providers deliver them: a share ``again`` sent twice, all in random order."""
-    rng = random.Random(seed)  # noqa: S311 - test data, not security
+    rng = random.Random(seed)
     sent = list(events) + [e for e in events if rng.random() < again]
     rng.shuffle(sent)
     return [sent[i : i + per_message] for i in range(0, len(sent), per_message)]

@@ -23,8 +23,8 @@ from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import MappingFile
-from dynamics_bridge.sandbox.apsis import ApsisStandIn
 from dynamics_bridge.settings import ActivationSettings, ApsisSettings
+from dynamics_bridge_sandbox.apsis import ApsisStandIn
 
 __all__ = ["DEMO_NOW", "prepare_apsis_demo", "run_apsis_demo"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge import __version__
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.hosting import QueueHostOptions, unresolved_key_vault_references
-from dynamics_bridge.services import Services
 
 __all__ = ["HealthReport", "check_health"]
 
