@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dynamics_bridge_sandbox.apsis import ApsisLimits, ApsisStandIn
 
 from dynamics_bridge.activation.audience import exclusion, plan_profile
-from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.score import PaymentCounts
 from dynamics_bridge.activation.segments import SegmentEvaluator
+from dynamics_bridge.app.wiring import apsis_platform
 from dynamics_bridge.apsis.models import ProfileChange
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.settings import ApsisSettings

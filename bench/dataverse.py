@@ -70,10 +70,10 @@ def main() -> None:
                 AppUserLane(u.client_id, t, AppUserGate(max_concurrency=args.concurrency))
                 for u, t in zip(users, tokens, strict=True)
             ]
-            return DataverseClient(settings.url or "", session, pool=AppUserPool(lanes))
+            return DataverseClient(settings, session, AppUserPool(lanes))
 
         shared = new_client()
-        shared.create_alternate_key(
+        shared.schema.create_alternate_key(
             "contact", alternate_key_body("mbr_memberno_key", ["mbr_memberno"])
         )
         for token in tokens:
@@ -88,7 +88,7 @@ def main() -> None:
             client = clients[index]
             try:
                 for n in range(per_worker):
-                    client.create_only("contacts", {"mbr_memberno": f"{index}-{n}"}, {})
+                    client.rows.create_only("contacts", {"mbr_memberno": f"{index}-{n}"}, {})
                     written_by[index] += 1
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)

@@ -26,7 +26,6 @@ from dynamics_bridge_sandbox.register import payment_events, prepare_register, s
 from dynamics_bridge_sandbox.server import run_sandbox
 
 from dynamics_bridge.app.wiring import Services
-from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import load_settings
@@ -79,17 +78,16 @@ def main() -> None:
         run_azurite(binary) as conn,
         run_sandbox(limits=Limits(latency_seconds=args.latency)) as box,
     ):
-        dataverse = sandbox_settings(box)
-        numbers = prepare_register(DataverseClient.from_settings(dataverse), mapping, args.events)
         settings = load_settings(
             queue={
                 "backend": "azure",
                 "connection_string": conn,
                 "name": f"bench-{uuid.uuid4().hex[:8]}",
             },
-            dataverse=dataverse,
+            dataverse=sandbox_settings(box),
         )
-        fa.services = Services(settings)
+        fa.services = Services(settings, queue_options=fa.QUEUE_OPTIONS)
+        numbers = prepare_register(fa.services.dataverse, mapping, args.events)
         queue = open_queue(settings.queue)
         events = payment_events(numbers, args.events)
         for start in range(0, len(events), args.per_message):
@@ -100,7 +98,7 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         rows = sum(
             1
-            for _ in fa.services.dataverse.query(
+            for _ in fa.services.dataverse.rows.query(
                 mapping.payment.entity_set, select=[mapping.payment.key_column]
             )
         )

@@ -57,11 +57,11 @@ def generate(kind: str, path: Path, records: int) -> None:
             )
             fh.writelines(payment_spec_lines(payments))
         else:
-            payments = (
+            deposits = (
                 BgmaxPayment(make_reference(str(100000 + i)), 25000, f"{i:012d}")
                 for i in range(records)
             )
-            fh.writelines(bgmax_lines(payments, per_deposit=None))
+            fh.writelines(bgmax_lines(deposits, per_deposit=None))
 
 
 def count_records(path: Path) -> int:
@@ -127,6 +127,7 @@ def floor(kind: str, path: Path) -> dict:
 
     source, kind_, ref_kind = Source.AUTOGIRO, EventKind.PAYMENT_SUCCEEDED, MemberRefKind.OCR
     when = day("20261128")
+    assert when is not None  # a fixed, valid banking day
     base = hashlib.sha256(b"0009912346|")
     text = "8" * 80
     started = time.perf_counter()

@@ -10,10 +10,13 @@
     ├── AuthError              the request or our credentials were not accepted (HTTP 401/403)
     │   └── SignatureError     a webhook's signature, identifier or source address is wrong
     ├── TransientError         try again later (with a hint when the other side gave one)
-    │   └── ThrottledError     the other side said 429; wait ``retry_after`` seconds
+    │   ├── ThrottledError     the other side said 429; wait ``retry_after`` seconds
+    │   └── AmbiguousError     a non-idempotent write may have been applied: not retried at
+    │                          once; the caller's outbox or alternate key decides
     └── PermanentError         retrying will not help: poison queue with the reason
         ├── NotFoundError
-        ├── DuplicateKeyError          a create-only write hit an existing row (idempotent replay)
+        ├── DuplicateKeyError          the row is already there: for a replayed create-only
+        │                              write this means *done*, not failed
         └── ConcurrencyConflictError   an ETag guard failed: re-read and recompute
 
 Remote failures keep what the other side said (status, its error code, its request id) so an
@@ -23,6 +26,7 @@ operator can quote them to the vendor's support.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousError",
     "AuthError",
     "BridgeError",
     "ConcurrencyConflictError",
@@ -111,6 +115,15 @@ class TransientError(BridgeError):
 
 class ThrottledError(TransientError):
     """HTTP 429: the other side's protection limit; every worker of that identity must wait."""
+
+
+class AmbiguousError(TransientError):
+    """A non-idempotent request (a plain POST create, an APSIS event POST) whose fate is unknown
+    (timeout, dropped connection, 5xx after sending): the other side may have applied it.
+
+    Never retried inside a client, since a retry could apply it twice; transient, so an outbox
+    keeps the work pending and decides (or write by alternate key instead).
+    """
 
 
 class PermanentError(BridgeError):

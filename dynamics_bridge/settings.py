@@ -325,6 +325,13 @@ class DataverseSettings(BaseModel):
         ge=1,
         le=500,
     )
+    max_filter_chars: int = Field(
+        description="Longest URL-encoded In-filter of one query (Dataverse refuses URLs over "
+        "about 32 KB).",
+        default=6000,
+        ge=200,
+        le=30000,
+    )
     suppress_flows: bool = Field(
         default=False, description="MSCRM.SuppressCallbackRegistrationExpanderJob: true"
     )
@@ -333,13 +340,6 @@ class DataverseSettings(BaseModel):
     )
     duplicate_detection: bool = Field(
         default=False, description="MSCRM.SuppressDuplicateDetection: false"
-    )
-    multiple_operations_tables: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Tables (logical names) written with CreateMultiple/UpsertMultiple.",
-    )
-    multiple_operations_size: int = Field(
-        description="Rows per CreateMultiple/UpsertMultiple.", default=100, ge=1, le=1000
     )
     solution: str | None = Field(
         default=None, description="MSCRM.SolutionUniqueName for metadata writes (provision)."
@@ -353,16 +353,6 @@ class DataverseSettings(BaseModel):
                 return json.loads(v) if v.strip() else []
             except ValueError as exc:
                 raise ValueError(f"not a JSON list of app users: {exc}") from None
-        return v
-
-    @field_validator("multiple_operations_tables", mode="before")
-    @classmethod
-    def _split_tables(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            text = v.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
         return v
 
     def users(self) -> list[AppUser]:

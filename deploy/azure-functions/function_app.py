@@ -40,7 +40,7 @@ def _logging(settings: Settings) -> None:
 
 
 configure_host_logging()  # JSON and masking from the first line; secrets once settings load
-services = Services(on_settings=_logging)
+services = Services(on_settings=_logging, queue_options=QUEUE_OPTIONS)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -7,7 +7,7 @@ as it is fresh (:func:`too_late`); an older one keeps its triggers in the outbox
 never sent, so they can be counted and seen.
 
 The payload goes into the payment row in the same change set as the payment itself (see
-:mod:`dynamics_bridge.activation.store`), so the trigger is durable exactly when the payment is,
+:mod:`dynamics_bridge.activation.port`), so the trigger is durable exactly when the payment is,
 and carries the event id as ``source_event_id``. Each trigger in it keeps its own state
 (:data:`TRIGGER_STATES`); the row's state is derived from them (:func:`row_state`), so one
 payment's confirmation can go out at once while its welcome waits (``hold_until``).

@@ -156,9 +156,12 @@ def _verify_and_parse(
     if provider == "swish":
         swish.authenticate(raw, headers, client_ip, settings.swish, limits=limits)
         if swish_api is None and settings.swish.confirm_with_api:
-            from dynamics_bridge.providers.swish_api import SwishApiClient
-
-            swish_api = SwishApiClient.from_settings(settings.swish)
+            # The wiring builds the client (Services.swish_api, one mTLS session per process);
+            # a caller of this library function passes it.
+            raise ConfigError(
+                "BRIDGE_SWISH__CONFIRM_WITH_API is set but no Swish API client was given "
+                "(handle_webhook_request passes Services.swish_api)"
+            )
         return swish.parse_callback(raw, settings.swish, api=swish_api, limits=limits)
     billogram.authenticate(raw, headers, settings.billogram, limits=limits)
     return billogram.parse_callback(raw, settings.billogram, limits=limits)
@@ -217,11 +220,14 @@ def handle_webhook_request(
     been checked against BRIDGE_WEBHOOK__MAX_BODY_BYTES."""
     try:
         settings, queue = services.settings, services.queue
+        swish_api = services.swish_api if provider == "swish" else None
     except ConfigError as exc:
         log.error("webhook not queued: %s", exc, extra={"provider": provider, "status": 503})
         return WebhookResult(503, {"status": "unavailable"})
     client_ip = forwarded_client_ip(headers)
-    return handle_webhook(provider, body, headers, client_ip, settings=settings, queue=queue)
+    return handle_webhook(
+        provider, body, headers, client_ip, settings=settings, queue=queue, swish_api=swish_api
+    )
 
 
 def handle_queue_message(

@@ -78,21 +78,14 @@ def _queue(services: Services, name: str) -> dict[str, Any]:
 
 
 def _dataverse(services: Services) -> dict[str, Any]:
-    from dynamics_bridge.dataverse.client import DataverseClient
-
     settings = services.settings.dataverse
     if not settings.configured:
         return {"ok": False, "error": "not configured (BRIDGE_DATAVERSE__*)"}
     try:
-        # Its own client with one attempt and a short timeout: a health probe must not wait
-        # out the sync's retry budget (minutes of Retry-After under throttling).
-        probe = DataverseClient.from_settings(
-            settings.model_copy(
-                update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
-            )
-        )
+        # Its own client with one attempt and a short timeout (the wiring's probe).
+        probe = services.dataverse_probe()
         member = services.mapping.member
-        list(probe.query(member.entity_set, select=[member.key_column], top=1))
+        list(probe.rows.query(member.entity_set, select=[member.key_column], top=1))
     except BridgeError as exc:
         return {"ok": False, "error": _word(exc), "status": exc.status}
     return {"ok": True}
@@ -106,33 +99,17 @@ def _trigger_outbox(services: Services) -> dict[str, Any] | None:
     """The trigger outbox's age: pending and unconfirmed payment rows, how many and how old the
     oldest is (one Dataverse read each, one attempt). Not ok when a pending one is older than an
     hour or any is unconfirmed (an admin's decision waits); None without activation."""
-    from dynamics_bridge.activation.store import ActivationStore
-
     try:
         activation = services.activation
-        if activation is None:
+        store = services.outbox_probe()
+        if activation is None or store is None:
             return None
-        store = ActivationStore(
-            _probe(services), services.mapping, activation.config.triggers.outbox
-        )
         age = store.outbox_age(activation.clock())
     except BridgeError as exc:
         return {"ok": False, "error": _word(exc)}
     oldest = age["pending"]["oldest_seconds"] or 0
     ok = oldest < OUTBOX_STALE_SECONDS and age["unconfirmed"]["count"] == 0
     return {"ok": ok, **age}
-
-
-def _probe(services: Services) -> Any:
-    """A Dataverse client with one attempt and a short timeout, for probes."""
-    from dynamics_bridge.dataverse.client import DataverseClient
-
-    settings = services.settings.dataverse
-    return DataverseClient.from_settings(
-        settings.model_copy(
-            update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
-        )
-    )
 
 
 def _names(problems: list[str]) -> list[str]:

@@ -1,24 +1,31 @@
 """The timer jobs: one entry point per job, for the function app's timer triggers.
 
-Each job's code lives with its area and is imported only when the job runs, so a build without
-an area (or without its settings) still starts, and its timer says why it skipped instead of
-failing every run. A job's own failure raises after it is logged, so the host records a failed
-run (and, where the function has a retry policy, tries again).
+Each job runs over the worker's wiring (:class:`~dynamics_bridge.app.wiring.Services`); a job
+whose settings or files are missing skips and says why instead of failing every run. A job's own
+failure raises after it is logged, so the host records a failed run (and, where the function has
+a retry policy, tries again).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.app.wiring import Services, apsis_credentials
 
-__all__ = ["JOBS", "JobResult", "available", "run_job"]
+__all__ = [
+    "JOBS",
+    "JobResult",
+    "available",
+    "run_job",
+    "run_reminders",
+    "run_segments",
+    "run_triggers",
+]
 
 log = logging.getLogger("dynamics_bridge.jobs")
 
@@ -40,48 +47,57 @@ class Skip(Exception):
 def _address_refresh(services: Services) -> dict[str, Any]:
     if not services.settings.spar.configured:
         raise Skip("SPAR is not configured: " + "; ".join(services.settings.spar.problems()))
-    from dynamics_bridge.registry import SparClient
     from dynamics_bridge.registry.refresh import AddressRefresh
 
-    spar = SparClient.from_settings(services.settings.spar)
-    refresh = AddressRefresh(services.dataverse, services.mapping, spar, services.marketing)
+    refresh = AddressRefresh(
+        services.dataverse, services.mapping, services.spar, services.marketing
+    )
     return refresh.run().to_json()
 
 
-def _activation(name: str) -> Runner:
-    """The activation area's job ``name`` (issue 6), imported when the timer fires."""
+def _activation(services: Services) -> Activation:
+    if not apsis_credentials(services.settings.apsis):
+        raise Skip("APSIS is not configured (BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET)")
+    activation = services.activation
+    if activation is None:
+        raise Skip("mappings/apsis.yaml, triggers.yaml or segments.yaml is missing")
+    return activation
 
-    def run(services: Services) -> dict[str, Any]:
-        try:
-            module = importlib.import_module("dynamics_bridge.activation.jobs")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("dynamics_bridge.activation", "dynamics_bridge.activation.jobs"):
-                raise  # something the activation area needs is missing: a real failure
-            raise Skip("dynamics_bridge.activation.jobs is not part of this build") from None
-        entry: Runner | None = getattr(module, f"run_{name}", None)
-        if entry is None:
-            raise Skip(f"dynamics_bridge.activation.jobs has no run_{name}")
-        return entry(services)
 
-    return run
+def run_segments(services: Services) -> dict[str, Any]:
+    """Timer job: segments and engagement score over the members changed since the last run,
+    over every member once the last full run is older than segments.yaml ``full_run_hours``."""
+    return _activation(services).segments.run().to_json()
+
+
+def run_reminders(services: Services) -> dict[str, Any]:
+    """Timer job: triggers left in the outbox, then every reminder due today (once a period)."""
+    activation = _activation(services)
+    triggers = activation.triggers.sweep()
+    return {**activation.reminders.run().to_json(), "triggers": triggers.to_json()}
+
+
+def run_triggers(services: Services) -> dict[str, Any]:
+    """Timer job (every few minutes, ``BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE``): triggers
+    still in the outbox (held, a crash, an outage) sent, unknown sends read back; nothing is
+    sent twice. The summary carries the outbox's age (pending and unconfirmed rows)."""
+    activation = _activation(services)
+    return {**activation.triggers.sweep().to_json(), "outbox": activation.triggers.age()}
 
 
 #: Job name → runner. The function app's timers call :func:`run_job` with these names.
 JOBS: dict[str, Runner] = {
-    "segments": _activation("segments"),
-    "reminders": _activation("reminders"),
-    "triggers": _activation("triggers"),
+    "segments": run_segments,
+    "reminders": run_reminders,
+    "triggers": run_triggers,
     "address_refresh": _address_refresh,
 }
 
 
 def available() -> dict[str, bool]:
-    """Which jobs this build can run (for the health answer)."""
-    try:
-        found = importlib.util.find_spec("dynamics_bridge.activation.jobs") is not None
-    except ModuleNotFoundError:  # the parent package is missing
-        found = False
-    return {"segments": found, "reminders": found, "triggers": found, "address_refresh": True}
+    """Which jobs this build can run (for the health answer): every one; whether its settings
+    are there is the job's own skip."""
+    return dict.fromkeys(JOBS, True)
 
 
 def run_job(name: str, services: Services, *, past_due: bool = False) -> JobResult:

@@ -22,6 +22,11 @@ counting attempts in ``dequeue_count``. So a passing failure is left to the host
 (bounded by ``maxDequeueCount``) instead of being requeued as a new message, poison entries are
 copies (the host deletes the original), and on the last attempt everything is settled here, with
 its reason, rather than left for the host to move without one.
+
+Locally (``dynamics-bridge sync``, the demo, the benchmark) :func:`run_host` plays the host's
+part, so they run the function app's queue trigger rather than a loop of their own.
+:func:`run_sync` is the loop-owned consumer (it settles and requeues itself); the chaos runner
+and the kill test still drive it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from dynamics_bridge.errors import BridgeError, InputError, TransientError
@@ -37,7 +43,15 @@ from dynamics_bridge.model import Outcome, PaymentEvent
 from dynamics_bridge.pipeline import EventOutcome, Pipeline
 from dynamics_bridge.queue import EventQueue, ReceivedMessage
 
-__all__ = ["SyncReport", "dry_run_sync", "process_message", "process_messages", "run_sync"]
+__all__ = [
+    "QueueFunction",
+    "SyncReport",
+    "dry_run_sync",
+    "process_message",
+    "process_messages",
+    "run_host",
+    "run_sync",
+]
 
 log = logging.getLogger("dynamics_bridge.sync")
 
@@ -274,6 +288,103 @@ def run_sync(
         if on_progress:
             on_progress(total)
     return total
+
+
+#: What the queue trigger runs for one message (the wiring's ``queue_function``: it calls
+#: :func:`dynamics_bridge.app.handlers.handle_queue_message`). Returning settles the message;
+#: raising asks for it again, as the Functions host understands a function's outcome.
+QueueFunction = Callable[[ReceivedMessage], SyncReport]
+
+
+def run_host(
+    queue: EventQueue,
+    function: QueueFunction,
+    *,
+    concurrency: int = 16,
+    max_dequeue_count: int = 5,
+    visibility_timeout: int = 300,
+    once: bool = False,
+    idle_sleep: float = 2.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    """Run the queue trigger locally the way the Functions host runs it, so that ``sync`` and the
+    demo exercise the deployed path.
+
+    Up to ``concurrency`` messages run at once, one function call each (the host's
+    ``batchSize`` + ``newBatchThreshold``); a free slot is filled as soon as one ends, so no
+    worker waits for the slowest message of a batch. Settling is the host's
+    (``QueueProcessor``): a message dequeued more than ``max_dequeue_count`` times goes to the
+    poison queue unrun; the function returns, the message is deleted; it raises, the message
+    reappears after its visibility timeout, or on its last attempt is moved to the poison queue
+    with the error. ``once``: stop when the queue has nothing visible and nothing is running.
+    """
+    total = SyncReport()
+    running: set[Future[SyncReport]] = set()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="queue-trigger") as pool:
+        try:
+            while not should_stop():
+                room = concurrency - len(running)
+                messages = (
+                    queue.receive(max_messages=min(room, 32), visibility_timeout=visibility_timeout)
+                    if room
+                    else []
+                )
+                for message in messages:
+                    running.add(
+                        pool.submit(_run_as_host, queue, function, message, max_dequeue_count)
+                    )
+                if not running:
+                    if once:
+                        break
+                    time.sleep(idle_sleep)
+                    continue
+                if messages and len(running) < concurrency:
+                    continue  # more may be waiting: fill the free slots first
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    total.add(future.result())
+                if on_progress and finished:
+                    on_progress(total)
+        finally:
+            for future in running:  # the pool waits for them; their reports still count
+                total.add(future.result())
+    return total
+
+
+def _run_as_host(
+    queue: EventQueue, function: QueueFunction, message: ReceivedMessage, max_dequeue_count: int
+) -> SyncReport:
+    """One message as the host runs it: check its count, call the function, settle it."""
+    if message.dequeue_count > max_dequeue_count:
+        reason = f"dequeued {message.dequeue_count} times, over the limit of {max_dequeue_count}"
+        return _host_poison(queue, message, reason)
+    try:
+        report = function(message)
+    except Exception as exc:  # noqa: BLE001 - the host catches everything a function raises
+        if message.dequeue_count >= max_dequeue_count:
+            reason = f"failed on attempt {message.dequeue_count} of {max_dequeue_count}: {exc}"
+            return _host_poison(queue, message, reason)
+        log.info("message %s left for redelivery: %s", message.message_id, exc)
+        events = len(message.envelope.events) if message.envelope else 0
+        return SyncReport(messages=1, left=1, outcomes=Counter({"retry": events}))
+    try:
+        queue.delete(message)
+    except BridgeError as exc:  # it reappears; its events are done, so they become duplicates
+        log.error("message %s not deleted: %s", message.message_id, exc)
+    return report
+
+
+def _host_poison(queue: EventQueue, message: ReceivedMessage, reason: str) -> SyncReport:
+    """The host moves the whole message to ``<queue>-poison`` (we add the reason)."""
+    events = len(message.envelope.events) if message.envelope else 0
+    try:
+        queue.to_poison(message, reason)
+    except BridgeError as exc:  # it reappears and is tried again
+        log.error("message %s not poisoned: %s", message.message_id, exc)
+        return SyncReport(messages=1, left=1)
+    log.error("message %s poisoned by the host: %s", message.message_id, reason)
+    return SyncReport(messages=1, poisoned_events=events, outcomes=Counter({"failed": events}))
 
 
 def dry_run_sync(queue: EventQueue, pipeline: Pipeline) -> SyncReport:

@@ -10,19 +10,37 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dynamics_bridge.settings import Settings, load_settings
+from dynamics_bridge.hosting import QueueHostOptions
+from dynamics_bridge.settings import ActivationSettings, ApsisSettings, Settings, load_settings
 
 if TYPE_CHECKING:
+    import requests
+
+    from dynamics_bridge.activation.config import ActivationConfig, ApsisFile
+    from dynamics_bridge.activation.outbox import TriggerOutbox
+    from dynamics_bridge.activation.port import ActivationStore
     from dynamics_bridge.activation.service import Activation
+    from dynamics_bridge.app.sync import SyncReport
+    from dynamics_bridge.apsis.platform import ApsisPlatform
     from dynamics_bridge.apsis.port import MarketingPlatform
     from dynamics_bridge.dataverse.client import DataverseClient
     from dynamics_bridge.mapping import MappingFile
-    from dynamics_bridge.pipeline import Pipeline
-    from dynamics_bridge.queue import EventQueue
+    from dynamics_bridge.pipeline import MemberStore, Pipeline
+    from dynamics_bridge.queue import EventQueue, ReceivedMessage
+    from dynamics_bridge.registry import SparClient
+    from dynamics_bridge.sources.swish import SwishApi
 
-__all__ = ["Services"]
+__all__ = [
+    "Services",
+    "apsis_credentials",
+    "apsis_platform",
+    "build_activation",
+    "dataverse_activation",
+]
 
 T = TypeVar("T")
 
@@ -39,6 +57,7 @@ class Services:
         settings: Settings | None = None,
         *,
         on_settings: Callable[[Settings], None] | None = None,
+        queue_options: QueueHostOptions | None = None,
         **parts: Any,
     ) -> None:
         self._lock = threading.RLock()
@@ -46,6 +65,9 @@ class Services:
         if settings is not None:
             self._parts["settings"] = settings
         self._on_settings = on_settings
+        #: The queue trigger's options (host.json): the function app passes what the host runs
+        #: with; the CLI and the demo run the host's defaults locally.
+        self.queue_options: QueueHostOptions = queue_options or QueueHostOptions()
 
     def _get(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -86,27 +108,138 @@ class Services:
         )
 
     @property
+    def store(self) -> MemberStore:
+        """The pipeline's member store: Dataverse through this wiring's client."""
+
+        def build() -> MemberStore:
+            from dynamics_bridge.dataverse.store import DataverseMemberStore
+
+            return DataverseMemberStore(self.dataverse, self.mapping)
+
+        return self._get("store", build)
+
+    @property
     def pipeline(self) -> Pipeline:
-        from dynamics_bridge.dataverse.store import DataverseMemberStore
         from dynamics_bridge.pipeline import Pipeline
 
         return self._get(
-            "pipeline",
-            lambda: Pipeline(
-                DataverseMemberStore(self.dataverse, self.mapping),
-                self.mapping,
-                hooks=self.activation,
-            ),
+            "pipeline", lambda: Pipeline(self.store, self.mapping, hooks=self.triggers)
         )
+
+    @property
+    def dry_run_pipeline(self) -> Pipeline:
+        """The pipeline without activation hooks: a dry run plans and triggers nothing."""
+        from dynamics_bridge.pipeline import Pipeline
+
+        return self._get("dry_run_pipeline", lambda: Pipeline(self.store, self.mapping, hooks=None))
+
+    def dataverse_probe(self) -> DataverseClient:
+        """A Dataverse client of its own with one attempt and a short timeout: a health probe
+        must not wait out the sync's retry budget (minutes of Retry-After under throttling)."""
+        from dynamics_bridge.dataverse.client import DataverseClient
+
+        settings = self.settings.dataverse
+        return DataverseClient.from_settings(
+            settings.model_copy(
+                update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
+            )
+        )
+
+    def queue_function(self, message: ReceivedMessage) -> SyncReport:
+        """What the function app's queue trigger runs for one message, over this wiring's
+        pipeline and queue; raises TransientError to have the message delivered again."""
+        from dynamics_bridge.app.handlers import handle_queue_message
+
+        return handle_queue_message(
+            message.raw,
+            message_id=message.message_id,
+            dequeue_count=message.dequeue_count,
+            pipeline=self.pipeline,
+            queue=self.queue,
+            max_dequeue_count=self.queue_options.max_dequeue_count,
+        )
+
+    def sync(
+        self,
+        *,
+        once: bool = False,
+        concurrency: int | None = None,
+        visibility_timeout: int = 300,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[[SyncReport], None] | None = None,
+    ) -> SyncReport:
+        """Consume the queue locally as the Functions host would run the queue trigger
+        (:func:`dynamics_bridge.app.sync.run_host`), ``concurrency`` messages at a time
+        (default: the host's ``batchSize`` + ``newBatchThreshold``)."""
+        from dynamics_bridge.app.sync import run_host
+
+        self.pipeline  # noqa: B018 - built first: a missing setting fails at once, not per message
+        options = self.queue_options
+        return run_host(
+            self.queue,
+            self.queue_function,
+            concurrency=concurrency or options.in_flight_per_instance,
+            max_dequeue_count=options.max_dequeue_count,
+            visibility_timeout=visibility_timeout,
+            once=once,
+            should_stop=should_stop,
+            on_progress=on_progress,
+        )
+
+    def dry_run_sync(self) -> SyncReport:
+        """What a sync would do with the messages on the queue now; takes and writes nothing."""
+        from dynamics_bridge.app.sync import dry_run_sync
+
+        return dry_run_sync(self.queue, self.dry_run_pipeline)
 
     @property
     def activation(self) -> Activation | None:
         """Triggers, segments, reminders (APSIS settings and mappings/apsis.yaml...) or None."""
-        from dynamics_bridge.activation.jobs import build_activation
-
         return self._get(
             "activation", lambda: build_activation(self.settings, self.dataverse, self.mapping)
         )
+
+    def outbox_probe(self) -> ActivationStore | None:
+        """The trigger outbox over :meth:`dataverse_probe` (the health answer), or None without
+        activation."""
+        from dynamics_bridge.dataverse.activation_store import DataverseActivationStore
+
+        activation = self.activation
+        if activation is None:
+            return None
+        outbox = activation.config.triggers.outbox
+        return DataverseActivationStore(self.dataverse_probe(), self.mapping, outbox)
+
+    @property
+    def triggers(self) -> TriggerOutbox | None:
+        """The activation side's trigger outbox (the pipeline's hooks), or None."""
+        activation = self.activation
+        return activation.triggers if activation is not None else None
+
+    @property
+    def swish_api(self) -> SwishApi | None:
+        """The Swish payment-status API, when callbacks are confirmed with it
+        (``BRIDGE_SWISH__CONFIRM_WITH_API``); one client and its mTLS session for the process."""
+
+        def build() -> SwishApi | None:
+            if not self.settings.swish.confirm_with_api:
+                return None
+            from dynamics_bridge.providers.swish_api import SwishApiClient
+
+            return SwishApiClient.from_settings(self.settings.swish)
+
+        return self._get("swish_api", build)
+
+    @property
+    def spar(self) -> SparClient:
+        """SPAR PersonSok (``BRIDGE_SPAR__*``); raises ConfigError naming what is missing."""
+
+        def build() -> SparClient:
+            from dynamics_bridge.registry import SparClient
+
+            return SparClient.from_settings(self.settings.spar)
+
+        return self._get("spar", build)
 
     @property
     def marketing(self) -> MarketingPlatform | None:
@@ -120,3 +253,79 @@ class Services:
             return ApsisPlatform.from_settings(self.settings.apsis)
 
         return self._get("marketing", build)
+
+
+def apsis_platform(
+    settings: ApsisSettings, apsis: ApsisFile, session: requests.Session | None = None
+) -> ApsisPlatform:
+    """APSIS with apsis.yaml's keyspace, section and names; settings that are set win."""
+    from dynamics_bridge.apsis.platform import ApsisPlatform
+
+    chosen = settings.model_fields_set
+    merged = settings.model_copy(
+        update={
+            "keyspace": settings.keyspace if "keyspace" in chosen else apsis.keyspace,
+            "section": settings.section or apsis.section,
+            "attributes": {
+                **{n: a.discriminator for n, a in apsis.attributes.items()},
+                **settings.attributes,
+            },
+            "event_types": {**apsis.events, **settings.event_types},
+            "tags": {**apsis.tags, **settings.tags},
+        }
+    )
+    return ApsisPlatform.from_settings(merged, session)
+
+
+def apsis_credentials(settings: ApsisSettings) -> bool:
+    """An API key is set (the section may come from apsis.yaml)."""
+    return bool(settings.client_id and settings.client_secret)
+
+
+def build_activation(
+    settings: Settings,
+    client: DataverseClient,
+    mapping: MappingFile,
+    *,
+    directory: Path | str | None = None,
+) -> Activation | None:
+    """The activation side over Dataverse and APSIS, or None when APSIS is not configured or
+    the files are absent."""
+    from dynamics_bridge.activation.loader import activation_configured, load_activation
+
+    if not apsis_credentials(settings.apsis) or not activation_configured(directory):
+        return None
+    config = load_activation(mapping, directory)
+    platform = apsis_platform(settings.apsis, config.apsis)
+    return dataverse_activation(
+        client, mapping, platform, config=config, options=settings.activation
+    )
+
+
+def dataverse_activation(
+    client: DataverseClient,
+    mapping: MappingFile,
+    platform: MarketingPlatform,
+    *,
+    config: ActivationConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
+    options: ActivationSettings | None = None,
+) -> Activation:
+    """The three activation jobs over Dataverse (its ActivationStore adapter) and ``platform``:
+    :func:`build_activation`'s second half, and what the demo, the benchmark and the chaos
+    runner build on their stand-ins (their own platform and clock). ``config``: the shipped
+    mappings' apsis.yaml, triggers.yaml and segments.yaml when None."""
+    from dynamics_bridge.activation.loader import load_activation
+    from dynamics_bridge.activation.service import Activation
+    from dynamics_bridge.dataverse.activation_store import DataverseActivationStore
+
+    config = config or load_activation(mapping)
+    store = DataverseActivationStore(client, mapping, config.triggers.outbox)
+    return Activation(
+        store,
+        mapping,
+        config,
+        platform,
+        clock=clock or (lambda: datetime.now(UTC)),
+        options=options,
+    )

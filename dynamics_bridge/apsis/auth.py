@@ -22,8 +22,10 @@ from typing import Protocol
 import requests
 
 from dynamics_bridge.apsis.pacing import Pacer, Rate
-from dynamics_bridge.apsis.policy import classify, sleep_for
-from dynamics_bridge.errors import AuthError, BridgeError, ConfigError, TransientError
+from dynamics_bridge.apsis.policy import classify
+from dynamics_bridge.errors import AuthError, ConfigError, TransientError
+from dynamics_bridge.http_policy import RetryPolicy
+from dynamics_bridge.retrying import call_with_retries
 from dynamics_bridge.settings import ApsisSettings
 
 __all__ = ["TokenCache", "TokenSource", "shared_token_cache", "token_expiry"]
@@ -116,7 +118,8 @@ class TokenCache:
             "client_id": self.client_id,
             "client_secret": self._secret,
         }
-        for attempt in range(1, self.max_attempts + 1):
+
+        def attempt() -> tuple[str, float]:
             if (wait := self.pacer.reserve()) > 0:
                 self.sleep(wait)
             self.fetches += 1
@@ -128,30 +131,30 @@ class TokenCache:
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                error: BridgeError = TransientError(
+                raise TransientError(
                     f"APSIS token endpoint unreachable: {type(exc).__name__}"
+                ) from None
+            if response.status_code == 200:
+                return self._accept(response)
+            found = classify(response.status_code, response.headers, response.content)
+            error = found or AuthError(f"APSIS token endpoint: HTTP {response.status_code}")
+            if not isinstance(error, TransientError):
+                raise AuthError(
+                    f"APSIS refused API key {self.client_id}: "
+                    + error.message.replace(self._secret, "***"),
+                    status=error.status,
+                    request_id=error.request_id,
                 )
-            else:
-                if response.status_code == 200:
-                    return self._accept(response)
-                found = classify(response.status_code, response.headers, response.content)
-                error = found or AuthError(f"APSIS token endpoint: HTTP {response.status_code}")
-                if not isinstance(error, TransientError):
-                    raise AuthError(
-                        f"APSIS refused API key {self.client_id}: "
-                        + error.message.replace(self._secret, "***"),
-                        status=error.status,
-                        request_id=error.request_id,
-                    )
-            if attempt == self.max_attempts:
-                raise error
-            retry_after = getattr(error, "retry_after", None)
+            raise error
+
+        def warn(error: TransientError, tries: int) -> None:
             log.warning(
                 "APSIS token request failed, retrying",
                 extra={"provider": "apsis", "status": error.status, "reason": error.message},
             )
-            self.sleep(sleep_for(attempt, retry_after, cap=self.backoff_cap))
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        policy = RetryPolicy(self.max_attempts, base=0.5, cap=self.backoff_cap)
+        return call_with_retries(attempt, policy, sleep=self.sleep, on_retry=warn)
 
     def _accept(self, response: requests.Response) -> tuple[str, float]:
         try:

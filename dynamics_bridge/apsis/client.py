@@ -26,9 +26,8 @@ from urllib3.exceptions import NewConnectionError
 from dynamics_bridge.apsis.auth import TokenSource, shared_token_cache
 from dynamics_bridge.apsis.models import ConsentResult, ImportResult
 from dynamics_bridge.apsis.pacing import Pacer
-from dynamics_bridge.apsis.policy import classify, is_gateway_denial, sleep_for
+from dynamics_bridge.apsis.policy import classify, is_gateway_denial
 from dynamics_bridge.apsis.wire import (
-    TagBodyFormat,
     chunk_items,
     event_export_body,
     import_body,
@@ -37,16 +36,18 @@ from dynamics_bridge.apsis.wire import (
     tag_patch,
 )
 from dynamics_bridge.errors import (
-    BridgeError,
+    AmbiguousError,
     ConfigError,
     InputError,
     PermanentError,
     ThrottledError,
     TransientError,
 )
+from dynamics_bridge.http_policy import RetryPolicy
+from dynamics_bridge.retrying import call_with_retries
 from dynamics_bridge.settings import ApsisSettings
 
-__all__ = ["CHANNELS", "AmbiguousDeliveryError", "ApsisClient", "DefinitionKind"]
+__all__ = ["CHANNELS", "ApsisClient", "DefinitionKind"]
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ CHANNELS = {"email": "com.apsis1.channels.email", "sms": "com.apsis1.channels.sm
 IMPORT_DONE = ("completed", "error")
 
 DefinitionKind = Literal["attributes", "events", "tags"]
-
-
-class AmbiguousDeliveryError(TransientError):
-    """A non-idempotent request (an event POST) whose fate is unknown: APSIS may have stored it.
-    Transient, so an outbox keeps it pending; never retried inside the client."""
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -84,56 +80,25 @@ class ApsisClient:
 
     def __init__(
         self,
-        base_url: str,
+        settings: ApsisSettings,
         session: requests.Session,
         tokens: TokenSource,
         *,
-        keyspace: str,
-        section: str,
-        pacer: Pacer | None = None,
-        import_pacer: Pacer | None = None,
-        max_attempts: int = 5,
-        backoff_cap: float = 60.0,
-        timeout: float = 30.0,
-        refresh_on_forbidden: bool = True,
-        tag_body_format: TagBodyFormat = "add_remove",
-        consent_source: str = "dynamics-bridge",
-        events_per_request: int = 100,
-        max_body_bytes: int = 100_000,
-        import_poll_seconds: float = 5.0,
-        import_timeout_seconds: float = 1800.0,
-        max_import_bytes: int = 50 * 1024 * 1024,
-        export_pacer: Pacer | None = None,
-        event_export_path: str = "/audience/profiles/exports",
-        event_export_attribute: str = "com.apsis1.attributes.crmid",
-        export_poll_seconds: float = 10.0,
-        export_timeout_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base = base_url.rstrip("/")
+        """``settings`` is the ``BRIDGE_APSIS__*`` section; ``session`` the one network seam."""
+        if not settings.section:
+            raise ConfigError("BRIDGE_APSIS__SECTION: required (the section discriminator)")
+        self.settings = settings
+        self.base = settings.base_url.rstrip("/")
+        self.keyspace = settings.keyspace
+        self.section: str = settings.section
         self.session = session
         self.tokens = tokens
-        self.keyspace = keyspace
-        self.section = section
-        self.pacer = pacer or Pacer((100, 1.0), (10, 1.0), clock=clock)
-        self.import_pacer = import_pacer or Pacer((10, 60.0), clock=clock)
-        self.max_attempts = max_attempts
-        self.backoff_cap = backoff_cap
-        self.timeout = timeout
-        self.refresh_on_forbidden = refresh_on_forbidden
-        self.tag_body_format = tag_body_format
-        self.consent_source = consent_source
-        self.events_per_request = events_per_request
-        self.max_body_bytes = max_body_bytes
-        self.import_poll_seconds = import_poll_seconds
-        self.import_timeout_seconds = import_timeout_seconds
-        self.max_import_bytes = max_import_bytes
-        self.export_pacer = export_pacer or Pacer((1, 60.0), clock=clock)
-        self.event_export_path = event_export_path
-        self.event_export_attribute = event_export_attribute
-        self.export_poll_seconds = export_poll_seconds
-        self.export_timeout_seconds = export_timeout_seconds
+        self.pacer = Pacer(settings.account_rate, settings.profile_rate, clock=clock)
+        self.import_pacer = Pacer(settings.import_rate, clock=clock)
+        self.export_pacer = Pacer(settings.event_export_rate, clock=clock)
         self.clock = clock
         self.sleep = sleep
         self._definitions: dict[str, list[dict[str, Any]]] = {}
@@ -151,36 +116,21 @@ class ApsisClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> ApsisClient:
-        """A client configured from ``BRIDGE_APSIS__*``; the token cache is shared per API key."""
-        if not settings.section:
-            raise ConfigError("BRIDGE_APSIS__SECTION: required (the section discriminator)")
+        """A client with a new session and the token cache shared per API key."""
         session = session or requests.Session()
         return cls(
-            settings.base_url,
+            settings,
             session,
             tokens or shared_token_cache(settings, session),
-            keyspace=settings.keyspace,
-            section=settings.section,
-            pacer=Pacer(settings.account_rate, settings.profile_rate, clock=clock),
-            import_pacer=Pacer(settings.import_rate, clock=clock),
-            max_attempts=settings.max_attempts,
-            backoff_cap=settings.backoff_cap_seconds,
-            timeout=settings.timeout_seconds,
-            refresh_on_forbidden=settings.refresh_on_forbidden,
-            tag_body_format=settings.tag_body_format,
-            consent_source=settings.consent_source,
-            events_per_request=settings.events_per_request,
-            max_body_bytes=settings.max_body_bytes,
-            import_poll_seconds=settings.import_poll_seconds,
-            import_timeout_seconds=settings.import_timeout_seconds,
-            max_import_bytes=settings.max_import_bytes,
-            export_pacer=Pacer(settings.event_export_rate, clock=clock),
-            event_export_path=settings.event_export_path,
-            event_export_attribute=settings.event_export_attribute,
-            export_poll_seconds=settings.event_export_poll_seconds,
-            export_timeout_seconds=settings.event_export_timeout_seconds,
             clock=clock,
             sleep=sleep,
+        )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """Every failure uses a try, a 429 too; backoff from 0.5 s (reference apsis.md §4)."""
+        return RetryPolicy(
+            self.settings.max_attempts, base=0.5, cap=self.settings.backoff_cap_seconds
         )
 
     # -- transport ---------------------------------------------------------------------------
@@ -202,71 +152,76 @@ class ApsisClient:
         ``idempotent=False`` (event POSTs: APSIS has no idempotency key) retries only what
         APSIS surely did not process: 401 (new token), 408, 429 and a connection never made.
         After a timeout, a dropped connection or a 5xx the events may have been stored, so the
-        call fails with :class:`AmbiguousDeliveryError` (transient) instead of sending them
+        call fails with :class:`AmbiguousError` (transient) instead of sending them
         again at once; the caller's outbox decides (it sends them again on its next sweep)."""
         allowed = set(allow)
         data = None
         if json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
-        refreshed = False
-        attempt = 1
-        while True:
-            if (wait := self.pacer.reserve(profile_key)) > 0:
-                self.sleep(wait)
-            token = self.tokens.token()
-            headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
-            if data is not None:
-                headers["Content-Type"] = content_type
-            self.requests_sent += 1
-            try:
-                response = self.session.request(
-                    method, self.base + path, data=data, headers=headers, timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                error: BridgeError = TransientError(f"APSIS unreachable: {type(exc).__name__}")
-                if not idempotent and not _never_sent(exc):
-                    raise AmbiguousDeliveryError(
-                        f"APSIS {method} {path.rsplit('/', 1)[-1]}: {type(exc).__name__}; it may "
-                        "have been stored, so it is not sent again now"
-                    ) from None
-            else:
+        refreshed = [False]  # one new token per call, not per try
+
+        def attempt() -> requests.Response:
+            while True:
+                if (wait := self.pacer.reserve(profile_key)) > 0:
+                    self.sleep(wait)
+                token = self.tokens.token()
+                headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+                if data is not None:
+                    headers["Content-Type"] = content_type
+                self.requests_sent += 1
+                try:
+                    response = self.session.request(
+                        method,
+                        self.base + path,
+                        data=data,
+                        headers=headers,
+                        timeout=self.settings.timeout_seconds,
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    if not idempotent and not _never_sent(exc):
+                        raise AmbiguousError(
+                            f"APSIS {method} {path.rsplit('/', 1)[-1]}: {type(exc).__name__}; "
+                            "it may have been stored, so it is not sent again now"
+                        ) from None
+                    raise TransientError(f"APSIS unreachable: {type(exc).__name__}") from None
                 status = response.status_code
                 if status < 400 or status in allowed:
                     return response
-                if not refreshed and self._token_rejected(status, response.content):
-                    refreshed = True
+                if not refreshed[0] and self._token_rejected(status, response.content):
+                    refreshed[0] = True
                     self.tokens.invalidate(token)
                     continue
-                found = classify(status, response.headers, response.content)
-                assert found is not None
-                error = found
+                error = classify(status, response.headers, response.content)
+                assert error is not None
                 if not idempotent and status >= 500:
-                    raise AmbiguousDeliveryError(
-                        f"{found.message}; it may have been stored, so it is not sent again now",
+                    raise AmbiguousError(
+                        f"{error.message}; it may have been stored, so it is not sent again now",
                         status=status,
-                        request_id=found.request_id,
+                        request_id=error.request_id,
                     )
-            if not isinstance(error, TransientError) or attempt >= self.max_attempts:
                 raise error
-            self._back_off(error, attempt, method)
-            attempt += 1
+
+        return call_with_retries(
+            attempt,
+            self.retry,
+            sleep=self.sleep,
+            hold=self.pacer.pause,  # the limit is the account's: the pacer holds everyone
+            on_retry=lambda error, tries: self._log_retry(error, tries, method),
+        )
 
     def _token_rejected(self, status: int, body: bytes) -> bool:
-        return status == 401 or (self.refresh_on_forbidden and is_gateway_denial(status, body))
+        return status == 401 or (
+            self.settings.refresh_on_forbidden and is_gateway_denial(status, body)
+        )
 
-    def _back_off(self, error: TransientError, attempt: int, method: str) -> None:
-        if isinstance(error, ThrottledError):
-            # The limit is the account's: everyone waits, and the pacer makes them.
-            self.pacer.pause(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
-        else:
-            self.sleep(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
+    def _log_retry(self, error: TransientError, tries: int, method: str) -> None:
         # A 429 honoured is the limit working as designed; anything else is worth a warning.
         log.log(
             logging.INFO if isinstance(error, ThrottledError) else logging.WARNING,
             "APSIS %s failed, retrying (attempt %d of %d)",
             method,
-            attempt + 1,
-            self.max_attempts,
+            tries + 1,
+            self.settings.max_attempts,
             extra={"provider": "apsis", "status": error.status, "reason": error.message},
         )
 
@@ -322,7 +277,7 @@ class ApsisClient:
 
     def set_tags(self, key: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
         """Add and remove tags (discriminators) in one merge patch."""
-        body = tag_patch(add, remove, self.tag_body_format)
+        body = tag_patch(add, remove, self.settings.tag_body_format)
         if body:
             self.request(
                 "PATCH",
@@ -337,8 +292,8 @@ class ApsisClient:
         as the size and count caps allow; returns the number of requests."""
         chunks = chunk_items(
             [dict(i) for i in items],
-            max_items=self.events_per_request,
-            max_bytes=self.max_body_bytes,
+            max_items=self.settings.events_per_request,
+            max_bytes=self.settings.max_body_bytes,
         )
         for chunk in chunks:
             self.request(
@@ -361,7 +316,7 @@ class ApsisClient:
         }
         if reason:
             body["reason"] = reason
-        body["source"] = self.consent_source
+        body["source"] = self.settings.consent_source
         response = self.request(
             "POST",
             self._in_section(key, "consents", v2=True),
@@ -396,25 +351,23 @@ class ApsisClient:
     def upload_import_file(self, url: str, fields: Mapping[str, Any], csv_bytes: bytes) -> None:
         """POST the CSV to the pre-signed URL as a form, with every given field and no token."""
         form = {str(k): str(v) for k, v in fields.items()}
-        for attempt in range(1, self.max_attempts + 1):
+
+        def attempt() -> None:
             try:
                 response = self.session.post(
                     url,
                     data=form,
                     files={"file": ("profiles.csv", csv_bytes, "text/csv")},
-                    timeout=self.timeout,
+                    timeout=self.settings.timeout_seconds,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                error: BridgeError = TransientError(f"upload unreachable: {type(exc).__name__}")
-            else:
-                if response.status_code < 400:
-                    return
-                found = classify(response.status_code, response.headers, response.content)
-                assert found is not None
-                error = found
-            if not isinstance(error, TransientError) or attempt == self.max_attempts:
+                raise TransientError(f"upload unreachable: {type(exc).__name__}") from None
+            error = classify(response.status_code, response.headers, response.content)
+            if error is not None:
                 raise error
-            self.sleep(sleep_for(attempt, error.retry_after, cap=self.backoff_cap))
+
+        # A pre-signed upload is outside the API's limits: a 429 here waits like any failure.
+        call_with_retries(attempt, self.retry, sleep=self.sleep)
 
     def import_status(self, import_id: str) -> str:
         """``queued``, ``in_progress``, ``waiting_for_file``, ``completed`` or ``error``."""
@@ -428,14 +381,14 @@ class ApsisClient:
 
     def wait_for_import(self, import_id: str) -> str:
         """Poll until the import completes or fails; TransientError when it takes too long."""
-        deadline = self.clock() + self.import_timeout_seconds
+        deadline = self.clock() + self.settings.import_timeout_seconds
         while (status := self.import_status(import_id)) not in IMPORT_DONE:
             if self.clock() >= deadline:
                 raise TransientError(
                     f"APSIS import {import_id} still {status!r} after "
-                    f"{self.import_timeout_seconds:.0f} s"
+                    f"{self.settings.import_timeout_seconds:.0f} s"
                 )
-            self.sleep(self.import_poll_seconds)
+            self.sleep(self.settings.import_poll_seconds)
         return status
 
     def prepare_import(
@@ -446,7 +399,7 @@ class ApsisClient:
         discriminators = list(dict.fromkeys(d for _, values in rows for d in values))
         columns = import_columns(discriminators)
         version_ids = {columns[d]: self.version_id("attributes", d) for d in discriminators}
-        files = list(import_csv_chunks(rows, columns, self.max_import_bytes))
+        files = list(import_csv_chunks(rows, columns, self.settings.max_import_bytes))
         return import_body(self.keyspace, version_ids), files
 
     def run_import(self, body: Mapping[str, Any], csv_bytes: bytes, rows: int) -> ImportResult:
@@ -483,13 +436,13 @@ class ApsisClient:
         TransientError when the export does not come within ``export_timeout_seconds``, fails
         at APSIS (503 on the poll) or is gone (410): the caller asks again later."""
         body = event_export_body(
-            self.section, self.event_export_attribute, event_discriminators, start, end
+            self.section, self.settings.event_export_attribute, event_discriminators, start, end
         )
         if (wait := self.export_pacer.reserve()) > 0:
             self.sleep(wait)
-        response = self.request("POST", self.event_export_path, json_body=body)
+        response = self.request("POST", self.settings.event_export_path, json_body=body)
         path = self._poll_path(response)
-        deadline = self.clock() + self.export_timeout_seconds
+        deadline = self.clock() + self.settings.event_export_timeout_seconds
         while True:
             polled = self.request("GET", path, allow=(404, 410, 503))
             if polled.status_code < 300:
@@ -505,9 +458,10 @@ class ApsisClient:
                 )
             if self.clock() >= deadline:
                 raise TransientError(
-                    f"APSIS event export not ready after {self.export_timeout_seconds:.0f} s"
+                    "APSIS event export not ready after "
+                    f"{self.settings.event_export_timeout_seconds:.0f} s"
                 )
-            self.sleep(self.export_poll_seconds)
+            self.sleep(self.settings.event_export_poll_seconds)
 
     def _poll_path(self, response: requests.Response) -> str:
         """The poll URL of a requested export, as a path under the base URL [unverified: the

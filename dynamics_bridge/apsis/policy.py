@@ -1,4 +1,5 @@
-"""APSIS answers → what to do next: retry decisions, back-off and error classification.
+"""APSIS answers → what to do next: error classification (retry timing is
+:mod:`dynamics_bridge.http_policy`'s, shared with Dataverse).
 
 Pure (no I/O library): tested on plain status codes, headers and bodies. Follows reference
 apsis.md §4: APSIS's own client retries 408, 429, 500, 501, 503; we retry 408, 429 and every 5xx,
@@ -8,10 +9,7 @@ honour ``Retry-After``, and treat other 4xx as permanent (surfacing the problem 
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from dynamics_bridge.errors import (
@@ -22,70 +20,18 @@ from dynamics_bridge.errors import (
     ThrottledError,
     TransientError,
 )
+from dynamics_bridge.http_policy import header, retry_after_seconds
 
-__all__ = [
-    "MAX_RETRY_AFTER",
-    "classify",
-    "is_gateway_denial",
-    "problem_details",
-    "retry_after_seconds",
-    "should_retry",
-    "sleep_for",
-]
+__all__ = ["RETRIED_STATUSES", "classify", "is_gateway_denial", "problem_details"]
 
-#: Never wait longer than this on one server hint, whatever it says.
-MAX_RETRY_AFTER = 600.0
 _REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "x-correlation-id")
+#: Besides every 5xx.
+RETRIED_STATUSES = frozenset({408, 429})
 
 
-def should_retry(status: int) -> bool:
+def _retried(status: int) -> bool:
     """408 (timeout), 429 (rate limit) and 5xx may pass; every other status will not."""
-    return status in (408, 429) or status >= 500
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
-def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number (fractions allowed) or an HTTP date.
-
-    ``now`` is the wall clock in epoch seconds, for dates (injectable for tests).
-    """
-    raw = _header(headers, "Retry-After")
-    if raw is None or not raw.strip():
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw).timestamp()
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def sleep_for(
-    attempt: int,
-    retry_after: float | None = None,
-    *,
-    base: float = 0.5,
-    cap: float = 60.0,
-    jitter: float | None = None,
-) -> float:
-    """Seconds before retry ``attempt`` (1-based).
-
-    The server's Retry-After wins when given; otherwise exponential back-off from ``base`` up to
-    ``cap``, scaled into its upper half by ``jitter`` in [0, 1) so workers do not retry in step
-    (randomness isolated here so tests can pin it).
-    """
-    if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
-    ceiling = min(cap, base * (2 ** (attempt - 1)))
-    fraction = random.random() if jitter is None else jitter  # noqa: S311 - not cryptographic
-    return ceiling * (0.5 + fraction / 2)
+    return status in RETRIED_STATUSES or status >= 500
 
 
 def _parse(body: Any) -> Any:
@@ -136,12 +82,12 @@ def classify(
     if status < 400:
         return None
     text = problem_details(body)
-    request_id = next((v for h in _REQUEST_ID_HEADERS if (v := _header(headers, h))), None)
+    request_id = next((v for h in _REQUEST_ID_HEADERS if (v := header(headers, h))), None)
     message = f"APSIS {status}" + (f": {text}" if text else "")
     kw: dict[str, Any] = {"status": status, "request_id": request_id}
     if status == 429:
         return ThrottledError(message, retry_after=retry_after_seconds(headers, now=now), **kw)
-    if should_retry(status):
+    if _retried(status):
         return TransientError(message, retry_after=retry_after_seconds(headers, now=now), **kw)
     if status in (401, 403):
         return AuthError(message, **kw)

@@ -8,9 +8,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from dynamics_bridge.activation.jobs import apsis_credentials, build_activation
 from dynamics_bridge.activation.loader import activation_configured
-from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.activation.service import Activation, check_apsis
+from dynamics_bridge.app.wiring import apsis_credentials
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError
 
@@ -25,8 +25,7 @@ app.add_typer(apsis_app, name="apsis")
 
 
 def _activation() -> Activation:
-    from dynamics_bridge.cli.sync import dataverse_client
-    from dynamics_bridge.mapping import load_mapping
+    from dynamics_bridge.cli.sync import cli_services
     from dynamics_bridge.settings import load_settings
 
     settings = load_settings()
@@ -35,8 +34,7 @@ def _activation() -> Activation:
             "APSIS is not configured (BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET) or "
             "mappings/apsis.yaml, triggers.yaml, segments.yaml are missing"
         )
-    mapping = load_mapping()
-    activation = build_activation(settings, dataverse_client(settings), mapping)
+    activation = cli_services(settings).activation
     assert activation is not None  # both conditions were checked above
     return activation
 
@@ -69,7 +67,7 @@ def segments_push(
     """Evaluate segments and the score for members changed since the last run (every member
     when the last full run is older than full_run_hours); push the differences."""
     try:
-        report = _activation().run_segments(dry_run=dry_run, full=full or None)
+        report = _activation().segments.run(dry_run=dry_run, full=full or None)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -115,7 +113,7 @@ def reminders_run(
 ) -> None:
     """Send every reminder due today that was not sent for its period yet."""
     try:
-        report = _activation().run_reminders(dry_run=dry_run)
+        report = _activation().reminders.run(dry_run=dry_run)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -141,7 +139,7 @@ def triggers_send() -> None:
     """Sweep the outbox: send triggers due (held, left pending), read back the ones whose send
     has an unknown outcome (BRIDGE_ACTIVATION__READBACK); never twice."""
     try:
-        report = _activation().sweep_triggers()
+        report = _activation().triggers.sweep()
     except BridgeError as exc:
         raise _fail(exc) from None
     console.print(json.dumps(report.to_json(), ensure_ascii=False), highlight=False)
@@ -156,7 +154,7 @@ def triggers_unconfirmed(
     """Triggers whose send has an unknown outcome (APSIS may or may not hold them): resolve each
     with `triggers resolve EVENT_ID --send` (APSIS does not hold it) or `--drop` (it does)."""
     try:
-        rows = _activation().unconfirmed_triggers()
+        rows = _activation().triggers.unconfirmed()
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -187,7 +185,7 @@ def triggers_resolve(
         err_console.print("say --send or --drop (exactly one)", highlight=False)
         raise typer.Exit(2)
     try:
-        report = _activation().resolve_unconfirmed(event_id, send=send)
+        report = _activation().triggers.resolve(event_id, send=send)
     except BridgeError as exc:
         raise _fail(exc) from None
     console.print(json.dumps(report.to_json(), ensure_ascii=False), highlight=False)
@@ -199,7 +197,8 @@ def triggers_resolve(
 def apsis_check() -> None:
     """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS."""
     try:
-        problems = _activation().check_apsis()
+        activation = _activation()
+        problems = check_apsis(activation.platform, activation.config.apsis)
     except BridgeError as exc:
         raise _fail(exc) from None
     for problem in problems:

@@ -1,25 +1,43 @@
-"""``sandbox`` and ``provision``: a local Dataverse, and the columns the mapping needs."""
+"""``sandbox`` and ``provision``: stand-ins to practise on, and the columns the mapping needs."""
 
 from __future__ import annotations
 
 import shlex
 import time
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console, sandbox_missing
-from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
 from dynamics_bridge.settings import load_settings
 
 
+class StandIn(StrEnum):
+    dataverse = "dataverse"
+    apsis = "apsis"
+    spar = "spar"
+    all = "all"
+
+
 @app.command()
 def sandbox(
-    db: Path = typer.Option(Path(".bridge/sandbox/dataverse.sqlite"), help="SQLite file."),
-    port: int = typer.Option(0, help="0 picks a free port."),
+    which: StandIn = typer.Argument(
+        StandIn.dataverse, help="Entra + Dataverse, APSIS One, SPAR, or all three."
+    ),
+    state_dir: Path = typer.Option(
+        Path(".bridge/sandbox"),
+        "--state-dir",
+        help="Credentials, ports, the CA and .env, kept between runs.",
+    ),
+    db: Path | None = typer.Option(None, help="SQLite file [default: STATE_DIR/dataverse.sqlite]."),
+    port: int = typer.Option(0, help="Dataverse's port; 0 reuses the last one when free."),
+    apsis_port: int = typer.Option(0, help="APSIS's port; 0 reuses the last one when free."),
+    spar_port: int = typer.Option(0, help="SPAR's port; 0 reuses the last one when free."),
     requests_per_window: int = typer.Option(6000, help="Limit per app user per window."),
     time_scale: float = typer.Option(1.0, help="60 makes the 5-minute window last 5 s."),
     execution_ms_per_window: int = typer.Option(1_200_000, help="Execution-time budget."),
@@ -31,13 +49,14 @@ def sandbox(
         1, "--app-users", min=1, max=50, help="App users to register, each with its own budget."
     ),
 ) -> None:
-    """Run the local Dataverse (and its token endpoint) in the foreground until Ctrl-C."""
+    """Run local stand-ins in the foreground until Ctrl-C, with the same credentials, ports and
+    CA as last time; STATE_DIR/.env holds their BRIDGE_* settings (set -a; . FILE; set +a)."""
     try:
         from dynamics_bridge_sandbox.dataverse import Limits
-        from dynamics_bridge_sandbox.server import run_sandbox
+        from dynamics_bridge_sandbox.standins import STANDINS, run_standins
     except ModuleNotFoundError as exc:
         raise sandbox_missing(exc) from None
-    db.parent.mkdir(parents=True, exist_ok=True)
+    names = list(STANDINS) if which is StandIn.all else [which.value]
     limits = Limits(
         requests_per_window=requests_per_window,
         execution_ms_per_window=execution_ms_per_window,
@@ -47,15 +66,27 @@ def sandbox(
         fault_rate=fault_rate,
         reset_rate=reset_rate,
     )
-    with run_sandbox(db, limits=limits, port=port or None, app_users=app_users) as box:
-        console.print(f"Dataverse sandbox on {box.url} (data in {db}). Export:")
-        for name, value in box.env.items():
-            typer.echo(f"export {name}={shlex.quote(value)}")
-        try:
+    ports = {"dataverse": port, "apsis": apsis_port, "spar": spar_port}
+    try:
+        with run_standins(
+            names, state_dir, db=db, ports=ports, limits=limits, app_users=app_users
+        ) as running:
+            labels = {"dataverse": "Dataverse sandbox", "apsis": "APSIS stand-in", "spar": "SPAR"}
+            for name, url in running.urls.items():
+                console.print(f"{labels[name]} on {url}", highlight=False)
+            for name, value in running.env.items():
+                typer.echo(f"export {name}={shlex.quote(value)}")
+            console.print(
+                f"ready; settings in {running.env_file}: set -a; . {running.env_file}; set +a",
+                highlight=False,
+            )
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            console.print("stopped")
+    except KeyboardInterrupt:  # Ctrl-C: leaving the block has stopped them
+        console.print("stopped")
+    except BridgeError as exc:
+        err_console.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -66,10 +97,11 @@ def provision(
     """Print (or with --apply create) the tables, columns, lookups, choice values and keys the
     mapping lacks; --apply waits for new alternate keys to be Active."""
     try:
-        settings = load_settings().dataverse
+        loaded = load_settings()
+        settings = loaded.dataverse
         model = load_mapping(mapping)
         # Every configured app user, and BRIDGE_DATAVERSE__SOLUTION as MSCRM.SolutionUniqueName.
-        client = DataverseClient.from_settings(settings)
+        client = Services(loaded, mapping=model).dataverse
         steps = plan(client, model)
         for step in steps:
             console.print(("" if apply else "would ") + step.describe(), highlight=False)

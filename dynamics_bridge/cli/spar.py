@@ -13,13 +13,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from dynamics_bridge.apsis import ApsisPlatform
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console
-from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.errors import BridgeError, InputError, NotFoundError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.personnummer import Personnummer
-from dynamics_bridge.registry import AddressRecord, SparClient
+from dynamics_bridge.registry import AddressRecord
 from dynamics_bridge.registry.refresh import AddressRefresh
 from dynamics_bridge.settings import load_settings
 
@@ -44,7 +43,7 @@ def lookup(
     except InputError as exc:
         raise _fail(exc, 2) from None
     try:
-        record = SparClient.from_settings(load_settings().spar).lookup(pnr)
+        record = Services(load_settings()).spar.lookup(pnr)
     except NotFoundError as exc:
         raise _fail(exc) from None
     except InputError as exc:
@@ -88,12 +87,11 @@ def address_refresh(
     try:
         settings = load_settings()
         mapping = load_mapping()
-        client = DataverseClient.from_settings(settings.dataverse)
-        spar = SparClient.from_settings(settings.spar)
-        marketing = (
-            ApsisPlatform.from_settings(settings.apsis) if settings.apsis.configured else None
+        services = Services(settings, mapping=mapping)
+        marketing = services.marketing
+        report = AddressRefresh(services.dataverse, mapping, services.spar, marketing).run(
+            dry_run=dry_run
         )
-        report = AddressRefresh(client, mapping, spar, marketing).run(dry_run=dry_run)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:

@@ -5,23 +5,25 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from dynamics_bridge.activation.jobs import build_activation
-from dynamics_bridge.app.sync import SyncReport, dry_run_sync, run_sync
+from dynamics_bridge.app.sync import SyncReport
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.errors import BridgeError
-from dynamics_bridge.mapping import MappingFile, load_mapping
+from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.personnummer import mask_text
-from dynamics_bridge.pipeline import Pipeline
-from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import Settings, load_settings
 
 
+def cli_services(settings: Settings) -> Services:
+    """The CLI's wiring: the function app's (every app user, the opt-in headers,
+    multiple-operations tables, throttle limit, solution), with the host's queue defaults."""
+    return Services(settings)
+
+
 def dataverse_client(settings: Settings) -> DataverseClient:
-    """The CLI's Dataverse client: the same factory as the Functions app (every app user, the
-    opt-in headers, multiple-operations tables, throttle limit, solution)."""
-    return DataverseClient.from_settings(settings.dataverse)
+    """The CLI's Dataverse client, built by the wiring as the function app's is."""
+    return cli_services(settings).dataverse
 
 
 @app.command()
@@ -33,16 +35,15 @@ def sync(
         help="Peek at the queue and show what would be written; take and write nothing.",
     ),
 ) -> None:
-    """Apply queued events to Dataverse; poison what cannot be applied, with the reason."""
+    """Apply queued events to Dataverse; poison what cannot be applied, with the reason.
+
+    Each message runs through the function app's queue trigger and is settled as the Functions
+    host settles it, so a local sync exercises the deployed path."""
     try:
-        settings = load_settings()
-        mapping = load_mapping()
-        client = dataverse_client(settings)
-        hooks = None if dry_run else build_activation(settings, client, mapping)  # triggers
-        pipeline = Pipeline(DataverseMemberStore(client, mapping), mapping, hooks=hooks)
-        queue = open_queue(settings.queue)
+        services = cli_services(load_settings())
         # A dry run peeks: no dequeue count raised, nothing hidden, nothing deleted.
-        report = dry_run_sync(queue, pipeline) if dry_run else run_sync(queue, pipeline, once=once)
+        report = services.dry_run_sync() if dry_run else services.sync(once=once)
+        mapping = services.mapping
     except BridgeError as exc:
         err_console.print(str(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

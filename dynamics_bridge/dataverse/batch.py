@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dynamics_bridge.dataverse.policy import classify, header
+from dynamics_bridge.dataverse.policy import classify
 from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.http_policy import header
 
 __all__ = [
     "BatchPart",

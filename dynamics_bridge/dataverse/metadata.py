@@ -7,7 +7,7 @@ The client does the I/O and caches.
 
 Choice options are not part of an ``$expand=Attributes`` answer in Dataverse (``OptionSet`` is a
 navigation property reached by casting to ``PicklistAttributeMetadata``), so a column's options
-are ``None`` until read that way (:meth:`DataverseClient.choice_options`).
+are ``None`` until read that way (:meth:`.schema.Schema.choice_options`).
 """
 
 from __future__ import annotations

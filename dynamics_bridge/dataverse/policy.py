@@ -1,4 +1,5 @@
-"""Dataverse answers → what to do: one pure classification and small retry decisions.
+"""Dataverse answers → what to do: one pure classification (retry timing is
+:mod:`dynamics_bridge.http_policy`'s, shared with APSIS).
 
 Classification follows reference dataverse.md §5. Pure: imports no I/O library, so it is tested
 on plain status codes, headers and bodies, and the sandbox can share it.
@@ -18,10 +19,7 @@ on plain status codes, headers and bodies, and the sandbox can share it.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from dynamics_bridge.errors import (
@@ -34,16 +32,9 @@ from dynamics_bridge.errors import (
     ThrottledError,
     TransientError,
 )
+from dynamics_bridge.http_policy import header, retry_after_seconds
 
-__all__ = [
-    "classify",
-    "error_details",
-    "header",
-    "request_id",
-    "retry_after_seconds",
-    "should_retry",
-    "sleep_for",
-]
+__all__ = ["classify", "error_details", "request_id"]
 
 DATABASE_LOCK = "0x80044339"
 DUPLICATE_CODES = frozenset({"0x80040237", "0x80060892"})
@@ -51,7 +42,6 @@ DUPLICATE_DETECTION = "0x80040333"  # a duplicate-detection *rule* fired: not an
 NOT_FOUND_CODES = frozenset({"0x80060891", "0x80040217"})
 CONCURRENCY_CODE = "0x80060882"
 TRANSIENT_STATUSES = frozenset({408, 502, 503, 504})
-MAX_RETRY_AFTER = 600.0
 
 
 def error_details(body: Any) -> tuple[str | None, str]:
@@ -68,33 +58,9 @@ def error_details(body: Any) -> tuple[str | None, str]:
     return (str(error["code"]) if error.get("code") else None), str(error.get("message") or "")
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by name, case-insensitively (batch parts come back as plain dicts)."""
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
 def request_id(headers: Mapping[str, str]) -> str | None:
     """The id Microsoft support asks for."""
     return header(headers, "x-ms-service-request-id") or header(headers, "REQ_ID")
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Retry-After as seconds (Dataverse sends seconds; an HTTP date is accepted too), capped."""
-    raw = header(headers, "Retry-After")
-    if raw is None or not raw.strip():
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def classify(
@@ -135,30 +101,3 @@ def classify(
     if status >= 500:  # unknown server trouble: retried a bounded number of times
         return TransientError(detail, **kw)
     return PermanentError(detail, **kw)
-
-
-def should_retry(error: BaseException) -> bool:
-    """Whether trying the same request again can help (throttling and transient failures)."""
-    return isinstance(error, TransientError)
-
-
-def _jitter() -> float:
-    """The only randomness in retry timing, kept apart so tests can pin it."""
-    return random.random()  # noqa: S311 - spreading retries, not cryptography
-
-
-def sleep_for(
-    attempt: int,
-    retry_after: float | None = None,
-    *,
-    base: float = 1.0,
-    cap: float = 60.0,
-    jitter: float | None = None,
-) -> float:
-    """Seconds before retry ``attempt`` (1-based): the server's Retry-After when it gave one,
-    else exponential backoff with jitter in [½, 1) of the step (``jitter`` pins the fraction)."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-    ceiling = min(cap, base * (2 ** (attempt - 1)))
-    fraction = _jitter() if jitter is None else jitter
-    return ceiling * (0.5 + fraction / 2)

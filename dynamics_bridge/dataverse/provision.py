@@ -97,7 +97,7 @@ def _lookup_step(
     schema = (
         navigation if getattr(table_map, "member_lookup", None) == name and navigation else name
     )
-    definition = client.entity(target)
+    definition = client.schema.entity(target)
     primary = (definition or {}).get("PrimaryIdAttribute") or f"{target}id"
     body = lookup_relationship_body(
         f"{name}_{target}_{table}"[:100],
@@ -126,7 +126,7 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
     steps: list[ProvisionStep] = []
     for table_map, key_column, key_name in _tables(mapping):
         table = table_map.table
-        definition = client.entity(table)
+        definition = client.schema.entity(table)
         attributes: dict[str, Any] = {}
         if definition is None:
             primary = f"{mapping.publisher_prefix}_name"
@@ -161,7 +161,7 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                 and spec.choices
                 and attributes[name].get("AttributeType") == "Picklist"
             ):
-                have = {o.value for o in client.choice_options(table, name)}
+                have = {o.value for o in client.schema.choice_options(table, name)}
                 for word, option in mapping.choices[spec.choices].options.items():
                     if option.value not in have:
                         body = insert_option_body(
@@ -195,12 +195,12 @@ def apply_plan(
     """Create what the plan lists (in its order); wait for each new alternate key to be Active,
     since Dataverse refuses a key it is still indexing."""
     for step in steps:
-        client.create_metadata(
+        client.schema.create_metadata(
             step.kind, step.body, table=None if step.kind == "table" else step.table
         )
     for step in steps:
         if step.kind == "key":
-            client.wait_for_key(
+            client.schema.wait_for_key(
                 step.table, step.body["KeyAttributes"], timeout=key_timeout, poll=key_poll
             )
 
@@ -209,7 +209,7 @@ def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:
     """Every mapped table, column, type, choice value and alternate key the environment lacks."""
     problems = []
     for table_map, key_column, _ in _tables(mapping):
-        definition = client.entity(table_map.table)
+        definition = client.schema.entity(table_map.table)
         if definition is None:
             problems.append(f"table {table_map.table}: does not exist (run provision)")
             continue
@@ -226,7 +226,7 @@ def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:
                     f"the mapping needs {expected}"
                 )
             if spec.type == "choice" and spec.choices:
-                have = {o.value for o in client.choice_options(table_map.table, name)}
+                have = {o.value for o in client.schema.choice_options(table_map.table, name)}
                 for word, option in mapping.choices[spec.choices].options.items():
                     if option.value not in have:
                         problems.append(

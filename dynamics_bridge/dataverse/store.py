@@ -61,7 +61,7 @@ class DataverseMemberStore:
         self, column: str, values: Sequence[str], columns: Sequence[str]
     ) -> dict[str, MemberRow]:
         member = self.mapping.member
-        rows = self.client.rows_by_values(
+        rows = self.client.rows.by_values(
             member.entity_set, column, values, [*columns, member.id_column]
         )
         return {value: self._row(row) for value, row in rows.items()}
@@ -69,7 +69,7 @@ class DataverseMemberStore:
     def members_of_payments(self, provider_refs: Sequence[str]) -> dict[str, str]:
         if not self._provider_ref_column or not provider_refs:
             return {}
-        payments = self.client.rows_by_values(
+        payments = self.client.rows.by_values(
             self.mapping.payment.entity_set,
             self._provider_ref_column,
             provider_refs,
@@ -81,7 +81,7 @@ class DataverseMemberStore:
             if row.get(self._lookup_value)
         }
         member = self.mapping.member
-        rows = self.client.rows_by_values(
+        rows = self.client.rows.by_values(
             member.entity_set,
             member.id_column,
             sorted(set(member_ids.values())),
@@ -94,7 +94,7 @@ class DataverseMemberStore:
     def existing_payments(self, event_ids: Sequence[str]) -> set[str]:
         payment = self.mapping.payment
         return set(
-            self.client.rows_by_values(
+            self.client.rows.by_values(
                 payment.entity_set, payment.key_column, event_ids, [payment.key_column]
             )
         )
@@ -117,7 +117,7 @@ class DataverseMemberStore:
             return {}
         select = [payment.key_column, payment.event_column, payment.before_column]
         options = {"$select": ",".join(select)}
-        prefer = {"Prefer": f"odata.maxpagesize={self.client.page_size}"}
+        prefer = {"Prefer": f"odata.maxpagesize={self.client.settings.page_size}"}
         found: dict[str, list[PaymentHistory]] = {}
         for start in range(0, len(wanted), MAX_OPERATIONS):
             part = wanted[start : start + MAX_OPERATIONS]
@@ -130,14 +130,14 @@ class DataverseMemberStore:
                 query = urlencode(options | {"$filter": where}, quote_via=quote)
                 gets.append(BatchRequest("GET", f"{payment.entity_set}?{query}", prefer))
             for (member, _), op in zip(
-                part, self.client.execute_batch(gets).operations, strict=True
+                part, self.client.batch.execute(gets).operations, strict=True
             ):
                 if not op.ok:  # a query Dataverse did not answer must not read as "no rows"
                     raise op.error or TransientError("query not executed by Dataverse")
                 page = op.body or {}
                 rows = list(page.get("value", []))
                 if page.get("@odata.nextLink"):
-                    rows += self.client._pages(page["@odata.nextLink"], prefer)
+                    rows += self.client.rows.pages(page["@odata.nextLink"], prefer)
                 found[member.key] = [self._history(row) for row in rows]
         return found
 
@@ -223,7 +223,7 @@ class DataverseMemberStore:
             owners.append((index, unit_owners))
         if change_sets:
             try:
-                outcome = self.client.execute_batch(change_sets, continue_on_error=True)
+                outcome = self.client.batch.execute(change_sets, continue_on_error=True)
             except TransientError as exc:
                 outcome = None
                 for index, _ in owners:

@@ -8,21 +8,26 @@ validation) and :mod:`.spar` (the client). Build a client with
 
 from __future__ import annotations
 
-from dynamics_bridge.registry.spar import SparClient, quiet_zeep_logging, session_for
-from dynamics_bridge.registry.spar_contract import BUNDLED_WSDL, SPAR_SCHEMA_URL, SparContract
-from dynamics_bridge.registry.spar_errors import (
-    SparFaultError,
-    SparNotFoundError,
-    SparTooManyHitsError,
-    SparUndantagError,
-)
-from dynamics_bridge.registry.spar_mapping import (
-    AddressRecord,
-    PersonName,
-    PostalAddress,
-    map_answer,
-    spar_date,
-)
+from typing import TYPE_CHECKING
+
+from dynamics_bridge._lazy import attach
+
+if TYPE_CHECKING:  # imported on first use (PEP 562), so the pure modules stay pure
+    from dynamics_bridge.registry.spar import SparClient, quiet_zeep_logging, session_for
+    from dynamics_bridge.registry.spar_contract import BUNDLED_WSDL, SPAR_SCHEMA_URL, SparContract
+    from dynamics_bridge.registry.spar_errors import (
+        SparFaultError,
+        SparNotFoundError,
+        SparTooManyHitsError,
+        SparUndantagError,
+    )
+    from dynamics_bridge.registry.spar_mapping import (
+        AddressRecord,
+        PersonName,
+        PostalAddress,
+        map_answer,
+        spar_date,
+    )
 
 __all__ = [
     "BUNDLED_WSDL",
@@ -41,3 +46,6 @@ __all__ = [
     "session_for",
     "spar_date",
 ]
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = attach(__name__, __file__)

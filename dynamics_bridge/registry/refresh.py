@@ -223,7 +223,7 @@ class AddressRefresh:
         member, limit = self.mapping.member, self.address.select.max_per_run
         chosen: dict[str, _Candidate] = {}
         for reason, query in selection_queries(self.address, self.clock()):
-            rows = self.client.query(
+            rows = self.client.rows.query(
                 member.entity_set,
                 select=[*self._columns(), member.id_column],
                 filter=query,

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from dynamics_bridge.errors import InputError, SignatureError
+from dynamics_bridge.http_policy import header
 from dynamics_bridge.model import PaymentEvent
 
 __all__ = [
@@ -366,15 +367,6 @@ class WebhookParse:
 
     events: list[PaymentEvent]
     ignored: str | None = None
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive header look-up (HTTP header names are case-insensitive)."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def auth_header(headers: Mapping[str, str], name: str, *, provider: str) -> str | None:

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynamics_bridge.errors import InputError, SignatureError
 from dynamics_bridge.model import (
@@ -28,7 +28,6 @@ from dynamics_bridge.model import (
     Source,
     make_event_id,
 )
-from dynamics_bridge.settings import BillogramSettings
 from dynamics_bridge.sources._common import (
     JsonLimits,
     WebhookParse,
@@ -43,6 +42,9 @@ from dynamics_bridge.sources._common import (
     text,
     to_minor_units,
 )
+
+if TYPE_CHECKING:  # settings validates with sources.bankgirot: no import back at runtime
+    from dynamics_bridge.settings import BillogramSettings
 
 __all__ = ["EVENT_KINDS", "authenticate", "parse_callback", "sign"]
 

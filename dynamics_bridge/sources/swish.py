@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dynamics_bridge.errors import ConfigError, InputError, SignatureError
 from dynamics_bridge.model import (
@@ -28,7 +28,6 @@ from dynamics_bridge.model import (
     Source,
     make_event_id,
 )
-from dynamics_bridge.settings import SwishSettings
 from dynamics_bridge.sources._common import (
     JsonLimits,
     WebhookParse,
@@ -41,6 +40,9 @@ from dynamics_bridge.sources._common import (
     text,
     to_minor_units,
 )
+
+if TYPE_CHECKING:  # settings validates with sources.bankgirot: no import back at runtime
+    from dynamics_bridge.settings import SwishSettings
 
 __all__ = [
     "ERROR_TEXTS",

@@ -384,3 +384,17 @@ class TestRefused:
         assert result.body["field"] == "body"
         assert "not UTF-8" in result.body["error"]
         assert len(queue) == 0
+
+
+def test_confirming_with_the_swish_api_needs_the_client_the_wiring_built(queue) -> None:
+    """The library function builds no client: without one, a Swish callback that must be
+    confirmed is 503 (Swish retries) and nothing is queued."""
+    result = handle_webhook(
+        "swish",
+        fixture("swish_payment_paid.json"),
+        JSON,
+        settings=settings(swish={"confirm_with_api": True}),
+        queue=queue,
+    )
+    assert result.status == 503
+    assert len(queue) == 0

@@ -9,7 +9,7 @@ import responses
 
 from dynamics_bridge.apsis.auth import TokenCache
 from dynamics_bridge.apsis.client import ApsisClient
-from dynamics_bridge.apsis.pacing import Pacer
+from dynamics_bridge.settings import ApsisSettings
 from tests.apsis.fakes import FakeTime
 
 BASE = "https://api.apsis.one"
@@ -55,17 +55,18 @@ def make_client(fake_time: FakeTime) -> Callable[..., ApsisClient]:
             sleep=fake_time.sleep,
         )
         options = {
+            "base_url": BASE,
             "keyspace": KEYSPACE,
             "section": SECTION,
-            "pacer": Pacer((100, 1.0), (10, 1.0), clock=fake_time),
-            "import_pacer": Pacer((10, 60.0), clock=fake_time),
+            "account_rate": (100, 1.0),
+            "profile_rate": (10, 1.0),
+            "import_rate": (10, 60.0),
             "max_attempts": 4,
             "import_poll_seconds": 5.0,
-            "clock": fake_time,
-            "sleep": fake_time.sleep,
             **kw,
         }
-        return ApsisClient(BASE, session, tokens, **options)
+        settings = ApsisSettings.model_validate(options)
+        return ApsisClient(settings, session, tokens, clock=fake_time, sleep=fake_time.sleep)
 
     return make
 

@@ -91,7 +91,7 @@ def test_an_export_gone_or_failed_is_a_passing_failure(client, api, status, word
 def test_an_export_that_never_comes_gives_up_after_its_timeout(
     make_client, token_endpoint, api
 ) -> None:
-    client = make_client(export_timeout_seconds=30.0, export_poll_seconds=10.0)
+    client = make_client(event_export_timeout_seconds=30.0, event_export_poll_seconds=10.0)
     api.add(responses.POST, EXPORTS, json={"poll_url": POLL}, status=202)
     api.add(responses.GET, POLL, status=404)
     with pytest.raises(TransientError, match="not ready after 30 s"):

@@ -80,10 +80,10 @@ def test_address_refresh_dry_run_then_for_real(spar, monkeypatch, tmp_path) -> N
         client = DataverseClient.from_settings(sandbox_settings(box))
         numbers = prepare_register(client, mapping, 5)
         for number in numbers:  # checked lately: only the flagged ones are due
-            client.update(
+            client.rows.update(
                 "contacts", {"mbr_memberno": number}, {"mbr_sparcheckedon": "2026-11-20T00:00:00Z"}
             )
-        client.update(
+        client.rows.update(
             "contacts",
             {"mbr_memberno": numbers[0]},
             {"governmentid": CECILIA, "mbr_addresscheck": True},

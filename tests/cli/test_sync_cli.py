@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dynamics_bridge import queue as queue_module
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli import _app, app
 from dynamics_bridge.cli import sync as sync_cli
 from dynamics_bridge.dataverse import client as client_module
@@ -34,7 +35,6 @@ def dataverse_env(monkeypatch: pytest.MonkeyPatch) -> None:
                 {"client_id": "third", "client_secret": "s3"},
             ]
         ),
-        "BRIDGE_DATAVERSE__MULTIPLE_OPERATIONS_TABLES": "mbr_payment",
         "BRIDGE_DATAVERSE__MAX_THROTTLE_SECONDS": "120",
         "BRIDGE_DATAVERSE__SOLUTION": "BridgeSolution",
         "BRIDGE_DATAVERSE__SUPPRESS_FLOWS": "true",
@@ -48,11 +48,10 @@ def dataverse_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_cli_client_has_every_configured_app_user_and_setting(dataverse_env) -> None:
     client = sync_cli.dataverse_client(load_settings())
-    assert [lane.name for lane in client.pool.lanes] == ["main", "second", "third"]
-    assert client.multiple_operations == frozenset({"mbr_payment"})
-    assert client.max_throttle_seconds == 120
-    assert client.solution == "BridgeSolution"
-    assert client.extra_headers["MSCRM.SuppressCallbackRegistrationExpanderJob"] == "true"
+    assert [lane.name for lane in client.transport.pool.lanes] == ["main", "second", "third"]
+    assert client.transport.retry.throttle_budget == 120
+    assert client.settings.solution == "BridgeSolution"
+    assert client.transport.extra_headers["MSCRM.SuppressCallbackRegistrationExpanderJob"] == "true"
 
 
 @pytest.mark.parametrize(
@@ -82,8 +81,7 @@ def test_sync_dry_run_peeks_every_message_and_shows_both_requests(
 ) -> None:
     monkeypatch.setattr(queue_module, "_memory_queues", {})  # a fresh queue for this test
     store = FakeMemberStore({"100001": {}, "100002": {}})
-    monkeypatch.setattr(sync_cli, "dataverse_client", lambda settings: object())
-    monkeypatch.setattr(sync_cli, "DataverseMemberStore", lambda client, mapping: store)
+    monkeypatch.setattr(sync_cli, "cli_services", lambda settings: Services(settings, store=store))
     monkeypatch.setattr(_app.console, "width", 250)
     queue = open_queue(load_settings().queue)
     for i in range(40):

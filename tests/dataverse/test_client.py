@@ -12,9 +12,10 @@ import responses
 from responses import matchers
 
 from dynamics_bridge.dataverse.batch import BatchRequest, ChangeSet
-from dynamics_bridge.dataverse.client import AmbiguousWriteError, DataverseClient
+from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserLane, AppUserPool
 from dynamics_bridge.errors import (
+    AmbiguousError,
     AuthError,
     BridgeError,
     ConcurrencyConflictError,
@@ -31,7 +32,6 @@ API = f"{ORG}/api/data/v9.2/"
 WIRE = Path(__file__).parent / "wire"
 BATCH_RESPONSE = (WIRE / "batch_response.http").read_bytes()
 BATCH_RESPONSE_TYPE = "multipart/mixed; boundary=batchresponse_5d0e"
-FLOWS_OFF = {"MSCRM.SuppressCallbackRegistrationExpanderJob": "true"}
 
 
 class FakeTime:
@@ -72,17 +72,16 @@ def gate(fake_time: FakeTime, concurrency: int = 4) -> AppUserGate:
     return AppUserGate(max_concurrency=concurrency, clock=fake_time.clock, sleep=fake_time.sleep)
 
 
+def make_client(fake_time: FakeTime, token=lambda: "tok", **settings) -> DataverseClient:
+    """One app user over a fake clock; ``settings`` are DataverseSettings fields."""
+    pool = AppUserPool.single(token, gate(fake_time))
+    return DataverseClient(DataverseSettings(url=ORG, **settings), requests.Session(), pool)
+
+
 @pytest.fixture
 def client(fake_time: FakeTime) -> DataverseClient:
-    return DataverseClient(
-        ORG,
-        requests.Session(),
-        lambda: "tok",
-        gate=gate(fake_time),
-        extra_headers=FLOWS_OFF,
-        max_attempts=4,
-        page_size=2,
-        keys_per_query=2,
+    return make_client(
+        fake_time, suppress_flows=True, max_attempts=4, page_size=2, keys_per_query=2
     )
 
 
@@ -114,7 +113,7 @@ def test_every_request_carries_the_required_headers(client) -> None:
             )
         ],
     )
-    assert list(client.query("contacts", select=["contactid"])) == []
+    assert list(client.rows.query("contacts", select=["contactid"])) == []
     sent = responses.calls[0].request
     assert "MSCRM.SuppressCallbackRegistrationExpanderJob" not in sent.headers  # writes only
     assert "Content-Type" not in sent.headers
@@ -132,7 +131,7 @@ def test_queries_follow_next_links_verbatim(client) -> None:
         json={"value": [{"contactid": "3"}]},
         match=[matchers.header_matcher({"Prefer": "odata.maxpagesize=2"})],
     )
-    assert [r["contactid"] for r in client.query("contacts", select=["contactid"])] == [
+    assert [r["contactid"] for r in client.rows.query("contacts", select=["contactid"])] == [
         "1",
         "2",
         "3",
@@ -143,7 +142,7 @@ def test_queries_follow_next_links_verbatim(client) -> None:
 @responses.activate
 def test_top_asks_for_no_page_size_and_annotations_join_the_prefer_header(client) -> None:
     responses.get(API + "contacts", json={"value": []})
-    list(client.query("contacts", top=5, annotations="*"))
+    list(client.rows.query("contacts", top=5, annotations="*"))
     sent = responses.calls[0].request
     assert sent.headers["Prefer"] == 'odata.include-annotations="*"'
     assert "$top=5" in unquote(sent.url)
@@ -152,7 +151,7 @@ def test_top_asks_for_no_page_size_and_annotations_join_the_prefer_header(client
 @responses.activate
 def test_keys_that_fit_one_query_are_read_with_one_get(client) -> None:
     responses.get(API + "contacts", json={"value": [{"mbr_memberno": "O'Brien"}]})
-    rows = client.rows_by_values("contacts", "mbr_memberno", ["O'Brien", "O'Brien"], ["x"])
+    rows = client.rows.by_values("contacts", "mbr_memberno", ["O'Brien", "O'Brien"], ["x"])
     assert sorted(rows) == ["O'Brien"]
     assert len(responses.calls) == 1
     sent = unquote(responses.calls[0].request.url)
@@ -175,7 +174,7 @@ def get_part(rows: list[dict], next_link: str | None = None) -> str:
 def test_many_keys_are_read_as_get_parts_of_one_batch_with_quotes_doubled(client) -> None:
     answer = get_part([{"mbr_memberno": "O'Brien"}]) + get_part([{"mbr_memberno": "100003"}])
     responses.post(API + "$batch", body=answer + "--b--\r\n", content_type=BOUNDARY_B)
-    rows = client.rows_by_values(
+    rows = client.rows.by_values(
         "contacts", "mbr_memberno", ["O'Brien", "100002", "100003", "O'Brien"], ["mbr_status"]
     )
     assert sorted(rows) == ["100003", "O'Brien"]
@@ -193,7 +192,7 @@ def test_a_batch_part_with_more_pages_is_read_on(client) -> None:
     answer = get_part([{"mbr_memberno": "1"}], f"{API}contacts?$skiptoken=2") + get_part([])
     responses.post(API + "$batch", body=answer + "--b--\r\n", content_type=BOUNDARY_B)
     responses.get(API + "contacts", json={"value": [{"mbr_memberno": "2"}]})
-    rows = client.rows_by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
+    rows = client.rows.by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
     assert sorted(rows) == ["1", "2"]
 
 
@@ -201,16 +200,14 @@ def test_a_batch_part_with_more_pages_is_read_on(client) -> None:
 def test_a_query_part_left_unanswered_is_an_error_not_an_empty_answer(client) -> None:
     responses.post(API + "$batch", body=get_part([]) + "--b--\r\n", content_type=BOUNDARY_B)
     with pytest.raises(TransientError):
-        client.rows_by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
+        client.rows.by_values("contacts", "mbr_memberno", ["1", "2", "3"], [])
 
 
 @responses.activate
 def test_long_keys_are_chunked_by_url_length_not_only_by_count(fake_time) -> None:
-    client = DataverseClient(
-        ORG, requests.Session(), lambda: "t", gate=gate(fake_time), max_filter_chars=600
-    )
+    client = make_client(fake_time, max_filter_chars=600)
     responses.post(API + "$batch", body=get_part([]) * 10 + "--b--\r\n", content_type=BOUNDARY_B)
-    client.rows_by_values("contacts", "mbr_memberno", [f"{n:060d}" for n in range(10)], [])
+    client.rows.by_values("contacts", "mbr_memberno", [f"{n:060d}" for n in range(10)], [])
     body = responses.calls[0].request.body.decode()
     lines = [line for line in body.split("\r\n") if line.startswith("GET ")]
     assert len(lines) > 1
@@ -226,8 +223,8 @@ def test_one_row_by_key_with_its_etag_and_none_when_missing(client) -> None:
     responses.get(
         API + "contacts(mbr_memberno='nobody')", status=404, json=error("0x80060891", "no row")
     )
-    assert client.get("contacts", {"mbr_memberno": "O'Brien"})["@odata.etag"] == 'W/"7"'
-    assert client.get("contacts", {"mbr_memberno": "nobody"}) is None
+    assert client.rows.get("contacts", {"mbr_memberno": "O'Brien"})["@odata.etag"] == 'W/"7"'
+    assert client.rows.get("contacts", {"mbr_memberno": "nobody"}) is None
 
 
 # -- single writes -----------------------------------------------------------------------------
@@ -242,7 +239,7 @@ def test_create_only_sends_if_none_match_and_a_412_is_a_duplicate(client) -> Non
         match=[matchers.header_matcher({"If-None-Match": "*"})],
     )
     with pytest.raises(DuplicateKeyError) as caught:
-        client.create_only("mbr_payments", {"mbr_eventid": "swish-1"}, {"mbr_amount": 250.0})
+        client.rows.create_only("mbr_payments", {"mbr_eventid": "swish-1"}, {"mbr_amount": 250.0})
     assert caught.value.code == "0x80040237"
     sent = responses.calls[0].request
     assert json.loads(sent.body) == {"mbr_amount": 250.0}
@@ -260,7 +257,7 @@ def test_an_update_with_a_stale_etag_is_a_concurrency_conflict(client) -> None:
         match=[matchers.header_matcher({"If-Match": 'W/"7"'})],
     )
     with pytest.raises(ConcurrencyConflictError):
-        client.update("contacts", {"mbr_memberno": "100001"}, {"mbr_arrears": 0}, etag='W/"7"')
+        client.rows.update("contacts", {"mbr_memberno": "100001"}, {"mbr_arrears": 0}, etag='W/"7"')
 
 
 @responses.activate
@@ -272,13 +269,13 @@ def test_update_only_on_a_missing_row_is_not_found(client) -> None:
         match=[matchers.header_matcher({"If-Match": "*"})],
     )
     with pytest.raises(NotFoundError):
-        client.update("contacts", {"mbr_memberno": "404"}, {"mbr_arrears": 0})
+        client.rows.update("contacts", {"mbr_memberno": "404"}, {"mbr_arrears": 0})
 
 
 @responses.activate
 def test_an_upsert_is_a_plain_patch_by_key(client) -> None:
     responses.patch(API + "contacts(mbr_memberno='1')", status=204)
-    client.upsert("contacts", {"mbr_memberno": "1"}, {"lastname": "Ek"})
+    client.rows.upsert("contacts", {"mbr_memberno": "1"}, {"lastname": "Ek"})
     sent = responses.calls[0].request
     assert "If-Match" not in sent.headers
     assert sent.headers["If-None-Match"] == "null"
@@ -291,10 +288,10 @@ def test_a_plain_create_returns_the_entity_id_and_is_not_retried_after_a_read_ti
     responses.post(
         API + "annotations", status=204, headers={"OData-EntityId": API + "annotations(1)"}
     )
-    assert client.create("annotations", {"subject": "s"}) == API + "annotations(1)"
+    assert client.rows.create("annotations", {"subject": "s"}) == API + "annotations(1)"
     responses.replace(responses.POST, API + "annotations", body=requests.ReadTimeout("slow"))
-    with pytest.raises(AmbiguousWriteError):
-        client.create("annotations", {"subject": "s"})
+    with pytest.raises(AmbiguousError):
+        client.rows.create("annotations", {"subject": "s"})
     assert len(responses.calls) == 2
 
 
@@ -310,9 +307,9 @@ def test_a_429_pauses_the_app_user_for_retry_after_then_retries(client, fake_tim
         json=error("0x80072322", "Number of requests exceeded the limit of 6000"),
     )
     responses.get(API + "contacts", json={"value": [{"contactid": "1"}]})
-    assert len(list(client.query("contacts"))) == 1
-    assert client.gate.throttled == 1
-    assert [s for s in fake_time.slept if s > 0] == [7.0]  # the gate waits, not tenacity
+    assert len(list(client.rows.query("contacts"))) == 1
+    assert client.transport.gate.throttled == 1
+    assert [s for s in fake_time.slept if s > 0] == [7.0]  # the gate waits, not the retry loop
 
 
 @responses.activate
@@ -320,20 +317,18 @@ def test_a_429_storm_does_not_use_up_the_transient_attempts(client, fake_time) -
     for _ in range(6):  # more than max_attempts=4
         responses.get(API + "contacts", status=429, headers={"Retry-After": "1"})
     responses.get(API + "contacts", json={"value": []})
-    assert list(client.query("contacts")) == []
+    assert list(client.rows.query("contacts")) == []
     assert client.throttled == 6
 
 
 @responses.activate
-def test_throttling_gives_up_after_the_wait_budget_and_keeps_the_request_id(
-    client, fake_time
-) -> None:
-    client.max_throttle_seconds = 2.5
+def test_throttling_gives_up_after_the_wait_budget_and_keeps_the_request_id(fake_time) -> None:
+    client = make_client(fake_time, max_throttle_seconds=2.5)
     responses.get(
         API + "contacts", status=429, headers={"Retry-After": "1", "x-ms-service-request-id": "abc"}
     )
     with pytest.raises(ThrottledError) as caught:
-        list(client.query("contacts"))
+        list(client.rows.query("contacts"))
     assert caught.value.request_id == "abc"
     assert len(responses.calls) == 3
 
@@ -342,7 +337,7 @@ def test_throttling_gives_up_after_the_wait_budget_and_keeps_the_request_id(
 def test_a_429_moves_the_retry_to_another_app_user(fake_time) -> None:
     a, b = Tokens("a"), Tokens("b")
     pool = AppUserPool([AppUserLane("a", a, gate(fake_time)), AppUserLane("b", b, gate(fake_time))])
-    client = DataverseClient(ORG, requests.Session(), pool=pool)
+    client = DataverseClient(DataverseSettings(url=ORG), requests.Session(), pool)
     responses.get(
         API + "contacts",
         status=429,
@@ -350,7 +345,7 @@ def test_a_429_moves_the_retry_to_another_app_user(fake_time) -> None:
         match=[matchers.header_matcher({"Authorization": "Bearer a-0"})],
     )
     responses.get(API + "contacts", json={"value": []})
-    list(client.query("contacts"))
+    list(client.rows.query("contacts"))
     assert [c.request.headers["Authorization"] for c in responses.calls] == [
         "Bearer a-0",
         "Bearer b-0",
@@ -365,7 +360,7 @@ def test_transient_failures_back_off_and_retry(client, fake_time) -> None:
     responses.get(API + "contacts", body=requests.ConnectionError("reset"))
     responses.get(API + "contacts", status=500, json=error("0x80044339", "lock"))
     responses.get(API + "contacts", json={"value": []})
-    assert list(client.query("contacts")) == []
+    assert list(client.rows.query("contacts")) == []
     assert len(fake_time.slept) == 3
     assert fake_time.slept[2] > fake_time.slept[0]
 
@@ -374,7 +369,7 @@ def test_transient_failures_back_off_and_retry(client, fake_time) -> None:
 def test_a_transient_retry_after_is_honoured(client, fake_time) -> None:
     responses.get(API + "contacts", status=503, headers={"Retry-After": "12"})
     responses.get(API + "contacts", json={"value": []})
-    list(client.query("contacts"))
+    list(client.rows.query("contacts"))
     assert fake_time.slept == [12.0]
 
 
@@ -382,21 +377,21 @@ def test_a_transient_retry_after_is_honoured(client, fake_time) -> None:
 def test_retries_stop_after_max_attempts(client) -> None:
     responses.get(API + "contacts", status=503)
     with pytest.raises(TransientError):
-        list(client.query("contacts"))
+        list(client.rows.query("contacts"))
     assert len(responses.calls) == 4
 
 
 @responses.activate
 def test_a_401_is_retried_once_with_a_fresh_token(fake_time) -> None:
     tokens = Tokens()
-    client = DataverseClient(ORG, requests.Session(), tokens, gate=gate(fake_time))
+    client = make_client(fake_time, tokens)
     responses.get(
         API + "contacts",
         status=401,
         match=[matchers.header_matcher({"Authorization": "Bearer tok-0"})],
     )
     responses.get(API + "contacts", json={"value": []})
-    assert list(client.query("contacts")) == []
+    assert list(client.rows.query("contacts")) == []
     assert tokens.invalidated == 1
     assert responses.calls[1].request.headers["Authorization"] == "Bearer tok-1"
 
@@ -404,14 +399,14 @@ def test_a_401_is_retried_once_with_a_fresh_token(fake_time) -> None:
 @responses.activate
 def test_a_401_that_persists_and_a_403_are_auth_errors(fake_time) -> None:
     tokens = Tokens()
-    client = DataverseClient(ORG, requests.Session(), tokens, gate=gate(fake_time))
+    client = make_client(fake_time, tokens)
     responses.get(API + "contacts", status=401)
     with pytest.raises(AuthError):
-        list(client.query("contacts"))
+        list(client.rows.query("contacts"))
     assert len(responses.calls) == 2
     responses.replace(responses.GET, API + "contacts", status=403, json=error("0x80040220"))
     with pytest.raises(AuthError) as caught:
-        list(client.query("contacts"))
+        list(client.rows.query("contacts"))
     assert caught.value.code == "0x80040220"
     assert len(responses.calls) == 3
 
@@ -432,7 +427,7 @@ def test_each_failure_is_raised_as_classified_and_retried_only_when_it_can_pass(
 ) -> None:
     responses.patch(API + "contacts(mbr_memberno='1')", status=status, json=payload)
     with pytest.raises(expected) as caught:
-        client.update("contacts", {"mbr_memberno": "1"}, {"x": 1})
+        client.rows.update("contacts", {"mbr_memberno": "1"}, {"x": 1})
     assert type(caught.value) is expected
     assert len(responses.calls) == calls
 
@@ -454,7 +449,7 @@ def test_batch_sends_multipart_and_returns_each_part_and_operation(client) -> No
     member = BatchRequest("PATCH", "contacts(new_memberno='M-10023')", {"If-Match": "*"}, {"a": 1})
     note = BatchRequest("POST", "annotations", {}, {"subject": "s"})
     other = BatchRequest("PATCH", "contacts(new_memberno='M-99999')", {"If-Match": "*"}, {"x": 1})
-    result = client.execute_batch([ChangeSet([payment, member, note]), other])
+    result = client.batch.execute([ChangeSet([payment, member, note]), other])
     assert [p.status for p in result.parts] == [204, 204, 204, 404]
     assert [op.state for op in result.operations] == ["ok", "ok", "ok", "failed"]
     assert isinstance(result.operations[3].error, NotFoundError)
@@ -487,7 +482,7 @@ def test_a_batch_stopped_at_a_failure_reports_the_rest_as_not_executed(client) -
         BatchRequest("PATCH", "contacts(mbr_memberno='1')", {}, {"x": "too long"}),
         BatchRequest("PATCH", "contacts(mbr_memberno='2')", {}, {"x": 1}),
     ]
-    result = client.execute_batch(items, continue_on_error=False)
+    result = client.batch.execute(items, continue_on_error=False)
     assert [op.state for op in result.operations] == ["failed", "not_executed"]
     assert result.operations[0].error.code == "0x80044331"
     assert "Prefer" not in responses.calls[0].request.headers
@@ -497,7 +492,7 @@ def test_a_batch_stopped_at_a_failure_reports_the_rest_as_not_executed(client) -
 def test_a_throttled_batch_is_retried_whole(client) -> None:
     responses.post(API + "$batch", status=429, headers={"Retry-After": "1"})
     responses.post(API + "$batch", body=BATCH_RESPONSE, content_type=BATCH_RESPONSE_TYPE)
-    assert len(client.batch([BatchRequest("GET", "contacts")])) == 4
+    assert len(client.batch.parts([BatchRequest("GET", "contacts")])) == 4
     assert len(responses.calls) == 2
 
 
@@ -505,84 +500,19 @@ def test_a_throttled_batch_is_retried_whole(client) -> None:
 def test_a_batch_refused_as_a_whole_raises(client) -> None:
     responses.post(API + "$batch", status=400, json=error("0x80048d19", "malformed"))
     with pytest.raises(PermanentError):
-        client.batch([BatchRequest("GET", "contacts")])
+        client.batch.parts([BatchRequest("GET", "contacts")])
 
 
 def test_more_than_1000_operations_are_refused(client) -> None:
     with pytest.raises(BridgeError, match="1,000"):
-        client.batch([BatchRequest("GET", "contacts")] * 1001)
+        client.batch.parts([BatchRequest("GET", "contacts")] * 1001)
 
 
 # -- bulk writes -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def bulk_client(fake_time) -> DataverseClient:
-    return DataverseClient(
-        ORG,
-        requests.Session(),
-        lambda: "t",
-        gate=gate(fake_time),
-        multiple_operations={"mbr_payment"},
-        multiple_operations_size=2,
-    )
-
-
 @responses.activate
-def test_upsert_multiple_addresses_rows_by_odata_id_without_key_columns(bulk_client) -> None:
-    responses.post(API + "mbr_payments/Microsoft.Dynamics.CRM.UpsertMultiple", status=204)
-    rows = [
-        ({"mbr_eventid": "e1"}, {"mbr_eventid": "e1", "mbr_amount": 1.0}),
-        ({"mbr_eventid": "O'B"}, {"mbr_amount": 2.0}),
-        ({"mbr_eventid": "e3"}, {"mbr_amount": 3.0}),
-    ]
-    results = bulk_client.upsert_many("mbr_payments", "mbr_payment", rows)
-    assert [r.ok for r in results] == [True, True, True]
-    assert len(responses.calls) == 2  # chunks of 2
-    targets = json.loads(responses.calls[0].request.body)["Targets"]
-    assert targets == [
-        {
-            "@odata.type": "Microsoft.Dynamics.CRM.mbr_payment",
-            "@odata.id": "mbr_payments(mbr_eventid='e1')",
-            "mbr_amount": 1.0,
-        },
-        {
-            "@odata.type": "Microsoft.Dynamics.CRM.mbr_payment",
-            "@odata.id": "mbr_payments(mbr_eventid='O''B')",
-            "mbr_amount": 2.0,
-        },
-    ]
-
-
-@responses.activate
-def test_a_create_multiple_with_a_duplicate_falls_back_to_batch_to_name_it(bulk_client) -> None:
-    responses.post(
-        API + "mbr_payments/Microsoft.Dynamics.CRM.CreateMultiple",
-        status=412,
-        json=error("0x80040237", "A record with matching key values already exists."),
-    )
-    answer = (
-        "--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        "HTTP/1.1 204 No Content\r\n\r\n\r\n"
-        "--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-        "HTTP/1.1 412 Precondition Failed\r\nContent-Type: application/json\r\n\r\n"
-        '{"error":{"code":"0x80040237","message":"exists"}}\r\n--b--\r\n'
-    )
-    responses.post(API + "$batch", body=answer, content_type="multipart/mixed; boundary=b")
-    rows = [({"mbr_eventid": "new"}, {"mbr_amount": 1.0}), ({"mbr_eventid": "old"}, {})]
-    results = bulk_client.create_many("mbr_payments", "mbr_payment", rows)
-    assert [(r.ok, r.duplicate) for r in results] == [(True, False), (False, True)]
-    created = json.loads(responses.calls[0].request.body)["Targets"][0]
-    assert created == {
-        "@odata.type": "Microsoft.Dynamics.CRM.mbr_payment",
-        "mbr_amount": 1.0,
-        "mbr_eventid": "new",
-    }
-    assert b"If-None-Match: *" in responses.calls[1].request.body
-
-
-@responses.activate
-def test_tables_not_configured_for_multiple_operations_use_batch(client) -> None:
+def test_many_rows_are_upserted_through_batch_with_one_result_each(client) -> None:
     def leaf(status: str) -> str:
         return (
             "--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
@@ -592,7 +522,7 @@ def test_tables_not_configured_for_multiple_operations_use_batch(client) -> None
     answer = leaf("204 No Content") + leaf("400 Bad Request") + "--b--\r\n"
     responses.post(API + "$batch", body=answer, content_type="multipart/mixed; boundary=b")
     rows = [({"mbr_memberno": str(n)}, {"x": n}) for n in range(3)]
-    results = client.upsert_many("contacts", "contact", rows)
+    results = client.rows.upsert_many("contacts", rows)
     assert [r.ok for r in results] == [True, False, False]
     assert isinstance(results[1].error, PermanentError)
     assert isinstance(results[2].error, TransientError)  # not executed: safe to send again
@@ -611,7 +541,7 @@ def test_change_tracking_returns_changes_deletions_and_the_next_link(client) -> 
         json={"value": [{"contactid": "1", "mbr_memberno": "100001"}], "@odata.deltaLink": delta},
         match=[matchers.header_matcher({"Prefer": "odata.track-changes,odata.maxpagesize=2"})],
     )
-    first = client.changes("contacts", ["mbr_memberno"])
+    first = client.changes.since("contacts", ["mbr_memberno"])
     assert (len(first.changed), first.deleted, first.delta_link) == (1, [], delta)
     responses.get(
         delta,
@@ -626,7 +556,7 @@ def test_change_tracking_returns_changes_deletions_and_the_next_link(client) -> 
             "@odata.deltaLink": delta + "2",
         },
     )
-    second = client.changes("contacts", ["mbr_memberno"], delta)
+    second = client.changes.since("contacts", ["mbr_memberno"], delta)
     assert (second.changed, second.deleted, second.delta_link) == ([], ["9"], delta + "2")
     assert not second.resynced
 
@@ -636,12 +566,12 @@ def test_an_expired_delta_link_falls_back_to_a_full_read(client) -> None:
     expired = API + "contacts?$deltatoken=1%21old"
     responses.get(expired, status=400, json=error("0x80044352", "expired"))
     responses.get(API + "contacts", json={"value": [{"contactid": "1"}], "@odata.deltaLink": "n"})
-    delta = client.changes("contacts", ["contactid"], expired)
+    delta = client.changes.since("contacts", ["contactid"], expired)
     assert delta.resynced
     assert (delta.delta_link, len(delta.changed)) == ("n", 1)
     responses.get(expired, status=400, json=error("0x80044352", "expired"))
     with pytest.raises(PermanentError):
-        client.changes("contacts", ["contactid"], expired, resync_on_expired=False)
+        client.changes.since("contacts", ["contactid"], expired, resync_on_expired=False)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -662,11 +592,11 @@ def test_a_client_from_settings_spreads_over_every_app_user_with_the_opt_in_head
     client = DataverseClient.from_settings(
         settings, requests.Session(), token_for=lambda user: lambda: f"token-{user.client_id}"
     )
-    assert [lane.name for lane in client.pool.lanes] == ["main", "second"]
-    assert {lane.gate.max_concurrency for lane in client.pool.lanes} == {3}
+    assert [lane.name for lane in client.transport.pool.lanes] == ["main", "second"]
+    assert {lane.gate.max_concurrency for lane in client.transport.pool.lanes} == {3}
     responses.patch(API + "contacts(mbr_memberno='1')", status=204)
-    client.upsert("contacts", {"mbr_memberno": "1"}, {})
-    client.upsert("contacts", {"mbr_memberno": "1"}, {})
+    client.rows.upsert("contacts", {"mbr_memberno": "1"}, {})
+    client.rows.upsert("contacts", {"mbr_memberno": "1"}, {})
     sent = [c.request.headers for c in responses.calls]
     assert {h["Authorization"] for h in sent} == {"Bearer token-main", "Bearer token-second"}
     assert sent[0]["MSCRM.SuppressCallbackRegistrationExpanderJob"] == "true"

@@ -53,9 +53,3 @@ def test_opt_in_headers_are_off_unless_asked_for(monkeypatch) -> None:
         "MSCRM.BypassBusinessLogicExecution": "CustomSync",
         "MSCRM.SuppressDuplicateDetection": "false",
     }
-
-
-@pytest.mark.parametrize("value", ["mbr_payment, contact", '["mbr_payment", "contact"]'])
-def test_multiple_operations_tables_as_a_list_or_json(monkeypatch, value) -> None:
-    monkeypatch.setenv("BRIDGE_DATAVERSE__MULTIPLE_OPERATIONS_TABLES", value)
-    assert load_settings().dataverse.multiple_operations_tables == ["mbr_payment", "contact"]

@@ -21,8 +21,9 @@ from dynamics_bridge.dataverse.metadata import (
     parse_table,
     table_body,
 )
-from dynamics_bridge.dataverse.pacing import AppUserGate
+from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserPool
 from dynamics_bridge.errors import NotFoundError, PermanentError, TransientError
+from dynamics_bridge.settings import DataverseSettings
 
 ORG = "https://org.crm4.dynamics.com"
 API = f"{ORG}/api/data/v9.2/"
@@ -75,12 +76,9 @@ def clock() -> Clock:
 @pytest.fixture
 def client(clock) -> DataverseClient:
     return DataverseClient(
-        ORG,
+        DataverseSettings(url=ORG, solution="MemberBridge", suppress_flows=True),
         requests.Session(),
-        lambda: "t",
-        gate=AppUserGate(clock=clock, sleep=clock.sleep),
-        solution="MemberBridge",
-        extra_headers={"MSCRM.SuppressCallbackRegistrationExpanderJob": "true"},
+        AppUserPool.single(lambda: "t", AppUserGate(clock=clock, sleep=clock.sleep)),
     )
 
 
@@ -121,10 +119,10 @@ def test_a_table_is_read_once_and_cached_and_a_missing_one_is_none(client) -> No
         ],
     )
     responses.get(API + "EntityDefinitions(LogicalName='mbr_payment')", status=404)
-    assert client.table("contact").logical_name == "contact"
-    assert client.alternate_keys("contact")[0].columns == ("mbr_memberno",)
-    assert client.table("mbr_payment") is None
-    assert client.table("mbr_payment") is None
+    assert client.schema.table("contact").logical_name == "contact"
+    assert client.schema.alternate_keys("contact")[0].columns == ("mbr_memberno",)
+    assert client.schema.table("mbr_payment") is None
+    assert client.schema.table("mbr_payment") is None
     assert len(responses.calls) == 2
 
 
@@ -156,14 +154,14 @@ def test_choice_options_are_read_by_casting_once_per_table(client) -> None:
             )
         ],
     )
-    assert client.choice_options("contact", "mbr_paymentstatus") == (
+    assert client.schema.choice_options("contact", "mbr_paymentstatus") == (
         ChoiceOption(100000000, "Betald"),
     )
-    client.choice_options("contact", "mbr_paymentstatus")
+    client.schema.choice_options("contact", "mbr_paymentstatus")
     assert len(responses.calls) == 2
-    assert client.choice_options("contact", "mbr_memberno") == ()  # not a choice
+    assert client.schema.choice_options("contact", "mbr_memberno") == ()  # not a choice
     with pytest.raises(NotFoundError):
-        client.choice_options("contact", "nope")
+        client.schema.choice_options("contact", "nope")
 
 
 @responses.activate
@@ -171,15 +169,17 @@ def test_options_already_in_the_definition_need_no_second_read(client) -> None:
     inline = json.loads(json.dumps(DEFINITION))
     inline["Attributes"][2]["OptionSet"] = {"Options": [{"Value": 5, "Label": LABEL}]}
     responses.get(CONTACT, json=inline)
-    assert client.choice_options("contact", "mbr_paymentstatus") == (ChoiceOption(5, "Betald"),)
+    assert client.schema.choice_options("contact", "mbr_paymentstatus") == (
+        ChoiceOption(5, "Betald"),
+    )
     assert len(responses.calls) == 1
 
 
 @responses.activate
 def test_the_table_list_is_cached(client) -> None:
     responses.get(API + "EntityDefinitions", json={"value": [DEFINITION]})
-    assert [t.entity_set for t in client.tables()] == ["contacts"]
-    client.tables()
+    assert [t.entity_set for t in client.schema.tables()] == ["contacts"]
+    client.schema.tables()
     assert len(responses.calls) == 1
 
 
@@ -196,7 +196,7 @@ def test_the_table_list_is_cached(client) -> None:
 @responses.activate
 def test_metadata_writes_go_to_their_collection_in_the_solution(client, kind, table, path) -> None:
     responses.post(API + path, status=204)
-    client.create_metadata(kind, {"SchemaName": "x"}, table=table)
+    client.schema.create_metadata(kind, {"SchemaName": "x"}, table=table)
     sent = responses.calls[0].request
     assert sent.headers["MSCRM.SolutionUniqueName"] == "MemberBridge"
     assert "MSCRM.SuppressCallbackRegistrationExpanderJob" not in sent.headers
@@ -207,7 +207,7 @@ def test_metadata_writes_go_to_their_collection_in_the_solution(client, kind, ta
 def test_a_planned_option_step_goes_to_insert_option_value_in_the_solution(client) -> None:
     responses.post(API + "InsertOptionValue", status=200, json={"NewOptionValue": 100000003})
     body = insert_option_body("contact", "mbr_paymentstatus", ChoiceOption(100000003, "Skuld"))
-    client.create_metadata("option", body, table="contact")
+    client.schema.create_metadata("option", body, table="contact")
     sent = json.loads(responses.calls[0].request.body)
     assert sent == {**body, "SolutionUniqueName": "MemberBridge"}
     assert responses.calls[0].request.headers["MSCRM.SolutionUniqueName"] == "MemberBridge"
@@ -235,16 +235,18 @@ def test_a_lookup_is_made_as_a_one_to_many_relationship() -> None:
 def test_a_metadata_write_drops_the_cached_definition(client) -> None:
     responses.get(CONTACT, json=DEFINITION)
     responses.post(CONTACT + "/Attributes", status=204)
-    client.table("contact")
-    client.create_column("contact", choice_column_body("mbr_x", "X", [ChoiceOption(1, "a")]))
-    client.table("contact")
+    client.schema.table("contact")
+    client.schema.create_column("contact", choice_column_body("mbr_x", "X", [ChoiceOption(1, "a")]))
+    client.schema.table("contact")
     assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET"]
 
 
 @responses.activate
 def test_an_option_is_added_with_insert_option_value(client) -> None:
     responses.post(API + "InsertOptionValue", status=200, json={"NewOptionValue": 100000003})
-    client.insert_choice_option("contact", "mbr_paymentstatus", ChoiceOption(100000003, "Skuld"))
+    client.schema.insert_choice_option(
+        "contact", "mbr_paymentstatus", ChoiceOption(100000003, "Skuld")
+    )
     body = json.loads(responses.calls[0].request.body)
     assert body["EntityLogicalName"] == "contact"
     assert body["AttributeLogicalName"] == "mbr_paymentstatus"
@@ -262,7 +264,7 @@ def with_key_status(status: str) -> dict:
 def test_waiting_for_a_key_polls_until_the_index_is_active(client, clock) -> None:
     for status in ("Pending", "InProgress", "Active"):
         responses.get(CONTACT, json=with_key_status(status))
-    key = client.wait_for_key("contact", ["mbr_memberno"], poll=5, clock=clock)
+    key = client.schema.wait_for_key("contact", ["mbr_memberno"], poll=5, clock=clock)
     assert key.status == "Active"
     assert clock.now == 10.0
 
@@ -274,7 +276,7 @@ def test_waiting_for_a_key_polls_until_the_index_is_active(client, clock) -> Non
 def test_a_key_that_fails_or_never_activates_raises(client, clock, status, expected) -> None:
     responses.get(CONTACT, json=with_key_status(status))
     with pytest.raises(expected):
-        client.wait_for_key("contact", ["mbr_memberno"], timeout=12, poll=5, clock=clock)
+        client.schema.wait_for_key("contact", ["mbr_memberno"], timeout=12, poll=5, clock=clock)
 
 
 def test_bodies_for_provisioning_name_their_metadata_types() -> None:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from dynamics_bridge.dataverse import policy
-from dynamics_bridge.dataverse.policy import (
-    classify,
-    retry_after_seconds,
-    should_retry,
-    sleep_for,
-)
+from dynamics_bridge.dataverse.policy import classify
 from dynamics_bridge.errors import (
     AuthError,
     ConcurrencyConflictError,
@@ -128,37 +120,3 @@ def test_the_request_id_header_is_found_in_any_case_and_req_id_is_a_fallback() -
 def test_a_non_json_error_body_is_kept_readable() -> None:
     error = classify(400, {}, b"<html>Bad Request</html>")
     assert "Bad Request" in str(error)
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [("7", 7.0), ("0.25", 0.25), ("-3", 0.0), ("99999", 600.0), ("soon", None), ("", None)],
-)
-def test_retry_after_in_seconds_is_clamped(value, seconds) -> None:
-    assert retry_after_seconds({"Retry-After": value}) == seconds
-
-
-def test_retry_after_as_an_http_date() -> None:
-    now = datetime(2025, 3, 14, 9, 12, 0, tzinfo=UTC)
-    assert retry_after_seconds({"retry-after": "Fri, 14 Mar 2025 09:12:30 GMT"}, now) == 30.0
-
-
-def test_only_throttling_and_transient_failures_are_retried() -> None:
-    assert should_retry(classify(429, {}, None))
-    assert should_retry(classify(503, {}, None))
-    assert not should_retry(classify(412, {}, None, create_only=True))
-    assert not should_retry(classify(401, {}, None))
-    assert not should_retry(ValueError("bug"))
-
-
-def test_retry_after_wins_over_backoff_and_is_capped() -> None:
-    assert sleep_for(1, 3.0) == 3.0
-    assert sleep_for(1, 10_000.0) == 600.0
-
-
-def test_backoff_grows_exponentially_with_isolated_jitter(monkeypatch) -> None:
-    assert [sleep_for(n, jitter=0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
-    assert sleep_for(3, jitter=0.999) < 4.0
-    assert sleep_for(30, jitter=0.0, cap=60.0) == 30.0
-    monkeypatch.setattr(policy, "_jitter", lambda: 1.0)
-    assert sleep_for(2) == 2.0

@@ -12,10 +12,12 @@ import pytest
 import requests
 import responses
 
-from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.client import DataverseClient
+from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserPool
 from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.pipeline import MemberRow, WriteUnit
+from dynamics_bridge.settings import DataverseSettings
 
 ORG = "https://org.crm4.dynamics.com"
 API = f"{ORG}/api/data/v9.2/"
@@ -44,7 +46,9 @@ def batch_response(*change_sets: list[str]) -> bytes:
 @pytest.fixture
 def store() -> DataverseMemberStore:
     client = DataverseClient(
-        ORG, requests.Session(), lambda: "t", gate=AppUserGate(sleep=lambda s: None), max_attempts=2
+        DataverseSettings(url=ORG, max_attempts=2),
+        requests.Session(),
+        AppUserPool.single(lambda: "t", AppUserGate(sleep=lambda s: None)),
     )
     return DataverseMemberStore(client, MAPPING)
 

@@ -57,8 +57,8 @@ def box() -> Iterator[SandboxInfo]:
         }
         due = (datetime.now(UTC) + timedelta(days=4)).date().isoformat()
         autogiro = choices["payment_method"].options["autogiro"].value
-        client.update(member.entity_set, {member.key_column: MEMBER}, marketable)
-        client.update(
+        client.rows.update(member.entity_set, {member.key_column: MEMBER}, marketable)
+        client.rows.update(
             member.entity_set,
             {member.key_column: OTHER},
             {**marketable, "mbr_paymentmethod": autogiro, "mbr_paidthrough": due},
@@ -142,7 +142,7 @@ def deliver_callbacks(functions) -> list[str]:
 
 def payment_rows(client: DataverseClient, event_ids: list[str]) -> set[str]:
     payment = MAPPING.payment
-    rows = client.query(payment.entity_set, select=[payment.key_column])
+    rows = client.rows.query(payment.entity_set, select=[payment.key_column])
     return {r[payment.key_column] for r in rows} & set(event_ids)
 
 
@@ -158,7 +158,7 @@ def test_callbacks_reach_dataverse_and_apsis_through_the_queue_function(
     assert (run.invocations, run.succeeded, run.poisoned) == (2, 2, 0)
     assert services.queue.depth() == {"messages": 0, "poison": 0}
     assert payment_rows(services.dataverse, event_ids) == set(event_ids)
-    member = services.dataverse.get(
+    member = services.dataverse.rows.get(
         MAPPING.member.entity_set, {MAPPING.member.key_column: MEMBER}, select=["mbr_paymentstatus"]
     )
     assert member is not None
@@ -171,8 +171,12 @@ def test_callbacks_reach_dataverse_and_apsis_through_the_queue_function(
     assert len(confirmed) == len(set(confirmed))
     assert {event_ids[0]} <= set(confirmed) <= set(event_ids)
     assert event_ids[0].startswith("billogram-")
+    # The welcome goes with its payment, or, when the host ran the member's two messages at
+    # once and the other write moved the member's ETag under the welcome's claim, with the
+    # outbox timer's next sweep: once either way.
+    functions["triggers"](TimerRequest(past_due=False))
     assert len(apsis.events("welcome", key=MEMBER)) == 1  # the first payment only
-    functions["triggers"](TimerRequest(past_due=False))  # the outbox timer: nothing is left
+    functions["triggers"](TimerRequest(past_due=False))  # the next sweep: nothing is left
     assert len(apsis.events("welcome", key=MEMBER)) == 1
 
     health = functions["health"](func.HttpRequest(method="GET", url="/api/health", body=b""))
@@ -250,7 +254,7 @@ def test_the_segments_and_reminders_timers_push_to_apsis(
     assert apsis.profile(MEMBER) is not None
     assert apsis.tag_counts()  # the members' segments, as APSIS tags
     member = MAPPING.member
-    rows = services.dataverse.query(
+    rows = services.dataverse.rows.query(
         member.entity_set, select=[member.key_column, "mbr_segments", "mbr_engagementscore"]
     )
     segments = {r[member.key_column]: r["mbr_segments"] for r in rows}

@@ -391,11 +391,12 @@ class TestBankgirotFile:
 
 
 class TestTimers:
-    def test_segments_skip_while_the_activation_area_is_not_built(self, functions, use, caplog):
+    def test_segments_skip_until_apsis_is_configured(self, functions, use, caplog):
         use()
         with caplog.at_level(logging.WARNING, "dynamics_bridge.jobs"):
             functions["segments"](TimerRequest(past_due=False))
         assert "job segments skipped" in caplog.text
+        assert "BRIDGE_APSIS__CLIENT_ID" in caplog.text
 
     def test_address_refresh_skips_without_spar_settings_and_names_them(
         self, functions, use, caplog

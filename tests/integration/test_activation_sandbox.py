@@ -19,10 +19,11 @@ from dynamics_bridge_sandbox.apsis import (
 from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
 from dynamics_bridge_sandbox.server import run_sandbox
 
-from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
-from dynamics_bridge.activation.service import DELTA_NAME, Activation
+from dynamics_bridge.activation.segments_job import DELTA_NAME, FULL_RUN_NAME
+from dynamics_bridge.activation.service import Activation, check_apsis
 from dynamics_bridge.activation.triggers import decode_payload
+from dynamics_bridge.app.wiring import apsis_platform, dataverse_activation
 from dynamics_bridge.apsis.models import ProfileChange
 from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
@@ -58,7 +59,7 @@ class World:
 
     def pipeline(self, hooks: Any = None) -> Pipeline:
         store = DataverseMemberStore(self.client, MAPPING)
-        return Pipeline(store, MAPPING, hooks=self.activation if hooks is None else hooks)
+        return Pipeline(store, MAPPING, hooks=self.activation.triggers if hooks is None else hooks)
 
     def set_member(self, number: str, **values: Any) -> None:
         self.activation.store.update_members([(number, values, "*")])
@@ -80,14 +81,16 @@ def world() -> Iterator[World]:
         values = {k.removeprefix("BRIDGE_APSIS__").lower(): v for k, v in apsis.env.items()}
         values = {k: json.loads(v) if v.startswith("{") else v for k, v in values.items()}
         platform = apsis_platform(ApsisSettings.model_validate(values), CONFIG.apsis)
-        platform.client.max_attempts = 1  # an outage fails at once instead of backing off
+        # An outage fails at once instead of backing off; exports are polled at once.
+        platform.client.settings = platform.client.settings.model_copy(
+            update={"max_attempts": 1, "event_export_poll_seconds": 0.01}
+        )
         platform.client.export_pacer = Pacer((100, 1.0))
-        platform.client.export_poll_seconds = 0.01
         now = [NOW]
         # No hold on first-payment triggers unless a test asks: a welcome goes with its payment.
         options = ActivationSettings(first_payment_hold_minutes=0)
-        activation = Activation(
-            client, MAPPING, CONFIG, platform, clock=lambda: now[0], options=options
+        activation = dataverse_activation(
+            client, MAPPING, platform, config=CONFIG, clock=lambda: now[0], options=options
         )
         world = World(client, apsis, activation, numbers, now)
         for number in numbers:
@@ -123,7 +126,7 @@ class CrashAfterWrite:
         self.activation = activation
 
     def payment_extras(self, outcome: EventOutcome) -> dict[str, Any]:
-        return self.activation.payment_extras(outcome)
+        return self.activation.triggers.payment_extras(outcome)
 
     def after_apply(self, outcomes: Sequence[EventOutcome]) -> None:
         return None
@@ -142,7 +145,7 @@ def test_an_applied_payment_triggers_once_and_its_redelivery_never(world: World)
     assert confirmed.data["source_event_id"] == event.event_id
     assert confirmed.key == world.numbers[0]
     assert world.outbox_state(event.event_id) == "sent"
-    assert world.activation.sweep_triggers().claimed == 0
+    assert world.activation.triggers.sweep().claimed == 0
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
 
 
@@ -169,8 +172,8 @@ def test_a_crash_between_the_write_and_the_send_is_sent_by_the_sweep_once(world:
     (retry,) = world.pipeline().apply([event])  # the queue redelivers the message
     assert retry.outcome is Outcome.DUPLICATE
     assert world.sent() == {}  # a duplicate never triggers: the outbox row does
-    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
-    assert world.activation.sweep_triggers().claimed == 0
+    assert world.activation.triggers.sweep().sent == {"payment_confirmed": 1, "welcome": 1}
+    assert world.activation.triggers.sweep().claimed == 0
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
 
 
@@ -182,20 +185,20 @@ def test_a_claim_lost_in_a_crash_is_unconfirmed_never_sent_again_blindly(world: 
     world.pipeline(CrashAfterWrite(world.activation)).apply([event])
     store = world.activation.store
     assert len(store.claim(store.outbox_rows([event.event_id]), NOW)) == 1  # then it dies
-    assert world.activation.sweep_triggers().claimed == 0  # another sender may be sending it
+    assert world.activation.triggers.sweep().claimed == 0  # another sender may be sending it
     world.now[0] = NOW + LEASE
-    report = world.activation.sweep_triggers()
+    report = world.activation.triggers.sweep()
     assert (report.unconfirmed, report.claimed) == (2, 0)  # no read-back: left for an admin
     assert world.outbox_state(event.event_id) == "unconfirmed"
     assert world.sent() == {}
-    (listed,) = world.activation.unconfirmed_triggers()
+    (listed,) = world.activation.triggers.unconfirmed()
     assert (listed.event_id, listed.member) == (event.event_id, world.numbers[0])
     assert len(listed.triggers) == 2
-    assert world.activation.sweep_triggers().claimed == 0  # still the admin's
-    world.activation.resolve_unconfirmed(event.event_id, send=True)
+    assert world.activation.triggers.sweep().claimed == 0  # still the admin's
+    world.activation.triggers.resolve(event.event_id, send=True)
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
     assert world.outbox_state(event.event_id) == "sent"
-    assert world.activation.unconfirmed_triggers() == []
+    assert world.activation.triggers.unconfirmed() == []
 
 
 def test_an_admin_may_drop_an_unconfirmed_row_and_nothing_is_sent(world: World) -> None:
@@ -204,12 +207,12 @@ def test_an_admin_may_drop_an_unconfirmed_row_and_nothing_is_sent(world: World) 
     store = world.activation.store
     store.claim(store.outbox_rows([event.event_id]), NOW)
     world.now[0] = NOW + LEASE
-    world.activation.sweep_triggers()
-    world.activation.resolve_unconfirmed(event.event_id, send=False)
+    world.activation.triggers.sweep()
+    world.activation.triggers.resolve(event.event_id, send=False)
     assert world.outbox_state(event.event_id) == "dropped"
     assert world.sent() == {}
     with pytest.raises(InputError, match="no unconfirmed triggers"):
-        world.activation.resolve_unconfirmed(event.event_id, send=True)
+        world.activation.triggers.resolve(event.event_id, send=True)
 
 
 def test_two_senders_racing_for_a_row_send_it_once(world: World) -> None:
@@ -233,10 +236,12 @@ def test_an_event_post_stored_but_answered_503_is_unconfirmed_not_resent(world: 
     assert world.outbox_state(event.event_id) == "unconfirmed"
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}  # APSIS has them
     world.now[0] = NOW + LEASE
-    world.activation.sweep_triggers()  # read-back off: nothing sent again
+    world.activation.triggers.sweep()  # read-back off: nothing sent again
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
-    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
-    report = world.activation.sweep_triggers()
+    world.activation.triggers.options = ActivationSettings(
+        first_payment_hold_minutes=0, readback=True
+    )
+    report = world.activation.triggers.sweep()
     assert (report.confirmed, report.resent) == (2, 0)
     assert world.outbox_state(event.event_id) == "sent"
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
@@ -246,33 +251,37 @@ def test_an_event_post_stored_but_answered_503_is_unconfirmed_not_resent(world: 
 def test_the_read_back_settles_a_crashed_send_by_what_apsis_holds(
     world: World, stored: bool
 ) -> None:
-    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
+    world.activation.triggers.options = ActivationSettings(
+        first_payment_hold_minutes=0, readback=True
+    )
     number = world.numbers[0]
     event = paid(number)
     world.pipeline(CrashAfterWrite(world.activation)).apply([event])
     store = world.activation.store
-    ((_, payload),) = world.activation._claimed(
+    ((_, payload),) = world.activation.triggers._claimed(
         [(r, decode_payload(r.payload)) for r in store.outbox_rows([event.event_id])], NOW
     )
     if stored:  # the crashed sender's POST went through; its settle never happened
         events = [t.marketing_event(event.event_id) for t in payload.triggers]
         world.activation.platform.apply_changes([ProfileChange(number, events=events)])
     world.now[0] = NOW + LEASE
-    report = world.activation.sweep_triggers()
+    report = world.activation.triggers.sweep()
     assert (report.confirmed, report.resent) == ((2, 0) if stored else (0, 2))
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
     assert world.outbox_state(event.event_id) == "sent"
 
 
 def test_when_the_read_back_fails_the_triggers_stay_unconfirmed(world: World) -> None:
-    world.activation.options = ActivationSettings(first_payment_hold_minutes=0, readback=True)
+    world.activation.triggers.options = ActivationSettings(
+        first_payment_hold_minutes=0, readback=True
+    )
     world.apsis.chaos = ApsisChaos(stored_then_unavailable=1.0)
     event = paid(world.numbers[0])
     world.pipeline().apply([event])
     world.apsis.chaos = ApsisChaos()
     world.apsis.fail_next(400, path="/profiles/exports")
     world.now[0] = NOW + LEASE
-    report = world.activation.sweep_triggers()
+    report = world.activation.triggers.sweep()
     assert "400" in (report.readback or "")
     assert world.outbox_state(event.event_id) == "unconfirmed"
     assert world.sent() == {"payment_confirmed": 1, "welcome": 1}
@@ -282,7 +291,7 @@ def test_when_the_read_back_fails_the_triggers_stay_unconfirmed(world: World) ->
 
 
 def test_a_late_payment_still_confirms_and_does_not_welcome_twice(world: World) -> None:
-    world.activation.options = ActivationSettings(
+    world.activation.triggers.options = ActivationSettings(
         first_payment_hold_minutes=0, late_trigger_days=60
     )
     number = world.numbers[0]
@@ -298,7 +307,7 @@ def test_a_late_payment_still_confirms_and_does_not_welcome_twice(world: World) 
 
 
 def test_a_late_failure_still_says_what_to_do(world: World) -> None:
-    world.activation.options = ActivationSettings(late_trigger_days=60)
+    world.activation.triggers.options = ActivationSettings(late_trigger_days=60)
     number = world.numbers[1]
     world.pipeline().apply([paid(number, 2)])
     failure = paid(number, 1, kind=EventKind.PAYMENT_FAILED)
@@ -312,7 +321,8 @@ def test_a_late_failure_still_says_what_to_do(world: World) -> None:
 def test_an_event_later_than_the_freshness_window_is_kept_unsent_and_counted(
     world: World,
 ) -> None:
-    world.activation.options = ActivationSettings(late_trigger_days=7)  # the events: 30 days
+    # the events: 30 days
+    world.activation.triggers.options = ActivationSettings(late_trigger_days=7)
     number = world.numbers[1]
     world.pipeline().apply([paid(number, 2)])
     failure = paid(number, 1, kind=EventKind.PAYMENT_FAILED)
@@ -323,14 +333,14 @@ def test_an_event_later_than_the_freshness_window_is_kept_unsent_and_counted(
     assert world.outbox_state(failure.event_id) == "skipped"
     (row,) = world.activation.store.outbox_rows([failure.event_id])
     assert {t.state for t in decode_payload(row.payload).triggers} == {"late"}
-    assert world.activation.after_apply([late]).late == 1
-    assert world.activation.sweep_triggers().claimed == 0
+    assert world.activation.triggers.after_apply([late]).late == 1
+    assert world.activation.triggers.sweep().claimed == 0
 
 
 def test_the_welcome_is_held_and_goes_to_the_earliest_payment_that_arrives_in_time(
     world: World,
 ) -> None:
-    world.activation.options = ActivationSettings(
+    world.activation.triggers.options = ActivationSettings(
         first_payment_hold_minutes=30, late_trigger_days=60
     )
     number = world.numbers[0]
@@ -341,29 +351,29 @@ def test_the_welcome_is_held_and_goes_to_the_earliest_payment_that_arrives_in_ti
     world.pipeline().apply([earlier])
     assert world.sent() == {"payment_confirmed": 2}
     world.now[0] = NOW + timedelta(minutes=41)
-    report = world.activation.sweep_triggers()
+    report = world.activation.triggers.sweep()
     assert report.withdrawn == 1
     (welcome,) = world.apsis.events("welcome")
     assert welcome.data["source_event_id"] == earlier.event_id
     assert {world.outbox_state(e.event_id) for e in (later, earlier)} == {"sent"}
     member = world.activation.store.members([number], ["mbr_firstpaidon"])
     assert member[number]["mbr_firstpaidon"] == "2026-10-29"
-    assert world.activation.sweep_triggers().claimed == 0
+    assert world.activation.triggers.sweep().claimed == 0
     assert world.sent() == {"payment_confirmed": 2, "welcome": 1}
 
 
 def test_a_welcome_that_went_out_is_not_sent_again_for_an_earlier_payment(world: World) -> None:
-    world.activation.options = ActivationSettings(
+    world.activation.triggers.options = ActivationSettings(
         first_payment_hold_minutes=30, late_trigger_days=60
     )
     number = world.numbers[0]
     later, earlier = paid(number, 2), paid(number, 1)
     world.pipeline().apply([later])
     world.now[0] = NOW + timedelta(minutes=31)
-    world.activation.sweep_triggers()
+    world.activation.triggers.sweep()
     world.pipeline().apply([earlier])  # after the hold: too late to take the welcome over
     world.now[0] = NOW + timedelta(minutes=62)
-    assert world.activation.sweep_triggers().withdrawn == 1
+    assert world.activation.triggers.sweep().withdrawn == 1
     (welcome,) = world.apsis.events("welcome")
     assert welcome.data["source_event_id"] == later.event_id
 
@@ -384,7 +394,7 @@ def test_apsis_down_leaves_the_trigger_pending_for_the_next_sweep(world: World) 
     assert outcome.outcome is Outcome.APPLIED  # the payment is booked all the same
     assert world.outbox_state(event.event_id) == "pending"
     assert world.sent() == {}
-    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
+    assert world.activation.triggers.sweep().sent == {"payment_confirmed": 1, "welcome": 1}
 
 
 # -- consent and protected identity ------------------------------------------------------------
@@ -397,7 +407,7 @@ def test_a_member_without_consent_is_never_pushed_and_the_trigger_skipped(world:
     world.pipeline().apply([event])
     assert world.apsis.profile(number) is None
     assert world.outbox_state(event.event_id) == "skipped"
-    world.activation.run_segments()
+    world.activation.segments.run()
     assert world.apsis.profile(number) is None
 
 
@@ -406,7 +416,7 @@ def test_protected_identity_after_a_push_erases_the_profile(world: World) -> Non
     world.pipeline().apply([paid(number)])
     assert world.apsis.profile(number) is not None
     world.set_member(number, mbr_protectedidentity=True)
-    report = world.activation.run_segments()
+    report = world.activation.segments.run()
     assert report.erased == 1
     assert world.apsis.profile(number) is None
     assert (number, "delete") in world.apsis.erasures()
@@ -420,16 +430,16 @@ def test_protected_identity_after_a_push_erases_the_profile(world: World) -> Non
 def test_segments_are_pushed_as_tags_then_only_differences(world: World) -> None:
     number = world.numbers[0]
     world.pipeline().apply([paid(number)])
-    first = world.activation.run_segments()
+    first = world.activation.segments.run()
     assert first.evaluated == 6
     assert set(world.apsis.profile(number)["tags"]) >= {"onboarding", "pays_swish"}
     assert world.activation.store.get_state(DELTA_NAME)  # kept for the next run
     requests = sum(world.apsis.requests.values())
-    second = world.activation.run_segments()
+    second = world.activation.segments.run()
     assert second.pushed == 0
     assert sum(world.apsis.requests.values()) == requests  # nothing sent at all
     world.set_member(number, mbr_arrears=250)
-    third = world.activation.run_segments()
+    third = world.activation.segments.run()
     assert third.evaluated == 1  # only the member that changed
     assert third.pushed == 1
     assert "at_risk" in world.apsis.profile(number)["tags"]
@@ -441,7 +451,7 @@ def test_segments_are_pushed_as_tags_then_only_differences(world: World) -> None
 
 
 def test_a_dry_run_shows_the_differences_and_sends_nothing(world: World) -> None:
-    report = world.activation.run_segments(dry_run=True)
+    report = world.activation.segments.run(dry_run=True)
     assert len(report.diffs) == 6
     assert all(d.plan.create for d in report.diffs)
     assert world.apsis.profiles() == {}
@@ -451,7 +461,7 @@ def test_a_dry_run_shows_the_differences_and_sends_nothing(world: World) -> None
 def test_a_lapsed_member_is_tagged_for_winback(world: World) -> None:
     number = world.numbers[4]
     world.set_member(number, mbr_membershipstatus=ENDED, mbr_endedon="2026-06-01")
-    world.activation.run_segments()
+    world.activation.segments.run()
     assert "lapsed" in world.apsis.profile(number)["tags"]
     assert "onboarding" not in world.apsis.profile(number)["tags"]
 
@@ -462,8 +472,8 @@ def test_a_lapsed_member_is_tagged_for_winback(world: World) -> None:
 def test_a_reminder_is_sent_once_per_period(world: World) -> None:
     number = world.numbers[5]
     world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
-    first = world.activation.run_reminders()
-    second = world.activation.run_reminders()
+    first = world.activation.reminders.run()
+    second = world.activation.reminders.run()
     assert first.sent == {"upcoming_payment": 1}
     assert second.sent == {}
     assert second.already_sent == 1
@@ -472,15 +482,15 @@ def test_a_reminder_is_sent_once_per_period(world: World) -> None:
     assert "autogiro" in reminder.data["text"]
     world.set_member(number, mbr_paidthrough="2026-12-31")  # the next period
     world.now[0] = datetime(2026, 12, 26, 12, 0, tzinfo=UTC)
-    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    assert world.activation.reminders.run().sent == {"upcoming_payment": 1}
 
 
 def test_a_failed_reminder_send_is_released_for_the_next_run(world: World) -> None:
     number = world.numbers[5]
     world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
     world.apsis.fail_next(503)
-    assert world.activation.run_reminders().failed
-    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    assert world.activation.reminders.run().failed
+    assert world.activation.reminders.run().sent == {"upcoming_payment": 1}
 
 
 def test_no_reminder_reaches_a_member_without_consent(world: World) -> None:
@@ -491,7 +501,7 @@ def test_no_reminder_reaches_a_member_without_consent(world: World) -> None:
         mbr_paidthrough="2026-12-02",
         mbr_marketingconsent=False,
     )
-    report = world.activation.run_reminders()
+    report = world.activation.reminders.run()
     assert report.sent == {}
     assert report.excluded == 1
 
@@ -500,9 +510,9 @@ def test_no_reminder_reaches_a_member_without_consent(world: World) -> None:
 
 
 def test_apsis_check_passes_on_the_stand_in_and_names_what_is_missing(world: World) -> None:
-    assert world.activation.check_apsis() == []
+    assert check_apsis(world.activation.platform, CONFIG.apsis) == []
     world.activation.platform.names["tags"]["lapsed"] = "usercreated.tags.nope-x"
-    assert world.activation.check_apsis() == [
+    assert check_apsis(world.activation.platform, CONFIG.apsis) == [
         "tag lapsed: usercreated.tags.nope-x not in section usercreated.sections.members-sbx01"
     ]
 
@@ -550,7 +560,7 @@ def test_an_erase_that_failed_leaves_the_member_marked_pushed_so_it_is_erased_la
     assert report[0].outcome is Outcome.APPLIED
     assert world.apsis.profile(number) is not None  # not erased yet...
     assert state_of(world, number)  # ...so it still looks pushed
-    segments = world.activation.run_segments()
+    segments = world.activation.segments.run()
     assert segments.erased == 1
     assert world.apsis.profile(number) is None
     assert (number, "delete") in world.apsis.erasures()
@@ -566,7 +576,7 @@ def test_a_first_push_that_failed_writes_no_state_and_the_retry_does(world: Worl
     assert not state_of(world, number)  # APSIS holds nothing: a withdrawal needs no erase
     row = world.activation.store.members([number], ["mbr_firstpaidon"])[number]
     assert row["mbr_firstpaidon"] == "2026-10-29"  # a fact of the register all the same
-    assert world.activation.sweep_triggers().sent == {"payment_confirmed": 1, "welcome": 1}
+    assert world.activation.triggers.sweep().sent == {"payment_confirmed": 1, "welcome": 1}
     assert state_of(world, number)
     assert world.apsis.profile(number)["attributes"]
 
@@ -578,7 +588,7 @@ def test_a_first_push_that_failed_for_good_writes_no_state(world: World) -> None
     world.pipeline().apply([event])
     assert world.outbox_state(event.event_id) == "failed"
     assert not state_of(world, number)
-    world.activation.run_segments()  # the segments job creates it in full
+    world.activation.segments.run()  # the segments job creates it in full
     assert world.apsis.profile(number)["attributes"]
     assert state_of(world, number)
 
@@ -589,18 +599,18 @@ def test_the_first_payment_trigger_is_found_by_its_flag_not_its_name(world: Worl
     renamed = CONFIG.model_copy(
         update={"triggers": CONFIG.triggers.model_copy(update={"triggers": triggers})}
     )
-    activation = Activation(
+    activation = dataverse_activation(
         world.client,
         MAPPING,
-        renamed,
         world.activation.platform,
+        config=renamed,
         clock=lambda: NOW,
-        options=world.activation.options,
+        options=world.activation.triggers.options,
     )
-    assert activation.first_payment_triggers == {"hello_member"}
+    assert activation.triggers.first_payment_triggers == {"hello_member"}
     number = world.numbers[1]
     store = DataverseMemberStore(world.client, MAPPING)
-    Pipeline(store, MAPPING, hooks=activation).apply([paid(number)])
+    Pipeline(store, MAPPING, hooks=activation.triggers).apply([paid(number)])
     row = activation.store.members([number], ["mbr_firstpaidon"])[number]
     assert row["mbr_firstpaidon"] == "2026-10-29"
 
@@ -611,26 +621,24 @@ def test_the_first_payment_trigger_is_found_by_its_flag_not_its_name(world: Worl
 def test_time_based_segments_are_refreshed_by_a_full_run_once_the_interval_passed(
     world: World,
 ) -> None:
-    from dynamics_bridge.activation.service import FULL_RUN_NAME
-
     number = world.numbers[0]  # joined 2026-10-01: onboarding for 90 days
-    first = world.activation.run_segments()
+    first = world.activation.segments.run()
     assert first.full
     assert first.delta_saved
     assert "onboarding" in world.apsis.profile(number)["tags"]
     assert world.activation.store.get_state(FULL_RUN_NAME) == NOW.isoformat()
-    world.activation.run_segments()  # our own writes come back once in the delta
+    world.activation.segments.run()  # our own writes come back once in the delta
     world.now[0] = NOW + timedelta(hours=23)
-    within = world.activation.run_segments()
+    within = world.activation.segments.run()
     assert not within.full
     assert within.evaluated == 0
     world.now[0] = datetime(2027, 1, 5, 12, 0, tzinfo=UTC)  # 96 days after joining
-    later = world.activation.run_segments()
+    later = world.activation.segments.run()
     assert later.full
     assert later.evaluated == 6
     assert "onboarding" not in world.apsis.profile(number)["tags"]
     assert world.activation.store.get_state(FULL_RUN_NAME) == world.now[0].isoformat()
-    after = world.activation.run_segments()
+    after = world.activation.segments.run()
     assert not after.full
 
 
@@ -638,24 +646,24 @@ def test_the_full_run_interval_is_read_from_segments_yaml(world: World) -> None:
     hourly = CONFIG.model_copy(
         update={"segments": CONFIG.segments.model_copy(update={"full_run_hours": 1})}
     )
-    activation = Activation(
-        world.client, MAPPING, hourly, world.activation.platform, clock=lambda: world.now[0]
+    activation = dataverse_activation(
+        world.client, MAPPING, world.activation.platform, config=hourly, clock=lambda: world.now[0]
     )
-    assert activation.run_segments().full
+    assert activation.segments.run().full
     world.now[0] = NOW + timedelta(minutes=30)
-    assert not activation.run_segments().full
+    assert not activation.segments.run().full
     world.now[0] = NOW + timedelta(minutes=61)
-    assert activation.run_segments().full
+    assert activation.segments.run().full
 
 
 def test_a_profile_failing_for_good_does_not_hold_the_delta_link_back(world: World) -> None:
-    world.activation.run_segments()
+    world.activation.segments.run()
     link = world.activation.store.get_state(DELTA_NAME)
     bad, good = world.numbers[1], world.numbers[2]
     world.set_member(bad, mbr_arrears=250)
     world.set_member(good, mbr_arrears=250)
     world.apsis.fail_next(400, path=f"/profiles/{bad}/")
-    report = world.activation.run_segments()
+    report = world.activation.segments.run()
     assert report.permanent == 1
     assert len(report.failed) == 1
     assert bad in report.failed[0]
@@ -667,28 +675,28 @@ def test_a_profile_failing_for_good_does_not_hold_the_delta_link_back(world: Wor
 
 
 def test_a_passing_failure_holds_the_delta_link_back_until_it_went_through(world: World) -> None:
-    world.activation.run_segments()
-    world.activation.run_segments()
+    world.activation.segments.run()
+    world.activation.segments.run()
     link = world.activation.store.get_state(DELTA_NAME)
     number = world.numbers[1]
     world.set_member(number, mbr_arrears=250)
     world.apsis.fail_next(503, path=f"/profiles/{number}/")
-    report = world.activation.run_segments()
+    report = world.activation.segments.run()
     assert report.failed
     assert report.permanent == 0
     assert not report.delta_saved
     assert world.activation.store.get_state(DELTA_NAME) == link
-    retry = world.activation.run_segments()
+    retry = world.activation.segments.run()
     assert retry.pushed == 1
     assert retry.delta_saved
     assert "at_risk" in world.apsis.profile(number)["tags"]
 
 
 def test_a_diff_on_a_known_profile_sends_no_create(world: World) -> None:
-    world.activation.run_segments()
+    world.activation.segments.run()
     creates = world.apsis.requests["POST profiles"]
     world.set_member(world.numbers[1], mbr_arrears=250)
-    assert world.activation.run_segments().pushed == 1
+    assert world.activation.segments.run().pushed == 1
     assert world.apsis.requests["POST profiles"] == creates
 
 
@@ -696,15 +704,15 @@ def test_a_profile_deleted_in_apsis_is_created_again_and_then_pushed_in_full(
     world: World,
 ) -> None:
     number = world.numbers[1]
-    world.activation.run_segments()
+    world.activation.segments.run()
     world.apsis.forget_profile(number)
     world.set_member(number, mbr_arrears=250)
-    report = world.activation.run_segments()
+    report = world.activation.segments.run()
     assert report.pushed == 1
     assert not report.failed
     assert "at_risk" in world.apsis.profile(number)["tags"]
     assert not state_of(world, number)  # APSIS holds only that diff: push everything next
-    world.activation.run_segments()
+    world.activation.segments.run()
     profile = world.apsis.profile(number)
     assert set(profile["attributes"]) >= {"engagement_score"}
     assert "onboarding" in profile["tags"]
@@ -721,11 +729,11 @@ def test_a_reminder_that_creates_the_profile_records_it_so_a_withdrawal_erases_i
     number = world.numbers[5]
     world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
     assert world.apsis.profile(number) is None
-    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    assert world.activation.reminders.run().sent == {"upcoming_payment": 1}
     assert world.apsis.profile(number)["attributes"]  # created with its attributes
     assert state_of(world, number)
     world.set_member(number, mbr_marketingconsent=False)
-    report = world.activation.run_segments()
+    report = world.activation.segments.run()
     assert report.erased == 1
     assert world.apsis.profile(number) is None
 
@@ -733,9 +741,9 @@ def test_a_reminder_that_creates_the_profile_records_it_so_a_withdrawal_erases_i
 def test_a_reminder_to_a_known_profile_sends_only_its_event(world: World) -> None:
     number = world.numbers[5]
     world.set_member(number, mbr_paymentmethod=100000001, mbr_paidthrough="2026-12-02")
-    world.activation.run_segments()
+    world.activation.segments.run()
     before = Counter(world.apsis.requests)
-    assert world.activation.run_reminders().sent == {"upcoming_payment": 1}
+    assert world.activation.reminders.run().sent == {"upcoming_payment": 1}
     sent = Counter(world.apsis.requests) - before
     assert sent["POST events"] == 1
     assert sent["POST profiles"] == 0

@@ -49,11 +49,11 @@ class World:
 
     def set_member(self, number: str, **values: object) -> None:
         member = self.mapping.member
-        self.client.update(member.entity_set, {member.key_column: number}, values)
+        self.client.rows.update(member.entity_set, {member.key_column: number}, values)
 
     def member(self, number: str) -> dict:
         member = self.mapping.member
-        row = self.client.get(member.entity_set, {member.key_column: number})
+        row = self.client.rows.get(member.entity_set, {member.key_column: number})
         assert row is not None
         return row
 

@@ -17,8 +17,9 @@ from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 from dynamics_bridge.dataverse import bind
 from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
 from dynamics_bridge.dataverse.batch import BatchRequest, ChangeSet
-from dynamics_bridge.dataverse.client import AppUserGate, DataverseClient
+from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.metadata import alternate_key_body
+from dynamics_bridge.dataverse.pacing import AppUserGate, AppUserPool
 from dynamics_bridge.dataverse.provision import apply_plan, check_metadata, plan
 from dynamics_bridge.errors import (
     AuthError,
@@ -46,9 +47,12 @@ def settings_for(sandbox: SandboxInfo, **extra: object) -> DataverseSettings:
     )
 
 
-def client_for(sandbox: SandboxInfo, **kwargs) -> DataverseClient:
-    s = settings_for(sandbox)
-    return DataverseClient(s.url or "", session_for(s), msal_token_provider(s), **kwargs)
+def client_for(
+    sandbox: SandboxInfo, gate: AppUserGate | None = None, **settings: object
+) -> DataverseClient:
+    """One app user (with ``gate``, or a fresh one) and ``settings`` as DataverseSettings."""
+    s = settings_for(sandbox).model_copy(update=settings)  # tests may go past the bounds
+    return DataverseClient(s, session_for(s), AppUserPool.single(msal_token_provider(s), gate))
 
 
 @pytest.fixture
@@ -72,9 +76,9 @@ def test_msal_gets_a_token_and_a_wrong_secret_is_refused(sandbox) -> None:
 
 
 def test_a_revoked_token_is_replaced_once_and_the_request_goes_through(client, sandbox) -> None:
-    client.upsert("contacts", {"mbr_memberno": "1"}, {"lastname": "Ek"})
+    client.rows.upsert("contacts", {"mbr_memberno": "1"}, {"lastname": "Ek"})
     sandbox.dataverse.tokens.clear()  # every issued token is now refused with 401
-    assert client.get("contacts", {"mbr_memberno": "1"}, ["lastname"])["lastname"] == "Ek"
+    assert client.rows.get("contacts", {"mbr_memberno": "1"}, ["lastname"])["lastname"] == "Ek"
     assert len(sandbox.dataverse.tokens) == 1  # msal asked the token endpoint again
 
 
@@ -107,18 +111,18 @@ def test_the_sandbox_refuses_a_lookup_made_through_attributes_as_dataverse_does(
         "Targets": ["contact"],
     }
     with pytest.raises(PermanentError, match="RelationshipDefinitions"):
-        client.create_column("mbr_payment", body)
+        client.schema.create_column("mbr_payment", body)
 
 
 def test_a_lookup_made_by_provisioning_binds_through_its_navigation_property(client) -> None:
-    client.create_only("contacts", {"mbr_memberno": "7"}, {})
-    client.create_only(
+    client.rows.create_only("contacts", {"mbr_memberno": "7"}, {})
+    client.rows.create_only(
         "mbr_payments",
         {"mbr_eventid": "e7"},
         {"mbr_Member@odata.bind": "/contacts(mbr_memberno='7')"},
     )
-    member = client.get("contacts", {"mbr_memberno": "7"}, ["contactid"])
-    payment = client.get("mbr_payments", {"mbr_eventid": "e7"}, ["_mbr_member_value"])
+    member = client.rows.get("contacts", {"mbr_memberno": "7"}, ["contactid"])
+    payment = client.rows.get("mbr_payments", {"mbr_eventid": "e7"}, ["_mbr_member_value"])
     assert payment["_mbr_member_value"] == member["contactid"]
 
 
@@ -129,7 +133,7 @@ def test_a_choice_value_missing_in_dataverse_is_reported_then_added_by_provision
     status = next(a for a in definition["Attributes"] if a["LogicalName"] == "mbr_paymentstatus")
     dropped = status["OptionSet"]["Options"].pop()
     sandbox.dataverse.define_entity(definition)
-    client.entity("contact", refresh=True)
+    client.schema.entity("contact", refresh=True)
     options = MAPPING.choices["payment_status"].options.items()
     word = next(w for w, o in options if o.value == dropped["Value"])
     assert check_metadata(client, MAPPING) == [
@@ -154,42 +158,42 @@ def test_metadata_writes_carry_the_configured_solution(sandbox) -> None:
 def test_provision_waits_for_a_new_key_to_be_active(sandbox, monkeypatch) -> None:
     c = client_for(sandbox)
     waited: list[tuple[str, list[str]]] = []
-    real = c.wait_for_key
+    real = c.schema.wait_for_key
 
     def spy(table, columns, **kwargs):
         waited.append((table, list(columns)))
         return real(table, columns, **kwargs)
 
-    monkeypatch.setattr(c, "wait_for_key", spy)
+    monkeypatch.setattr(c.schema, "wait_for_key", spy)
     apply_plan(c, plan(c, MAPPING), key_poll=0.01)
     assert ("mbr_payment", ["mbr_eventid"]) in waited
     assert ("contact", ["mbr_memberno"]) in waited
 
 
 def test_metadata_reads_are_typed_after_provisioning(client) -> None:
-    payment = client.table("mbr_payment")
+    payment = client.schema.table("mbr_payment")
     assert payment is not None
     assert payment.entity_set == "mbr_payments"
-    assert client.wait_for_key("mbr_payment", ["mbr_eventid"], poll=0.01).usable
+    assert client.schema.wait_for_key("mbr_payment", ["mbr_eventid"], poll=0.01).usable
     # As in Dataverse, $expand=Attributes carries no option sets: options come by the cast.
-    raw = client.entity("contact")
+    raw = client.schema.entity("contact")
     assert raw is not None
     assert not any("OptionSet" in a for a in raw["Attributes"])
     before = client.requests_sent
-    options = client.choice_options("contact", "mbr_paymentstatus")
+    options = client.schema.choice_options("contact", "mbr_paymentstatus")
     assert client.requests_sent == before + 1  # the PicklistAttributeMetadata cast read
     assert {o.value for o in options} == {
         o.value for o in MAPPING.choices["payment_status"].options.values()
     }
-    assert client.choice_options("contact", "statecode") == ()
-    assert client.table("nosuchtable") is None
-    tables = {t.logical_name: t for t in client.tables()}
+    assert client.schema.choice_options("contact", "statecode") == ()
+    assert client.schema.table("nosuchtable") is None
+    tables = {t.logical_name: t for t in client.schema.tables()}
     assert tables["mbr_payment"].entity_set == "mbr_payments"
     assert tables["contact"].change_tracking
 
 
 def test_a_change_set_refers_to_the_row_an_earlier_part_created(client) -> None:
-    result = client.execute_batch(
+    result = client.batch.execute(
         [
             ChangeSet(
                 [
@@ -208,14 +212,14 @@ def test_a_change_set_refers_to_the_row_an_earlier_part_created(client) -> None:
     )
     assert [op.state for op in result.operations] == ["ok", "ok", "ok"]
     created = result.parts[0].headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
-    member = client.get("contacts", created, ["firstname", "lastname"])
+    member = client.rows.get("contacts", created, ["firstname", "lastname"])
     assert (member["firstname"], member["lastname"]) == ("Eva", "Ny")
-    payment = client.get("mbr_payments", {"mbr_eventid": "ref-1"}, ["_mbr_member_value"])
+    payment = client.rows.get("mbr_payments", {"mbr_eventid": "ref-1"}, ["_mbr_member_value"])
     assert payment["_mbr_member_value"] == created
 
 
 def test_a_content_id_reference_not_declared_before_fails_its_change_set(client) -> None:
-    result = client.execute_batch(
+    result = client.batch.execute(
         [
             ChangeSet(
                 [
@@ -234,43 +238,43 @@ def test_a_content_id_reference_not_declared_before_fails_its_change_set(client)
         "failed",
     ]
     assert "does not exist in the batch context" in str(result.operations[1].error)
-    assert list(client.query("contacts", select=["lastname"])) == []
+    assert list(client.rows.query("contacts", select=["lastname"])) == []
 
 
 def test_upserts_and_a_lookup_bound_by_the_members_alternate_key(client) -> None:
-    client.upsert("contacts", {"mbr_memberno": "O'Brien 7"}, {"lastname": "O'Brien"})
-    client.upsert("contacts", {"mbr_memberno": "O'Brien 7"}, {"firstname": "Åsa"})
-    member = client.get("contacts", {"mbr_memberno": "O'Brien 7"})
+    client.rows.upsert("contacts", {"mbr_memberno": "O'Brien 7"}, {"lastname": "O'Brien"})
+    client.rows.upsert("contacts", {"mbr_memberno": "O'Brien 7"}, {"firstname": "Åsa"})
+    member = client.rows.get("contacts", {"mbr_memberno": "O'Brien 7"})
     assert (member["firstname"], member["lastname"]) == ("Åsa", "O'Brien")
-    client.create_only(
+    client.rows.create_only(
         "mbr_payments",
         {"mbr_eventid": "swish-1"},
         {"mbr_amount": 250.0, **bind("mbr_member", "contacts", {"mbr_memberno": "O'Brien 7"})},
     )
-    payment = client.get("mbr_payments", {"mbr_eventid": "swish-1"})
+    payment = client.rows.get("mbr_payments", {"mbr_eventid": "swish-1"})
     assert payment["_mbr_member_value"] == member["contactid"]
 
 
 def test_create_only_twice_is_a_duplicate_and_a_stale_etag_a_conflict(client) -> None:
-    client.create_only("contacts", {"mbr_memberno": "O'Brien"}, {"lastname": "O'Brien"})
+    client.rows.create_only("contacts", {"mbr_memberno": "O'Brien"}, {"lastname": "O'Brien"})
     with pytest.raises(DuplicateKeyError):
-        client.create_only("contacts", {"mbr_memberno": "O'Brien"}, {"lastname": "x"})
-    (row,) = client.rows_by_values("contacts", "mbr_memberno", ["O'Brien"], ["lastname"]).values()
-    client.update(
+        client.rows.create_only("contacts", {"mbr_memberno": "O'Brien"}, {"lastname": "x"})
+    (row,) = client.rows.by_values("contacts", "mbr_memberno", ["O'Brien"], ["lastname"]).values()
+    client.rows.update(
         "contacts", {"mbr_memberno": "O'Brien"}, {"mbr_arrears": 10.0}, etag=row["@odata.etag"]
     )
     with pytest.raises(ConcurrencyConflictError):
-        client.update(
+        client.rows.update(
             "contacts", {"mbr_memberno": "O'Brien"}, {"mbr_arrears": 20.0}, etag=row["@odata.etag"]
         )
     with pytest.raises(NotFoundError):
-        client.update("contacts", {"mbr_memberno": "nobody"}, {"mbr_arrears": 0.0})
+        client.rows.update("contacts", {"mbr_memberno": "nobody"}, {"mbr_arrears": 0.0})
 
 
 def test_a_failing_change_set_rolls_back_and_the_next_one_still_runs(client) -> None:
-    client.create_only("contacts", {"mbr_memberno": "1"}, {})
+    client.rows.create_only("contacts", {"mbr_memberno": "1"}, {})
     member = bind("mbr_member", "contacts", {"mbr_memberno": "1"})
-    result = client.execute_batch(
+    result = client.batch.execute(
         [
             ChangeSet(
                 [
@@ -302,12 +306,12 @@ def test_a_failing_change_set_rolls_back_and_the_next_one_still_runs(client) -> 
     )
     assert [op.state for op in result.operations] == ["rolled_back", "failed", "ok", "ok"]
     assert isinstance(result.operations[1].error, NotFoundError)
-    stored = client.rows_by_values("mbr_payments", "mbr_eventid", ["e1", "e2"], ["mbr_amount"])
+    stored = client.rows.by_values("mbr_payments", "mbr_eventid", ["e1", "e2"], ["mbr_amount"])
     assert sorted(stored) == ["e2"]
 
 
 def test_without_continue_on_error_the_batch_stops_at_the_first_failure(client) -> None:
-    result = client.execute_batch(
+    result = client.batch.execute(
         [
             BatchRequest("PATCH", "contacts(mbr_memberno='404')", {"If-Match": "*"}, {"x": 0}),
             BatchRequest("PATCH", "contacts(mbr_memberno='2')", {}, {"x": 1}),
@@ -315,40 +319,42 @@ def test_without_continue_on_error_the_batch_stops_at_the_first_failure(client) 
         continue_on_error=False,
     )
     assert [op.state for op in result.operations] == ["failed", "not_executed"]
-    assert client.get("contacts", {"mbr_memberno": "2"}) is None
+    assert client.rows.get("contacts", {"mbr_memberno": "2"}) is None
 
 
 def test_a_replayed_bulk_create_reports_each_row_as_a_duplicate(client) -> None:
     rows = [({"mbr_eventid": f"e{n}"}, {"mbr_amount": float(n)}) for n in range(5)]
-    assert all(r.ok for r in client.create_many("mbr_payments", "mbr_payment", rows))
-    again = client.create_many("mbr_payments", "mbr_payment", rows)
+    assert all(r.ok for r in client.rows.create_many("mbr_payments", rows))
+    again = client.rows.create_many("mbr_payments", rows)
     assert [r.duplicate for r in again] == [True] * 5
 
 
 def test_paging_follows_next_links(client) -> None:
     for n in range(5):
-        client.create_only("contacts", {"mbr_memberno": str(n)}, {})
+        client.rows.create_only("contacts", {"mbr_memberno": str(n)}, {})
     before = client.requests_sent
-    assert len(list(client.query("contacts", select=["mbr_memberno"]))) == 5
+    assert len(list(client.rows.query("contacts", select=["mbr_memberno"]))) == 5
     assert client.requests_sent - before == 3  # pages of 2
 
 
 def test_change_tracking_reports_changes_and_deletions(client) -> None:
-    client.create_only("contacts", {"mbr_memberno": "1"}, {})
-    first = client.changes("contacts", ["mbr_memberno"])
+    client.rows.create_only("contacts", {"mbr_memberno": "1"}, {})
+    first = client.changes.since("contacts", ["mbr_memberno"])
     assert len(first.changed) == 1
-    client.update("contacts", {"mbr_memberno": "1"}, {"mbr_arrears": 5.0})
-    client.create_only("contacts", {"mbr_memberno": "2"}, {})
-    client.delete("contacts", {"mbr_memberno": "2"})
-    second = client.changes("contacts", ["mbr_memberno"], first.delta_link)
+    client.rows.update("contacts", {"mbr_memberno": "1"}, {"mbr_arrears": 5.0})
+    client.rows.create_only("contacts", {"mbr_memberno": "2"}, {})
+    client.rows.delete("contacts", {"mbr_memberno": "2"})
+    second = client.changes.since("contacts", ["mbr_memberno"], first.delta_link)
     assert [r["mbr_memberno"] for r in second.changed] == ["1"]
     assert len(second.deleted) == 1
-    assert client.changes("contacts", ["mbr_memberno"], second.delta_link).changed == []
+    assert client.changes.since("contacts", ["mbr_memberno"], second.delta_link).changed == []
 
 
 def declare_member_key(client: DataverseClient) -> None:
     """Just the alternate key create-only needs: one request, not a whole provisioning."""
-    client.create_alternate_key("contact", alternate_key_body("mbr_memberno_key", ["mbr_memberno"]))
+    client.schema.create_alternate_key(
+        "contact", alternate_key_body("mbr_memberno_key", ["mbr_memberno"])
+    )
 
 
 def write_concurrently(client: DataverseClient, workers: int, rows_each: int) -> list[Exception]:
@@ -357,7 +363,7 @@ def write_concurrently(client: DataverseClient, workers: int, rows_each: int) ->
     def worker(start: int) -> None:
         try:
             for n in range(start, start + rows_each):
-                client.create_only("contacts", {"mbr_memberno": str(n)}, {})
+                client.rows.create_only("contacts", {"mbr_memberno": str(n)}, {})
         except Exception as exc:  # noqa: BLE001 - the test reports any failure
             errors.append(exc)
 
@@ -389,7 +395,7 @@ def test_a_429_storm_is_honoured_by_all_workers_and_nothing_is_lost() -> None:
         # (with a per-thread pause the other workers knock and collect their own 429s: below).
         assert any(wait > 0.2 for _, wait in limits.refusals[box.client_id])
         assert limits.requests_while_paused(box.client_id) == []
-        assert len(list(c.query("contacts", select=["mbr_memberno"]))) == 12
+        assert len(list(c.rows.query("contacts", select=["mbr_memberno"]))) == 12
 
 
 def test_the_pause_check_catches_workers_that_pause_only_themselves() -> None:
@@ -402,7 +408,9 @@ def test_the_pause_check_catches_workers_that_pause_only_themselves() -> None:
         def worker(index: int) -> None:
             try:
                 for n in range(3):
-                    clients[index].create_only("contacts", {"mbr_memberno": f"{index}-{n}"}, {})
+                    clients[index].rows.create_only(
+                        "contacts", {"mbr_memberno": f"{index}-{n}"}, {}
+                    )
             except Exception as exc:  # noqa: BLE001 - the test reports any failure
                 errors.append(exc)
 
@@ -428,8 +436,8 @@ def test_work_is_spread_over_app_users_each_with_its_own_budget() -> None:
         c = DataverseClient.from_settings(settings)
         declare_member_key(c)
         assert write_concurrently(c, workers=4, rows_each=4) == []
-        assert all(lane.requests > 0 for lane in c.pool.lanes)
-        assert len(list(c.query("contacts", select=["mbr_memberno"]))) == 16
+        assert all(lane.requests > 0 for lane in c.transport.pool.lanes)
+        assert len(list(c.rows.query("contacts", select=["mbr_memberno"]))) == 16
 
 
 def test_injected_faults_are_retried() -> None:
@@ -437,12 +445,12 @@ def test_injected_faults_are_retried() -> None:
     with run_sandbox(limits=limits) as box:
         c = client_for(box, gate=AppUserGate(sleep=lambda s: None), max_attempts=30)
         for n in range(10):
-            c.upsert(
+            c.rows.upsert(
                 "contacts",
                 {"contactid": f"0000000{n}-0000-0000-0000-000000000000"},
                 {"lastname": str(n)},
             )
-        assert len(list(c.query("contacts"))) == 10
+        assert len(list(c.rows.query("contacts"))) == 10
         assert c.requests_sent > 11  # some answers were 503s, and were tried again
 
 
@@ -461,7 +469,7 @@ def test_the_execution_time_budget_is_a_limit_of_its_own() -> None:
         assert write_concurrently(c, workers=1, rows_each=10) == []
         assert limits.throttled["0x80072321"] > 0
         assert limits.throttled["0x80072322"] == 0
-        assert len(list(c.query("contacts", select=["mbr_memberno"]))) == 10
+        assert len(list(c.rows.query("contacts", select=["mbr_memberno"]))) == 10
 
 
 def test_too_many_requests_in_flight_are_refused_at_once_and_retried() -> None:
@@ -471,7 +479,7 @@ def test_too_many_requests_in_flight_are_refused_at_once_and_retried() -> None:
         declare_member_key(c)
         assert write_concurrently(c, workers=6, rows_each=2) == []
         assert limits.throttled["0x80072326"] > 0
-        assert len(list(c.query("contacts", select=["mbr_memberno"]))) == 12
+        assert len(list(c.rows.query("contacts", select=["mbr_memberno"]))) == 12
 
 
 def test_dropped_connections_are_retried_even_when_the_work_was_done() -> None:
@@ -479,53 +487,15 @@ def test_dropped_connections_are_retried_even_when_the_work_was_done() -> None:
     with run_sandbox(limits=limits) as box:
         c = client_for(box, gate=AppUserGate(sleep=lambda s: None), max_attempts=30)
         for n in range(20):
-            c.upsert(
+            c.rows.upsert(
                 "contacts",
                 {"contactid": f"{n:08}-0000-0000-0000-000000000000"},
                 {"lastname": str(n)},
             )
         assert limits.chaos_seen["reset_before"] > 0
         assert limits.chaos_seen["reset_after"] > 0
-        assert sorted(r["lastname"] for r in c.query("contacts", select=["lastname"])) == [
+        assert sorted(r["lastname"] for r in c.rows.query("contacts", select=["lastname"])) == [
             str(n) for n in sorted(range(20), key=str)
-        ]
-
-
-def test_create_multiple_writes_all_rows_or_none_and_a_duplicate_is_named() -> None:
-    with run_sandbox() as box:
-        c = client_for(box, multiple_operations={"contact"})
-        declare_member_key(c)
-        first = c.create_many("contacts", "contact", [({"mbr_memberno": "A"}, {"lastname": "a"})])
-        assert [r.error for r in first] == [None]
-        requests_before = box.dataverse.requests
-        again = c.create_many(
-            "contacts",
-            "contact",
-            [({"mbr_memberno": "B"}, {"lastname": "b"}), ({"mbr_memberno": "A"}, {})],
-        )
-        # The bulk call is refused as a whole, then the $batch fallback tells the rows apart.
-        assert box.dataverse.requests - requests_before == 2
-        assert again[0].error is None
-        assert isinstance(again[1].error, DuplicateKeyError)
-        rows = c.query("contacts", select=["mbr_memberno", "lastname"])
-        assert sorted((r["mbr_memberno"], r["lastname"]) for r in rows) == [("A", "a"), ("B", "b")]
-
-
-def test_upsert_multiple_addresses_rows_by_alternate_key() -> None:
-    with run_sandbox() as box:
-        c = client_for(box, multiple_operations={"contact"})
-        declare_member_key(c)
-        c.create_only("contacts", {"mbr_memberno": "A"}, {"lastname": "old"})
-        results = c.upsert_many(
-            "contacts",
-            "contact",
-            [({"mbr_memberno": "A"}, {"lastname": "new"}), ({"mbr_memberno": "C"}, {})],
-        )
-        assert [r.error for r in results] == [None, None]
-        rows = c.query("contacts", select=["mbr_memberno", "lastname"])
-        assert sorted((r["mbr_memberno"], r["lastname"]) for r in rows) == [
-            ("A", "new"),
-            ("C", None),
         ]
 
 
@@ -533,14 +503,14 @@ def test_an_alternate_key_value_is_unique_across_rows() -> None:
     with run_sandbox() as box:
         c = client_for(box)
         declare_member_key(c)
-        c.create_only("contacts", {"mbr_memberno": "A"}, {})
-        c.create_only("contacts", {"mbr_memberno": "B"}, {})
-        b_id = next(r["contactid"] for r in c.query("contacts") if r["mbr_memberno"] == "B")
+        c.rows.create_only("contacts", {"mbr_memberno": "A"}, {})
+        c.rows.create_only("contacts", {"mbr_memberno": "B"}, {})
+        b_id = next(r["contactid"] for r in c.rows.query("contacts") if r["mbr_memberno"] == "B")
         with pytest.raises(DuplicateKeyError):
-            c.update("contacts", {"contactid": b_id}, {"mbr_memberno": "A"})
+            c.rows.update("contacts", {"contactid": b_id}, {"mbr_memberno": "A"})
         # Addressed by its alternate key, an update leaves the key columns alone (§2).
-        c.update("contacts", {"mbr_memberno": "B"}, {"mbr_memberno": "Z", "lastname": "b"})
-        assert sorted(r["mbr_memberno"] for r in c.query("contacts")) == ["A", "B"]
+        c.rows.update("contacts", {"mbr_memberno": "B"}, {"mbr_memberno": "Z", "lastname": "b"})
+        assert sorted(r["mbr_memberno"] for r in c.rows.query("contacts")) == ["A", "B"]
 
 
 def test_the_provision_command_passes_the_configured_solution(sandbox, monkeypatch) -> None:

@@ -34,8 +34,10 @@ QUESTION = (
 
 
 def ask(responder: SparResponder, pnr: str, customer: int = 500243) -> tuple[int, etree._Element]:
-    status, body = responder.handle(QUESTION.format(pnr=pnr, customer=customer).encode())
-    return status, etree.fromstring(body).find(f"{SOAP_ENV}Body")[0]
+    answer = responder.handle(
+        "POST", "/personsok", {}, QUESTION.format(pnr=pnr, customer=customer).encode()
+    )
+    return answer.status, etree.fromstring(answer.body).find(f"{SOAP_ENV}Body")[0]
 
 
 @pytest.mark.parametrize("person", demo_people(), ids=lambda p: p.last_name)

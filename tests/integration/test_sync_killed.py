@@ -19,9 +19,9 @@ from dynamics_bridge_sandbox.apsis import ApsisStandIn, run_apsis_standin
 from dynamics_bridge_sandbox.register import payment_events, prepare_register, sandbox_settings
 from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 
-from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
-from dynamics_bridge.activation.service import Activation, TriggerReport
+from dynamics_bridge.activation.reports import TriggerReport
+from dynamics_bridge.app.wiring import apsis_platform, dataverse_activation
 from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import load_mapping
@@ -46,25 +46,16 @@ MEMBERS, EVENTS, PER_MESSAGE = 100, 400, 4
 LATE_DAYS = 3650  # the events are from January: what is measured here is crashes, not age
 VISIBILITY = 8  # seconds a taken message stays hidden: what a killed worker held comes back
 
-#: The sync loop as `dynamics-bridge sync` runs it (settings from the environment, the
-#: activation hooks on), with a short visibility timeout so the test need not wait 5 minutes.
+#: The sync loop over the app's wiring (settings from the environment, the activation hooks
+#: on), with a short visibility timeout so the test need not wait 5 minutes.
 CHILD = f"""
-from dynamics_bridge.activation.jobs import build_activation
-from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.store import DataverseMemberStore
-from dynamics_bridge.mapping import load_mapping
-from dynamics_bridge.pipeline import Pipeline
-from dynamics_bridge.queue import open_queue
-from dynamics_bridge.settings import load_settings
 from dynamics_bridge.app.sync import run_sync
+from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.settings import load_settings
 import sys
-settings = load_settings()
-mapping = load_mapping()
-client = DataverseClient.from_settings(settings.dataverse)
-hooks = build_activation(settings, client, mapping)
-assert hooks is not None
-pipeline = Pipeline(DataverseMemberStore(client, mapping), mapping, hooks=hooks)
-run_sync(open_queue(settings.queue), pipeline, once=sys.argv[1] == "once", batch_messages=2,
+services = Services(load_settings())
+assert services.triggers is not None
+run_sync(services.queue, services.pipeline, once=sys.argv[1] == "once", batch_messages=2,
          visibility_timeout={VISIBILITY}, idle_sleep=0.2)
 """
 
@@ -121,8 +112,8 @@ def test_a_sync_killed_twice_loses_and_doubles_nothing(azurite, systems) -> None
     platform.client.export_pacer = Pacer(RUN_LIMITS.event_exports)
     now = [datetime.now(UTC)]
     options = ActivationSettings(readback=True, late_trigger_days=LATE_DAYS)
-    activation = Activation(
-        client, mapping, config, platform, clock=lambda: now[0], options=options
+    activation = dataverse_activation(
+        client, mapping, platform, config=config, clock=lambda: now[0], options=options
     )
     consenting_members(activation, numbers)
 
@@ -146,7 +137,7 @@ def test_a_sync_killed_twice_loses_and_doubles_nothing(azurite, systems) -> None
     swept = TriggerReport()
     for _ in range(5):
         now[0] += lease
-        swept.add(activation.sweep_triggers())
+        swept.add(activation.triggers.sweep())
         outbox = activation.store.outbox_age(now[0])
         if not outbox["pending"]["count"] and not outbox["unconfirmed"]["count"]:
             break

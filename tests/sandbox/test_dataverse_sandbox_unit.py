@@ -193,7 +193,7 @@ def batch(box: DataverseSandbox, items: list[BatchRequest | ChangeSet]):
     answer = box.handle("POST", API + "$batch", headers, body)
     if answer.status != 200:
         return answer
-    return parse_batch_response(answer.headers["Content-Type"], answer.json_bytes())
+    return parse_batch_response(answer.headers["Content-Type"], answer.payload()[0])
 
 
 def test_dollar_references_resolve_inside_their_change_set(box) -> None:

@@ -35,18 +35,17 @@ from dynamics_bridge_sandbox.dataverse import Limits
 from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
 from dynamics_bridge_sandbox.server import run_sandbox
 
-from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
-from dynamics_bridge.activation.service import Activation, TriggerReport, UnconfirmedRow
+from dynamics_bridge.activation.reports import TriggerReport, UnconfirmedRow
+from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.app.sync import run_sync
+from dynamics_bridge.app.wiring import Services, apsis_platform, dataverse_activation
 from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.mapping import MappingFile, state_columns
 from dynamics_bridge.model import PaymentEvent
-from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.settings import ActivationSettings, ApsisSettings
+from dynamics_bridge.settings import ActivationSettings, ApsisSettings, load_settings
 
 __all__ = [
     "ApsisSide",
@@ -180,7 +179,7 @@ def run_register(
     limits.requests_per_window = 10**9
     with run_sandbox(limits=limits) as box, _standin(apsis) as standin:
         settings = sandbox_settings(box, max_attempts=max_attempts, max_concurrency=workers)
-        client = DataverseClient.from_settings(settings)
+        client = Services(load_settings(dataverse=settings)).dataverse
         numbers = prepare_register(client, mapping, members)
         activation, clock = None, None
         if apsis is not None and standin is not None:
@@ -248,7 +247,10 @@ def _activation(
         late_trigger_days=apsis.late_trigger_days,
     )
     clock = Clock(now)
-    return Activation(client, mapping, config, platform, clock=clock, options=options), clock
+    activation = dataverse_activation(
+        client, mapping, platform, config=config, clock=clock, options=options
+    )
+    return activation, clock
 
 
 def consenting_members(activation: Activation, numbers: Sequence[str]) -> None:
@@ -264,12 +266,12 @@ def _sweep(activation: Activation, clock: Clock, apsis: ApsisSide, register: Reg
     step = timedelta(minutes=lease + apsis.hold_minutes + 1)
     for _ in range(apsis.max_sweeps):
         clock.now += step
-        register.sweeps.add(activation.sweep_triggers())
+        register.sweeps.add(activation.triggers.sweep())
         register.sweep_count += 1
         register.outbox = activation.store.outbox_age(clock.now)
         if not register.outbox["pending"]["count"] and not register.outbox["unconfirmed"]["count"]:
             break
-    register.unconfirmed = activation.unconfirmed_triggers()
+    register.unconfirmed = activation.triggers.unconfirmed()
 
 
 def sent_triggers(standin: ApsisStandIn) -> Counter[tuple[str, str]]:
@@ -308,8 +310,10 @@ def _drain(
     workers: int,
     activation: Activation | None = None,
 ) -> None:
+    # The wiring's pipeline over this client (with the activation side's hooks, if any).
+    pipeline = Services(dataverse=client, mapping=mapping, activation=activation).pipeline
+
     def worker() -> None:
-        pipeline = Pipeline(DataverseMemberStore(client, mapping), mapping, hooks=activation)
         while len(queue):  # a message left for retry is visible again at once
             run_sync(queue, pipeline, once=True, batch_messages=8, visibility_timeout=0)
 
@@ -324,12 +328,12 @@ def read_register(client: DataverseClient, mapping: MappingFile) -> Register:
     """Every member's mapped columns by member key, every payment row by event id."""
     member, payment = mapping.member, mapping.payment
     columns = sorted({member.key_column, *state_columns(mapping)})  # rule columns and guards
-    rows = list(client.query(member.entity_set, select=[member.id_column, *columns]))
+    rows = list(client.rows.query(member.entity_set, select=[member.id_column, *columns]))
     key_of = {r[member.id_column]: r[member.key_column] for r in rows}
     members = {r[member.key_column]: {c: r.get(c) for c in columns} for r in rows}
     lookup = f"_{payment.member_lookup}_value"
     payment_columns = sorted({payment.key_column, *payment.values})
-    rows_read = list(client.query(payment.entity_set, select=[*payment_columns, lookup]))
+    rows_read = list(client.rows.query(payment.entity_set, select=[*payment_columns, lookup]))
     payments = {
         r[payment.key_column]: {c: r.get(c) for c in payment_columns}
         | {"member": key_of.get(r[lookup])}

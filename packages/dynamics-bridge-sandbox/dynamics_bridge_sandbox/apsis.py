@@ -50,9 +50,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from dynamics_bridge_sandbox.hosting import Answer, StandInServer
 
 __all__ = [
     "Answer",
@@ -336,25 +337,12 @@ class _Export:
     polls_left: int
 
 
-@dataclass
-class Answer:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def payload(self) -> tuple[bytes, str | None]:
-        if self.body is None:
-            return b"", None
-        kind = "application/problem+json" if self.status >= 400 else "application/json"
-        return json.dumps(self.body, ensure_ascii=False).encode("utf-8"), kind
-
-
 def problem(status: int, title: str, detail: str = "", **headers: str) -> Answer:
     """An error in APSIS's problem-details shape (``title``, ``status``, ``detail``)."""
     body = {"title": title, "status": status}
     if detail:
         body["detail"] = detail
-    return Answer(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
+    return Answer(status, {k.replace("_", "-"): v for k, v in headers.items()}, body)
 
 
 class _Fault:
@@ -362,6 +350,8 @@ class _Fault:
         self.status, self.times, self.retry_after, self.path = status, times, retry_after, path
 
 
+#: The API gateway's message for an expired token (apsis.md §1).
+_EXPLICIT_DENY = "User is not authorized to access this resource with an explicit deny"
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 
 
@@ -381,6 +371,8 @@ class ApsisStandIn:
         chaos: ApsisChaos | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> None:
         self.model = model or default_model()
         self.limits = limits or ApsisLimits()
@@ -397,8 +389,9 @@ class ApsisStandIn:
         self.clock = clock
         self.wall_clock = wall_clock
         self.url = "http://127.0.0.1"
-        self.client_id = str(uuid.uuid4())
-        self.client_secret = secrets.token_urlsafe(32)
+        # Made up unless given: the CLI passes the ones it keeps so a restart changes nothing.
+        self.client_id = client_id or str(uuid.uuid4())
+        self.client_secret = client_secret or secrets.token_urlsafe(32)
         self._signing_key = secrets.token_bytes(32)
         self._tokens: dict[str, float] = {}  # token -> exp (wall clock)
         self._profiles: dict[tuple[str, str], _Profile] = {}
@@ -576,7 +569,7 @@ class ApsisStandIn:
         good_secret = hmac.compare_digest(str(form.get("client_secret", "")), self.client_secret)
         if not (good_id and good_secret):
             return problem(401, "Unauthorized", "invalid client credentials")
-        return Answer(200, self._issue_token())
+        return Answer(200, body=self._issue_token())
 
     def _authorised(self, headers: dict[str, str]) -> Answer | None:
         auth = headers.get("authorization", "")
@@ -588,21 +581,21 @@ class ApsisStandIn:
             # The API gateway's shape for an expired token (apsis.md §1).
             return Answer(
                 403,
-                {"message": "User is not authorized to access this resource with an explicit deny"},
+                body={"message": _EXPLICIT_DENY},
             )
         return problem(401, "Unauthorized", "missing, invalid or expired access token")
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer:
-        """One HTTP request → one answer. ``headers`` keys are lower-case."""
-        segments = [unquote(s) for s in urlsplit(raw_path).path.split("/")[1:]]
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        """One HTTP request → one answer; header names are matched lower-case."""
+        segments = [unquote(s) for s in urlsplit(path).path.split("/")[1:]]
         with self._lock:
             if segments == ["oauth", "token"] and method == "POST":
                 self.requests["POST token"] += 1
                 return self._token_answer(body)
             if segments == ["_sandbox", "summary"] and method == "GET":
-                return Answer(200, self.summary())
+                return Answer(200, body=self.summary())
             if len(segments) == 2 and segments[0] == "_uploads" and method == "POST":
                 self.requests["POST upload"] += 1
                 return self._upload(segments[1], headers, body)
@@ -610,10 +603,10 @@ class ApsisStandIn:
             self.requests[route[0] if route else f"{method} (unknown)"] += 1
             if (denied := self._authorised(headers)) is not None:
                 return denied
-            if (fault := self._fault(raw_path)) is not None:
+            if (fault := self._fault(path)) is not None:
                 return fault
             if route is None:
-                return problem(404, "Not found", f"no such resource: {method} {raw_path}")
+                return problem(404, "Not found", f"no such resource: {method} {path}")
             name, run, profile_key = route
             if (chaos := self._chaos_before()) is not None:
                 return chaos
@@ -734,10 +727,12 @@ class ApsisStandIn:
             {"discriminator": d, "name": n, "manage_subscriptions": True}
             for d, n in KEYSPACES.items()
         ]
-        return Answer(200, {"items": items})
+        return Answer(200, body={"items": items})
 
     def _sections(self) -> Answer:
-        return Answer(200, {"items": [{"discriminator": self.model.section, "name": "Members"}]})
+        return Answer(
+            200, body={"items": [{"discriminator": self.model.section, "name": "Members"}]}
+        )
 
     def _definitions(self, section: str, kind: str) -> Answer:
         if section != self.model.section:
@@ -772,7 +767,7 @@ class ApsisStandIn:
         else:
             source = m.tags if kind == "tags" else m.topics
             items = [{"discriminator": d, "name": n} for n, d in source.items()]
-        return Answer(200, {"items": items})
+        return Answer(200, body={"items": items})
 
     # -- profiles ------------------------------------------------------------------------------
 
@@ -828,7 +823,9 @@ class ApsisStandIn:
 
     def _get_attributes(self, ks: str, key: str) -> Answer:
         profile = self._existing(ks, key)
-        return profile if isinstance(profile, Answer) else Answer(200, dict(profile.attributes))
+        return (
+            profile if isinstance(profile, Answer) else Answer(200, body=dict(profile.attributes))
+        )
 
     def _patch_tags(self, ks: str, key: str, headers: dict[str, str], body: bytes) -> Answer:
         if "merge-patch+json" not in headers.get("content-type", ""):
@@ -861,7 +858,7 @@ class ApsisStandIn:
         profile = self._existing(ks, key)
         if isinstance(profile, Answer):
             return profile
-        return Answer(200, {"items": [{"discriminator": t} for t in sorted(profile.tags)]})
+        return Answer(200, body={"items": [{"discriminator": t} for t in sorted(profile.tags)]})
 
     def _post_events(self, ks: str, key: str, body: bytes) -> Answer:
         profile = self._existing(ks, key)
@@ -924,7 +921,7 @@ class ApsisStandIn:
             {"topic_discriminator": t, "channel_discriminator": c, "type": kind}
             for (t, c), kind in profile.consents.items()
         ]
-        return Answer(200, {"items": items})
+        return Answer(200, body={"items": items})
 
     def _erase(self, ks: str, key: str, mode: str) -> Answer:
         existed = self._profiles.pop((ks, key), None) is not None
@@ -994,7 +991,7 @@ class ApsisStandIn:
             )
         export_id = str(uuid.uuid4())
         self._exports[export_id] = _Export({"profiles": profiles}, self.export_polls)
-        return Answer(202, {"poll_url": f"{self.url}/audience/profiles/exports/{export_id}"})
+        return Answer(202, body={"poll_url": f"{self.url}/audience/profiles/exports/{export_id}"})
 
     def _poll_export(self, export_id: str) -> Answer:
         export = self._exports.get(export_id)
@@ -1003,7 +1000,7 @@ class ApsisStandIn:
         if export.polls_left > 0:
             export.polls_left -= 1
             return problem(404, "Not found", "the export is not ready yet")
-        return Answer(200, export.file)
+        return Answer(200, body=export.file)
 
     # -- bulk import ---------------------------------------------------------------------------
 
@@ -1052,7 +1049,7 @@ class ApsisStandIn:
         expires = datetime.fromtimestamp(self.wall_clock(), UTC) + timedelta(hours=1)
         return Answer(
             201,
-            {
+            body={
                 "import_id": import_id,
                 "file_upload_url": f"{self.url}/_uploads/{import_id}",
                 "file_upload_body": fields,
@@ -1130,7 +1127,7 @@ class ApsisStandIn:
         result = {"status": job.status, "rows": job.rows, "failed_rows": job.failed_rows}
         if job.detail:
             result["detail"] = job.detail
-        return Answer(200, {"import_id": job.import_id, "result": result})
+        return Answer(200, body={"import_id": job.import_id, "result": result})
 
     def _finish(self, job: _Import) -> None:
         if job.detail:
@@ -1210,57 +1207,19 @@ def _from_csv(kind: str, cell: str) -> Any:
 # -- serving ----------------------------------------------------------------------------------
 
 
-def _handler(standin: ApsisStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:  # quiet: tests and the demo print
-            return
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = standin.handle(self.command, self.path, headers, body)
-            payload, kind = answer.payload()
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            if kind:
-                self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
-
-    return Handler
-
-
 @contextlib.contextmanager
 def run_apsis_standin(port: int = 0, **options: Any) -> Iterator[ApsisStandIn]:
     """The stand-in on ``http://127.0.0.1:<port>`` (a free port by default) until the block ends.
 
     ``options`` go to :class:`ApsisStandIn` (``limits=ApsisLimits(...)``, ``model=...``,
-    ``token_lifetime=...``, ``expired_token_status=403``, ``tag_body_format=...``).
+    ``token_lifetime=...``, ``expired_token_status=403``, ``tag_body_format=...``,
+    ``client_id=...``, ``client_secret=...``).
     """
-    standin = ApsisStandIn(**options)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(standin))
-    server.daemon_threads = True
-    standin.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="apsis-standin",
-        daemon=True,
-    )
-    thread.start()
-    try:
+    with StandInServer(name="apsis", port=port) as server:
+        standin = ApsisStandIn(**options)
+        standin.url = server.url
+        server.start(standin.handle)
         yield standin
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m dynamics_bridge_sandbox.apsis

@@ -37,6 +37,7 @@ from dynamics_bridge.dataverse.batch import (
     parse_batch_request,
     render_batch_response,
 )
+from dynamics_bridge_sandbox.hosting import Answer, Headers
 
 __all__ = ["Answer", "DataverseSandbox", "Limits"]
 
@@ -52,20 +53,6 @@ _STRING = re.compile(r"'((?:[^']|'')*)'")
 _COMPARE = re.compile(r"^(\w+) (lt|le|gt|ge) ('(?:[^']|'')*'|[\w.:+-]+)$")
 #: A lookup column's value property (``_mbr_member_value``): safe to name in SQL.
 _LOOKUP_VALUE = re.compile(r"_[a-z0-9_]+_value")
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def json_bytes(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, bytes):
-            return self.body
-        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
 
 
 class Failure(Exception):
@@ -627,7 +614,7 @@ class DataverseSandbox:
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
         """One HTTP request (already authenticated) → its answer."""
-        headers = {k.title() if not k.startswith("MSCRM") else k: v for k, v in headers.items()}
+        headers = Headers(headers.items())  # HTTP header names have no case
         path, _, query = target.partition("?")
         path = unquote(path)
         if path.startswith(API):
@@ -864,9 +851,7 @@ class DataverseSandbox:
                 ref, slash, rest = path.partition("/")
                 path = _resolve(ref, created) + slash + rest
             params = {k: v[0] for k, v in parse_qs(query).items()}
-            headers = {
-                k.title() if not k.startswith("MSCRM") else k: v for k, v in req.headers.items()
-            }
+            headers = Headers(req.headers.items())
             payload = req.body
             if isinstance(payload, dict):
                 payload = {

@@ -88,7 +88,7 @@ def seed_members(client: DataverseClient, mapping: MappingFile, numbers: Sequenc
         for number in numbers
     ]
     for start in range(0, len(requests), 1000):
-        client.batch(requests[start : start + 1000])
+        client.batch.parts(requests[start : start + 1000])
 
 
 def prepare_register(client: DataverseClient, mapping: MappingFile, members: int) -> list[str]:

@@ -1,37 +1,27 @@
 """Run the sandbox on 127.0.0.1 over HTTPS: an Entra-like token endpoint and the Dataverse API.
 
 ``with run_sandbox() as sandbox:`` starts it on a free port in a thread and yields the settings
-that point the rest of the tool at it (``sandbox.env``).
+that point the rest of the tool at it (``sandbox.env``). :class:`EntraDataverse` is the core
+(``handle(method, path, headers, body) -> Answer``); :mod:`.hosting` serves it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import ssl
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from dynamics_bridge_sandbox.dataverse import (
-    API,
-    Answer,
-    Chaos,
-    DataverseSandbox,
-    Limits,
-    operation_count,
-)
+from dynamics_bridge_sandbox.dataverse import API, Chaos, DataverseSandbox, Limits, operation_count
+from dynamics_bridge_sandbox.hosting import Answer, Headers, StandInServer
 from dynamics_bridge_sandbox.tls import make_certificates
 
-__all__ = ["CONTACT", "SandboxInfo", "run_sandbox"]
+__all__ = ["CONTACT", "EntraDataverse", "SandboxInfo", "run_sandbox"]
 
 TENANT = "00000000-0000-0000-0000-00000000sbx0".replace("sbx0", "5b00")
 
@@ -60,17 +50,6 @@ CONTACT = {
     ],
     "Keys": [],
 }
-
-
-class _Server(ThreadingHTTPServer):
-    """A client that gave up (its timeout, an injected reset) is routine here, not an error."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -103,149 +82,108 @@ class SandboxInfo:
         return env
 
 
-def _handler(box: DataverseSandbox, limits: Limits, base: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class EntraDataverse:
+    """The core: Entra's discovery and token endpoints, then the Dataverse Web API behind the
+    limit model (per-user budgets, service time, injected faults)."""
 
-        def log_message(self, *args: object) -> None:  # quiet: tests and the demo print
-            return
+    def __init__(self, box: DataverseSandbox, limits: Limits, base: str) -> None:
+        self.box, self.limits, self.base = box, limits, base
 
-        def _reply(self, answer: Answer) -> None:
-            body = answer.json_bytes()
-            self.send_response(answer.status)
-            headers = {
-                "OData-Version": "4.0",
-                "x-ms-service-request-id": str(uuid.uuid4()),
-                **answer.headers,
-            }
-            if body and "Content-Type" not in headers:
-                headers["Content-Type"] = "application/json; odata.metadata=minimal"
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
-
-        def _route(self, method: str) -> None:
-            body = self._body()
-            path = self.path
-            if path.endswith("/v2.0/.well-known/openid-configuration"):
-                tenant = path.split("/")[1]
-                self._reply(
-                    Answer(
-                        200,
-                        {},
-                        {
-                            "issuer": f"{base}/{tenant}/v2.0",
-                            "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
-                            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
-                            "token_endpoint_auth_methods_supported": ["client_secret_post"],
-                        },
-                    )
+    def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Answer:
+        """One HTTP request → one answer (``Answer.drop`` for an injected reset)."""
+        if path.endswith("/v2.0/.well-known/openid-configuration"):
+            return self._reply(self._discovery(path.split("/")[1]))
+        if path.endswith("/oauth2/v2.0/token") and method == "POST":
+            return self._reply(self._token(body))
+        if not path.startswith(API):
+            error = {"code": "0x80060888", "message": "Resource not found"}
+            return self._reply(Answer(404, {}, {"error": error}))
+        auth = headers.get("Authorization", "")
+        user = self.box.tokens.get(auth.removeprefix("Bearer ").strip())
+        if user is None:
+            return self._reply(Answer(401, {"WWW-Authenticate": "Bearer"}, None))
+        limits = self.limits
+        if (refused := limits.admit(user)) is not None:
+            return self._reply(
+                Answer(
+                    429,
+                    {"Retry-After": f"{refused.retry_after:.2f}"},
+                    {"error": {"code": refused.code, "message": refused.message}},
                 )
-                return
-            if path.endswith("/oauth2/v2.0/token") and method == "POST":
-                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-                token = box.issue_token(form.get("client_id", ""), form.get("client_secret", ""))
-                if token is None:
-                    self._reply(
-                        Answer(
-                            401,
-                            {},
-                            {
-                                "error": "invalid_client",
-                                "error_description": "AADSTS7000215: Invalid "
-                                "client secret provided.",
-                            },
-                        )
-                    )
-                else:
-                    self._reply(
-                        Answer(
-                            200,
-                            {},
-                            {
-                                "token_type": "Bearer",
-                                "expires_in": 3599,
-                                "ext_expires_in": 3599,
-                                "access_token": token,
-                            },
-                        )
-                    )
-                return
-            if not path.startswith(API):
-                self._reply(
-                    Answer(
-                        404, {}, {"error": {"code": "0x80060888", "message": "Resource not found"}}
-                    )
-                )
-                return
-            auth = self.headers.get("Authorization", "")
-            user = box.tokens.get(auth.removeprefix("Bearer ").strip())
-            if user is None:
-                self._reply(Answer(401, {"WWW-Authenticate": "Bearer"}, None))
-                return
-            if (refused := limits.admit(user)) is not None:
-                self._reply(
-                    Answer(
-                        429,
-                        {"Retry-After": f"{refused.retry_after:.2f}"},
-                        {"error": {"code": refused.code, "message": refused.message}},
-                    )
-                )
-                return
-            pause = limits.service_time(operation_count(path, body))
-            try:
-                self._serve(method, path, body, pause, limits.chaos())
-            finally:
-                limits.done(user, pause)
+            )
+        pause = limits.service_time(operation_count(path, body))
+        try:
+            return self._serve(method, path, headers, body, pause, limits.chaos())
+        finally:
+            limits.done(user, pause)
 
-        def _serve(
-            self, method: str, path: str, body: bytes, pause: float, chaos: Chaos | None
-        ) -> None:
-            if chaos == "fault":
-                self._reply(Answer(503, {}, None))
-                return
-            if chaos == "reset_before":
-                self._drop()
-                return
-            time.sleep(pause + (limits.slow_seconds if chaos == "slow" else 0.0))
-            box.requests += 1
-            answer = box.handle(method, path, dict(self.headers.items()), body)
-            if chaos == "reset_after":  # the work is done, the answer is lost
-                self._drop()
-                return
-            self._reply(answer)
+    def _discovery(self, tenant: str) -> Answer:
+        base = self.base
+        return Answer(
+            200,
+            {},
+            {
+                "issuer": f"{base}/{tenant}/v2.0",
+                "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            },
+        )
 
-        def _drop(self) -> None:
-            """Close the connection with no answer, as a reset or a dying front end does."""
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+    def _token(self, body: bytes) -> Answer:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        token = self.box.issue_token(form.get("client_id", ""), form.get("client_secret", ""))
+        if token is None:
+            return Answer(
+                401,
+                {},
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided.",
+                },
+            )
+        return Answer(
+            200,
+            {},
+            {
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "ext_expires_in": 3599,
+                "access_token": token,
+            },
+        )
 
-        def do_GET(self) -> None:
-            self._route("GET")
+    def _serve(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        pause: float,
+        chaos: Chaos | None,
+    ) -> Answer:
+        if chaos == "fault":
+            return self._reply(Answer(503, {}, None))
+        if chaos == "reset_before":
+            return Answer(0, drop=True)
+        time.sleep(pause + (self.limits.slow_seconds if chaos == "slow" else 0.0))
+        self.box.requests += 1
+        answer = self.box.handle(method, path, headers, body)
+        if chaos == "reset_after":  # the work is done, the answer is lost
+            return Answer(0, drop=True)
+        return self._reply(answer)
 
-        def do_POST(self) -> None:
-            self._route("POST")
-
-        def do_PATCH(self) -> None:
-            self._route("PATCH")
-
-        def do_DELETE(self) -> None:
-            self._route("DELETE")
-
-    return Handler
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    @staticmethod
+    def _reply(answer: Answer) -> Answer:
+        """The headers every Dataverse answer carries; JSON is OData's unless said otherwise."""
+        headers = {
+            "OData-Version": "4.0",
+            "x-ms-service-request-id": str(uuid.uuid4()),
+            **answer.headers,
+        }
+        if answer.body is not None and "Content-Type" not in headers:
+            headers["Content-Type"] = "application/json; odata.metadata=minimal"
+        return Answer(answer.status, headers, answer.body)
 
 
 @contextlib.contextmanager
@@ -255,37 +193,46 @@ def run_sandbox(
     limits: Limits | None = None,
     port: int | None = None,
     app_users: int = 1,
+    users: dict[str, str] | None = None,
+    certificates: Path | None = None,
 ) -> Iterator[SandboxInfo]:
     """The sandbox on ``https://127.0.0.1:<port>`` until the block ends, with ``app_users``
     application users registered (the first in the single-user settings, the others in
-    ``extra_users``); the limit model gives each its own budget."""
+    ``extra_users``); the limit model gives each its own budget.
+
+    ``users`` (client id → secret, first the primary) are registered as they are, new ones made
+    up to ``app_users``; ``certificates`` is a directory whose CA is kept (a throwaway one by
+    default). The CLI passes both from its state directory so a restart changes nothing."""
     if app_users < 1:
         raise ValueError("app_users must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="bridge-sandbox-") as tmp:
-        ca, cert, key = make_certificates(Path(tmp))
-        port = port or free_port()
-        base = f"https://127.0.0.1:{port}"
+    known = dict(users or {})
+    while len(known) < app_users:
+        known[str(uuid.uuid4())] = uuid.uuid4().hex
+    with contextlib.ExitStack() as stack:
+        folder = certificates or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-sandbox-"))
+        )
+        tls = make_certificates(folder)
+        server = stack.enter_context(
+            StandInServer(name="dataverse", port=port or 0, certificates=tls)
+        )
         limits = limits or Limits()
         box = DataverseSandbox(
-            str(db_path) if db_path else ":memory:", base_url=base, limits=limits
+            str(db_path) if db_path else ":memory:", base_url=server.url, limits=limits
         )
         if box.entity("contact") is None:
             box.define_entity(json.loads(json.dumps(CONTACT)))
-        client_id, secret = str(uuid.uuid4()), uuid.uuid4().hex
-        box.add_app_user(client_id, secret)
-        extra = {str(uuid.uuid4()): uuid.uuid4().hex for _ in range(app_users - 1)}
-        for extra_id, extra_secret in extra.items():
-            box.add_app_user(extra_id, extra_secret)
-        server = _Server(("127.0.0.1", port), _handler(box, limits, base))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
-        thread.start()
-        try:
-            yield SandboxInfo(
-                base, f"{base}/{TENANT}", client_id, secret, str(ca), box, limits, extra
-            )
-        finally:
-            server.shutdown()
-            server.server_close()
+        for client_id, secret in known.items():
+            box.add_app_user(client_id, secret)
+        (client_id, secret), *others = known.items()
+        server.start(EntraDataverse(box, limits, server.url).handle)
+        yield SandboxInfo(
+            server.url,
+            f"{server.url}/{TENANT}",
+            client_id,
+            secret,
+            str(tls.ca),
+            box,
+            limits,
+            dict(others),
+        )

@@ -22,15 +22,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from lxml import etree
 
 from dynamics_bridge.registry.spar_contract import SparContract
 from dynamics_bridge.settings import SparSettings
+from dynamics_bridge_sandbox.hosting import Answer, StandInServer
 
 __all__ = [
     "NOT_FOUND",
@@ -131,7 +131,10 @@ def _el(parent: Any, prefix: str, name: str, text: str | None = None, **attrs: s
 
 
 class SparResponder:
-    """The directory and the request handling (no sockets: :func:`run_spar_responder` serves it)."""
+    """The directory and the request handling (no sockets: :func:`run_spar_responder` serves it).
+
+    ``customer_number`` and ``assignment_id`` are what it is set up with (SPAR's
+    ``KundNrSlutkund`` and ``UppdragId``); anything else gets an ``Undantag``."""
 
     def __init__(
         self,
@@ -169,8 +172,15 @@ class SparResponder:
 
     # -- answering ---------------------------------------------------------------------------
 
-    def handle(self, body: bytes) -> tuple[int, bytes]:
-        """One POSTed envelope → (HTTP status, answer envelope)."""
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """One request → one answer: a POSTed envelope gets an answer envelope (any path, as
+        the endpoint setting names it); anything else a 405."""
+        if method != "POST":
+            return Answer(405, {"Allow": "POST"})
+        status, envelope = self._answer(body)
+        return Answer(status, {"Content-Type": "text/xml; charset=utf-8"}, envelope)
+
+    def _answer(self, body: bytes) -> tuple[int, bytes]:
         parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
         try:
             question = etree.fromstring(body, parser).find(f"{{{SOAP_ENV}}}Body")[0]
@@ -252,44 +262,12 @@ def _fault(code: str, text: str) -> bytes:
     return _envelope(fault)
 
 
-def _handler(responder: SparResponder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes
-
-        def log_message(self, *args: object) -> None:  # quiet: the request holds personnummer
-            return
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            status, payload = responder.handle(self.rfile.read(length))
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return Handler
-
-
 @contextlib.contextmanager
 def run_spar_responder(port: int = 0, **options: Any) -> Iterator[SparResponder]:
     """The responder on ``http://127.0.0.1:<port>/personsok`` (a free port by default) until the
     block ends; ``options`` go to :class:`SparResponder`."""
-    responder = SparResponder(**options)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(responder))
-    server.daemon_threads = True
-    responder.url = f"http://127.0.0.1:{server.server_address[1]}/personsok"
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="spar-responder",
-        daemon=True,
-    )
-    thread.start()
-    try:
+    with StandInServer(name="spar", port=port, no_delay=True) as server:
+        responder = SparResponder(**options)
+        responder.url = f"{server.url}/personsok"
+        server.start(responder.handle)
         yield responder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.audience import exclusion
-from dynamics_bridge.activation.jobs import apsis_platform
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.service import Activation
+from dynamics_bridge.app.wiring import apsis_platform, dataverse_activation
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.settings import ActivationSettings, ApsisSettings
@@ -67,8 +67,8 @@ def prepare_apsis_demo(
     platform.bulk_threshold = 100  # first pushes of attributes go by bulk import
     # The demo's clock stands still: a welcome goes with its payment instead of being held.
     options = ActivationSettings(first_payment_hold_minutes=0)
-    activation = Activation(
-        client, mapping, config, platform, clock=lambda: DEMO_NOW, options=options
+    activation = dataverse_activation(
+        client, mapping, platform, config=config, clock=lambda: DEMO_NOW, options=options
     )
     activation.store.update_members(
         [
@@ -82,9 +82,9 @@ def prepare_apsis_demo(
 def run_apsis_demo(activation: Activation, standin: ApsisStandIn) -> dict[str, Any]:
     """Segments, consent withdrawn, reminders; the summary for ``demo --json``."""
     sent_by_sync = dict(standin.event_counts())
-    sweep = activation.sweep_triggers()
-    segments = activation.run_segments()
-    again = activation.run_segments()
+    sweep = activation.triggers.sweep()
+    segments = activation.segments.run()
+    again = activation.segments.run()
     # One member who is in APSIS withdraws consent: the next run erases the profile.
     plain = {"payment_confirmed", "welcome"}
     withdrawn = next(
@@ -94,9 +94,9 @@ def run_apsis_demo(activation: Activation, standin: ApsisStandIn) -> dict[str, A
     )
     consent = activation.config.apsis.audience.consent_column
     activation.store.update_members([(withdrawn, {consent: False}, "*")])
-    after_withdrawal = activation.run_segments()
-    reminders = activation.run_reminders()
-    reminders_again = activation.run_reminders()
+    after_withdrawal = activation.segments.run()
+    reminders = activation.reminders.run()
+    reminders_again = activation.reminders.run()
     events = standin.events()
     ids = Counter((e.type, e.data.get("source_event_id")) for e in events)
     excluded = _excluded_members(activation)
@@ -125,9 +125,10 @@ def _excluded_members(activation: Activation) -> list[str]:
     """Members who must never be in APSIS (no consent, protected identity, excluded status)."""
     audience = activation.config.apsis.audience
     member = activation.mapping.member
-    rows = activation.client.query(member.entity_set, select=activation.member_columns())
+    members = activation.members
+    rows = activation.store.member_changes(members.columns, None).changed
     return [
         str(row[member.key_column])
         for row in rows
-        if exclusion(activation.view(row), audience) is not None
+        if exclusion(members.view(row), audience) is not None
     ]

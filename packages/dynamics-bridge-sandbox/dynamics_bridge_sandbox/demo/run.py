@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dynamics_bridge.app.ingest import ingest_file
-from dynamics_bridge.app.sync import run_sync
-from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.store import DataverseMemberStore
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
-from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import Settings, load_settings
 from dynamics_bridge.sources.ocr import make_reference
@@ -112,11 +109,8 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
     report = DemoReport()
     mapping = load_mapping()
     with run_sandbox(workdir / "dataverse.sqlite") as sandbox, run_apsis_standin() as apsis:
-        client = DataverseClient.from_settings(sandbox_settings(sandbox, suppress_flows=True))
-        numbers = prepare_register(client, mapping, members)
-        activation = prepare_apsis_demo(client, mapping, numbers, apsis)  # triggers from sync
-
         settings: Settings = load_settings(
+            dataverse=sandbox_settings(sandbox, suppress_flows=True),
             queue={"backend": "memory", "name": "demo-payment-events"},
             billogram={"sign_key": DEMO_SIGN_KEY},
             swish={"callback_identifier": DEMO_SWISH_IDENTIFIER},
@@ -127,6 +121,10 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             },
         )
         queue = InMemoryQueue(settings.queue.name)
+        # The function app's wiring builds the client; the sync below runs its queue trigger.
+        client = Services(settings, mapping=mapping, queue=queue).dataverse
+        numbers = prepare_register(client, mapping, members)
+        activation = prepare_apsis_demo(client, mapping, numbers, apsis)  # triggers from sync
         half = members // 2
         intake = deliver(
             demo_callbacks(numbers[:half], DEMO_SIGN_KEY, swish_identifier=DEMO_SWISH_IDENTIFIER),
@@ -145,8 +143,13 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         report.events_by_kind.update(e["kind"] for e in unique.values())
 
         requests_before = client.requests_sent
-        store = DataverseMemberStore(client, mapping)
-        sync = run_sync(queue, Pipeline(store, mapping, hooks=activation), once=True)
+        # Every message through the queue trigger, settled as the Functions host settles it;
+        # one at a time, so the summary is the same on every run (the function app runs
+        # batchSize at once: a trigger two concurrent runs race for is left to the outbox sweep).
+        services = Services(
+            settings, mapping=mapping, queue=queue, dataverse=client, activation=activation
+        )
+        sync = services.sync(once=True, concurrency=1)
         report.dataverse_requests = client.requests_sent - requests_before
         report.outcomes.update(sync.outcomes)
         report.poisoned = [f"{m['poison']['reason']}" for m in queue.poison_messages()]
@@ -157,13 +160,16 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             for c, t in mapping.rules[EventKind.PAYMENT_SUCCEEDED].set.items()
             if t.choice and t.choice.set == "payment_status"
         )
-        rows = list(client.query(mapping.member.entity_set, select=[status_column]))
+        rows = list(client.rows.query(mapping.member.entity_set, select=[status_column]))
         report.members_by_status.update(
             labels.get(int(r[status_column]), "?") if r.get(status_column) is not None else "(none)"
             for r in rows
         )
         payments = sum(
-            1 for _ in client.query(mapping.payment.entity_set, select=[mapping.payment.key_column])
+            1
+            for _ in client.rows.query(
+                mapping.payment.entity_set, select=[mapping.payment.key_column]
+            )
         )
         report.dataverse_rows = {"members": len(rows), "payments": payments}
         report.apsis = run_apsis_demo(activation, apsis)

@@ -32,7 +32,7 @@ def _directory(client: DataverseClient, mapping: MappingFile, numbers: list[str]
     """A person for every seeded member's personnummer (the special six are set by the caller)."""
     member = mapping.member
     pnr_column = str(member.keys[MemberRefKind.PERSONNUMMER].column)
-    rows = client.rows_by_values(member.entity_set, member.key_column, numbers, [pnr_column])
+    rows = client.rows.by_values(member.entity_set, member.key_column, numbers, [pnr_column])
     people = []
     for index, number in enumerate(numbers):
         pnr = (rows.get(number) or {}).get(pnr_column)
@@ -84,10 +84,10 @@ def run_spar_demo(
             if number == protected:  # known to the CRM and to marketing before the check
                 values.update(old_address)
                 platform.upsert_profile(number, {})
-            client.update(member.entity_set, {member.key_column: number}, values)
+            client.rows.update(member.entity_set, {member.key_column: number}, values)
         spar_client = SparClient.from_settings(spar.settings())
         report = AddressRefresh(client, mapping, spar_client, platform).run()
-        row = client.get(member.entity_set, {member.key_column: protected}) or {}
+        row = client.rows.get(member.entity_set, {member.key_column: protected}) or {}
         summary = report.to_json()
         summary["protected_address_kept"] = all(row.get(c) == v for c, v in old_address.items())
         summary["protected_in_marketing"] = apsis.profile(protected) is not None

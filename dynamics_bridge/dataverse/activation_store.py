@@ -1,4 +1,5 @@
-"""Everything the activation side reads and writes in Dataverse, in as few requests as it can.
+"""The activation jobs' register in Dataverse, in as few requests as it can: the adapter of the
+:class:`~dynamics_bridge.activation.port.ActivationStore` port.
 
 - **Trigger outbox**: the payment row's outbox columns (``triggers.yaml`` ``outbox``). The
   pipeline writes the payload with state ``pending`` (or ``skipped`` when its event came too
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.config import Outbox
+from dynamics_bridge.activation.port import MemberDelta, MemberUpdate, OutboxRow, WriteResult
 from dynamics_bridge.activation.score import PaymentCounts
 from dynamics_bridge.dataverse.batch import BatchRequest, OperationResult
 from dynamics_bridge.dataverse.client import MAX_BATCH_OPERATIONS, DataverseClient, Delta
@@ -32,27 +33,19 @@ from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.mapping.models import StateTable
 from dynamics_bridge.model import EventKind
 
-__all__ = ["ActivationStore", "OutboxRow"]
+__all__ = ["DataverseActivationStore"]
 
 ON_TIME = {EventKind.PAYMENT_SUCCEEDED.value}
 LATE = {EventKind.PAYMENT_FAILED.value, EventKind.INVOICE_OVERDUE.value}
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    event_id: str
-    payload: str
-    state: str
-    etag: str | None
-    #: When a sender last claimed it (ISO 8601 as Dataverse answers; None: never claimed).
-    claimed_on: str | None = None
 
 
 def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ActivationStore:
+class DataverseActivationStore:
+    """The outbox columns of payment rows, member rows and the state table, over the Web API."""
+
     def __init__(self, client: DataverseClient, mapping: MappingFile, outbox: Outbox) -> None:
         self.client = client
         self.mapping = mapping
@@ -113,7 +106,7 @@ class ActivationStore:
 
     def outbox_rows(self, event_ids: Sequence[str]) -> list[OutboxRow]:
         payment = self.mapping.payment
-        rows = self.client.rows_by_values(
+        rows = self.client.rows.by_values(
             payment.entity_set, payment.key_column, event_ids, self._select()
         )
         return [r for row in rows.values() if (r := self._outbox_row(row)) is not None]
@@ -121,7 +114,7 @@ class ActivationStore:
     def _rows_where(self, query: str) -> list[OutboxRow]:
         payment = self.mapping.payment
         found = []
-        for row in self.client.query(payment.entity_set, select=self._select(), filter=query):
+        for row in self.client.rows.query(payment.entity_set, select=self._select(), filter=query):
             if (r := self._outbox_row(row)) is not None:
                 found.append(r)
         return found
@@ -180,10 +173,10 @@ class ActivationStore:
         select = [payment.key_column, self.outbox.payload_column, lookup]
         found: dict[str, list[tuple[str, str]]] = defaultdict(list)
         ids = list(dict.fromkeys(member_ids))
-        step = self.client.keys_per_query
+        step = self.client.settings.keys_per_query
         for start in range(0, len(ids), step):
             query = odata_in(lookup, ids[start : start + step])
-            for row in self.client.query(payment.entity_set, select=select, filter=query):
+            for row in self.client.rows.query(payment.entity_set, select=select, filter=query):
                 if row.get(self.outbox.payload_column):
                     found[str(row.get(lookup))].append(
                         (str(row.get(payment.key_column)), str(row[self.outbox.payload_column]))
@@ -198,7 +191,7 @@ class ActivationStore:
         for word in ("pending", "unconfirmed"):
             oldest: datetime | None = None
             count = 0
-            for row in self.client.query(
+            for row in self.client.rows.query(
                 payment.entity_set,
                 select=[payment.key_column, "createdon"],
                 filter=f"{outbox.state_column} eq {self.state_value[word]}",
@@ -219,35 +212,35 @@ class ActivationStore:
         member = self.mapping.member
         if not keys:
             return {}
-        return self.client.rows_by_values(
+        return self.client.rows.by_values(
             member.entity_set, member.key_column, keys, [*columns, member.id_column]
         )
 
-    def member_changes(self, columns: Sequence[str], delta_link: str | None) -> Delta:
+    def member_changes(self, columns: Sequence[str], delta_link: str | None) -> MemberDelta:
         member = self.mapping.member
-        return self.client.changes(
+        delta: Delta = self.client.changes.since(
             member.entity_set, [*columns, member.id_column, member.key_column], delta_link
         )
+        return MemberDelta(delta.changed, delta.delta_link, delta.resynced)
 
     def members_dated(
         self, column: str, low: date, high: date, columns: Sequence[str]
     ) -> Iterator[dict[str, Any]]:
         """Members whose date ``column`` lies in ``[low, high]``."""
         member = self.mapping.member
-        return self.client.query(
+        return self.client.rows.query(
             member.entity_set,
             select=[*columns, member.id_column, member.key_column],
             filter=f"{column} ge {low.isoformat()} and {column} le {high.isoformat()}",
         )
 
-    def update_members(
-        self, updates: Sequence[tuple[str, Mapping[str, Any], str]]
-    ) -> list[OperationResult]:
+    def update_members(self, updates: Sequence[MemberUpdate]) -> list[WriteResult]:
         """``(member key, columns, ETag or "*")`` each; one result per update, in order."""
         member = self.mapping.member
-        return self.patch(
+        results = self.patch(
             member.entity_set, [({member.key_column: k}, body, etag) for k, body, etag in updates]
         )
+        return [WriteResult(r.ok, r.error) for r in results]
 
     def payment_counts(
         self, member_ids: Sequence[str], since: datetime
@@ -259,12 +252,12 @@ class ActivationStore:
         lookup = f"_{payment.member_lookup}_value"
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         ids = list(dict.fromkeys(member_ids))
-        step = self.client.keys_per_query
+        step = self.client.settings.keys_per_query
         for start in range(0, len(ids), step):
             query = odata_in(lookup, ids[start : start + step])
             if self._occurred_column:
                 query += f" and {self._occurred_column} ge {stamp(since)}"
-            for row in self.client.query(
+            for row in self.client.rows.query(
                 payment.entity_set, select=[lookup, self._kind_column], filter=query
             ):
                 word = self._kind_words.get(_int(row.get(self._kind_column)), "")
@@ -282,13 +275,15 @@ class ActivationStore:
 
     def get_state(self, name: str) -> str | None:
         state = self._state_table()
-        row = self.client.get(state.entity_set, {state.key_column: name}, [state.value_column])
+        row = self.client.rows.get(state.entity_set, {state.key_column: name}, [state.value_column])
         value = (row or {}).get(state.value_column)
         return str(value) if value else None
 
     def set_state(self, name: str, value: str | None) -> None:
         state = self._state_table()
-        self.client.upsert(state.entity_set, {state.key_column: name}, {state.value_column: value})
+        self.client.rows.upsert(
+            state.entity_set, {state.key_column: name}, {state.value_column: value}
+        )
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -302,7 +297,7 @@ class ActivationStore:
                 BatchRequest("PATCH", key_path(entity_set, key), {"If-Match": etag}, dict(body))
                 for key, body, etag in updates[start : start + MAX_BATCH_OPERATIONS]
             ]
-            results.extend(self.client.execute_batch(requests).operations)
+            results.extend(self.client.batch.execute(requests).operations)
         return results
 
 

@@ -1,0 +1,141 @@
+"""The reminders job: every reminder due today, each once per period per member.
+
+Talks to the register only through the :class:`~dynamics_bridge.activation.port.ActivationStore`
+port and to APSIS through the marketing port.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from dynamics_bridge.activation.audience import exclusion, parse_state
+from dynamics_bridge.activation.members import MemberViews, MemberWrite
+from dynamics_bridge.activation.port import ActivationStore
+from dynamics_bridge.activation.reminders import (
+    DueReminder,
+    due_period,
+    encode_sent,
+    parse_sent,
+    query_window,
+    reminder_event,
+)
+from dynamics_bridge.activation.reports import ReminderReport
+from dynamics_bridge.activation.rules import compile_rule
+from dynamics_bridge.apsis.models import ChangeOutcome, MarketingEvent, ProfileChange
+from dynamics_bridge.apsis.port import MarketingPlatform
+
+__all__ = ["RemindersJob"]
+
+
+class RemindersJob:
+    """Reminders (renewal, payment due ...) from segments.yaml, on a timer."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        members: MemberViews,
+        platform: MarketingPlatform,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.members = members
+        self.config = members.config
+        self.platform = platform
+        self.clock = clock
+        self.rules = {
+            name: compile_rule(r.when) if r.when else None
+            for name, r in self.config.segments.reminders.items()
+        }
+
+    def run(self, *, dry_run: bool = False) -> ReminderReport:
+        """Every reminder due today, each once per period: claimed on the member row (ETag),
+        then sent; a send that fails releases the claim, so the next run tries again."""
+        report = ReminderReport(dry_run=dry_run)
+        today = self.members.today(self.clock())
+        segments = self.config.segments
+        columns = self.members.columns
+        member = self.members.mapping.member
+        views: dict[str, dict[str, Any]] = {}
+        found: dict[str, list[DueReminder]] = defaultdict(list)
+        for name, reminder in segments.reminders.items():
+            low, high = query_window(reminder, today)
+            for row in self.store.members_dated(reminder.step.column, low, high, columns):
+                key = str(row.get(member.key_column))
+                view = views.setdefault(key, self.members.view(row))
+                period = due_period(reminder, view, today)
+                if period is None:
+                    continue
+                if parse_sent(view.get(segments.reminders_column)).get(name) == period[0]:
+                    report.already_sent += 1
+                    continue
+                when = self.rules[name]
+                if when is not None and not when(view, today):
+                    continue
+                excluded = exclusion(view, self.config.apsis.audience)
+                if excluded or not self.members.profile_key(view):
+                    report.excluded += 1
+                    continue
+                item = DueReminder(name, key, period[0], period[1])
+                report.due[name] += 1
+                found[key].append(item)
+                report.items.append(item)
+        if dry_run or not found:
+            return report
+        claims = []
+        for key, items in found.items():
+            sent = parse_sent(views[key].get(segments.reminders_column))
+            claimed = {**sent, **{i.name: i.period for i in items}}
+            etag = str(views[key].get("@odata.etag") or "*")
+            claims.append((key, {segments.reminders_column: encode_sent(claimed)}, etag))
+        results = self.store.update_members(claims)
+        changes: list[ProfileChange] = []
+        owners: dict[str, str] = {}
+        pending: dict[str, MemberWrite] = {}  # by profile key
+        state_column = self.config.apsis.audience.state_column
+        for (key, _, _), op in zip(claims, results, strict=True):
+            if not op.ok:  # changed meanwhile: the next run sees it again
+                report.failed.append(f"member {key}: reminder claim {op.error}")
+                continue
+            view = views[key]
+            method = view.get(segments.method_column)
+            events: list[MarketingEvent] = [
+                reminder_event(segments.reminders[i.name], i, method, today) for i in found[key]
+            ]
+            profile_key = self.members.profile_key(view) or key
+            attributes: dict[str, Any] = {}
+            previous = parse_state(view.get(state_column))
+            if previous is None:
+                # Not in APSIS yet: the reminder creates the profile, so record it as pushed
+                # (with its attributes), or a later withdrawal of consent would not erase it.
+                attributes, state = self.members.first_push(view)
+                if state is not None:
+                    pending[profile_key] = (key, {}, {state_column: state})
+            changes.append(
+                ProfileChange(
+                    profile_key, attributes=attributes, events=events, create=previous is None
+                )
+            )
+            owners[profile_key] = key
+        if changes:
+            result = self.platform.apply_changes(changes)
+            release = []
+            outcomes: dict[str, ChangeOutcome] = {}
+            for outcome in result.outcomes:
+                key = owners[outcome.key]
+                outcomes[outcome.key] = outcome
+                if outcome.ok:
+                    report.sent.update(i.name for i in found[key])
+                    if outcome.recreated:  # its state is cleared (see member_writes)
+                        pending.setdefault(outcome.key, (key, {}, {}))
+                else:
+                    report.failed.append(f"profile {outcome.key}: {outcome.error}")
+                    old = views[key].get(segments.reminders_column)
+                    release.append((key, {segments.reminders_column: old}, "*"))
+            writes = self.members.member_writes(pending, outcomes)
+            if release or writes:
+                self.store.update_members([*release, *writes])
+        return report

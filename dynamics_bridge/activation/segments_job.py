@@ -1,0 +1,172 @@
+"""The segments job: score, segments and attributes of the members changed since the last run,
+and only the differences pushed to APSIS.
+
+Talks to the register only through the :class:`~dynamics_bridge.activation.port.ActivationStore`
+port and to APSIS through the marketing port.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dynamics_bridge.activation.audience import exclusion, parse_state, plan_profile
+from dynamics_bridge.activation.members import MemberViews, MemberWrite
+from dynamics_bridge.activation.port import ActivationStore
+from dynamics_bridge.activation.reports import ProfileDiff, SegmentReport
+from dynamics_bridge.apsis.models import ChangeOutcome, ProfileChange
+from dynamics_bridge.apsis.port import MarketingPlatform
+from dynamics_bridge.errors import BridgeError, PermanentError
+
+__all__ = ["DELTA_NAME", "FULL_RUN_NAME", "SegmentsJob"]
+
+log = logging.getLogger("dynamics_bridge.activation")
+
+#: State-table row: the change-tracking link of the last run.
+DELTA_NAME = "segments-delta-link"
+#: State-table row: when the segments job last evaluated every member (UTC, ISO 8601).
+FULL_RUN_NAME = "segments-last-full-run"
+
+
+class SegmentsJob:
+    """Segments and the engagement score, on a timer."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        members: MemberViews,
+        platform: MarketingPlatform,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.members = members
+        self.config = members.config
+        self.platform = platform
+        self.clock = clock
+
+    def run(self, *, dry_run: bool = False, full: bool | None = None) -> SegmentReport:
+        """Members changed since the last run: score, segments, and the differences pushed.
+
+        ``full`` evaluates every member; by default (None) a run is full when the last full
+        run is older than segments.yaml ``full_run_hours`` (or never happened), since the time
+        windows (onboarding, at risk, lapsed, tenure, the score's window) move without the row
+        changing. The delta link, and the time of a full run, are stored unless a failure that
+        may pass (APSIS or Dataverse down, throttled) held a member back; a permanent one (a 400
+        for one profile) is logged and counted and does not block the others."""
+        report = SegmentReport(dry_run=dry_run)
+        started = self.clock()
+        link = self.store.get_state(DELTA_NAME)
+        if full is None:
+            full = link is None or self._full_run_due(started)
+        delta = self.store.member_changes(self.members.columns, None if full else link)
+        report.resynced = delta.resynced
+        report.full = full or delta.resynced
+        today = self.members.today(self.clock())
+        member = self.members.mapping.member
+        window = self.config.segments.engagement.on_time_payments
+        since = started - timedelta(days=window.window_days if window else 365)
+        payments = self.store.payment_counts(
+            [str(r[member.id_column]) for r in delta.changed if r.get(member.id_column)], since
+        )
+        audience = self.config.apsis.audience
+        engagement_column = self.config.segments.engagement.column
+        changes: list[ProfileChange] = []
+        pending: dict[str, MemberWrite] = {}  # by profile (or member) key
+        for row in delta.changed:
+            view = self.members.view(row)
+            key = str(row.get(member.key_column))
+            score, names, attributes = self.members.evaluator.evaluate(
+                view, payments.get(str(row.get(member.id_column))), today
+            )
+            report.evaluated += 1
+            report.segment_sizes.update(names)
+            tags = self.members.evaluator.tags(names)
+            profile_key = self.members.profile_key(view)
+            excluded = exclusion(view, audience) or (None if profile_key else "no profile key")
+            plan = plan_profile(
+                parse_state(view.get(audience.state_column)), attributes, tags, excluded
+            )
+            always: dict[str, Any] = {}
+            on_success: dict[str, Any] = {}
+            if view.get(engagement_column) != score:
+                always[engagement_column] = score
+            segments_column = self.config.segments.segments_column
+            if segments_column and (view.get(segments_column) or "") != ",".join(names):
+                always[segments_column] = ",".join(names) or None
+            if plan.changed:
+                on_success[audience.state_column] = plan.state.to_text() if plan.state else None
+            if plan.excluded:
+                report.excluded += 1
+            if plan.sends and profile_key:
+                report.diffs.append(ProfileDiff(key, plan, score, names))
+                changes.append(
+                    ProfileChange(
+                        profile_key,
+                        attributes=plan.attributes,
+                        tags_add=plan.tags_add,
+                        tags_remove=plan.tags_remove,
+                        erase=plan.erase,
+                        create=plan.create,
+                    )
+                )
+            else:
+                if not plan.excluded:
+                    report.unchanged += 1
+                always.update(on_success)  # nothing to send: the state is what APSIS holds
+                on_success = {}
+            if always or on_success:
+                pending[profile_key or key] = (key, always, on_success)
+        if dry_run:
+            return report
+        blocked = False
+        outcomes: dict[str, ChangeOutcome] = {}
+        if changes:
+            result = self.platform.apply_changes(changes)
+            report.imports = len(result.imports)
+            for outcome in result.outcomes:
+                outcomes[outcome.key] = outcome
+                if outcome.ok:
+                    report.erased += outcome.via == "erase"
+                    report.pushed += outcome.via != "erase"
+                else:
+                    blocked |= self._segment_failure(
+                        report, f"profile {outcome.key}", outcome.error
+                    )
+        updates = self.members.member_writes(pending, outcomes)
+        results = self.store.update_members(updates)
+        for (key, _, _), op in zip(updates, results, strict=True):
+            if not op.ok:
+                blocked |= self._segment_failure(report, f"member {key}", op.error)
+        if not blocked and delta.delta_link:
+            self.store.set_state(DELTA_NAME, delta.delta_link)
+            report.delta_saved = True
+            if report.full:
+                self.store.set_state(FULL_RUN_NAME, started.astimezone(UTC).isoformat())
+        return report
+
+    def _full_run_due(self, now: datetime) -> bool:
+        """Whether the last full segments run is older than ``full_run_hours`` (or unknown)."""
+        text = self.store.get_state(FULL_RUN_NAME)
+        try:
+            last = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            last = None
+        if last is None or last.tzinfo is None:
+            return True
+        return now - last >= timedelta(hours=self.config.segments.full_run_hours)
+
+    def _segment_failure(self, report: SegmentReport, what: str, error: BridgeError | None) -> bool:
+        """Record one failure; True when it may pass, so the delta link must wait for it."""
+        report.failed.append(f"{what}: {error}")
+        if isinstance(error, PermanentError):
+            report.permanent += 1
+            log.warning(
+                "segments: %s failed for good, not retried until it changes or the next full run",
+                what,
+                extra={"outcome": "permanent", "reason": str(error)},
+            )
+            return False
+        return True

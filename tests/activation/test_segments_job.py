@@ -1,0 +1,153 @@
+"""The segments job, specified against the in-memory store and platform (no sockets).
+
+Members changed since the last run are scored and segmented; only differences against what
+APSIS holds are pushed; the delta link moves only when nothing that may pass held a member back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dynamics_bridge.activation.segments_job import DELTA_NAME, FULL_RUN_NAME
+from dynamics_bridge.errors import PermanentError, TransientError
+from tests.activation.conftest import ENDED, NOW, Clock
+
+AUTOGIRO = 100000001
+STATE = "mbr_marketingstate"
+
+
+def test_the_first_run_is_full_pushes_each_consenting_member_and_keeps_the_link(
+    activation, store, platform
+) -> None:
+    report = activation.segments.run()
+    assert (report.full, report.evaluated, report.pushed) == (True, 3, 3)
+    assert "onboarding" in platform.profiles["1001"]["tags"]
+    assert store.rows["1001"][STATE]  # what APSIS holds now
+    assert store.rows["1001"]["mbr_segments"]
+    assert isinstance(store.rows["1001"]["mbr_engagementscore"], int)
+    assert report.delta_saved
+    assert store.get_state(DELTA_NAME)
+    assert store.get_state(FULL_RUN_NAME) == NOW.isoformat()
+
+
+def test_a_second_run_pushes_nothing_and_a_third_reads_nothing(activation, platform) -> None:
+    activation.segments.run()
+    calls = platform.calls["apply_changes"]
+    second = activation.segments.run()  # our own writes come back once in the delta
+    assert (second.full, second.pushed, second.unchanged) == (False, 0, 3)
+    assert activation.segments.run().evaluated == 0
+    assert platform.calls["apply_changes"] == calls
+
+
+def test_only_the_member_who_changed_is_pushed_with_the_tags_that_differ(
+    activation, store, platform
+) -> None:
+    activation.segments.run()
+    activation.segments.run()
+    store.update_members([("1002", {"mbr_paymentmethod": AUTOGIRO}, "*")])
+    report = activation.segments.run()
+    assert (report.evaluated, report.pushed) == (1, 1)
+    (diff,) = report.diffs
+    assert diff.member == "1002"
+    assert list(diff.plan.tags_add) == ["pays_autogiro"]
+    assert "pays_autogiro" in platform.profiles["1002"]["tags"]
+
+
+def test_a_member_who_withdraws_consent_is_erased_and_stays_out(
+    activation, store, platform
+) -> None:
+    activation.segments.run()
+    store.update_members([("1003", {"mbr_marketingconsent": False}, "*")])
+    report = activation.segments.run()
+    assert (report.erased, report.excluded) == (1, 1)
+    assert "1003" not in platform.profiles
+    assert store.rows["1003"][STATE] is None
+    store.update_members([("1003", {"mbr_eventsattended": 2}, "*")])
+    assert activation.segments.run().erased == 0
+
+
+def test_a_member_never_pushed_without_consent_is_not_created(activation, store, platform) -> None:
+    store.update_members([("1001", {"mbr_marketingconsent": False}, "*")])
+    report = activation.segments.run()
+    assert report.excluded == 1
+    assert "1001" not in platform.profiles
+    assert platform.erased == []
+
+
+def test_a_dry_run_sends_and_writes_nothing(activation, store, platform) -> None:
+    report = activation.segments.run(dry_run=True)
+    assert len(report.diffs) == 3
+    assert platform.profiles == {}
+    assert store.get_state(DELTA_NAME) is None
+    assert STATE not in store.rows["1001"]
+
+
+def test_an_outage_holds_the_delta_link_so_the_member_is_read_again(
+    activation, store, platform
+) -> None:
+    activation.segments.run()
+    activation.segments.run()
+    link = store.get_state(DELTA_NAME)
+    store.update_members([("1002", {"mbr_paymentmethod": AUTOGIRO}, "*")])
+    platform.fail["1002"] = TransientError("503")
+    report = activation.segments.run()
+    assert report.failed
+    assert not report.delta_saved
+    assert store.get_state(DELTA_NAME) == link
+    del platform.fail["1002"]
+    retry = activation.segments.run()
+    assert retry.pushed == 1
+    assert "pays_autogiro" in platform.profiles["1002"]["tags"]
+
+
+def test_a_permanent_failure_does_not_hold_the_others_back(activation, store, platform) -> None:
+    activation.segments.run()
+    activation.segments.run()
+    link = store.get_state(DELTA_NAME)
+    store.update_members([("1002", {"mbr_paymentmethod": AUTOGIRO}, "*")])
+    platform.fail["1002"] = PermanentError("400 attribute")
+    report = activation.segments.run()
+    assert report.permanent == 1
+    assert report.delta_saved
+    assert store.get_state(DELTA_NAME) != link
+
+
+def test_a_failed_member_write_holds_the_link_too(activation, store, platform) -> None:
+    store.fail_update["1001"] = TransientError("Dataverse 503")
+    report = activation.segments.run()
+    assert any(f.startswith("member 1001") for f in report.failed)
+    assert store.get_state(DELTA_NAME) is None
+
+
+def test_a_full_run_comes_again_once_full_run_hours_passed(
+    activation, store, platform, config, clock: Clock
+) -> None:
+    activation.segments.run()
+    activation.segments.run()
+    clock.advance(hours=config.segments.full_run_hours - 1)
+    assert not activation.segments.run().full
+    clock.now = NOW + timedelta(days=96)  # joined 2026-10-01: onboarding is over
+    later = activation.segments.run()
+    assert (later.full, later.evaluated) == (True, 3)
+    assert "onboarding" not in platform.profiles["1001"]["tags"]
+    assert store.get_state(FULL_RUN_NAME) == clock.now.isoformat()
+
+
+def test_an_expired_delta_link_is_a_full_read(activation, store) -> None:
+    store.set_state(DELTA_NAME, "delta-expired")
+    store.set_state(FULL_RUN_NAME, NOW.isoformat())
+    report = activation.segments.run()
+    assert (report.resynced, report.full, report.evaluated) == (True, True, 3)
+
+
+def test_a_profile_apsis_lost_is_created_again_and_pushed_in_full_next_time(
+    activation, store, platform
+) -> None:
+    activation.segments.run()
+    activation.segments.run()
+    del platform.profiles["1001"]  # deleted in APSIS
+    store.update_members([("1001", {"mbr_membershipstatus": ENDED}, "*")])
+    activation.segments.run()
+    assert store.rows["1001"][STATE] is None  # cleared: APSIS holds only that change
+    activation.segments.run()
+    assert platform.profiles["1001"]["attributes"]["member_number"] == "1001"
