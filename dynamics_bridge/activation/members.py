@@ -6,20 +6,21 @@ Pure: built from the mapping and the activation files only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dynamics_bridge.activation.audience import desired_attributes, plan_profile
 from dynamics_bridge.activation.config import ActivationConfig
-from dynamics_bridge.activation.port import MemberUpdate
+from dynamics_bridge.activation.port import ActivationStore, MemberUpdate
 from dynamics_bridge.activation.rules import rule_columns
 from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.apsis.models import ChangeOutcome
+from dynamics_bridge.apsis.port import MarketingPlatform
 from dynamics_bridge.mapping.models import MappingFile
 
-__all__ = ["MemberViews", "MemberWrite"]
+__all__ = ["ActivationJob", "MemberViews", "MemberWrite"]
 
 #: What a push leaves to write on one member: (member key, columns written whatever happens,
 #: columns written only once APSIS confirmed that profile's change).
@@ -111,3 +112,22 @@ class MemberViews:
             if body:
                 updates.append((member_key, body, "*"))
         return updates
+
+
+class ActivationJob:
+    """What the three jobs share: the register (through the port), the member views, the
+    marketing platform and the clock."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        members: MemberViews,
+        platform: MarketingPlatform,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.members = members
+        self.config = members.config
+        self.platform = platform
+        self.clock = clock

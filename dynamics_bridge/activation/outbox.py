@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dynamics_bridge.activation.audience import exclusion, parse_state
-from dynamics_bridge.activation.members import MemberViews, MemberWrite
+from dynamics_bridge.activation.members import ActivationJob, MemberViews, MemberWrite
 from dynamics_bridge.activation.port import ActivationStore, OutboxRow
 from dynamics_bridge.activation.reports import TriggerReport, UnconfirmedRow
 from dynamics_bridge.activation.triggers import (
@@ -64,7 +64,7 @@ __all__ = ["TriggerOutbox"]
 log = logging.getLogger("dynamics_bridge.activation")
 
 
-class TriggerOutbox:
+class TriggerOutbox(ActivationJob):
     """Triggers of applied payments: written with the payment, sent once, swept, resolved.
 
     It is the pipeline's :class:`~dynamics_bridge.pipeline.OutcomeHooks`."""
@@ -78,11 +78,7 @@ class TriggerOutbox:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         options: ActivationSettings | None = None,
     ) -> None:
-        self.store = store
-        self.members = members
-        self.config = members.config
-        self.platform = platform
-        self.clock = clock
+        super().__init__(store, members, platform, clock=clock)
         self.options = options or ActivationSettings()
         #: The triggers that fill ``first_paid_column`` (welcome): those marked first_payment.
         self.first_payment_triggers = frozenset(

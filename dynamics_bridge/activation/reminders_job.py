@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dynamics_bridge.activation.audience import exclusion, parse_state
-from dynamics_bridge.activation.members import MemberViews, MemberWrite
+from dynamics_bridge.activation.members import ActivationJob, MemberViews, MemberWrite
 from dynamics_bridge.activation.port import ActivationStore
 from dynamics_bridge.activation.reminders import (
     DueReminder,
@@ -30,7 +30,7 @@ from dynamics_bridge.apsis.port import MarketingPlatform
 __all__ = ["RemindersJob"]
 
 
-class RemindersJob:
+class RemindersJob(ActivationJob):
     """Reminders (renewal, payment due ...) from segments.yaml, on a timer."""
 
     def __init__(
@@ -41,11 +41,7 @@ class RemindersJob:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store = store
-        self.members = members
-        self.config = members.config
-        self.platform = platform
-        self.clock = clock
+        super().__init__(store, members, platform, clock=clock)
         self.rules = {
             name: compile_rule(r.when) if r.when else None
             for name, r in self.config.segments.reminders.items()

@@ -8,16 +8,13 @@ port and to APSIS through the marketing port.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.audience import exclusion, parse_state, plan_profile
-from dynamics_bridge.activation.members import MemberViews, MemberWrite
-from dynamics_bridge.activation.port import ActivationStore
+from dynamics_bridge.activation.members import ActivationJob, MemberWrite
 from dynamics_bridge.activation.reports import ProfileDiff, SegmentReport
 from dynamics_bridge.apsis.models import ChangeOutcome, ProfileChange
-from dynamics_bridge.apsis.port import MarketingPlatform
 from dynamics_bridge.errors import BridgeError, PermanentError
 
 __all__ = ["DELTA_NAME", "FULL_RUN_NAME", "SegmentsJob"]
@@ -30,22 +27,8 @@ DELTA_NAME = "segments-delta-link"
 FULL_RUN_NAME = "segments-last-full-run"
 
 
-class SegmentsJob:
+class SegmentsJob(ActivationJob):
     """Segments and the engagement score, on a timer."""
-
-    def __init__(
-        self,
-        store: ActivationStore,
-        members: MemberViews,
-        platform: MarketingPlatform,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.members = members
-        self.config = members.config
-        self.platform = platform
-        self.clock = clock
 
     def run(self, *, dry_run: bool = False, full: bool | None = None) -> SegmentReport:
         """Members changed since the last run: score, segments, and the differences pushed.
