@@ -42,7 +42,8 @@ def ingest(
     A bad file is reported as FILE:LINE: message on stderr and nothing from it is queued; the
     other files still are. A file for another payee than the union's own
     (BRIDGE_BANKGIROT__PAYEE_BANKGIROS, __CUSTOMER_NUMBERS) is a bad file. Exit code 2 when any
-    file was bad, or when the union's payee bankgiros are not configured (nothing is read).
+    file was bad or a path held no file, or when the union's payee bankgiros are not configured
+    (nothing is read).
     """
     if file_format not in FORMATS:
         _error(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
@@ -69,6 +70,10 @@ def ingest(
         except InputError as exc:
             failed += 1
             _error(str(exc))
+            continue
+        if not files:  # an empty drop folder is worth an exit code, not a quiet success
+            failed += 1
+            _error(f"{given}: nothing to ingest (no files)")
             continue
         for path in files:
             try:

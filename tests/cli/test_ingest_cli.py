@@ -233,3 +233,15 @@ def test_a_bgmax_fragment_is_named_as_one_with_format_auto(tmp_path) -> None:
     assert f"{path}:1: this is a BgMax fragment" in stderr
     assert "no TK01 start record" in stderr
     assert "not an Autogiro report: unknown opening record" not in stderr
+
+
+def test_a_directory_with_nothing_to_ingest_exits_2_naming_it_while_other_paths_go_on(
+    tmp_path,
+) -> None:
+    empty = tmp_path / "drop"
+    empty.mkdir()
+    good = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    result = runner.invoke(app, ["ingest", str(empty), str(good), "--dry-run", "--json"])
+    assert result.exit_code == 2
+    assert f"{empty}: nothing to ingest" in result.stderr
+    assert len(result.stdout.splitlines()) == 4  # the good file's events still came out
