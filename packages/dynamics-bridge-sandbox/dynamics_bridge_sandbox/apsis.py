@@ -792,7 +792,10 @@ class ApsisStandIn:
         found = self._profiles.get((ks, key))
         return found if found else problem(404, "Not found", "no such profile")
 
-    def _patch_attributes(self, ks: str, key: str, headers: dict[str, str], body: bytes) -> Answer:
+    def _merge_patch(
+        self, ks: str, key: str, headers: dict[str, str], body: bytes, keyed_by: str
+    ) -> tuple[_Profile, dict[str, Any]] | Answer:
+        """The profile and the JSON object of a merge-patch on it, or the refusal APSIS gives."""
         if "merge-patch+json" not in headers.get("content-type", ""):
             return problem(415, "Unsupported media type", "use application/merge-patch+json")
         profile = self._existing(ks, key)
@@ -800,7 +803,14 @@ class ApsisStandIn:
             return profile
         patch = _json(body)
         if not isinstance(patch, dict):
-            return problem(400, "Bad request", "a JSON object keyed by attribute discriminator")
+            return problem(400, "Bad request", f"a JSON object keyed by {keyed_by} discriminator")
+        return profile, patch
+
+    def _patch_attributes(self, ks: str, key: str, headers: dict[str, str], body: bytes) -> Answer:
+        given = self._merge_patch(ks, key, headers, body, "attribute")
+        if isinstance(given, Answer):
+            return given
+        profile, patch = given
         for disc, value in patch.items():
             attribute = self.model.attribute(disc)
             if attribute is None:
@@ -828,14 +838,10 @@ class ApsisStandIn:
         )
 
     def _patch_tags(self, ks: str, key: str, headers: dict[str, str], body: bytes) -> Answer:
-        if "merge-patch+json" not in headers.get("content-type", ""):
-            return problem(415, "Unsupported media type", "use application/merge-patch+json")
-        profile = self._existing(ks, key)
-        if isinstance(profile, Answer):
-            return profile
-        patch = _json(body)
-        if not isinstance(patch, dict):
-            return problem(400, "Bad request", "a JSON object keyed by tag discriminator")
+        given = self._merge_patch(ks, key, headers, body, "tag")
+        if isinstance(given, Answer):
+            return given
+        profile, patch = given
         on, off = {
             "add_remove": ("add", "remove"),
             "boolean": (True, False),
