@@ -80,6 +80,10 @@ PURE_MODULES = (
     "dynamics_bridge.queue.envelope",
     "dynamics_bridge.queue.memory",
     "dynamics_bridge.queue.port",
+    "dynamics_bridge.ops",
+    "dynamics_bridge.ops.model",
+    "dynamics_bridge.ops.port",
+    "dynamics_bridge.ops.memory",
 )
 
 
