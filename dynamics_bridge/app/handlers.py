@@ -250,7 +250,7 @@ def handle_queue_message(
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     message = ReceivedMessage.from_raw(message_id, "", dequeue_count, text)
     report = process_message(
-        message, pipeline, queue, max_dequeue_count=max_dequeue_count, host_owned=True
+        message, pipeline, queue, max_dequeue_count=max_dequeue_count
     )
     outcome = "redeliver" if report.left else "settled"
     sync_log.info(

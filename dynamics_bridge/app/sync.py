@@ -1,32 +1,24 @@
 """Consume the event queue: apply each message's events and settle the message durably.
 
-A message is deleted only once every one of its events has a durable outcome: written
-(applied, duplicate, stale), or moved to the poison queue with its reason (unmatched, failed for
-good). Events that failed for a passing reason go back on the queue as a new message, so a retry
-never repeats the poison entries of the others. A message that cannot be decoded is poisoned
-whole, with its raw text.
+The Functions host owns a queue message: it deletes it when the function returns and makes it
+visible again after ``visibilityTimeout`` when the function raises, counting attempts in
+``dequeue_count``. So a message is left for redelivery unless every one of its events has a
+durable outcome: written (applied, duplicate, stale), or copied to the poison queue with its
+reason (unmatched, failed for good). On its last attempt (``max_dequeue_count``) everything is
+settled here, with its reason, rather than left for the host to move without one. A message that
+cannot be decoded is poisoned whole, with its raw text.
 
 An event the pipeline cannot plan (a mapping error for that event) is ``failed`` and poisoned
-alone; the rest of its batch goes on. Should applying a batch raise anything but a
-:class:`TransientError`, each message is tried alone, so one bad message cannot hold the others;
-a message that still fails is left for redelivery until its dequeue limit and then poisoned with
+alone; the rest of its message goes on. Should applying a message raise anything but a
+:class:`TransientError`, it is left for redelivery up to its dequeue limit and then poisoned with
 the error as its reason, so nothing loops for ever.
 
 A dry run (:func:`dry_run_sync`) peeks: it takes nothing off the queue, raises no dequeue count and
 hides nothing; it shows what the backend lets it see in one look (Azure Storage: the first 32
-messages; the in-memory queue: every visible message).
+messages; the in-memory queue: every visible message), planned together in one pipeline call.
 
-Under the Functions host (``host_owned``) the host owns the message: it deletes it when the
-function returns and makes it visible again after ``visibilityTimeout`` when the function raises,
-counting attempts in ``dequeue_count``. So a passing failure is left to the host's redelivery
-(bounded by ``maxDequeueCount``) instead of being requeued as a new message, poison entries are
-copies (the host deletes the original), and on the last attempt everything is settled here, with
-its reason, rather than left for the host to move without one.
-
-Locally (``dynamics-bridge sync``, the demo, the benchmark) :func:`run_host` plays the host's
-part, so they run the function app's queue trigger rather than a loop of their own.
-:func:`run_sync` is the loop-owned consumer (it settles and requeues itself); the chaos runner
-and the kill test still drive it.
+Locally (``dynamics-bridge sync``, the demo, the benchmark, the chaos runner) :func:`run_host`
+plays the host's part, so they all run the function app's queue trigger.
 """
 
 from __future__ import annotations
@@ -50,7 +42,6 @@ __all__ = [
     "process_message",
     "process_messages",
     "run_host",
-    "run_sync",
 ]
 
 log = logging.getLogger("dynamics_bridge.sync")
@@ -61,7 +52,6 @@ class SyncReport:
     messages: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     poisoned_events: int = 0
-    requeued_events: int = 0
     #: messages left on the queue for redelivery (after their visibility timeout)
     left: int = 0
     results: list[EventOutcome] = field(default_factory=list)
@@ -72,7 +62,6 @@ class SyncReport:
         self.messages += other.messages
         self.outcomes.update(other.outcomes)
         self.poisoned_events += other.poisoned_events
-        self.requeued_events += other.requeued_events
         self.left += other.left
         self.results.extend(other.results)
         self.not_shown += other.not_shown
@@ -85,16 +74,11 @@ def process_message(
     *,
     dry_run: bool = False,
     max_dequeue_count: int = 5,
-    host_owned: bool = False,
 ) -> SyncReport:
-    """Apply one message's events and settle it (delete, poison, requeue)."""
+    """Apply one message's events and settle them (poison copies; the host deletes or
+    redelivers the message)."""
     return process_messages(
-        [message],
-        pipeline,
-        queue,
-        dry_run=dry_run,
-        max_dequeue_count=max_dequeue_count,
-        host_owned=host_owned,
+        [message], pipeline, queue, dry_run=dry_run, max_dequeue_count=max_dequeue_count
     )
 
 
@@ -105,11 +89,11 @@ def process_messages(
     *,
     dry_run: bool = False,
     max_dequeue_count: int = 5,
-    host_owned: bool = False,
 ) -> SyncReport:
-    """Apply the events of several messages in one pipeline call, then settle each message."""
+    """Apply the events of several messages in one pipeline call (a dry run's look at the
+    queue), then settle each message."""
     report = SyncReport(messages=len(messages))
-    settle = _Settler(queue, report, max_dequeue_count, host_owned)
+    settle = _Settler(queue, report, max_dequeue_count)
     decoded: list[tuple[ReceivedMessage, list[PaymentEvent]]] = []
     for message in messages:
         try:
@@ -117,13 +101,9 @@ def process_messages(
         except InputError as exc:
             if not dry_run:
                 settle.poison(message, f"undecodable message: {exc}")
-                settle.done(message)
             report.outcomes["undecodable"] += 1
     events = [event for _, batch in decoded for event in batch]
     if not events:
-        for message, _ in decoded:
-            if not dry_run:
-                settle.done(message)
         return report
     try:
         outcomes = pipeline.apply(events, dry_run=dry_run)
@@ -131,10 +111,9 @@ def process_messages(
         # Leave the messages: they reappear after their visibility timeout.
         log.warning("%d message(s) left for retry: %s", len(decoded), exc)
         for message, batch in decoded:
-            if not dry_run and settle.host_owned and settle.last_attempt(message):
+            if not dry_run and settle.last_attempt(message):
                 reason = f"gave up after {message.dequeue_count} attempts: {exc}"
                 settle.poison(message, reason)
-                settle.done(message)
                 report.poisoned_events += len(batch)
             else:
                 report.left += 1
@@ -150,7 +129,6 @@ def process_messages(
                     queue,
                     dry_run=dry_run,
                     max_dequeue_count=max_dequeue_count,
-                    host_owned=host_owned,
                 )
                 part.messages = 0  # counted above
                 report.add(part)
@@ -199,19 +177,18 @@ def _message_failed(
         return
     reason = f"{reason} (gave up after {message.dequeue_count} attempts)"
     settle.poison(message, reason)
-    settle.done(message)
     report.outcomes["failed"] += len(batch)
     report.poisoned_events += len(batch)
 
 
 @dataclass
 class _Settler:
-    """Settles messages the sync loop owns, or (``host_owned``) the Functions host owns."""
+    """Settles what the function decides for a message the Functions host owns: poison entries
+    are copies (the host deletes the original when the function returns)."""
 
     queue: EventQueue
     report: SyncReport
     max_dequeue_count: int
-    host_owned: bool
 
     def last_attempt(self, message: ReceivedMessage) -> bool:
         return message.dequeue_count >= self.max_dequeue_count
@@ -219,12 +196,7 @@ class _Settler:
     def poison(
         self, message: ReceivedMessage, reason: str, events: list[PaymentEvent] | None = None
     ) -> None:
-        # Copies only: the original goes once every copy is made (by us in ``done``, or the host).
         self.queue.to_poison(message, reason, events, keep_original=True)
-
-    def done(self, message: ReceivedMessage) -> None:
-        if not self.host_owned:  # the host deletes its message when the function returns
-            self.queue.delete(message)
 
     def outcomes(self, message: ReceivedMessage, outcomes: list[EventOutcome]) -> None:
         permanent = [
@@ -233,61 +205,16 @@ class _Settler:
             if o.outcome in (Outcome.UNMATCHED, Outcome.FAILED) and not o.retryable
         ]
         retry = [o for o in outcomes if o.retryable]
-        if retry and self.host_owned and not self.last_attempt(message):
+        if retry and not self.last_attempt(message):
             # The host redelivers the whole message; what was written becomes a duplicate then.
             self.report.left += 1
             self.report.outcomes["retry"] += len(retry)
             return
-        if retry and self.last_attempt(message):
-            permanent += retry
-            retry = []
+        permanent += retry  # the last attempt: every event gets its durable outcome here
         for outcome in permanent:
             reason = f"{outcome.outcome.value}: {outcome.reason}"
             self.poison(message, reason, [outcome.event])
-        if retry:
-            self.queue.send([o.event for o in retry])
         self.report.poisoned_events += len(permanent)
-        self.report.requeued_events += len(retry)
-        self.done(message)
-
-
-def run_sync(
-    queue: EventQueue,
-    pipeline: Pipeline,
-    *,
-    once: bool = False,
-    dry_run: bool = False,
-    batch_messages: int = 32,
-    visibility_timeout: int = 300,
-    idle_sleep: float = 5.0,
-    should_stop: Callable[[], bool] = lambda: False,
-    on_progress: Callable[[SyncReport], None] | None = None,
-) -> SyncReport:
-    """Drain the queue (``once``) or keep consuming until ``should_stop``.
-
-    ``dry_run``: one look at the queue through :func:`dry_run_sync`; nothing is taken or written.
-    """
-    if dry_run:
-        return dry_run_sync(queue, pipeline)
-    total = SyncReport()
-    while not should_stop():
-        messages = queue.receive(max_messages=batch_messages, visibility_timeout=visibility_timeout)
-        if not messages:
-            if once:
-                break
-            time.sleep(idle_sleep)
-            continue
-        try:
-            part = process_messages(messages, pipeline, queue)
-        except BridgeError as exc:  # settling them failed (the queue itself): they reappear
-            log.error("%d message(s) not settled: %s", len(messages), exc)
-            if once:
-                break
-            continue
-        total.add(part)
-        if on_progress:
-            on_progress(total)
-    return total
 
 
 #: What the queue trigger runs for one message (the wiring's ``queue_function``: it calls

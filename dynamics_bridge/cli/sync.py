@@ -58,7 +58,7 @@ def sync(
     console.print(
         f"{report.messages} message(s): "
         + ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))
-        + f"; poisoned {report.poisoned_events}, requeued {report.requeued_events}",
+        + f"; poisoned {report.poisoned_events}, left for redelivery {report.left}",
         highlight=False,
     )
 

@@ -1,13 +1,16 @@
-"""The sync loop, specified: a message goes only when every event's outcome is durable."""
+"""Settling a message, specified: it goes only when every event's outcome is durable. Each test
+drains the queue the way the function app's queue trigger is run (``Services.sync``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dynamics_bridge.app.sync import run_sync
-from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.app.sync import SyncReport
+from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.mapping import MappingFile, load_mapping
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue
+from dynamics_bridge.settings import load_settings
 from tests.fakes import FakeMemberStore
 from tests.test_pipeline import ev
 
@@ -15,7 +18,8 @@ MAPPING = load_mapping()
 
 
 class Clock:
-    now = 0.0
+    def __init__(self) -> None:
+        self.now = 0.0
 
     def __call__(self) -> float:
         return self.now
@@ -27,14 +31,35 @@ def store() -> FakeMemberStore:
 
 
 @pytest.fixture
-def queue() -> InMemoryQueue:
-    return InMemoryQueue(clock=Clock())
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(clock: Clock) -> InMemoryQueue:
+    return InMemoryQueue(clock=clock)
+
+
+def drain(
+    store: FakeMemberStore, queue: InMemoryQueue, mapping: MappingFile = MAPPING
+) -> SyncReport:
+    """Until the queue is empty: a message left for redelivery comes back once its visibility
+    timeout has passed on the queue's clock, so one drain sees all of its attempts."""
+    pipeline = Pipeline(store, mapping)
+    services = Services(load_settings(), queue=queue, pipeline=pipeline, activation=None)
+    total = SyncReport()
+    for _ in range(10):
+        total.add(services.sync(once=True, visibility_timeout=30))
+        if not len(queue):
+            break
+        queue._clock.now += 31  # the clock the queue fixture gave it
+    return total
 
 
 def test_applied_and_duplicate_events_delete_their_message(store, queue) -> None:
     queue.send([ev(1), ev(2, member="100002")])
     queue.send([ev(1)])  # a redelivery
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True)
+    report = drain(store, queue)
     assert report.outcomes == {"applied": 2, "duplicate": 1}
     assert len(queue) == 0
     assert queue.poison_messages() == []
@@ -42,7 +67,7 @@ def test_applied_and_duplicate_events_delete_their_message(store, queue) -> None
 
 def test_unmatched_events_go_to_poison_with_reason_and_original_event(store, queue) -> None:
     queue.send([ev(1), ev(2, member="999999")])
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True)
+    report = drain(store, queue)
     assert report.poisoned_events == 1
     (poisoned,) = queue.poison_messages()
     assert poisoned["poison"]["reason"].startswith("unmatched: no member")
@@ -50,12 +75,12 @@ def test_unmatched_events_go_to_poison_with_reason_and_original_event(store, que
     assert len(queue) == 0
 
 
-def test_transient_failures_are_requeued_alone(store, queue) -> None:
+def test_a_passing_failure_is_applied_on_the_next_delivery(store, queue) -> None:
     queue.send([ev(1)])
     store.transient_left = 1
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True)
-    assert report.outcomes["applied"] == 1  # the requeued copy was applied in the same drain
-    assert report.requeued_events == 1
+    report = drain(store, queue)
+    assert report.outcomes["applied"] == 1  # the redelivered message was applied in the drain
+    assert report.left == 1  # once left for the host's redelivery
     assert queue.poison_messages() == []
     assert ev(1).event_id in store.payments
 
@@ -74,14 +99,16 @@ def test_events_that_keep_failing_are_poisoned_after_the_dequeue_limit(store, qu
 
 def test_an_undecodable_message_is_poisoned_with_its_raw_text(store, queue) -> None:
     queue.send_raw("not an envelope")
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True)
+    report = drain(store, queue)
     assert report.outcomes == {"undecodable": 1}
     assert queue.poison_messages()[0]["poison"]["raw"] == "not an envelope"
 
 
 def test_a_dry_run_writes_nothing_and_keeps_every_message(store, queue) -> None:
+    from dynamics_bridge.app.sync import dry_run_sync
+
     queue.send([ev(1), ev(2, member="999999")])
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True, dry_run=True)
+    report = dry_run_sync(queue, Pipeline(store, MAPPING))
     assert report.outcomes == {"applied": 1, "unmatched": 1}
     assert store.payments == {}
     assert queue.poison_messages() == []
@@ -99,7 +126,7 @@ def test_an_event_the_mapping_cannot_plan_is_poisoned_alone_and_the_rest_applied
 
     refund = ev(2, kind=EventKind.PAYMENT_REFUNDED, minutes=10)
     queue.send([ev(1), refund, ev(3, member="100002")])
-    report = run_sync(queue, Pipeline(store, mapping_without_refunded_status()), once=True)
+    report = drain(store, queue, mapping_without_refunded_status())
     assert report.outcomes == {"applied": 2, "failed": 1}
     (poisoned,) = queue.poison_messages()
     assert poisoned["poison"]["reason"].startswith("failed: mapping contact.mbr_paymentstatus")
@@ -123,7 +150,7 @@ def test_a_message_that_raises_does_not_hold_its_batch_and_ends_in_poison(queue)
     queue.send([ev(2, member="666666")])
     queue.send([ev(3, member="100002")])
     # visibility 0: the bad message comes straight back, so one drain sees all its attempts
-    report = run_sync(queue, Pipeline(store, MAPPING), once=True, visibility_timeout=0)
+    report = drain(store, queue)
     assert report.outcomes["applied"] == 2
     assert {ev(1).event_id, ev(3).event_id} <= set(store.payments)
     (poisoned,) = queue.poison_messages()
@@ -141,11 +168,11 @@ def test_a_permanent_error_before_the_dequeue_limit_leaves_the_message(queue) ->
     store = ExplodingStore({"100001": {}})
     queue.send([ev(2, member="666666")])
     (message,) = queue.receive(visibility_timeout=0)
-    report = process_message(message, Pipeline(store, MAPPING), queue, host_owned=True)
+    report = process_message(message, Pipeline(store, MAPPING), queue)
     assert report.left == 1  # the host delivers it again
     assert queue.poison_messages() == []
     object.__setattr__(message, "dequeue_count", 5)
-    report = process_message(message, Pipeline(store, MAPPING), queue, host_owned=True)
+    report = process_message(message, Pipeline(store, MAPPING), queue)
     assert report.left == 0
     assert report.poisoned_events == 1
     assert "RuntimeError" in queue.poison_messages()[0]["poison"]["reason"]

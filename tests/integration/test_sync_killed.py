@@ -46,17 +46,16 @@ MEMBERS, EVENTS, PER_MESSAGE = 100, 400, 4
 LATE_DAYS = 3650  # the events are from January: what is measured here is crashes, not age
 VISIBILITY = 8  # seconds a taken message stays hidden: what a killed worker held comes back
 
-#: The sync loop over the app's wiring (settings from the environment, the activation hooks
-#: on), with a short visibility timeout so the test need not wait 5 minutes.
+#: ``dynamics-bridge sync`` as the CLI runs it: the function app's queue trigger over the app's
+#: wiring (settings from the environment, the activation hooks on), with a short visibility
+#: timeout so the test need not wait 5 minutes.
 CHILD = f"""
-from dynamics_bridge.app.sync import run_sync
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.settings import load_settings
 import sys
 services = Services(load_settings())
 assert services.triggers is not None
-run_sync(services.queue, services.pipeline, once=sys.argv[1] == "once", batch_messages=2,
-         visibility_timeout={VISIBILITY}, idle_sleep=0.2)
+services.sync(once=sys.argv[1] == "once", concurrency=2, visibility_timeout={VISIBILITY})
 """
 
 

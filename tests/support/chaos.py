@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import random
-import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +38,6 @@ from dynamics_bridge_sandbox.server import run_sandbox
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.activation.reports import TriggerReport, UnconfirmedRow
 from dynamics_bridge.activation.service import Activation
-from dynamics_bridge.app.sync import run_sync
 from dynamics_bridge.app.wiring import Services, apsis_platform, dataverse_activation
 from dynamics_bridge.apsis.pacing import Pacer
 from dynamics_bridge.dataverse.client import DataverseClient
@@ -310,18 +309,13 @@ def _drain(
     workers: int,
     activation: Activation | None = None,
 ) -> None:
-    # The wiring's pipeline over this client (with the activation side's hooks, if any).
-    pipeline = Services(dataverse=client, mapping=mapping, activation=activation).pipeline
-
-    def worker() -> None:
-        while len(queue):  # a message left for retry is visible again at once
-            run_sync(queue, pipeline, once=True, batch_messages=8, visibility_timeout=0)
-
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    """Through the wiring, as the Functions host runs the queue trigger, ``workers`` messages at
+    once. Visibility 1 s: a message left for redelivery (a passing failure) is soon back."""
+    services = Services(dataverse=client, mapping=mapping, activation=activation, queue=queue)
+    while len(queue):
+        services.sync(once=True, concurrency=workers, visibility_timeout=1)
+        if len(queue):
+            time.sleep(1.0)
 
 
 def read_register(client: DataverseClient, mapping: MappingFile) -> Register:
