@@ -166,9 +166,14 @@ class EntraDataverse:
             return self._reply(Answer(503, {}, None))
         if chaos == "reset_before":
             return Answer(0, drop=True)
-        time.sleep(pause + (self.limits.slow_seconds if chaos == "slow" else 0.0))
+        # The modelled service time includes the stand-in's own work (as Dataverse's includes
+        # its own): work first, then wait out what is left, so a busy machine does not make a
+        # request take longer than the model says (it would slow the client, not Dataverse).
+        started = time.monotonic()
         self.box.requests += 1
         answer = self.box.handle(method, path, headers, body)
+        rest = pause - (time.monotonic() - started)
+        time.sleep(max(rest, 0.0) + (self.limits.slow_seconds if chaos == "slow" else 0.0))
         if chaos == "reset_after":  # the work is done, the answer is lost
             return Answer(0, drop=True)
         return self._reply(answer)
