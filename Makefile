@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean functionapp
+.PHONY: demo test lint bench clean functionapp browser screenshots
 
 SANDBOX := packages/dynamics-bridge-sandbox
 
@@ -22,9 +22,26 @@ node_modules/.bin/azurite: package.json
 demo: $(STAMP)
 	$(VENV)/bin/dynamics-bridge demo
 
+# The browser tests (tests/browser) drive Debian's chromium through its chromedriver; they fail,
+# not skip, without them. Installed here when missing: as root, or through sudo.
+CHROMIUM     := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	else echo "make test needs $(CHROMIUM) and $(CHROMEDRIVER): run as root, or install sudo, or" \
+	  "apt-get install chromium chromium-driver yourself (BRIDGE_SKIP_BROWSER=1 skips those tests)"; exit 1; fi; \
+	$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver || \
+	{ $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }
+
 # Tests run after lint, so CI (which runs `make test`) gates on both.
-test: lint node_modules/.bin/azurite
+test: lint node_modules/.bin/azurite browser
 	$(PY) -m pytest
+
+# PNGs of each console page (1280x900) over a seeded day, into docs/screenshots/.
+screenshots: $(STAMP) node_modules/.bin/azurite browser
+	$(PY) -m tests.browser.screenshots docs/screenshots
 
 # ruff over all our Python; mypy over the runtime package, the sandbox, the function app's entry
 # point and the benchmarks, checked together so each sees the others' types (tests: not yet clean).

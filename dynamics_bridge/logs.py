@@ -48,6 +48,8 @@ FIELDS = (
     "count",
     "table",
     "request_id",
+    "poison_waiting",  # the poison timer's (the Bicep poison alert reads them)
+    "poison_oldest_minutes",
 )
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -43,6 +44,7 @@ __all__ = [
     "ApsisSettings",
     "BankgirotSettings",
     "BillogramSettings",
+    "ConsoleSettings",
     "DataverseSettings",
     "LogSettings",
     "QueueSettings",
@@ -105,6 +107,59 @@ class QueueSettings(BaseModel):
     @property
     def poison_queue_name(self) -> str:
         return self.poison_name or f"{self.name}-poison"
+
+
+class OpsSettings(BaseModel):
+    """Where run history, the poison book and the audit trail are kept, and for how long."""
+
+    backend: Literal["tables", "memory"] = Field(
+        default="memory",
+        description="tables (Azure Table Storage; Azurite locally) or memory (one process: demo, "
+        "tests).",
+    )
+    account_url: str | None = Field(
+        default=None,
+        description="https://<account>.table.core.windows.net: connect with the managed identity "
+        "instead of a connection string.",
+    )
+    connection_string: SecretStr | None = Field(
+        default=None,
+        description="Storage connection string with a TableEndpoint; empty: the queue's.",
+    )
+    table_prefix: str = Field(
+        default="bridge",
+        pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$",
+        description="Tables are named <prefix>runs, <prefix>poison, <prefix>audit, ...",
+    )
+    retention_days: int = Field(
+        default=90, ge=1, le=3650, description="Run history and audits older than this go."
+    )
+
+
+class ConsoleSettings(BaseModel):
+    """Who may open the admin console, and how they are known."""
+
+    auth: Literal["local", "easyauth"] = Field(
+        default="local",
+        description="local (dynamics-bridge console: a one-time login link) or easyauth (in Azure: "
+        "App Service Authentication with Entra ID; the X-MS-CLIENT-PRINCIPAL header is trusted).",
+    )
+    allowed_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Entra group object ids whose members may use the console (easyauth), "
+        "comma-separated.",
+    )
+    allowed_roles: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="App roles whose holders may use the console (easyauth), comma-separated.",
+    )
+
+    @field_validator("allowed_groups", "allowed_roles", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
 
 class BillogramSettings(BaseModel):
@@ -344,6 +399,30 @@ class DataverseSettings(BaseModel):
     solution: str | None = Field(
         default=None, description="MSCRM.SolutionUniqueName for metadata writes (provision)."
     )
+    label_languages: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1053],
+        description="LCIDs the labels provision writes carry (e.g. 1053,1033); the "
+        "environment's base language is always added.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, v: str | None) -> str | None:
+        """The Web API is HTTPS only; ``crm4.dynamics.com`` without a scheme is a common slip."""
+        if v is None:
+            return v
+        if not re.match(r"(?i)^https://[^/\s]+", v):
+            raise ValueError("must start with https:// (e.g. https://<org>.crm4.dynamics.com)")
+        return v
+
+    @field_validator("label_languages", mode="before")
+    @classmethod
+    def _language_list(cls, v: Any) -> Any:
+        """``1053,1033`` or ``[1053, 1033]`` from the environment."""
+        if isinstance(v, str):
+            text = v.strip().strip("[]")
+            return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        return v
 
     @field_validator("app_users", mode="before")
     @classmethod
@@ -386,6 +465,32 @@ class DataverseSettings(BaseModel):
     @property
     def configured(self) -> bool:
         return bool(self.url and any(u.client_secret or u.certificate_path for u in self.users()))
+
+    def problems(self) -> list[str]:
+        """Everything a Dataverse connection still needs, all at once, by variable name."""
+        problems: list[str] = []
+        if not self.url:
+            problems.append(
+                f"{env_name(('dataverse', 'url'))}: required (https://<org>.crm4.dynamics.com)"
+            )
+        if not (self.tenant_id or self.authority):
+            problems.append(
+                f"{env_name(('dataverse', 'tenant_id'))}: required (or "
+                f"{env_name(('dataverse', 'authority'))}): the app user's Entra tenant"
+            )
+        users = self.users()
+        if not users:
+            problems.append(
+                f"{env_name(('dataverse', 'client_id'))}: required (or "
+                f"{env_name(('dataverse', 'app_users'))}): the app user's application id"
+            )
+        problems += [
+            f"{env_name(('dataverse', 'client_secret'))}: required for app user {u.client_id} "
+            f"(or {env_name(('dataverse', 'certificate_path'))})"
+            for u in users
+            if not (u.client_secret or u.certificate_path)
+        ]
+        return problems
 
 
 class ApsisSettings(BaseModel):
@@ -728,6 +833,21 @@ class Settings(BaseSettings):
     activation: ActivationSettings = Field(default_factory=ActivationSettings)
     spar: SparSettings = Field(default_factory=SparSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    mappings_dir: str | None = Field(
+        default=None,
+        description="Folder of dataverse.yaml, apsis.yaml, triggers.yaml and segments.yaml "
+        "(every command, the timers and the function app read it); unset: the bridge's own "
+        "mappings/.",
+    )
+
+    @property
+    def mappings(self) -> Path:
+        """The mappings folder in use."""
+        from dynamics_bridge.mapping.loader import MAPPINGS_DIR
+
+        return Path(self.mappings_dir) if self.mappings_dir else MAPPINGS_DIR
 
     @model_validator(mode="wrap")
     @classmethod

@@ -84,6 +84,8 @@ PURE_MODULES = (
     "dynamics_bridge.ops.model",
     "dynamics_bridge.ops.port",
     "dynamics_bridge.ops.memory",
+    "dynamics_bridge.ops.charts",
+    "dynamics_bridge.ops.tablekeys",
 )
 
 

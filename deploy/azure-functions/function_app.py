@@ -8,8 +8,14 @@ Each function adapts one trigger to a handler in the library and does nothing el
   file is checked whole, then queued; a receipt lands in ``bankgirot-receipts/{name}.json``.
 - queue ``%BRIDGE_QUEUE__NAME%`` (``payment-events``): the pipeline writes Dataverse.
 - timers: the trigger outbox every 5 minutes (``%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%``),
-  segments every 15 minutes, reminders daily, SPAR address refresh nightly.
+  the poison queue into the poison book every 5 minutes (logging what waits for the alert),
+  segments every 15 minutes, reminders daily, SPAR address refresh nightly, housekeeping (run
+  history past its retention) nightly; every message, file and timer run is recorded
+  (``dynamics_bridge.app.runs``).
 - ``GET /api/health`` (function key): configuration and reachability, no secrets.
+- ``/api/console/...``: the admin console (anonymous at the Functions layer: App Service
+  Authentication with Entra ID stands in front, and the console refuses a request without an
+  allowed principal; ``BRIDGE_CONSOLE__*``).
 
 Nothing is built at import (Flex gives an app 30 s to start): settings, clients and the pipeline
 are made on first use and shared by the invocations of one worker process.
@@ -23,7 +29,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from dynamics_bridge.app import handlers, health, jobs
+from dynamics_bridge.app import handlers, health, jobs, runs
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.hosting import queue_host_options
 from dynamics_bridge.logs import configure_host_logging
@@ -88,6 +94,7 @@ def bankgirot_file(blob: func.InputStream, receipt: func.Out[str]) -> None:
         blob.name or "bankgirot-incoming/?",
         settings=settings.bankgirot,
         queue=services.queue,
+        ops=runs.store_of(services),
     )
     receipt.set(json.dumps(done.to_json(), ensure_ascii=False))
 
@@ -102,6 +109,7 @@ def payment_events(msg: func.QueueMessage) -> None:
         pipeline=services.pipeline,
         queue=services.queue,
         max_dequeue_count=QUEUE_OPTIONS.max_dequeue_count,
+        ops=runs.store_of(services),
     )
 
 
@@ -112,6 +120,13 @@ def payment_events(msg: func.QueueMessage) -> None:
 def triggers(timer: func.TimerRequest) -> None:
     """The trigger outbox: held, left-over and unconfirmed triggers (a crash, an outage)."""
     jobs.run_job("triggers", services, past_due=timer.past_due)
+
+
+@app.function_name("poison")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
+def poison(timer: func.TimerRequest) -> None:
+    """The poison queue into the poison book; logs what waits there (the poison alert's line)."""
+    jobs.run_job("poison", services, past_due=timer.past_due)
 
 
 @app.function_name("segments")
@@ -144,6 +159,13 @@ def address_refresh(timer: func.TimerRequest) -> None:
     jobs.run_job("address_refresh", services, past_due=timer.past_due)
 
 
+@app.function_name("housekeeping")
+@app.timer_trigger(arg_name="timer", schedule="0 45 2 * * *", use_monitor=True)  # 02:45 UTC
+def housekeeping(timer: func.TimerRequest) -> None:
+    """Run history and audits older than BRIDGE_OPS__RETENTION_DAYS (90) go."""
+    jobs.run_job("housekeeping", services, past_due=timer.past_due)
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"])
 def health_check(req: func.HttpRequest) -> func.HttpResponse:
@@ -151,3 +173,18 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
         services, os.environ, queue_options=QUEUE_OPTIONS, jobs=jobs.available()
     )
     return _json(report.status, report.body)
+
+
+_console: func.AsgiMiddleware | None = None
+
+
+@app.function_name("console")
+@app.route(route="console/{*path}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def admin_console(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """The admin console (dynamics_bridge.app.console), built on its first request."""
+    global _console
+    if _console is None:
+        from dynamics_bridge.app.console import HostedConsole
+
+        _console = func.AsgiMiddleware(HostedConsole(services, base="/api/console"))
+    return await _console.handle_async(req, context)

@@ -366,11 +366,24 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
     column("segments.yaml", "method_column", segments.method_column)
     column("segments.yaml", "reminders_column", segments.reminders_column)
     column("segments.yaml", "segments_column", segments.segments_column)
-    column("segments.yaml", "engagement.column", segments.engagement.column)
-    if segments.engagement.tenure:
-        column("segments.yaml", "engagement.tenure.column", segments.engagement.tenure.column)
-    for name, part in segments.engagement.counts().items():
-        column("segments.yaml", f"engagement.{name}.column", part.column)
+
+    def typed(where: str, name: str, wanted: tuple[str, ...], why: str) -> None:
+        # A part whose column holds no number (or date) would drop out of every score unsaid.
+        column("segments.yaml", where, name)
+        spec = member.get(name)
+        if spec is not None and spec.type not in wanted:
+            problems.append(
+                f"segments.yaml: {where}: {name} is a {spec.type} column in dataverse.yaml; "
+                f"{why} needs {' or '.join(wanted)}"
+            )
+
+    numbers = ("integer", "decimal", "money")
+    engagement = segments.engagement
+    typed("engagement.column", engagement.column, ("integer", "decimal"), "the score")
+    if engagement.tenure:
+        typed("engagement.tenure.column", engagement.tenure.column, ("date", "datetime"), "tenure")
+    for name, part in engagement.counts().items():
+        typed(f"engagement.{name}.column", part.column, numbers, "a count")
     for name, segment in segments.segments.items():
         for used in sorted(rule_columns(segment.rule)):
             column("segments.yaml", f"segments.{name}.rule", used, computed=True)

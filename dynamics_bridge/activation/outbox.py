@@ -445,6 +445,7 @@ class TriggerOutbox(ActivationJob):
             if found is None:
                 settle_due(ids, "failed")
                 report.failed.append(f"member {member_key}: not found")
+                report.failed_by.update(t.event_type for e in ids for t in due[e])
                 continue
             view = self.members.view(found)
             profile_key = self.members.profile_key(view)
@@ -454,6 +455,7 @@ class TriggerOutbox(ActivationJob):
                 eligible[member_key] = (profile_key, view)
                 continue
             report.skipped += sum(len(due[e]) for e in ids)
+            report.skipped_by.update(t.event_type for e in ids for t in due[e])
             settle_due(ids, "skipped")
             if previous is not None and profile_key is not None:
                 # The state is cleared only once the erase went through: until then the
@@ -538,6 +540,7 @@ class TriggerOutbox(ActivationJob):
             if word != "pending":
                 settle_due(ids, word)
             report.failed.append(f"profile {outcome.key}: {outcome.error}")
+            report.failed_by.update(e.type for e in change.events)
         return {o.key: o for o in result.outcomes}
 
 

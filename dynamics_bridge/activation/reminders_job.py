@@ -47,9 +47,14 @@ class RemindersJob(ActivationJob):
             for name, r in self.config.segments.reminders.items()
         }
 
-    def run(self, *, dry_run: bool = False) -> ReminderReport:
+    def run(
+        self, *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> ReminderReport:
         """Every reminder due today, each once per period: claimed on the member row (ETag),
-        then sent; a send that fails releases the claim, so the next run tries again."""
+        then sent; a send that fails releases the claim, so the next run tries again.
+
+        ``progress`` hears ``(steps done, steps)``: one step per reminder looked for, one for
+        the sending."""
         report = ReminderReport(dry_run=dry_run)
         today = self.members.today(self.clock())
         segments = self.config.segments
@@ -57,7 +62,10 @@ class RemindersJob(ActivationJob):
         member = self.members.mapping.member
         views: dict[str, dict[str, Any]] = {}
         found: dict[str, list[DueReminder]] = defaultdict(list)
-        for name, reminder in segments.reminders.items():
+        steps = len(segments.reminders) + 1
+        for step, (name, reminder) in enumerate(segments.reminders.items()):
+            if progress is not None:
+                progress(step, steps)
             low, high = query_window(reminder, today)
             for row in self.store.members_dated(reminder.step.column, low, high, columns):
                 key = str(row.get(member.key_column))
@@ -67,6 +75,7 @@ class RemindersJob(ActivationJob):
                     continue
                 if parse_sent(view.get(segments.reminders_column)).get(name) == period[0]:
                     report.already_sent += 1
+                    report.skipped_by[name] += 1
                     continue
                 when = self.rules[name]
                 if when is not None and not when(view, today):
@@ -74,12 +83,17 @@ class RemindersJob(ActivationJob):
                 excluded = exclusion(view, self.config.apsis.audience)
                 if excluded or not self.members.profile_key(view):
                     report.excluded += 1
+                    report.skipped_by[name] += 1
                     continue
                 item = DueReminder(name, key, period[0], period[1])
                 report.due[name] += 1
                 found[key].append(item)
                 report.items.append(item)
+        if progress is not None:
+            progress(steps - 1, steps)
         if dry_run or not found:
+            if progress is not None:
+                progress(steps, steps)
             return report
         claims = []
         for key, items in found.items():
@@ -95,6 +109,7 @@ class RemindersJob(ActivationJob):
         for (key, _, _), op in zip(claims, results, strict=True):
             if not op.ok:  # changed meanwhile: the next run sees it again
                 report.failed.append(f"member {key}: reminder claim {op.error}")
+                report.failed_by.update(i.name for i in found[key])
                 continue
             view = views[key]
             method = view.get(segments.method_column)
@@ -129,9 +144,12 @@ class RemindersJob(ActivationJob):
                         pending.setdefault(outcome.key, (key, {}, {}))
                 else:
                     report.failed.append(f"profile {outcome.key}: {outcome.error}")
+                    report.failed_by.update(i.name for i in found[key])
                     old = views[key].get(segments.reminders_column)
                     release.append((key, {segments.reminders_column: old}, "*"))
             writes = self.members.member_writes(pending, outcomes)
             if release or writes:
                 self.store.update_members([*release, *writes])
+        if progress is not None:
+            progress(steps, steps)
         return report

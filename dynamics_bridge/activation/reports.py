@@ -22,6 +22,9 @@ class TriggerReport:
     skipped: int = 0  # excluded members (consent, protected identity, status)
     erased: int = 0
     failed: list[str] = field(default_factory=list)
+    #: event type -> triggers skipped (excluded members) / not sent for a failure, for the history
+    skipped_by: Counter[str] = field(default_factory=Counter)
+    failed_by: Counter[str] = field(default_factory=Counter)
     #: triggers of events that came too late (older than late_trigger_days): never sent
     late: int = 0
     #: first-payment triggers given up: the member had one, or an earlier payment carries it
@@ -41,6 +44,8 @@ class TriggerReport:
         self.skipped += other.skipped
         self.erased += other.erased
         self.failed += other.failed
+        self.skipped_by.update(other.skipped_by)
+        self.failed_by.update(other.failed_by)
         self.late += other.late
         self.withdrawn += other.withdrawn
         self.unconfirmed += other.unconfirmed
@@ -55,6 +60,8 @@ class TriggerReport:
             "skipped": self.skipped,
             "erased": self.erased,
             "failed": self.failed,
+            "skipped_by": dict(sorted(self.skipped_by.items())),
+            "failed_by": dict(sorted(self.failed_by.items())),
             "late": self.late,
             "withdrawn": self.withdrawn,
             "unconfirmed": self.unconfirmed,
@@ -99,6 +106,9 @@ class SegmentReport:
     resynced: bool = False
     evaluated: int = 0
     segment_sizes: Counter[str] = field(default_factory=Counter)
+    #: segment -> members whose tag was added / removed in APSIS (a dry run: would be)
+    added: Counter[str] = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
     pushed: int = 0
     erased: int = 0
     excluded: int = 0
@@ -108,6 +118,9 @@ class SegmentReport:
     permanent: int = 0  # of those, how many a retry will not fix (they do not hold the delta)
     delta_saved: bool = False
     diffs: list[ProfileDiff] = field(default_factory=list)
+    #: a dry run: the profiles that would be pushed (created or updated) and erased
+    would_push: int = 0
+    would_erase: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +129,8 @@ class SegmentReport:
             "resynced": self.resynced,
             "evaluated": self.evaluated,
             "segment_sizes": dict(sorted(self.segment_sizes.items())),
+            "added": dict(sorted(self.added.items())),
+            "removed": dict(sorted(self.removed.items())),
             "pushed": self.pushed,
             "erased": self.erased,
             "excluded": self.excluded,
@@ -124,6 +139,11 @@ class SegmentReport:
             "failed": self.failed,
             "permanent": self.permanent,
             "delta_saved": self.delta_saved,
+            **(
+                {"would_push": self.would_push, "would_erase": self.would_erase}
+                if self.dry_run
+                else {}
+            ),
         }
 
 
@@ -136,6 +156,9 @@ class ReminderReport:
     excluded: int = 0
     failed: list[str] = field(default_factory=list)
     items: list[DueReminder] = field(default_factory=list)
+    #: reminder -> skipped (already sent this period, or excluded) / not sent for a failure
+    skipped_by: Counter[str] = field(default_factory=Counter)
+    failed_by: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,4 +168,7 @@ class ReminderReport:
             "already_sent": self.already_sent,
             "excluded": self.excluded,
             "failed": self.failed,
+            "skipped_by": dict(sorted(self.skipped_by.items())),
+            "failed_by": dict(sorted(self.failed_by.items())),
+            **({"would_send": dict(sorted(self.due.items()))} if self.dry_run else {}),
         }

@@ -8,10 +8,16 @@ port and to APSIS through the marketing port.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dynamics_bridge.activation.audience import exclusion, parse_state, plan_profile
+from dynamics_bridge.activation.audience import (
+    ProfilePlan,
+    exclusion,
+    parse_state,
+    plan_profile,
+)
 from dynamics_bridge.activation.members import ActivationJob, MemberWrite
 from dynamics_bridge.activation.reports import ProfileDiff, SegmentReport
 from dynamics_bridge.apsis.models import ChangeOutcome, ProfileChange
@@ -25,12 +31,20 @@ log = logging.getLogger("dynamics_bridge.activation")
 DELTA_NAME = "segments-delta-link"
 #: State-table row: when the segments job last evaluated every member (UTC, ISO 8601).
 FULL_RUN_NAME = "segments-last-full-run"
+#: ``progress`` is told every this many members (and at the end)
+_PROGRESS_EVERY = 50
 
 
 class SegmentsJob(ActivationJob):
     """Segments and the engagement score, on a timer."""
 
-    def run(self, *, dry_run: bool = False, full: bool | None = None) -> SegmentReport:
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        full: bool | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SegmentReport:
         """Members changed since the last run: score, segments, and the differences pushed.
 
         ``full`` evaluates every member; by default (None) a run is full when the last full
@@ -38,7 +52,9 @@ class SegmentsJob(ActivationJob):
         windows (onboarding, at risk, lapsed, tenure, the score's window) move without the row
         changing. The delta link, and the time of a full run, are stored unless a failure that
         may pass (APSIS or Dataverse down, throttled) held a member back; a permanent one (a 400
-        for one profile) is logged and counted and does not block the others."""
+        for one profile) is logged and counted and does not block the others.
+
+        ``progress`` hears ``(members evaluated, members to evaluate)`` as the run goes."""
         report = SegmentReport(dry_run=dry_run)
         started = self.clock()
         link = self.store.get_state(DELTA_NAME)
@@ -57,8 +73,13 @@ class SegmentsJob(ActivationJob):
         audience = self.config.apsis.audience
         engagement_column = self.config.segments.engagement.column
         changes: list[ProfileChange] = []
+        planned: dict[str, ProfilePlan] = {}  # by profile key: what is sent
+        segment_of = {tag: name for name, (_, tag) in self.members.evaluator.rules.items()}
         pending: dict[str, MemberWrite] = {}  # by profile (or member) key
-        for row in delta.changed:
+        total = len(delta.changed)
+        for done, row in enumerate(delta.changed):
+            if progress is not None and done % _PROGRESS_EVERY == 0:
+                progress(done, total)
             view = self.members.view(row)
             key = str(row.get(member.key_column))
             score, names, attributes = self.members.evaluator.evaluate(
@@ -85,6 +106,7 @@ class SegmentsJob(ActivationJob):
                 report.excluded += 1
             if plan.sends and profile_key:
                 report.diffs.append(ProfileDiff(key, plan, score, names))
+                planned[profile_key] = plan
                 changes.append(
                     ProfileChange(
                         profile_key,
@@ -102,7 +124,13 @@ class SegmentsJob(ActivationJob):
                 on_success = {}
             if always or on_success:
                 pending[profile_key or key] = (key, always, on_success)
+        if progress is not None:
+            progress(total, total)
         if dry_run:
+            for plan in planned.values():  # what would be added and removed
+                self._count_tags(report, plan, segment_of)
+                report.would_erase += plan.erase
+                report.would_push += not plan.erase
             return report
         blocked = False
         outcomes: dict[str, ChangeOutcome] = {}
@@ -114,6 +142,8 @@ class SegmentsJob(ActivationJob):
                 if outcome.ok:
                     report.erased += outcome.via == "erase"
                     report.pushed += outcome.via != "erase"
+                    if outcome.key in planned:
+                        self._count_tags(report, planned[outcome.key], segment_of)
                 else:
                     blocked |= self._segment_failure(
                         report, f"profile {outcome.key}", outcome.error
@@ -129,6 +159,12 @@ class SegmentsJob(ActivationJob):
             if report.full:
                 self.store.set_state(FULL_RUN_NAME, started.astimezone(UTC).isoformat())
         return report
+
+    @staticmethod
+    def _count_tags(report: SegmentReport, plan: ProfilePlan, segment_of: dict[str, str]) -> None:
+        """The segments whose tag this plan adds or removes (by segment name)."""
+        report.added.update(segment_of.get(tag, tag) for tag in plan.tags_add)
+        report.removed.update(segment_of.get(tag, tag) for tag in plan.tags_remove)
 
     def _full_run_due(self, now: datetime) -> bool:
         """Whether the last full segments run is older than ``full_run_hours`` (or unknown)."""

@@ -9,7 +9,9 @@ the body is read, size, content type, authentication headers), bounded JSON pars
 The queue handler applies one message the way the Functions host delivers it (the host owns the
 message: it deletes it when the handler returns and redelivers it when the handler raises); the
 file handler checks a whole Bankgirot file before queueing any of it, and answers with a receipt.
-None of them needs ``azure.functions``: ``deploy/azure-functions/function_app.py`` only adapts.
+Both leave a run in the run history (:mod:`dynamics_bridge.app.runs`); a webhook leaves none,
+its path calls nothing but the queue. None of them needs ``azure.functions``:
+``deploy/azure-functions/function_app.py`` only adapts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from dynamics_bridge.app.ingest import ingest_file
+from dynamics_bridge.app.runs import RunRecorder, queue_counts, queue_errors
 from dynamics_bridge.app.sync import SyncReport, process_message
 from dynamics_bridge.errors import (
     AuthError,
@@ -34,6 +37,7 @@ from dynamics_bridge.errors import (
 )
 from dynamics_bridge.hosting import forwarded_client_ip
 from dynamics_bridge.logs import log_context
+from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.personnummer import mask_text
 from dynamics_bridge.queue import EventQueue, ReceivedMessage, open_queue
 from dynamics_bridge.settings import BankgirotSettings, Settings, load_settings
@@ -42,6 +46,7 @@ from dynamics_bridge.sources._common import JsonLimits, WebhookParse
 
 if TYPE_CHECKING:
     from dynamics_bridge.app.wiring import Services
+    from dynamics_bridge.ops.port import OpsStore
     from dynamics_bridge.pipeline import Pipeline
 
 __all__ = [
@@ -238,6 +243,7 @@ def handle_queue_message(
     pipeline: Pipeline,
     queue: EventQueue,
     max_dequeue_count: int,
+    ops: OpsStore | None = None,
 ) -> SyncReport:
     """Apply one message delivered by the Functions host, which owns it.
 
@@ -245,32 +251,46 @@ def handle_queue_message(
     to the poison queue with their reason. A passing failure raises TransientError, so the host
     redelivers the message after ``visibilityTimeout``; on attempt ``max_dequeue_count`` it is
     settled here instead, every event with its reason, and nothing is left for the host to move.
+
+    Each delivery leaves one run in ``ops`` (kind ``queue``, name ``sync``), counted
+    ``<source>/<kind>/<outcome>`` (see :func:`dynamics_bridge.app.runs.queue_counts`).
     """
     started = time.perf_counter()
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     message = ReceivedMessage.from_raw(message_id, "", dequeue_count, text)
-    report = process_message(
-        message, pipeline, queue, max_dequeue_count=max_dequeue_count
-    )
-    outcome = "redeliver" if report.left else "settled"
-    sync_log.info(
-        "message %s: %s",
-        message_id,
-        outcome,
-        extra={
-            "outcome": outcome,
-            "count": sum(report.outcomes.values()),
-            "event_ids": [str(e.get("event_id")) for e in message.envelope.events]
-            if message.envelope
-            else [],
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        },
-    )
-    if report.left:
-        raise TransientError(
-            f"message {message_id}: attempt {dequeue_count} of {max_dequeue_count} failed "
-            "for a passing reason; the host delivers it again"
+    with RunRecorder("queue", "sync", ops) as run:
+        run.detail["message"] = message_id
+        if dequeue_count > 1:
+            run.detail["attempt"] = f"{dequeue_count} of {max_dequeue_count}"
+        report = process_message(message, pipeline, queue, max_dequeue_count=max_dequeue_count)
+        events: list[PaymentEvent] = []
+        if len(report.results) < (len(message.envelope.events) if message.envelope else 0):
+            try:  # some events have no outcome of their own: count them from the message
+                events = message.events()
+            except InputError:
+                events = []
+        run.add_counts(queue_counts(report, events))
+        for reason in queue_errors(report, events):
+            run.error(reason)
+        outcome = "redeliver" if report.left else "settled"
+        sync_log.info(
+            "message %s: %s",
+            message_id,
+            outcome,
+            extra={
+                "outcome": outcome,
+                "count": sum(report.outcomes.values()),
+                "event_ids": [str(e.get("event_id")) for e in message.envelope.events]
+                if message.envelope
+                else [],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
         )
+        if report.left:
+            raise TransientError(
+                f"message {message_id}: attempt {dequeue_count} of {max_dequeue_count} failed "
+                "for a passing reason; the host delivers it again"
+            )
     return report
 
 
@@ -295,17 +315,23 @@ class FileReceipt:
 
 
 def handle_bankgirot_file(
-    stream: BinaryIO, name: str, *, settings: BankgirotSettings, queue: EventQueue
+    stream: BinaryIO,
+    name: str,
+    *,
+    settings: BankgirotSettings,
+    queue: EventQueue,
+    ops: OpsStore | None = None,
 ) -> FileReceipt:
     """Check a whole Autogiro or BgMax file, then queue its events.
 
     A bad file is rejected with the place (``FILE:LINE``) and nothing from it is queued; the
     file itself stays where it was put, the durable copy. A queue failure raises (the trigger
     delivers the file again; event ids are deterministic, so a repeat becomes duplicates).
+    Either way the file leaves one run in ``ops`` (see :func:`ingest_file`).
     """
     started = time.perf_counter()
     try:
-        report = ingest_file(stream, queue=queue, settings=settings, name=name)
+        report = ingest_file(stream, queue=queue, settings=settings, name=name, ops=ops)
     except InputError as exc:
         log.error(
             "file rejected: %s",

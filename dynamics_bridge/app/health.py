@@ -20,8 +20,9 @@ from dynamics_bridge.hosting import QueueHostOptions, unresolved_key_vault_refer
 
 __all__ = ["HealthReport", "check_health"]
 
-#: A failing one of these makes the answer 503: without them no event reaches Dataverse.
-REQUIRED = ("key_vault", "settings", "queue", "dataverse")
+#: A failing one of these makes the answer 503: without them no event reaches Dataverse
+#: (``config``: the start-up check of settings, mapping files and SPAR contract files).
+REQUIRED = ("key_vault", "settings", "config", "queue", "dataverse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ def check_health(
     checks["key_vault"] = {"ok": not unresolved}
     if unresolved:
         checks["key_vault"]["unresolved"] = unresolved
+    checks["config"] = _config(services)
     try:
         settings = services.settings
     except ConfigError as exc:
@@ -67,6 +69,18 @@ def check_health(
     if bankgirot:
         checks["bankgirot"]["problems"] = _names(bankgirot)
     return _answer(checks, queue_options, jobs)
+
+
+def _config(services: Services) -> dict[str, Any]:
+    """The start-up check (``dynamics-bridge check`` without its Dataverse and APSIS calls):
+    each error and warning with its place and what to do; settings by name, never a value."""
+    report = services.startup_check()
+    body: dict[str, Any] = {"ok": report.ok, "files": report.files}
+    if report.errors:
+        body["errors"] = [f.text() for f in report.errors]
+    if report.warnings:
+        body["warnings"] = [f.text() for f in report.warnings]
+    return body
 
 
 def _queue(services: Services, name: str) -> dict[str, Any]:

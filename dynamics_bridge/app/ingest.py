@@ -28,14 +28,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
+from dynamics_bridge.app.runs import RunRecorder, file_counts, receipt_text
 from dynamics_bridge.errors import ConfigError, InputError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue import EventQueue
 from dynamics_bridge.settings import BankgirotSettings, env_name
 from dynamics_bridge.sources import autogiro, bgmax
 from dynamics_bridge.sources.bankgirot import Payees
+
+if TYPE_CHECKING:
+    from dynamics_bridge.ops.port import OpsStore
 
 __all__ = [
     "FileFormat",
@@ -150,6 +154,7 @@ def ingest_file(
     name: str | None = None,
     on_event: Callable[[PaymentEvent], None] | None = None,
     on_progress: Progress | None = None,
+    ops: OpsStore | None = None,
 ) -> IngestReport:
     """Check a whole file, then send its events to ``queue`` and/or ``on_event``.
 
@@ -165,9 +170,38 @@ def ingest_file(
 
     A file naming another payee than the union's is an InputError like any bad file; with no
     payees configured (and no ``accept_any_payee``) a ConfigError is raised before reading.
+
+    Each call leaves one run in ``ops`` (kind ``file``, name = the format): counted
+    ``<source>/<kind>/queued`` when events were queued; detail: the file, its receipt totals,
+    ``dry_run`` when no queue was given; a rejected file's run holds the error.
     """
     settings = settings or BankgirotSettings()
-    payees_of(settings)  # refuse before reading anything when the union's payees are unset
+    label = name or (str(source) if isinstance(source, str | os.PathLike) else None)
+    named = format if format != "auto" else "bankgirot"
+    with RunRecorder("file", named, ops) as run:
+        run.detail["file"] = label or str(getattr(source, "name", "<stream>"))
+        if queue is None:
+            run.detail["dry_run"] = "yes"
+        payees_of(settings)  # refuse before reading anything when the union's payees are unset
+        report = _ingest(source, format, queue, settings, name, on_event, on_progress, run)
+        run.detail["receipt"] = receipt_text(report.totals)
+        if queue is not None:
+            run.add_counts(file_counts(report.format, report.totals))
+        if report.requests_failed:
+            run.detail["mandate_requests_failed"] = str(len(report.requests_failed))
+    return report
+
+
+def _ingest(
+    source: str | os.PathLike[str] | BinaryIO,
+    format: FileFormat,
+    queue: EventQueue | None,
+    settings: BankgirotSettings,
+    name: str | None,
+    on_event: Callable[[PaymentEvent], None] | None,
+    on_progress: Progress | None,
+    run: RunRecorder,
+) -> IngestReport:
     with _seekable(source, name) as (stream, label, size):
         start = stream.tell()
         head = stream.read(64 * 1024)
@@ -175,6 +209,7 @@ def ingest_file(
         chosen: Literal["autogiro", "bgmax"] = (
             detect_format(head) if format == "auto" else cast(Literal["autogiro", "bgmax"], format)
         )
+        run.name = chosen
         report = IngestReport(label, chosen)
         checked = _watched(stream, "checking", size, on_progress)
         found = report.requests_failed.append

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.hosting import QueueHostOptions
 from dynamics_bridge.settings import ActivationSettings, ApsisSettings, Settings, load_settings
 
@@ -24,11 +25,14 @@ if TYPE_CHECKING:
     from dynamics_bridge.activation.outbox import TriggerOutbox
     from dynamics_bridge.activation.port import ActivationStore
     from dynamics_bridge.activation.service import Activation
+    from dynamics_bridge.app.check import CheckReport
+    from dynamics_bridge.app.poison import PoisonBook
     from dynamics_bridge.app.sync import SyncReport
     from dynamics_bridge.apsis.platform import ApsisPlatform
     from dynamics_bridge.apsis.port import MarketingPlatform
     from dynamics_bridge.dataverse.client import DataverseClient
     from dynamics_bridge.mapping import MappingFile
+    from dynamics_bridge.ops.port import OpsStore
     from dynamics_bridge.pipeline import MemberStore, Pipeline
     from dynamics_bridge.queue import EventQueue, ReceivedMessage
     from dynamics_bridge.registry import SparClient
@@ -62,6 +66,7 @@ class Services:
     ) -> None:
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = dict(parts)
+        self._given = frozenset(parts)  # what the caller built, not this wiring
         if settings is not None:
             self._parts["settings"] = settings
         self._on_settings = on_settings
@@ -94,10 +99,70 @@ class Services:
         return self._get("queue", lambda: open_queue(self.settings.queue))
 
     @property
+    def ops(self) -> OpsStore:
+        """Run history, the poison book and audits: Table Storage, or this process's memory."""
+
+        def build() -> OpsStore:
+            settings = self.settings
+            if settings.ops.backend == "tables":
+                from dynamics_bridge.ops.tables import TableOpsStore
+
+                return TableOpsStore.from_settings(settings.ops, settings.queue)
+            from dynamics_bridge.ops.memory import InMemoryOpsStore
+
+            return InMemoryOpsStore()
+
+        return self._get("ops", build)
+
+    @property
+    def poison_book(self) -> PoisonBook:
+        """The poison queue drained into :attr:`ops` for operators (list, replay, purge)."""
+        from dynamics_bridge.app.poison import PoisonBook
+
+        return self._get("poison_book", lambda: PoisonBook(self.queue, self.ops))
+
+    @property
     def mapping(self) -> MappingFile:
+        """``dataverse.yaml`` of the mappings folder (``BRIDGE_MAPPINGS_DIR``)."""
         from dynamics_bridge.mapping import load_mapping
 
-        return self._get("mapping", load_mapping)
+        return self._get("mapping", lambda: load_mapping(self.settings.mappings / "dataverse.yaml"))
+
+    def check(self, *, live: bool = True) -> CheckReport:
+        """``dynamics-bridge check`` over this wiring: settings, every mapping file, the SPAR
+        contract files and, ``live``, the Dataverse metadata (the one-attempt probe) and the
+        APSIS definitions (one attempt per request). Reports, never raises."""
+        from dynamics_bridge.app.check import run_check
+
+        try:
+            settings: Settings | None = self.settings
+        except ConfigError:
+            settings = None  # run_check reads (and reports) them again
+        # A Dataverse client (or the activation over one) given by the caller needs no
+        # Dataverse settings: tests, the demo, the benchmark bring their own.
+        given = bool({"dataverse", "activation", "store", "pipeline"} & self._given)
+        return run_check(
+            settings,
+            live=live,
+            need_dataverse=not given,
+            wiring=lambda _: self,
+            dataverse=(lambda: self.dataverse) if "dataverse" in self._given else None,
+        )
+
+    def startup_check(self) -> CheckReport:
+        """The configuration checked once per process, offline (:meth:`check` without its
+        Dataverse and APSIS calls): what the timers and ``/api/health`` refuse to work without.
+        Each error is logged once, when first checked."""
+
+        def build() -> CheckReport:
+            from dynamics_bridge.app.check import log
+
+            report = self.check(live=False)
+            for finding in report.errors:
+                log.error("configuration: %s", finding.text(), extra={"check": finding.area})
+            return report
+
+        return self._get("startup_check", build)
 
     @property
     def dataverse(self) -> DataverseClient:
@@ -147,8 +212,10 @@ class Services:
 
     def queue_function(self, message: ReceivedMessage) -> SyncReport:
         """What the function app's queue trigger runs for one message, over this wiring's
-        pipeline and queue; raises TransientError to have the message delivered again."""
+        pipeline and queue (its run recorded in :attr:`ops`); raises TransientError to have the
+        message delivered again."""
         from dynamics_bridge.app.handlers import handle_queue_message
+        from dynamics_bridge.app.runs import store_of
 
         return handle_queue_message(
             message.raw,
@@ -157,6 +224,7 @@ class Services:
             pipeline=self.pipeline,
             queue=self.queue,
             max_dequeue_count=self.queue_options.max_dequeue_count,
+            ops=store_of(self),
         )
 
     def sync(
@@ -196,8 +264,45 @@ class Services:
     def activation(self) -> Activation | None:
         """Triggers, segments, reminders (APSIS settings and mappings/apsis.yaml...) or None."""
         return self._get(
-            "activation", lambda: build_activation(self.settings, self.dataverse, self.mapping)
+            "activation",
+            lambda: build_activation(
+                self.settings, self.dataverse, self.mapping, directory=self.settings.mappings
+            ),
         )
+
+    @property
+    def dry_run_activation(self) -> Activation | None:
+        """The activation side for a dry run: over Dataverse (read), with an APSIS that is never
+        asked, so no APSIS key is needed; None when the mapping files are absent."""
+
+        def build() -> Activation | None:
+            from dynamics_bridge.activation.loader import activation_configured, load_activation
+
+            folder = self.settings.mappings
+            if not activation_configured(folder):
+                return None
+            config = load_activation(self.mapping, folder)
+            return dataverse_activation(
+                self.dataverse,
+                self.mapping,
+                _NotAsked(),
+                config=config,
+                options=self.settings.activation,
+            )
+
+        return self._get("dry_run_activation", build)
+
+    def apsis_platform_for(self, config: ActivationConfig) -> ApsisPlatform | None:
+        """APSIS as the activation side sees it (apsis.yaml's names), for ``check``, with one
+        attempt per request; None without an API key."""
+        settings = self.settings.apsis
+        if not apsis_credentials(settings):
+            return None
+        # One attempt, a short wait: a check must not wait out a sync's retry budget.
+        probe = settings.model_copy(
+            update={"max_attempts": 1, "timeout_seconds": min(settings.timeout_seconds, 10.0)}
+        )
+        return apsis_platform(probe, config.apsis)
 
     def outbox_probe(self) -> ActivationStore | None:
         """The trigger outbox over :meth:`dataverse_probe` (the health answer), or None without
@@ -253,6 +358,13 @@ class Services:
             return ApsisPlatform.from_settings(self.settings.apsis)
 
         return self._get("marketing", build)
+
+
+class _NotAsked:
+    """APSIS in a dry run: any call is refused (a dry run computes, it sends nothing)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConfigError(f"a dry run asks APSIS nothing (it tried {name})")
 
 
 def apsis_platform(

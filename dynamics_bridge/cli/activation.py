@@ -9,8 +9,10 @@ import typer
 from rich.table import Table
 
 from dynamics_bridge.activation.loader import activation_configured
+from dynamics_bridge.activation.reports import ReminderReport, SegmentReport
 from dynamics_bridge.activation.service import Activation, check_apsis
 from dynamics_bridge.app.wiring import apsis_credentials
+from dynamics_bridge.cli import _progress
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError
 
@@ -24,19 +26,29 @@ app.add_typer(triggers_app, name="triggers")
 app.add_typer(apsis_app, name="apsis")
 
 
-def _activation() -> Activation:
+def _activation(dry_run: bool = False) -> Activation:
+    """The activation side over the mappings folder (``BRIDGE_MAPPINGS_DIR``); a dry run
+    without an APSIS key reads Dataverse only (APSIS is never asked in a dry run)."""
     from dynamics_bridge.cli.sync import cli_services
     from dynamics_bridge.settings import load_settings
 
     settings = load_settings()
-    if not apsis_credentials(settings.apsis) or not activation_configured():
+    services = cli_services(settings)
+    if (
+        dry_run
+        and not apsis_credentials(settings.apsis)
+        and (activation := services.dry_run_activation) is not None
+    ):
+        return activation
+    if not apsis_credentials(settings.apsis) or not activation_configured(settings.mappings):
         raise BridgeError(
             "APSIS is not configured (BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET) or "
-            "mappings/apsis.yaml, triggers.yaml, segments.yaml are missing"
+            f"{settings.mappings}: apsis.yaml, triggers.yaml, segments.yaml are missing "
+            "(`dynamics-bridge check` says which)"
         )
-    activation = cli_services(settings).activation
-    assert activation is not None  # both conditions were checked above
-    return activation
+    built = services.activation
+    assert built is not None  # both conditions were checked above
+    return built
 
 
 def _fail(exc: BridgeError) -> typer.Exit:
@@ -65,9 +77,15 @@ def segments_push(
     as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
 ) -> None:
     """Evaluate segments and the score for members changed since the last run (every member
-    when the last full run is older than full_run_hours); push the differences."""
+    when the last full run is older than full_run_hours); push the differences.
+
+    A progress bar (members evaluated) shows on stderr when it is a terminal. Exit codes: 0
+    done (a dry run: whatever it would do); 1 a push failed for some member (each is listed),
+    or APSIS, Dataverse or the mapping files are not there."""
     try:
-        report = _activation().segments.run(dry_run=dry_run, full=full or None)
+        activation = _activation(dry_run)
+        with _progress.progress_bar("segments: members evaluated") as advance:
+            report = activation.segments.run(dry_run=dry_run, full=full or None, progress=advance)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -91,19 +109,28 @@ def segments_push(
     console.print(
         _counts("Segment sizes (members evaluated)", dict(report.segment_sizes), "segment")
     )
-    summary = report.to_json()
-    console.print(
-        f"{summary['evaluated']} evaluated ({'full run' if summary['full'] else 'changed only'}): "
-        f"{summary['pushed']} pushed, {summary['erased']} "
-        f"erased, {summary['excluded']} excluded, {summary['unchanged']} unchanged, "
-        f"{summary['imports']} bulk import(s); failed {len(summary['failed'])} "
-        f"({summary['permanent']} for good); delta link "
-        + ("not saved (dry run)" if dry_run else "saved" if report.delta_saved else "kept back")
-    )
+    console.print(segments_summary(report), highlight=False)
     for problem in report.failed:
         err_console.print(f"  • {problem}", highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+def segments_summary(report: SegmentReport) -> str:
+    """The run in one line; a dry run says what *would* be pushed and erased."""
+    head = f"{report.evaluated} evaluated ({'full run' if report.full else 'changed only'}): "
+    if report.dry_run:
+        return head + (
+            f"would push {report.would_push}, would erase {report.would_erase}, "
+            f"{report.excluded} excluded, {report.unchanged} unchanged; delta link not saved "
+            "(dry run: nothing sent)"
+        )
+    return head + (
+        f"{report.pushed} pushed, {report.erased} erased, {report.excluded} excluded, "
+        f"{report.unchanged} unchanged, {report.imports} bulk import(s); failed "
+        f"{len(report.failed)} ({report.permanent} for good); delta link "
+        + ("saved" if report.delta_saved else "kept back")
+    )
 
 
 @reminders_app.command("run")
@@ -111,9 +138,16 @@ def reminders_run(
     dry_run: bool = typer.Option(False, "--dry-run", help="List who is due; send nothing."),
     as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
 ) -> None:
-    """Send every reminder due today that was not sent for its period yet."""
+    """Send every reminder due today that was not sent for its period yet.
+
+    A progress bar (reminders looked for, then the sending) shows on stderr when it is a
+    terminal. Exit codes: 0 done (a dry run: whatever it would send); 1 a reminder could not be
+    claimed or sent (each is listed; the next run tries again), or APSIS, Dataverse or the
+    mapping files are not there."""
     try:
-        report = _activation().reminders.run(dry_run=dry_run)
+        activation = _activation(dry_run)
+        with _progress.progress_bar("reminders") as advance:
+            report = activation.reminders.run(dry_run=dry_run, progress=advance)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -125,19 +159,31 @@ def reminders_run(
     for item in report.items:
         table.add_row(item.member_key, item.name, item.period)
     console.print(table)
-    summary = report.to_json()
-    console.print(
-        f"sent {summary['sent']}; already sent this period {summary['already_sent']}, "
-        f"excluded {summary['excluded']}, failed {len(summary['failed'])}"
-    )
+    console.print(reminders_summary(report), highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+def reminders_summary(report: ReminderReport) -> str:
+    """The run in one line; a dry run says what *would* be sent."""
+    sent = report.due if report.dry_run else report.sent
+    by_name = ", ".join(f"{name} {n}" for name, n in sorted(sent.items()))
+    word = "would send" if report.dry_run else "sent"
+    return (
+        f"{word} {sum(sent.values())}"
+        + (f" ({by_name})" if by_name else "")
+        + f"; already sent this period {report.already_sent}, excluded {report.excluded}"
+        + ("" if report.dry_run else f", failed {len(report.failed)}")
+    )
 
 
 @triggers_app.command("send")
 def triggers_send() -> None:
     """Sweep the outbox: send triggers due (held, left pending), read back the ones whose send
-    has an unknown outcome (BRIDGE_ACTIVATION__READBACK); never twice."""
+    has an unknown outcome (BRIDGE_ACTIVATION__READBACK); never twice.
+
+    Exit codes: 0 done; 1 a trigger failed (listed in the JSON), or APSIS, Dataverse or the
+    mapping files are not there."""
     try:
         report = _activation().triggers.sweep()
     except BridgeError as exc:
@@ -152,7 +198,9 @@ def triggers_unconfirmed(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Triggers whose send has an unknown outcome (APSIS may or may not hold them): resolve each
-    with `triggers resolve EVENT_ID --send` (APSIS does not hold it) or `--drop` (it does)."""
+    with `triggers resolve EVENT_ID --send` (APSIS does not hold it) or `--drop` (it does).
+
+    Exit codes: 0 listed (none may be); 1 APSIS, Dataverse or the mapping files are not there."""
     try:
         rows = _activation().triggers.unconfirmed()
     except BridgeError as exc:
@@ -180,7 +228,10 @@ def triggers_resolve(
     ),
 ) -> None:
     """Decide an unconfirmed row: check the member's profile in APSIS first, then --send or
-    --drop. Nothing else ever sends an unconfirmed trigger again without the read-back."""
+    --drop. Nothing else ever sends an unconfirmed trigger again without the read-back.
+
+    Exit codes: 0 done; 1 the send failed, or the row or the settings are not there; 2 neither
+    or both of --send and --drop."""
     if send == drop:
         err_console.print("say --send or --drop (exactly one)", highlight=False)
         raise typer.Exit(2)
@@ -195,7 +246,9 @@ def triggers_resolve(
 
 @apsis_app.command("check")
 def apsis_check() -> None:
-    """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS."""
+    """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS.
+
+    Exit codes: 0 every name exists; 1 some do not (each is listed), or APSIS is not there."""
     try:
         activation = _activation()
         problems = check_apsis(activation.platform, activation.config.apsis)

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import typer
 
-from dynamics_bridge.activation.loader import activation_configured, load_activation
+from dynamics_bridge.app.check import run_check
 from dynamics_bridge.app.schema import write_schemas
 from dynamics_bridge.cli._app import app, console, err_console
-from dynamics_bridge.errors import BridgeError, ConfigError
-from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
-from dynamics_bridge.settings import load_settings, settings_reference
+from dynamics_bridge.mapping import DEFAULT_MAPPING
+from dynamics_bridge.settings import settings_reference
 
 
 @app.command()
@@ -31,42 +30,42 @@ def settings_command() -> None:
 
 @app.command()
 def check(
-    mapping: Path = typer.Option(DEFAULT_MAPPING, help="The Dataverse mapping file."),
+    mapping: Path | None = typer.Option(
+        None,
+        help="A dataverse.yaml elsewhere (its folder holds the other mapping files); default: "
+        "BRIDGE_MAPPINGS_DIR, else the bridge's own mappings/.",
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Settings and files only: ask Dataverse and APSIS nothing."
+    ),
 ) -> None:
-    """Validate settings and mapping files; exit 1 listing every problem with its place."""
-    problems: list[str] = []
-    settings = model = None
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    try:
-        model = load_mapping(mapping)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if model is not None and activation_configured(mapping.parent):
-        try:
-            load_activation(model, mapping.parent)  # apsis.yaml, triggers.yaml, segments.yaml
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if settings is not None and model is not None and settings.dataverse.configured:
-        from dynamics_bridge.cli.sync import dataverse_client
-        from dynamics_bridge.dataverse.provision import check_metadata
+    """Check settings, every mapping file, the Dataverse metadata, the APSIS definitions and
+    the SPAR contract files; list every problem with its place and what to do.
 
-        try:
-            problems.extend(
-                f"Dataverse: {p}" for p in check_metadata(dataverse_client(settings), model)
-            )
-        except BridgeError as exc:
-            problems.append(f"Dataverse not reachable: {exc}")
-    if settings is not None:
-        # Warnings, not failures: a union without Swish (or Bankgirot files) needs no
-        # identifier (or payee), but one with it must learn here, not from refused input.
-        for warning in settings.swish.problems() + settings.bankgirot.problems():
-            err_console.print(f"[yellow]![/yellow] {warning}", highlight=False, soft_wrap=True)
-    if problems:
-        for problem in problems:
-            err_console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
+    The same check the function app and its timers run at start (without Dataverse and APSIS).
+    Exit codes: 0 no errors (warnings may be listed); 1 at least one error."""
+    from dynamics_bridge.cli.sync import cli_services
+
+    report = run_check(mapping_path=mapping, live=not offline, wiring=cli_services)
+    for finding in report.findings:
+        mark = "[red]✗[/red]" if finding.severity == "error" else "[yellow]![/yellow]"
+        place = f"{finding.where}: " if finding.where else ""
+        err_console.print(f"{mark} {place}{finding.what}", highlight=False, soft_wrap=True)
+        err_console.print(f"  → {finding.fix}", highlight=False, soft_wrap=True)
+    files = ", ".join(
+        f"{name} {'✓' if there else '✗ missing'}" for name, there in report.files.items()
+    )
+    console.print(f"mappings in {report.folder}: {files}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        err_console.print(
+            f"{len(report.errors)} error(s), {len(report.warnings)} warning(s): the bridge "
+            "refuses to run on this configuration",
+            highlight=False,
+        )
         raise typer.Exit(1)
-    checked = " and match Dataverse" if settings and settings.dataverse.configured else ""
-    console.print(f"[green]✓[/green] settings and {mapping} are valid{checked}", highlight=False)
+    checked = "" if offline else " and match Dataverse"
+    console.print(
+        f"[green]✓[/green] settings and mappings are valid{checked}"
+        + (f" ({len(report.warnings)} warning(s))" if report.warnings else ""),
+        highlight=False,
+    )

@@ -11,7 +11,7 @@ import typer
 
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console, sandbox_missing
-from dynamics_bridge.dataverse.provision import apply_plan, plan
+from dynamics_bridge.dataverse.provision import apply_plan, environment, key_mismatches, plan
 from dynamics_bridge.errors import BridgeError
 from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
 from dynamics_bridge.settings import load_settings
@@ -95,19 +95,23 @@ def provision(
     mapping: Path = typer.Option(DEFAULT_MAPPING, help="The Dataverse mapping file."),
 ) -> None:
     """Print (or with --apply create) the tables, columns, lookups, choice values and keys the
-    mapping lacks; --apply waits for new alternate keys to be Active."""
+    mapping lacks, each column with its type, into the configured solution; --apply waits for
+    new alternate keys to be Active."""
     try:
         loaded = load_settings()
-        settings = loaded.dataverse
         model = load_mapping(mapping)
         # Every configured app user, and BRIDGE_DATAVERSE__SOLUTION as MSCRM.SolutionUniqueName.
         client = Services(loaded, mapping=model).dataverse
-        steps = plan(client, model)
+        env = environment(client, model)
+        console.print(f"target: {env.describe()}", highlight=False)
+        for warning in env.warnings(model) + key_mismatches(client, model, source=str(mapping)):
+            err_console.print(f"! {warning}", highlight=False, soft_wrap=True)
+        steps = plan(client, model, env, source=str(mapping))
         for step in steps:
             console.print(("" if apply else "would ") + step.describe(), highlight=False)
         if apply:
             apply_plan(client, steps)  # then waits for each new key's index to be Active
-        solution = f" in solution {settings.solution}" if settings.solution and steps else ""
+        solution = f" in solution {env.solution}" if env.solution and steps else ""
         console.print(f"{len(steps)} step(s){solution}" + ("" if apply else "; run with --apply"))
     except BridgeError as exc:
         err_console.print(str(exc), highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ from rich.table import Table
 from dynamics_bridge.cli._app import app, console, sandbox_missing
 from dynamics_bridge.cli.activation import print_demo_section as print_apsis_section
 from dynamics_bridge.cli.spar import print_demo_section
+from dynamics_bridge.cli.web_console import DEFAULT_PORT
 
 
 def _table(title: str, counts: dict[str, int], label: str) -> Table:
@@ -67,3 +68,9 @@ def demo(
         console.print(f"  • {reason}", highlight=False)
     print_apsis_section(summary["apsis"])
     print_demo_section(summary["spar"])
+    console.print(
+        "\nThis day in the admin console (overview, history, poison, segments, triggers): "
+        f"`dynamics-bridge console --demo` serves it at http://127.0.0.1:{DEFAULT_PORT}/ "
+        "(it prints a one-time sign-in link).",
+        highlight=False,
+    )

@@ -7,19 +7,24 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 from pydantic import ValidationError
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dynamics_bridge.app.ingest import FileFormat, IngestReport, ingest_file, iter_files
+from dynamics_bridge.app.runs import store_of
+from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.cli import _progress
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, ConfigError, InputError
 from dynamics_bridge.model import PaymentEvent
-from dynamics_bridge.queue import EventQueue, InMemoryQueue, open_queue
+from dynamics_bridge.queue import EventQueue, InMemoryQueue
 from dynamics_bridge.settings import ENV_DELIMITER, ENV_PREFIX, BankgirotSettings, load_settings
+
+if TYPE_CHECKING:
+    from dynamics_bridge.ops.port import OpsStore
 
 #: Files at least this large get a progress bar (when events are queued).
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
@@ -41,14 +46,19 @@ def ingest(
 
     A bad file is reported as FILE:LINE: message on stderr and nothing from it is queued; the
     other files still are. A file for another payee than the union's own
-    (BRIDGE_BANKGIROT__PAYEE_BANKGIROS, __CUSTOMER_NUMBERS) is a bad file. Exit code 2 when any
-    file was bad or a path held no file, or when the union's payee bankgiros are not configured
-    (nothing is read).
+    (BRIDGE_BANKGIROT__PAYEE_BANKGIROS, __CUSTOMER_NUMBERS) is a bad file. Each file leaves a
+    run in the run history. A file of 8 MB or more gets a progress bar on stderr when it is a
+    terminal, in a dry run too.
+
+    Exit codes: 0 every file checked out (and was queued, unless a dry run); 2 a file was bad
+    or could not be read or queued, a path held nothing to ingest, or the union's payee
+    bankgiros are not configured (nothing is read). Ingest poisons nothing: events are
+    matched to members by `sync`, whose exit code says when every one was poisoned.
     """
     if file_format not in FORMATS:
         _error(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
         raise typer.Exit(2)
-    bankgirot, queue = _settings(dry_run)
+    bankgirot, queue, ops = _settings(dry_run)
     missing = bankgirot.problems()
     if missing:
         _error(str(ConfigError(missing)))
@@ -78,7 +88,7 @@ def ingest(
         for path in files:
             try:
                 report = _ingest_one(
-                    path, cast(FileFormat, file_format), queue, bankgirot, print_event
+                    path, cast(FileFormat, file_format), queue, bankgirot, print_event, ops
                 )
                 reports.append(report)
             except InputError as exc:
@@ -98,14 +108,16 @@ def ingest(
         raise typer.Exit(2)
 
 
-def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None]:
-    """The Bankgirot settings, and the queue unless this is a dry run (which needs no queue)."""
+def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None, OpsStore | None]:
+    """The Bankgirot settings, the queue unless this is a dry run (which needs no queue), and
+    the run history's store when the settings load (a dry run is recorded as one)."""
     prefix = f"{ENV_PREFIX}BANKGIROT{ENV_DELIMITER}"
     try:
         if dry_run:
-            return load_settings(queue={"backend": "memory"}).bankgirot, None
-        settings = load_settings()
-        return settings.bankgirot, open_queue(settings.queue)
+            settings = load_settings(queue={"backend": "memory"})
+            return settings.bankgirot, None, store_of(Services(settings))
+        services = Services(load_settings())
+        return services.settings.bankgirot, services.queue, store_of(services)
     except ConfigError as exc:
         if not dry_run or any(p.startswith(prefix) for p in exc.problems):
             _error(str(exc))
@@ -117,7 +129,7 @@ def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None]:
             for key, value in os.environ.items()
             if key.startswith(prefix)
         }
-        return BankgirotSettings(**values), None  # type: ignore[arg-type]
+        return BankgirotSettings(**values), None, None  # type: ignore[arg-type]
     except ValidationError as exc:
         _error(f"invalid {prefix}* settings: {exc}")
         raise typer.Exit(2) from None
@@ -129,21 +141,18 @@ def _ingest_one(
     queue: EventQueue | None,
     bankgirot: BankgirotSettings,
     on_event: Callable[[PaymentEvent], None] | None,
+    ops: OpsStore | None = None,
 ) -> IngestReport:
+    """One file, with a bar of bytes read over both passes (one when only checked) for a file
+    of PROGRESS_FROM_BYTES or more, real ingest or dry run alike."""
     size = path.stat().st_size
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=queue is None or size < PROGRESS_FROM_BYTES,
-    ) as progress:
-        task = progress.add_task(f"checking {path.name}", total=size)
+    passes = 2 if queue is not None or on_event is not None else 1
+    with _progress.progress_bar(
+        f"ingest {path.name}", unit="bytes", show=size >= PROGRESS_FROM_BYTES
+    ) as advance:
 
         def moved(phase: str, done: int, total: int | None) -> None:
-            progress.update(task, completed=done, description=f"{phase} {path.name}")
+            advance(done + (size if phase == "queueing" else 0), size * passes)
 
         return ingest_file(
             path,
@@ -152,6 +161,7 @@ def _ingest_one(
             settings=bankgirot,
             on_event=on_event,
             on_progress=moved,
+            ops=ops,
         )
 
 
@@ -226,6 +236,13 @@ def _summary(
                 "",
             )
     console.print(table)
+    events = sum(r.events for r in reports)
+    if dry_run:
+        said = f"would queue {events} event(s) from {len(reports)} file(s) (dry run)"
+    else:
+        said = f"queued {sum(r.queued for r in reports)} event(s) from {len(reports)} file(s)"
+        said += " in memory only" if in_memory else ""
+    console.print(said, highlight=False)
 
 
 def _kronor(minor: int) -> str:

@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.cli import _progress
 from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.errors import BridgeError, InputError, NotFoundError
-from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.personnummer import Personnummer
 from dynamics_bridge.registry import AddressRecord
 from dynamics_bridge.registry.refresh import AddressRefresh
@@ -24,6 +24,16 @@ from dynamics_bridge.settings import load_settings
 
 spar_app = typer.Typer(help="SPAR PersonSok (the Swedish population register) over SOAP.")
 app.add_typer(spar_app, name="spar")
+
+
+class _NotAsked:
+    """SPAR in a dry run: never asked (a lookup tells SPAR the person is probably a member)."""
+
+    def lookup(self, personnummer: Personnummer | str) -> AddressRecord:
+        raise BridgeError("a dry run asks SPAR nothing")
+
+
+NOT_ASKED = _NotAsked()
 
 
 def _fail(exc: BridgeError, code: int = 1) -> typer.Exit:
@@ -37,7 +47,10 @@ def lookup(
     as_json: bool = typer.Option(False, "--json", help="Print the record as one JSON object."),
     show_pnr: bool = typer.Option(False, "--show-pnr", help="Print personnummer in full."),
 ) -> None:
-    """Ask SPAR about one person and print the address record."""
+    """Ask SPAR about one person and print the address record.
+
+    Exit codes: 0 found; 1 SPAR has no such person, or SPAR cannot be asked (settings, the
+    service); 2 the personnummer is not valid (nothing is sent)."""
     try:
         pnr = Personnummer.parse(personnummer)
     except InputError as exc:
@@ -83,15 +96,20 @@ def address_refresh(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
-    """Look up the members the mapping selects in SPAR and write addresses and statuses."""
+    """Look up the members the mapping selects in SPAR and write addresses and statuses.
+
+    A progress bar (members looked up) shows on stderr when it is a terminal. Exit codes: 0
+    done (a dry run: whoever it would look up); 1 a member could not be looked up or written
+    (each is listed), or SPAR or Dataverse settings are missing or refused."""
     try:
-        settings = load_settings()
-        mapping = load_mapping()
-        services = Services(settings, mapping=mapping)
+        services = Services(load_settings())
+        mapping = services.mapping  # BRIDGE_MAPPINGS_DIR's dataverse.yaml
         marketing = services.marketing
-        report = AddressRefresh(services.dataverse, mapping, services.spar, marketing).run(
-            dry_run=dry_run
-        )
+        # A dry run asks SPAR nothing, so it needs no SPAR contract numbers either.
+        spar = NOT_ASKED if dry_run else services.spar
+        refresh = AddressRefresh(services.dataverse, mapping, spar, marketing)
+        with _progress.progress_bar("address refresh: members looked up") as advance:
+            report = refresh.run(dry_run=dry_run, progress=advance)
     except BridgeError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -109,11 +127,16 @@ def address_refresh(
 
 def print_refresh(summary: dict[str, Any], title: str = "SPAR address refresh") -> None:
     """The report as the CLI and the demo print it."""
-    table = Table(title=title + (" (dry run: SPAR not asked)" if summary["dry_run"] else ""))
+    dry_run = summary["dry_run"]
+    table = Table(title=title + (" (dry run: SPAR not asked, nothing written)" if dry_run else ""))
     table.add_column("")
     table.add_column("count", justify="right")
     for reason, count in summary["selected"].items():
         table.add_row(f"selected: {reason.replace('_', ' ')}", str(count))
+    if dry_run:  # nothing was asked, so there is nothing more to count
+        table.add_row("would look up", str(sum(summary["selected"].values())))
+        console.print(table)
+        return
     table.add_row("looked up", str(summary["looked_up"]))
     for status, count in summary["statuses"].items():
         table.add_row(f"  {status.replace('_', ' ')}", str(count))

@@ -17,7 +17,7 @@ from typing import Any
 import msal
 import requests
 
-from dynamics_bridge.errors import AuthError, ConfigError
+from dynamics_bridge.errors import AuthError, ConfigError, TransientError
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
 __all__ = ["MsalTokenProvider", "TokenProvider", "msal_token_provider", "session_for"]
@@ -89,7 +89,10 @@ class MsalTokenProvider(TokenProvider):
         self.client_id = client_id
 
     def __call__(self) -> str:
-        result = self.app.acquire_token_for_client(scopes=[self.scope])
+        try:
+            result = self.app.acquire_token_for_client(scopes=[self.scope])
+        except (requests.RequestException, OSError) as exc:
+            raise _unreachable(self.app.authority, exc) from None
         if "access_token" not in result:
             raise AuthError(
                 f"no Dataverse token for {self.client_id}: "
@@ -125,12 +128,34 @@ def msal_token_provider(
     with _lock:
         app = _apps.get((authority, user.client_id))
         if app is None:
-            app = msal.ConfidentialClientApplication(
-                client_id=user.client_id,
-                authority=authority,
-                client_credential=_credential(user),
-                http_client=session_for(settings),
-                instance_discovery=settings.authority is None,
-            )
+            try:  # msal reads the authority's discovery document here
+                app = msal.ConfidentialClientApplication(
+                    client_id=user.client_id,
+                    authority=authority,
+                    client_credential=_credential(user),
+                    http_client=session_for(settings),
+                    instance_discovery=settings.authority is None,
+                )
+            except (requests.RequestException, OSError) as exc:
+                raise _unreachable(authority, exc) from None
+            except ValueError as exc:  # msal: the authority answered, but not as one
+                raise AuthError(f"login endpoint {authority}: {str(exc)[:200]}") from None
             _apps[(authority, user.client_id)] = app
     return MsalTokenProvider(app, scope, user.client_id)
+
+
+def _unreachable(authority: Any, exc: Exception) -> TransientError:
+    """One line for a login endpoint that cannot be reached (DNS, refused, TLS, timeout), in
+    place of msal's and urllib3's hundred lines of traceback."""
+    where = getattr(authority, "token_endpoint", None) or authority
+    kind = type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        reason = "its TLS certificate is not trusted (BRIDGE_DATAVERSE__CA_BUNDLE?)"
+    elif isinstance(exc, requests.Timeout):
+        reason = "no answer in time"
+    else:
+        reason = "cannot connect"
+    return TransientError(
+        f"login endpoint {where} unreachable: {reason} ({kind}); check "
+        "BRIDGE_DATAVERSE__TENANT_ID / __AUTHORITY and the network"
+    )

@@ -8,6 +8,23 @@ The client does the I/O and caches.
 Choice options are not part of an ``$expand=Attributes`` answer in Dataverse (``OptionSet`` is a
 navigation property reached by casting to ``PicklistAttributeMetadata``), so a column's options
 are ``None`` until read that way (:meth:`.schema.Schema.choice_options`).
+
+Rules the bodies follow (Microsoft Learn, power-apps/developer/data-platform/...; the sandbox
+refuses each break of them):
+
+- labels: a Label holds one LocalizedLabel per language, and one in the environment's base
+  language must always be there (customize-labels-support-multiple-languages);
+- relationships: Merge cascades either Cascade or NoCascade, but for a referenced table that
+  can be merged (contact, account) Cascade is the only valid option
+  (configure-entity-relationship-cascading-behavior);
+- yes/no columns: ``BooleanAttributeMetadata`` with ``OptionSet`` = ``BooleanOptionSetMetadata``
+  holding ``TrueOption`` (1) and ``FalseOption`` (0) (webapi/create-update-column-definitions-
+  using-web-api, "Create a boolean column");
+- date-only columns: ``DateTimeBehavior`` DateOnly, not only ``Format`` DateOnly, which keeps
+  UserLocal behaviour and shifts dates by the user's offset (behavior-format-date-time-attribute);
+- names and choice values: a publisher's customization prefix starts every schema name, and its
+  option value prefix × 10,000 starts its choice values (reference/entities/publisher;
+  InsertOptionValueRequest.Value).
 """
 
 from __future__ import annotations
@@ -17,13 +34,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ENGLISH",
+    "MERGEABLE",
     "SWEDISH",
     "AlternateKey",
     "ChoiceOption",
     "Column",
     "Table",
     "alternate_key_body",
+    "boolean_column_body",
     "choice_column_body",
+    "date_behaviour",
+    "datetime_column_body",
     "global_choice_body",
     "insert_option_body",
     "label",
@@ -36,6 +58,9 @@ __all__ = [
 ]
 
 SWEDISH = 1053  # LCID for labels
+ENGLISH = 1033
+#: Tables Dataverse can merge: a relationship they are the referenced side of must cascade Merge.
+MERGEABLE = frozenset({"contact", "account", "lead", "incident"})
 
 
 @dataclass(frozen=True)
@@ -141,21 +166,42 @@ def parse_table(definition: Mapping[str, Any]) -> Table:
 # -- bodies for metadata writes ---------------------------------------------------------------
 
 
-def label(text: str, language: int = SWEDISH) -> dict[str, Any]:
+def label(text: str, languages: int | Sequence[int] = SWEDISH) -> dict[str, Any]:
+    """A Label with ``text`` in every language of ``languages``, the first being the
+    environment's base language: Dataverse needs a label in the base language (module notes),
+    so the first is also the ``UserLocalizedLabel``."""
+    codes = [languages] if isinstance(languages, int) else list(dict.fromkeys(languages))
+    localized = [
+        {
+            "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
+            "Label": _TRANSLATED.get((text, code), text),
+            "LanguageCode": code,
+        }
+        for code in codes
+    ]
     return {
         "@odata.type": "Microsoft.Dynamics.CRM.Label",
-        "LocalizedLabels": [
-            {
-                "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
-                "Label": text,
-                "LanguageCode": language,
-            }
-        ],
+        "LocalizedLabels": localized,
+        "UserLocalizedLabel": localized[0],
     }
 
 
+#: The few words provisioning makes up itself, per language (the mapping's own labels are used
+#: as they are in every language; translate them in Dataverse afterwards if you like).
+_TRANSLATED = {
+    ("Ja", 1033): "Yes",
+    ("Nej", 1033): "No",
+    ("Namn", 1033): "Name",
+}
+
+
 def string_column_body(
-    schema_name: str, display: str, *, max_length: int = 100, primary: bool = False
+    schema_name: str,
+    display: str,
+    *,
+    max_length: int = 100,
+    primary: bool = False,
+    languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
@@ -164,12 +210,71 @@ def string_column_body(
         "AttributeTypeName": {"Value": "StringType"},
         "FormatName": {"Value": "Text"},
         "MaxLength": max_length,
-        "DisplayName": label(display),
+        "DisplayName": label(display, languages),
         "RequiredLevel": {"Value": "None"},
     }
     if primary:
         body["IsPrimaryName"] = True
     return body
+
+
+def boolean_column_body(
+    schema_name: str,
+    display: str,
+    *,
+    true_label: str = "Ja",
+    false_label: str = "Nej",
+    default: bool = False,
+    languages: int | Sequence[int] = SWEDISH,
+) -> dict[str, Any]:
+    """A yes/no column: Dataverse needs its two options (``BooleanOptionSetMetadata`` with
+    ``TrueOption`` 1 and ``FalseOption`` 0) in the create body (module notes)."""
+    return {
+        "@odata.type": "Microsoft.Dynamics.CRM.BooleanAttributeMetadata",
+        "SchemaName": schema_name,
+        "AttributeType": "Boolean",
+        "AttributeTypeName": {"Value": "BooleanType"},
+        "DisplayName": label(display, languages),
+        "RequiredLevel": {"Value": "None"},
+        "DefaultValue": default,
+        "OptionSet": {
+            "@odata.type": "Microsoft.Dynamics.CRM.BooleanOptionSetMetadata",
+            "OptionSetType": "Boolean",
+            "TrueOption": {"Value": 1, "Label": label(true_label, languages)},
+            "FalseOption": {"Value": 0, "Label": label(false_label, languages)},
+        },
+    }
+
+
+def datetime_column_body(
+    schema_name: str,
+    display: str,
+    *,
+    date_only: bool,
+    languages: int | Sequence[int] = SWEDISH,
+) -> dict[str, Any]:
+    """A date-only column is ``Format: DateOnly`` *and* ``DateTimeBehavior: DateOnly``: with the
+    format alone it behaves as UserLocal, stores midnight local time as UTC and a date entered in
+    Stockholm reads back a day early (module notes). A date-and-time column keeps
+    UserLocal (stored in UTC, the bridge writes UTC)."""
+    return {
+        "@odata.type": "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata",
+        "SchemaName": schema_name,
+        "AttributeType": "DateTime",
+        "AttributeTypeName": {"Value": "DateTimeType"},
+        "DisplayName": label(display, languages),
+        "RequiredLevel": {"Value": "None"},
+        "Format": "DateOnly" if date_only else "DateAndTime",
+        "DateTimeBehavior": {"Value": "DateOnly" if date_only else "UserLocal"},
+    }
+
+
+def date_behaviour(attribute: Mapping[str, Any]) -> str | None:
+    """A date column's ``DateTimeBehavior`` (``UserLocal``, ``DateOnly``,
+    ``TimeZoneIndependent``), or None when the definition does not say."""
+    behaviour = attribute.get("DateTimeBehavior")
+    value = behaviour.get("Value") if isinstance(behaviour, dict) else behaviour
+    return str(value) if value else None
 
 
 def table_body(
@@ -181,13 +286,14 @@ def table_body(
     entity_set: str | None = None,
     change_tracking: bool = True,
     ownership: str = "OrganizationOwned",
+    languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     """A new table with its primary name column (a table cannot be created without one)."""
     body: dict[str, Any] = {
         "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
         "SchemaName": schema_name,
-        "DisplayName": label(display),
-        "DisplayCollectionName": label(plural),
+        "DisplayName": label(display, languages),
+        "DisplayCollectionName": label(plural, languages),
         "OwnershipType": ownership,
         "HasActivities": False,
         "HasNotes": False,
@@ -195,7 +301,9 @@ def table_body(
         "ChangeTrackingEnabled": change_tracking,
         "Attributes": [
             {
-                **string_column_body(primary_name, "Namn", max_length=200, primary=True),
+                **string_column_body(
+                    primary_name, "Namn", max_length=200, primary=True, languages=languages
+                ),
                 "LogicalName": primary_name.lower(),
             }
         ],
@@ -211,13 +319,14 @@ def choice_column_body(
     options: Sequence[ChoiceOption] = (),
     *,
     global_choice: str | None = None,
+    languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     """A choice column with its own options, or bound to a global choice by name."""
     body: dict[str, Any] = {
         "@odata.type": "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
         "SchemaName": schema_name,
         "AttributeType": "Picklist",
-        "DisplayName": label(display),
+        "DisplayName": label(display, languages),
         "RequiredLevel": {"Value": "None"},
     }
     if global_choice:
@@ -227,41 +336,58 @@ def choice_column_body(
             "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
             "IsGlobal": False,
             "OptionSetType": "Picklist",
-            "Options": [{"Value": o.value, "Label": label(o.label)} for o in options],
+            "Options": [{"Value": o.value, "Label": label(o.label, languages)} for o in options],
         }
     return body
 
 
-def global_choice_body(name: str, display: str, options: Sequence[ChoiceOption]) -> dict[str, Any]:
+def global_choice_body(
+    name: str,
+    display: str,
+    options: Sequence[ChoiceOption],
+    *,
+    languages: int | Sequence[int] = SWEDISH,
+) -> dict[str, Any]:
     return {
         "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
         "Name": name,
-        "DisplayName": label(display),
+        "DisplayName": label(display, languages),
         "IsGlobal": True,
         "OptionSetType": "Picklist",
-        "Options": [{"Value": o.value, "Label": label(o.label)} for o in options],
+        "Options": [{"Value": o.value, "Label": label(o.label, languages)} for o in options],
     }
 
 
 def insert_option_body(
-    table: str, column: str, option: ChoiceOption, *, solution: str | None = None
+    table: str,
+    column: str,
+    option: ChoiceOption,
+    *,
+    solution: str | None = None,
+    languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     """The ``InsertOptionValue`` action: one more option on an existing local choice column."""
     body: dict[str, Any] = {
         "EntityLogicalName": table,
         "AttributeLogicalName": column,
         "Value": option.value,
-        "Label": label(option.label),
+        "Label": label(option.label, languages),
     }
     if solution:
         body["SolutionUniqueName"] = solution
     return body
 
 
-def alternate_key_body(schema_name: str, columns: Sequence[str], display: str = "") -> dict:
+def alternate_key_body(
+    schema_name: str,
+    columns: Sequence[str],
+    display: str = "",
+    *,
+    languages: int | Sequence[int] = SWEDISH,
+) -> dict[str, Any]:
     return {
         "SchemaName": schema_name,
-        "DisplayName": label(display or schema_name),
+        "DisplayName": label(display or schema_name, languages),
         "KeyAttributes": list(columns),
     }
 
@@ -274,10 +400,14 @@ def lookup_relationship_body(
     referencing: str,
     lookup_schema_name: str,
     display: str,
+    languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     """A one-to-many relationship carrying its lookup column: the only way Dataverse creates a
     lookup (``POST RelationshipDefinitions``; ``POST .../Attributes`` refuses one). The lookup's
-    navigation property takes its schema name (``mbr_Member@odata.bind``)."""
+    navigation property takes its schema name (``mbr_Member@odata.bind``).
+
+    ``Merge`` is ``Cascade``: for a referenced table that can be merged (contact, account) it is
+    the only valid option (module notes); ``NoCascade`` is kept for the others."""
     return {
         "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
         "SchemaName": schema_name,
@@ -288,7 +418,7 @@ def lookup_relationship_body(
         "CascadeConfiguration": {
             "Assign": "NoCascade",
             "Delete": "RemoveLink",
-            "Merge": "NoCascade",
+            "Merge": "Cascade" if referenced in MERGEABLE else "NoCascade",
             "Reparent": "NoCascade",
             "Share": "NoCascade",
             "Unshare": "NoCascade",
@@ -298,7 +428,7 @@ def lookup_relationship_body(
             "AttributeType": "Lookup",
             "AttributeTypeName": {"Value": "LookupType"},
             "SchemaName": lookup_schema_name,
-            "DisplayName": label(display),
+            "DisplayName": label(display, languages),
             "RequiredLevel": {"Value": "None"},
         },
     }

@@ -9,21 +9,44 @@ each new key's index job to be Active (``EntityKeyIndexStatus``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.metadata import (
     ChoiceOption,
+    alternate_key_body,
+    boolean_column_body,
+    date_behaviour,
+    datetime_column_body,
     insert_option_body,
     label,
     lookup_relationship_body,
     table_body,
 )
+from dynamics_bridge.dataverse.schema import Publisher
+from dynamics_bridge.errors import (
+    AmbiguousError,
+    BridgeError,
+    InputError,
+    NotFoundError,
+    PermanentError,
+)
 from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.mapping.models import ColumnSpec
 
-__all__ = ["ProvisionStep", "apply_plan", "check_metadata", "plan"]
+__all__ = [
+    "Environment",
+    "ProvisionStep",
+    "apply_plan",
+    "check_metadata",
+    "environment",
+    "key_mismatches",
+    "plan",
+]
+
+log = logging.getLogger(__name__)
 
 _TYPES = {  # mapping type → (AttributeType as Dataverse reports it, metadata class)
     "string": ("String", "StringAttributeMetadata"),
@@ -39,6 +62,58 @@ _TYPES = {  # mapping type → (AttributeType as Dataverse reports it, metadata 
 }
 
 _ORDER = ("table", "column", "relationship", "option", "key")
+_RUN_PROVISION = "run `dynamics-bridge provision`"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What provisioning needs to know about the target environment: label languages (the base
+    language first), the solution and its publisher."""
+
+    languages: tuple[int, ...]
+    solution: str | None = None
+    publisher: Publisher | None = None
+
+    def warnings(self, mapping: MappingFile) -> list[str]:
+        """What the admin should know before ``--apply``."""
+        if not self.solution:
+            return [
+                "no solution set (BRIDGE_DATAVERSE__SOLUTION): what provision creates goes to the "
+                "Default Solution under the default publisher and cannot be moved to another "
+                "environment as a solution; create a solution with your publisher first"
+            ]
+        if self.publisher is None or not self.publisher.prefix:
+            return [f"solution {self.solution}: its publisher has no customization prefix"]
+        if self.publisher.prefix != mapping.publisher_prefix:
+            return [
+                f"solution {self.solution}'s publisher prefix is {self.publisher.prefix!r} but the "
+                f"mapping's publisher_prefix is {mapping.publisher_prefix!r}: Dataverse refuses "
+                "names without the publisher's prefix; make them agree"
+            ]
+        return []
+
+    def describe(self) -> str:
+        codes = ", ".join(f"{c} (base)" if i == 0 else str(c) for i, c in enumerate(self.languages))
+        where = f"solution {self.solution}" if self.solution else "no solution"
+        if self.publisher is not None:
+            values = self.publisher.option_values
+            where += (
+                f" (publisher {self.publisher.name or '?'}, prefix {self.publisher.prefix}_, "
+                f"choice values {values.start}-{values.stop - 1})"
+            )
+        return f"{where}; labels in {codes}"
+
+
+def environment(client: DataverseClient, mapping: MappingFile) -> Environment:
+    """The label languages (the environment's base language always among them, first) and the
+    configured solution's publisher, read from Dataverse."""
+    settings = client.transport.settings
+    base = client.schema.base_language()
+    wanted = [int(code) for code in getattr(settings, "label_languages", None) or []]
+    languages = tuple(dict.fromkeys([base, *wanted]))
+    solution = settings.solution or None
+    publisher = client.schema.publisher(solution) if solution else None
+    return Environment(languages, solution, publisher)
 
 
 @dataclass(frozen=True)
@@ -47,10 +122,12 @@ class ProvisionStep:
     table: str
     name: str
     body: dict[str, Any]
+    detail: str = ""  # the column's type as the mapping declares it, for the plan
 
     def describe(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
         if self.kind == "table":
-            return f"create table {self.name}"
+            return f"create table {self.name}{extra}"
         if self.kind == "relationship":
             target = self.body.get("ReferencedEntity")
             return f"create lookup {self.name} on {self.table} (relationship to {target})"
@@ -59,29 +136,46 @@ class ProvisionStep:
             return (
                 f"add choice value {self.body.get('Value')} ({self.name}) to {self.table}.{column}"
             )
-        return f"create {self.kind} {self.name} on {self.table}"
+        return f"create {self.kind} {self.name} on {self.table}{extra}"
 
 
-def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str, Any]:
+def _detail(spec: ColumnSpec) -> str:
+    if spec.type in ("string", "memo"):
+        return f"{spec.type}, max {spec.max_length or 100}"
+    if spec.type == "date":
+        return "date only"
+    if spec.type == "datetime":
+        return "date and time, user local"
+    if spec.type == "choice":
+        return f"choice {spec.choices}"
+    return spec.type
+
+
+def _column_body(
+    name: str, spec: ColumnSpec, mapping: MappingFile, languages: tuple[int, ...]
+) -> dict[str, Any]:
+    display = spec.label or name
+    if spec.type == "boolean":
+        return boolean_column_body(name, display, languages=languages)
+    if spec.type in ("date", "datetime"):
+        return datetime_column_body(
+            name, display, date_only=spec.type == "date", languages=languages
+        )
     body: dict[str, Any] = {
         "@odata.type": f"Microsoft.Dynamics.CRM.{_TYPES[spec.type][1]}",
         "SchemaName": name,
-        "DisplayName": label(spec.label or name),
+        "DisplayName": label(display, languages),
         "RequiredLevel": {"Value": "None"},
     }
     if spec.type in ("string", "memo"):
         body["MaxLength"] = spec.max_length or 100
-    if spec.type == "date":
-        body["Format"] = "DateOnly"
-    if spec.type == "datetime":
-        body["Format"] = "DateAndTime"
     if spec.type == "choice" and spec.choices:
         body["OptionSet"] = {
             "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
             "IsGlobal": False,
             "OptionSetType": "Picklist",
             "Options": [
-                {"Value": o.value, "Label": label(o.label)}
+                {"Value": o.value, "Label": label(o.label, languages)}
                 for o in mapping.choices[spec.choices].options.values()
             ],
         }
@@ -89,7 +183,12 @@ def _column_body(name: str, spec: ColumnSpec, mapping: MappingFile) -> dict[str,
 
 
 def _lookup_step(
-    client: DataverseClient, table_map: Any, table: str, name: str, spec: ColumnSpec
+    client: DataverseClient,
+    table_map: Any,
+    table: str,
+    name: str,
+    spec: ColumnSpec,
+    languages: tuple[int, ...],
 ) -> ProvisionStep:
     """A lookup column as its one-to-many relationship (the target is the "one" side)."""
     target = spec.target or ""
@@ -106,25 +205,62 @@ def _lookup_step(
         referencing=table,
         lookup_schema_name=schema,
         display=spec.label or name,
+        languages=languages,
     )
-    return ProvisionStep("relationship", table, name, body)
+    return ProvisionStep("relationship", table, name, body, f"lookup to {target}")
 
 
-def _tables(mapping: MappingFile) -> list[tuple[Any, str, str]]:
-    """``(table mapping, key column, key name)`` of every table the mapping writes."""
-    tables: list[tuple[Any, str, str]] = [
-        (mapping.member, mapping.member.key_column, mapping.member.key_name),
-        (mapping.payment, mapping.payment.key_column, mapping.payment.key_name),
+def _tables(mapping: MappingFile) -> list[tuple[str, Any, str, str]]:
+    """``(section, table mapping, key column, key name)`` of every table the mapping writes."""
+    tables: list[tuple[str, Any, str, str]] = [
+        ("member", mapping.member, mapping.member.key_column, mapping.member.key_name),
+        ("payment", mapping.payment, mapping.payment.key_column, mapping.payment.key_name),
     ]
     if mapping.state is not None:
-        tables.append((mapping.state, mapping.state.key_column, mapping.state.key_name))
+        tables.append(("state", mapping.state, mapping.state.key_column, mapping.state.key_name))
     return tables
 
 
-def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
-    """What the mappings need and the environment lacks, in the order it must be created."""
+def _key_on(definition: dict[str, Any] | None, columns: list[str]) -> str | None:
+    """The schema name of the alternate key on exactly ``columns``, if one exists."""
+    for key in (definition or {}).get("Keys", []):
+        if set(key.get("KeyAttributes") or ()) == set(columns):
+            return str(key.get("SchemaName") or key.get("LogicalName") or "")
+    return None
+
+
+def key_mismatches(
+    client: DataverseClient, mapping: MappingFile, *, source: str = "the mapping"
+) -> list[str]:
+    """Keys the mapping names differently from the existing key on the same column: Dataverse
+    refuses a second key on the same columns, so the mapping must use the existing name."""
+    problems = []
+    for section, table_map, key_column, key_name in _tables(mapping):
+        existing = _key_on(client.schema.entity(table_map.table), [key_column])
+        if existing and existing.lower() != key_name.lower():
+            problems.append(
+                f"{table_map.table}: the alternate key on {key_column} is named {existing}, the "
+                f"mapping says {key_name}: rename key_name to {existing} in {source} "
+                f"({section}.key_name)"
+            )
+    return problems
+
+
+def plan(
+    client: DataverseClient,
+    mapping: MappingFile,
+    env: Environment | None = None,
+    *,
+    source: str = "the mapping",
+) -> list[ProvisionStep]:
+    """What the mappings need and the environment lacks, in the order it must be created.
+
+    Raises :class:`InputError` listing every name without the solution publisher's prefix and
+    every choice value outside its option value range: Dataverse would refuse them."""
+    env = env or environment(client, mapping)
+    languages = env.languages
     steps: list[ProvisionStep] = []
-    for table_map, key_column, key_name in _tables(mapping):
+    for _, table_map, key_column, key_name in _tables(mapping):
         table = table_map.table
         definition = client.schema.entity(table)
         attributes: dict[str, Any] = {}
@@ -142,7 +278,9 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                         display,
                         primary_name=primary,
                         entity_set=table_map.entity_set,
+                        languages=languages,
                     ),
+                    display,
                 )
             )
             attributes = {primary: {"AttributeType": "String"}}
@@ -151,11 +289,10 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
         for name, spec in table_map.columns.items():
             if name not in attributes:
                 if spec.type == "lookup":
-                    steps.append(_lookup_step(client, table_map, table, name, spec))
+                    steps.append(_lookup_step(client, table_map, table, name, spec, languages))
                 else:
-                    steps.append(
-                        ProvisionStep("column", table, name, _column_body(name, spec, mapping))
-                    )
+                    body = _column_body(name, spec, mapping, languages)
+                    steps.append(ProvisionStep("column", table, name, body, _detail(spec)))
             elif (
                 spec.type == "choice"
                 and spec.choices
@@ -165,24 +302,70 @@ def plan(client: DataverseClient, mapping: MappingFile) -> list[ProvisionStep]:
                 for word, option in mapping.choices[spec.choices].options.items():
                     if option.value not in have:
                         body = insert_option_body(
-                            table, name, ChoiceOption(option.value, option.label)
+                            table,
+                            name,
+                            ChoiceOption(option.value, option.label),
+                            languages=languages,
                         )
-                        steps.append(ProvisionStep("option", table, word, body))
-        keys = {k.get("SchemaName", "").lower() for k in (definition or {}).get("Keys", [])}
-        if key_name.lower() not in keys:
-            steps.append(
-                ProvisionStep(
-                    "key",
-                    table,
-                    key_name,
-                    {
-                        "SchemaName": key_name,
-                        "DisplayName": label(key_name),
-                        "KeyAttributes": [key_column],
-                    },
-                )
-            )
+                        steps.append(ProvisionStep("option", table, word, body, spec.choices))
+        # A key on the same column under another name already serves: Dataverse refuses a
+        # second one (check_metadata and the plan's warnings say to rename key_name).
+        if _key_on(definition, [key_column]) is None:
+            body = alternate_key_body(key_name, [key_column], languages=languages)
+            steps.append(ProvisionStep("key", table, key_name, body, key_column))
+    problems = _publisher_problems(steps, mapping, env, source)
+    if problems:
+        raise InputError("\n".join(problems), location=source)
     return sorted(steps, key=lambda step: _ORDER.index(step.kind))  # stable within a kind
+
+
+def _publisher_problems(
+    steps: list[ProvisionStep], mapping: MappingFile, env: Environment, source: str
+) -> list[str]:
+    """Names and choice values the solution's publisher does not allow, each with its place."""
+    publisher = env.publisher
+    if publisher is None or not publisher.prefix:
+        return []
+    problems = []
+    prefix = publisher.prefix.lower() + "_"
+    for step in steps:
+        names = [str(step.body.get("SchemaName") or "")]
+        if step.kind == "relationship":
+            names.append(str(step.body["Lookup"]["SchemaName"]))
+        if step.kind == "option":
+            names = []
+        for name in names:
+            if name and not name.lower().startswith(prefix):
+                problems.append(
+                    f"{step.table}: {step.kind} {name} does not start with the publisher prefix "
+                    f"{prefix} of solution {env.solution}: rename it (or use publisher_prefix "
+                    f"{publisher.prefix})"
+                )
+    allowed = publisher.option_values
+    for step in steps:
+        values: list[tuple[str, int]] = []
+        if step.kind == "option":
+            values = [(step.name, int(step.body["Value"]))]
+        elif step.kind == "column" and step.body.get("OptionSet", {}).get("Options"):
+            spec_choices = step.detail.removeprefix("choice ")
+            words = {o.value: w for w, o in mapping.choices[spec_choices].options.items()}
+            values = [
+                (words.get(o["Value"], "?"), int(o["Value"]))
+                for o in step.body["OptionSet"]["Options"]
+            ]
+        for word, value in values:
+            if value not in allowed:
+                choice_set = step.detail.removeprefix("choice ")
+                problems.append(
+                    f"choices.{choice_set}.options.{word}: value {value} is outside the option "
+                    f"value range {allowed.start}-{allowed.stop - 1} of solution {env.solution}'s "
+                    f"publisher (option value prefix {publisher.option_value_prefix}): renumber "
+                    f"the set from {allowed.start}"
+                )
+    return list(dict.fromkeys(problems))
+
+
+# -- applying ---------------------------------------------------------------------------------
 
 
 def apply_plan(
@@ -193,11 +376,13 @@ def apply_plan(
     key_poll: float = 5.0,
 ) -> None:
     """Create what the plan lists (in its order); wait for each new alternate key to be Active,
-    since Dataverse refuses a key it is still indexing."""
+    since Dataverse refuses a key it is still indexing.
+
+    A create whose answer was lost (AmbiguousError) is not sent again blindly: what exists is
+    read back; a create refused because the thing already exists counts as done when what
+    exists is what the step wanted."""
     for step in steps:
-        client.schema.create_metadata(
-            step.kind, step.body, table=None if step.kind == "table" else step.table
-        )
+        _apply(client, step)
     for step in steps:
         if step.kind == "key":
             client.schema.wait_for_key(
@@ -205,35 +390,172 @@ def apply_plan(
             )
 
 
-def check_metadata(client: DataverseClient, mapping: MappingFile) -> list[str]:
-    """Every mapped table, column, type, choice value and alternate key the environment lacks."""
-    problems = []
-    for table_map, key_column, _ in _tables(mapping):
-        definition = client.schema.entity(table_map.table)
+def _create(client: DataverseClient, step: ProvisionStep) -> None:
+    client.schema.create_metadata(
+        step.kind, step.body, table=None if step.kind == "table" else step.table
+    )
+
+
+def _apply(client: DataverseClient, step: ProvisionStep) -> None:
+    try:
+        _create(client, step)
+        return
+    except AmbiguousError:
+        found = _existing(client, step)
+        if found is None:
+            log.warning("%s: no answer and not there; creating it again", step.describe())
+            _create(client, step)
+            return
+        if found:
+            raise PermanentError(f"{step.describe()}: exists but {found}") from None
+        log.info("%s: no answer, but it exists: done", step.describe())
+    except PermanentError as refused:
+        found = _existing(client, step)
+        if found is None:
+            raise
+        if found:
+            raise PermanentError(f"{step.describe()}: exists but {found}") from refused
+        log.info("%s: already exists as planned", step.describe())
+
+
+def _existing(client: DataverseClient, step: ProvisionStep) -> str | None:
+    """Read back what ``step`` creates: None when absent, "" when it exists as the step wants,
+    else how it differs."""
+    try:
+        if step.kind == "table":
+            return None if client.schema.entity(step.name, refresh=True) is None else ""
+        definition = client.schema.entity(step.table, refresh=True)
         if definition is None:
-            problems.append(f"table {table_map.table}: does not exist (run provision)")
+            return None
+        attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
+        if step.kind == "column":
+            found = attributes.get(str(step.body["SchemaName"]).lower())
+            if found is None:
+                return None
+            wanted = (
+                str(step.body["@odata.type"]).rsplit(".", 1)[-1].removesuffix("AttributeMetadata")
+            )
+            have = found.get("AttributeType")
+            return "" if have in (wanted, None) else f"is {have}, not {wanted}"
+        if step.kind == "relationship":
+            found = attributes.get(str(step.body["Lookup"]["SchemaName"]).lower())
+            if found is None:
+                return None
+            return "" if found.get("AttributeType") in ("Lookup", None) else "is not a lookup"
+        if step.kind == "option":
+            column = str(step.body["AttributeLogicalName"])
+            have = {o.value for o in client.schema.choice_options(step.table, column)}
+            return "" if int(step.body["Value"]) in have else None
+        if step.kind == "key":
+            name = _key_on(definition, list(step.body["KeyAttributes"]))
+            if name is None:
+                return None
+            wanted_name = str(step.body["SchemaName"])
+            return "" if name.lower() == wanted_name.lower() else f"is named {name}"
+    except BridgeError:
+        return None
+    return None
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+
+def check_metadata(
+    client: DataverseClient, mapping: MappingFile, *, source: str = "the mapping"
+) -> list[str]:
+    """Every mapped table, column, type, date behaviour, choice value and alternate key the
+    environment lacks or has differently, each with its place in ``source`` and what to do."""
+    problems = _solution_problems(client, mapping, source)
+    for section, table_map, key_column, key_name in _tables(mapping):
+        table = table_map.table
+        definition = client.schema.entity(table)
+        if definition is None:
+            problems.append(
+                f"table {table} not found: {_RUN_PROVISION} ({source}: {section}.table)"
+            )
             continue
         attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
         for name, spec in table_map.columns.items():
+            place = f"{source}: {section}.columns.{name}"
             attribute = attributes.get(name)
             if attribute is None:
-                problems.append(f"{table_map.table}.{name}: column does not exist")
+                problems.append(f"{table}.{name}: column not found: {_RUN_PROVISION} ({place})")
                 continue
             expected = _TYPES[spec.type][0]
             if attribute.get("AttributeType") not in (expected, None):
                 problems.append(
-                    f"{table_map.table}.{name}: is {attribute.get('AttributeType')}, "
-                    f"the mapping needs {expected}"
+                    f"{table}.{name}: is {attribute.get('AttributeType')}, the mapping declares "
+                    f"type {spec.type} ({expected}): correct the type in {place}"
                 )
+                continue
+            if spec.type in ("date", "datetime"):
+                problems += _date_problems(table, name, spec.type, attribute, place)
             if spec.type == "choice" and spec.choices:
-                have = {o.value for o in client.schema.choice_options(table_map.table, name)}
+                have = {o.value for o in client.schema.choice_options(table, name)}
                 for word, option in mapping.choices[spec.choices].options.items():
                     if option.value not in have:
                         problems.append(
-                            f"{table_map.table}.{name}: choice value {option.value} "
-                            f"({word}) does not exist"
+                            f"{table}.{name}: choice value {option.value} ({word}) not found: "
+                            f"{_RUN_PROVISION} ({source}: choices.{spec.choices}.options.{word})"
                         )
-        keys = [k.get("KeyAttributes", []) for k in definition.get("Keys", [])]
-        if [key_column] not in keys:
-            problems.append(f"{table_map.table}: no alternate key on {key_column}")
+        existing = _key_on(definition, [key_column])
+        if existing is None:
+            problems.append(
+                f"{table}: no alternate key on {key_column}: {_RUN_PROVISION} "
+                f"({source}: {section}.key_name)"
+            )
+        elif existing.lower() != key_name.lower():
+            problems.append(
+                f"{table}: the alternate key on {key_column} is named {existing}, the mapping "
+                f"says {key_name} (provision would plan a second key, which Dataverse refuses): "
+                f"rename key_name to {existing} in {source} ({section}.key_name)"
+            )
     return problems
+
+
+def _solution_problems(client: DataverseClient, mapping: MappingFile, source: str) -> list[str]:
+    """The configured solution must exist, and its publisher's prefix be the mapping's."""
+    solution = client.transport.settings.solution
+    if not solution:
+        return []
+    try:
+        publisher = client.schema.publisher(solution)
+    except NotFoundError:
+        return [
+            f"solution {solution} not found in Dataverse: create it with your publisher in Power "
+            "Apps (Solutions → New solution), or correct BRIDGE_DATAVERSE__SOLUTION"
+        ]
+    if publisher.prefix and publisher.prefix != mapping.publisher_prefix:
+        return [
+            f"solution {solution}: its publisher's prefix is {publisher.prefix}, the mapping's "
+            f"publisher_prefix is {mapping.publisher_prefix}: make them agree "
+            f"({source}: publisher_prefix)"
+        ]
+    return []
+
+
+def _date_problems(
+    table: str, name: str, declared: str, attribute: dict[str, Any], place: str
+) -> list[str]:
+    behaviour = date_behaviour(attribute)
+    date_format = attribute.get("Format")
+    if declared == "datetime" and (behaviour == "DateOnly" or date_format == "DateOnly"):
+        return [
+            f"{table}.{name}: is a date-only column in Dataverse but declared `type: datetime` "
+            f"(the time of day would be lost): declare `type: date` in {place}"
+        ]
+    if declared == "date" and behaviour == "DateOnly":
+        return []
+    if declared == "date" and date_format == "DateOnly":
+        return [
+            f"{table}.{name}: is shown as a date but behaves {behaviour or 'UserLocal'}, so a "
+            f"date written from Stockholm reads back a day early: set its behaviour to Date "
+            f"only in Power Apps (column → Advanced options → Behavior), or declare "
+            f"`type: datetime` in {place}"
+        ]
+    if declared == "date" and (behaviour or date_format):
+        return [
+            f"{table}.{name}: is a date-and-time column ({behaviour or date_format}) but declared "
+            f"`type: date`: declare `type: datetime` in {place}, or use a date-only column"
+        ]
+    return []

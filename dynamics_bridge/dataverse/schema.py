@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dynamics_bridge.dataverse.metadata import (
+    SWEDISH,
     AlternateKey,
     ChoiceOption,
     Table,
@@ -21,7 +23,7 @@ from dynamics_bridge.dataverse.odata import key_literal
 from dynamics_bridge.dataverse.transport import Transport
 from dynamics_bridge.errors import NotFoundError, PermanentError, TransientError
 
-__all__ = ["Schema"]
+__all__ = ["Publisher", "Schema"]
 
 _STRONG = {"Consistency": "Strong"}  # metadata reads see what was just written
 _CHOICE_CASTS = {
@@ -29,6 +31,21 @@ _CHOICE_CASTS = {
     "State": "StateAttributeMetadata",
     "Status": "StatusAttributeMetadata",
 }
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A solution publisher: schema names start with ``prefix_``, choice values it adds lie in
+    ``option_value_prefix`` × 10,000 … + 9,999."""
+
+    name: str
+    prefix: str
+    option_value_prefix: int
+
+    @property
+    def option_values(self) -> range:
+        start = self.option_value_prefix * 10_000
+        return range(start, start + 10_000)
 
 
 class Schema:
@@ -39,6 +56,7 @@ class Schema:
         self._definitions: dict[str, Any] = {}
         self._choices: dict[tuple[str, str], dict[str, tuple[ChoiceOption, ...]]] = {}
         self._tables: list[Table] | None = None
+        self._base_language: int | None = None
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -113,12 +131,63 @@ class Schema:
             }
         return self._choices[(logical_name, cast)].get(column, ())
 
+    def base_language(self) -> int:
+        """The environment's base language (LCID): every label needs a text in it."""
+        if self._base_language is None:
+            answer = self.transport.request(
+                "GET", "organizations", params={"$select": "languagecode"}
+            ).json()
+            rows = answer.get("value") or [{}]
+            self._base_language = int(rows[0].get("languagecode") or SWEDISH)
+        return self._base_language
+
+    def publisher(self, solution: str) -> Publisher:
+        """The publisher of ``solution``: the prefix its schema names need and the option value
+        prefix its choice values start with."""
+        answer = self.transport.request(
+            "GET",
+            "solutions",
+            params={
+                "$select": "uniquename",
+                "$filter": f"uniquename eq {key_literal(solution)}",
+                "$expand": "publisherid($select=customizationprefix,"
+                "customizationoptionvalueprefix,uniquename)",
+            },
+        ).json()
+        rows = answer.get("value") or []
+        if not rows:
+            raise NotFoundError(
+                f"solution {solution} does not exist in Dataverse: create it (with your "
+                "publisher) in Power Apps, or correct BRIDGE_DATAVERSE__SOLUTION"
+            )
+        found = rows[0].get("publisherid") or {}
+        return Publisher(
+            name=str(found.get("uniquename") or ""),
+            prefix=str(found.get("customizationprefix") or ""),
+            option_value_prefix=int(found.get("customizationoptionvalueprefix") or 0),
+        )
+
     # -- writes (provision) -----------------------------------------------------------
 
     def _write(self, path: str, body: Mapping[str, Any], table: str | None) -> None:
+        """One metadata create, never retried after it may have been applied (a timeout raises
+        AmbiguousError): ``provision`` reads back whether it exists instead."""
         solution = self.transport.settings.solution
         headers = {"MSCRM.SolutionUniqueName": solution} if solution else {}
-        self.transport.request("POST", path, json_body=dict(body), headers=headers, behaviour=False)
+        try:
+            self.transport.request(
+                "POST",
+                path,
+                json_body=dict(body),
+                headers=headers,
+                behaviour=False,
+                idempotent=False,
+            )
+        finally:
+            self.forget(table)
+
+    def forget(self, table: str | None) -> None:
+        """Drop what is cached about ``table`` (and the table list): it may have changed."""
         if table:
             self._definitions.pop(table, None)
             self._choices = {k: v for k, v in self._choices.items() if k[0] != table}
@@ -141,9 +210,18 @@ class Schema:
     def create_global_choice(self, body: Mapping[str, Any]) -> None:
         self._write("GlobalOptionSetDefinitions", body, None)
 
-    def insert_choice_option(self, table: str, column: str, option: ChoiceOption) -> None:
-        """One more option on a local choice column (the ``InsertOptionValue`` action)."""
-        self._insert_option(insert_option_body(table, column, option), table)
+    def insert_choice_option(
+        self,
+        table: str,
+        column: str,
+        option: ChoiceOption,
+        *,
+        languages: int | Sequence[int] | None = None,
+    ) -> None:
+        """One more option on a local choice column (the ``InsertOptionValue`` action), labelled
+        in ``languages`` (default: the environment's base language)."""
+        codes = languages if languages is not None else self.base_language()
+        self._insert_option(insert_option_body(table, column, option, languages=codes), table)
 
     def _insert_option(self, body: Mapping[str, Any], table: str | None) -> None:
         """``InsertOptionValue`` takes the solution in its body, not only in the header."""

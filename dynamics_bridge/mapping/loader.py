@@ -22,6 +22,7 @@ __all__ = [
     "load_mapping",
     "parse_config",
     "parse_mapping",
+    "read_text",
 ]
 
 MAPPINGS_DIR = Path(__file__).resolve().parent.parent.parent / "mappings"
@@ -33,11 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 def load_mapping(path: Path | str | None = None, *, prefix: str | None = None) -> MappingFile:
     """The mapping at ``path`` (default: the repository's ``mappings/dataverse.yaml``)."""
     path = Path(path) if path is not None else DEFAULT_MAPPING
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read mapping file: {exc.strerror}") from None
-    return parse_mapping(text, name=str(path), prefix=prefix)
+    return parse_mapping(read_text(path, "mapping file"), name=str(path), prefix=prefix)
 
 
 def parse_mapping(text: str, *, name: str = "<mapping>", prefix: str | None = None) -> MappingFile:
@@ -53,11 +50,26 @@ def load_config(model: type[M], path: Path | str, *, prefix: str | None = None) 
     """Another file under ``mappings/`` (APSIS, triggers, segments), read like the mapping:
     ``{prefix}`` becomes ``prefix`` (the mapping's publisher prefix); errors name file:line:col."""
     path = Path(path)
+    return parse_config(model, read_text(path, "config file"), name=str(path), prefix=prefix)
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A mapping file's text, which must be UTF-8: a file saved as Latin-1 (Notepad's "ANSI",
+    with å/ä/ö) is refused naming the file, the line and the byte, not a bare decode error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    return parse_config(model, text, name=str(path), prefix=prefix)
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 (byte 0x{data[exc.start]:02x}): save the file "
+            "as UTF-8 (Notepad: Save as, Encoding UTF-8; a Latin-1/ANSI file spells å, ä, ö "
+            "as single bytes)"
+        ) from None
 
 
 def parse_config(model: type[M], text: str, *, name: str, prefix: str | None = None) -> M:
@@ -93,7 +105,8 @@ def _validate(model: type[M], data: dict[str, Any], root: yaml.Node | None, name
                     path = [*loc, *where]
                     problems.append(f"{_locate(root, path, name)}: {_dotted(path)}: {message}")
                 continue
-            problems.append(f"{_locate(root, loc, name)}: {_dotted(loc)}: {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{_locate(root, loc, name)}: {_dotted(loc)}: {message}")
         raise ConfigError(problems) from None
 
 

@@ -8,8 +8,9 @@ and the member's current row, evaluated in :mod:`dynamics_bridge.mapping.transfo
 from __future__ import annotations
 
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dynamics_bridge.model import EventKind, MemberRefKind, PaymentMethod
 
@@ -76,6 +77,27 @@ class ChoiceSet(_Strict):
     """A Dataverse choice (option set): our words → its integers, with labels for provisioning."""
 
     options: dict[str, ChoiceOption]
+
+    @model_validator(mode="after")
+    def _distinct_values(self) -> ChoiceSet:
+        """Two words with one value read back as the same word (``invoice`` and ``bankgiro``
+        both 2: every member with 2 becomes ``bankgiro`` in APSIS)."""
+        seen: dict[int, str] = {}
+        problems: list[Problem] = []
+        for word, option in self.options.items():
+            if option.value in seen:
+                problems.append(
+                    (
+                        ("options", word, "value"),
+                        f"{option.value} is also the value of {seen[option.value]!r}: give "
+                        "each option its own value",
+                    )
+                )
+            else:
+                seen[option.value] = word
+        if problems:
+            raise MappingProblems(problems)
+        return self
 
     def value_of(self, word: str) -> int | None:
         option = self.options.get(word)
@@ -352,6 +374,19 @@ class MappingFile(_Strict):
         default="Europe/Stockholm",
         description="Where calendar dates (paid through, last paid on) are cut.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        """A misspelt zone (``Europe/Stokholm``) fails here, not on every event of a sync."""
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}: give an IANA name such as Europe/Stockholm"
+            ) from None
+        return v
+
     choices: dict[str, ChoiceSet]
     member: MemberTable
     payment: PaymentTable

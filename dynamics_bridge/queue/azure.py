@@ -170,7 +170,11 @@ class AzureStorageQueue:
     # -- the poison queue ------------------------------------------------------------------------
     def _received(self, msg: QueueMessage) -> ReceivedMessage:
         return ReceivedMessage.from_raw(
-            str(msg.id), str(msg.pop_receipt or ""), int(msg.dequeue_count or 0), str(msg.content)
+            str(msg.id),
+            str(msg.pop_receipt or ""),
+            int(msg.dequeue_count or 0),
+            str(msg.content),
+            inserted_at=getattr(msg, "inserted_on", None),
         )
 
     def poison_peek(self, limit: int = 32) -> list[ReceivedMessage]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from dynamics_bridge.errors import InputError
@@ -15,7 +16,8 @@ __all__ = ["EventQueue", "ReceivedMessage"]
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """One message taken off the queue. ``error`` is set when it could not be decoded."""
+    """One message taken off the queue. ``error`` is set when it could not be decoded;
+    ``inserted_at`` when the backend says when the message was put there (Azure does)."""
 
     message_id: str
     pop_receipt: str
@@ -23,15 +25,23 @@ class ReceivedMessage:
     raw: str
     envelope: Envelope | None
     error: str | None = None
+    inserted_at: datetime | None = None
 
     @classmethod
     def from_raw(
-        cls, message_id: str, pop_receipt: str, dequeue_count: int, raw: str
+        cls,
+        message_id: str,
+        pop_receipt: str,
+        dequeue_count: int,
+        raw: str,
+        *,
+        inserted_at: datetime | None = None,
     ) -> ReceivedMessage:
         try:
-            return cls(message_id, pop_receipt, dequeue_count, raw, decode_message(raw))
+            envelope = decode_message(raw)
         except InputError as exc:
-            return cls(message_id, pop_receipt, dequeue_count, raw, None, error=str(exc))
+            return cls(message_id, pop_receipt, dequeue_count, raw, None, str(exc), inserted_at)
+        return cls(message_id, pop_receipt, dequeue_count, raw, envelope, None, inserted_at)
 
     def events(self) -> list[PaymentEvent]:
         if self.envelope is None:

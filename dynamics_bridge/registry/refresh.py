@@ -177,6 +177,7 @@ class RefreshReport:
             "statuses": dict(sorted(self.statuses.items())),
             "failed": self.failed,
             "dataverse_requests": self.dataverse_requests,
+            **({"would_look_up": sum(self.selected.values())} if self.dry_run else {}),
         }
 
 
@@ -248,16 +249,23 @@ class AddressRefresh:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def run(self, *, dry_run: bool = False) -> RefreshReport:
+    def run(
+        self, *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> RefreshReport:
+        """One run; ``progress`` hears ``(members looked up, members selected)``."""
         requests_before = self.client.requests_sent
         report = RefreshReport(dry_run=dry_run)
         candidates = self.select()
         report.selected.update(c.reason for c in candidates)
+        if progress is not None:
+            progress(0, len(candidates))
         if not dry_run:
             pending: list[tuple[WriteUnit, bool]] = []
             try:
-                for candidate in candidates:
+                for done, candidate in enumerate(candidates, 1):
                     unit = self._look_up(candidate, report)
+                    if progress is not None:
+                        progress(done, len(candidates))
                     if unit is not None:
                         pending.append(unit)
                     if len(pending) >= _WRITE_CHUNK:

@@ -355,3 +355,17 @@ def test_the_payload_keeps_each_triggers_state(activation, store, platform) -> N
         "payment_confirmed": "failed",
         "welcome": "failed",
     }
+
+
+# -- counted by type, for the run history -------------------------------------------------------
+
+
+def test_skipped_and_failed_triggers_are_counted_by_type(activation, store, platform) -> None:
+    store.rows["1002"]["mbr_marketingconsent"] = False
+    skipped = apply(activation, store, paid("1002"))
+    assert skipped.skipped_by == {"payment_confirmed": 1, "welcome": 1}
+    assert sum(skipped.skipped_by.values()) == skipped.skipped
+    platform.fail["1001"] = TransientError("503")
+    failed = apply(activation, store, paid("1001"))
+    assert failed.failed_by == {"payment_confirmed": 1, "welcome": 1}
+    assert failed.to_json()["failed_by"] == {"payment_confirmed": 1, "welcome": 1}

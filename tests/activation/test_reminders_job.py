@@ -100,3 +100,28 @@ def test_a_dry_run_lists_who_is_due_and_claims_nothing(activation, store, platfo
     assert [(i.name, i.member_key) for i in report.items] == [("upcoming_payment", "1001")]
     assert platform.events == []
     assert not store.rows["1001"].get("mbr_reminders")
+
+
+def test_a_dry_run_says_what_it_would_send_by_reminder(activation, store) -> None:
+    due_soon(store)
+    summary = activation.reminders.run(dry_run=True).to_json()
+    assert summary["would_send"] == {"upcoming_payment": 1}
+    assert summary["sent"] == {}
+    assert "would_send" not in activation.reminders.run().to_json()
+
+
+def test_skipped_and_failed_reminders_are_counted_by_reminder(activation, store, platform) -> None:
+    due_soon(store)
+    platform.fail["1001"] = TransientError("503")
+    assert activation.reminders.run().failed_by == {"upcoming_payment": 1}
+    del platform.fail["1001"]
+    activation.reminders.run()
+    assert activation.reminders.run().skipped_by == {"upcoming_payment": 1}  # sent this period
+
+
+def test_progress_is_told_each_reminder_looked_for_then_the_sending(activation, store) -> None:
+    due_soon(store)
+    calls: list[tuple[int, int]] = []
+    activation.reminders.run(progress=lambda done, total: calls.append((done, total)))
+    steps = len(activation.config.segments.reminders) + 1
+    assert calls == [(n, steps) for n in range(steps + 1)]

@@ -151,3 +151,34 @@ def test_a_profile_apsis_lost_is_created_again_and_pushed_in_full_next_time(
     assert store.rows["1001"][STATE] is None  # cleared: APSIS holds only that change
     activation.segments.run()
     assert platform.profiles["1001"]["attributes"]["member_number"] == "1001"
+
+
+def test_a_dry_run_counts_what_the_real_run_then_pushes_and_erases(activation, store) -> None:
+    dry = activation.segments.run(dry_run=True)
+    real = activation.segments.run()
+    assert (dry.would_push, dry.would_erase, dry.pushed) == (real.pushed, 0, 0)
+    assert dry.to_json()["would_push"] == real.pushed == 3
+    assert "would_push" not in real.to_json()
+    store.update_members([("1003", {"mbr_marketingconsent": False}, "*")])
+    dry = activation.segments.run(dry_run=True)
+    assert (dry.would_push, dry.would_erase) == (0, 1)
+    assert activation.segments.run().erased == 1
+
+
+def test_segments_added_and_removed_are_counted_by_segment(activation, store) -> None:
+    first = activation.segments.run()
+    assert first.added == first.segment_sizes  # every member's segments are new to APSIS
+    assert first.removed == {}
+    activation.segments.run()
+    store.update_members([("1002", {"mbr_paymentmethod": AUTOGIRO}, "*")])
+    report = activation.segments.run()
+    segment = {tag: name for name, (_, tag) in activation.members.evaluator.rules.items()}
+    assert report.added == {segment["pays_autogiro"]: 1}
+
+
+def test_progress_grows_to_the_members_evaluated(activation) -> None:
+    calls: list[tuple[int, int]] = []
+    activation.segments.run(progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 3)
+    assert calls[-1] == (3, 3)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

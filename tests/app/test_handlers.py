@@ -6,18 +6,30 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from dynamics_bridge.app.handlers import handle_webhook
+from dynamics_bridge.app.handlers import (
+    handle_queue_message,
+    handle_webhook,
+    handle_webhook_request,
+)
+from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.errors import PermanentError, TransientError
+from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.ops.memory import InMemoryOpsStore
+from dynamics_bridge.ops.model import RunRecord
+from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue, open_queue
 from dynamics_bridge.settings import load_settings
 from dynamics_bridge.sources._common import WebhookParse
 from tests.conftest import FIXTURES
+from tests.fakes import FakeMemberStore
 from tests.sources.test_billogram import KEY, signed_headers
+from tests.test_pipeline import ev
 
 WEBHOOKS = FIXTURES / "webhooks"
 SWISH_IDENTIFIER = "c0ffee-union-2026"  # the callbackIdentifier in the Swish fixtures
@@ -398,3 +410,64 @@ def test_confirming_with_the_swish_api_needs_the_client_the_wiring_built(queue) 
     )
     assert result.status == 503
     assert len(queue) == 0
+
+
+class TestRunHistory:
+    """A queue message's delivery leaves one run; a webhook leaves none (it calls only the
+    queue)."""
+
+    @staticmethod
+    def recorded(store: InMemoryOpsStore) -> list[RunRecord]:
+        return list(store.runs(datetime(2000, 1, 1, tzinfo=UTC)))
+
+    @staticmethod
+    def deliver(store, ops, events, *, dequeue_count: int = 1):  # type: ignore[no-untyped-def]
+        queue = InMemoryQueue()
+        queue.send(events)
+        (message,) = queue.receive()
+        return handle_queue_message(
+            message.raw,
+            message_id="m-7",
+            dequeue_count=dequeue_count,
+            pipeline=Pipeline(store, load_mapping()),
+            queue=queue,
+            max_dequeue_count=5,
+            ops=ops,
+        )
+
+    def test_a_settled_message_is_counted_by_source_kind_and_outcome(self) -> None:
+        ops, store = InMemoryOpsStore(), FakeMemberStore({"100001": {}})
+        self.deliver(store, ops, [ev(1), ev(2, member="999999")])
+        (run,) = self.recorded(ops)
+        assert (run.kind, run.name, run.detail) == ("queue", "sync", {"message": "m-7"})
+        paid = ev(1).kind.value
+        assert run.counts == {f"swish/{paid}/applied": 1, f"swish/{paid}/unmatched": 1}
+        (error,) = run.errors
+        assert error.startswith(f"{ev(2).event_id}: unmatched: ")
+
+    def test_a_message_left_for_redelivery_is_recorded_as_retry_before_it_raises(self) -> None:
+        ops, store = InMemoryOpsStore(), FakeMemberStore({"100001": {}})
+        store.transient_left = 1
+        with pytest.raises(TransientError):
+            self.deliver(store, ops, [ev(1)], dequeue_count=2)
+        (run,) = self.recorded(ops)
+        assert run.counts == {f"swish/{ev(1).kind.value}/retry": 1}
+        assert run.detail["attempt"] == "2 of 5"
+        assert any("attempt 2 of 5" in e for e in run.errors)
+
+    def test_a_store_that_fails_neither_fails_nor_repeats_the_message(self) -> None:
+        class Down(InMemoryOpsStore):
+            def record_run(self, run: RunRecord) -> None:
+                raise TransientError("table runs: 503")
+
+        store = FakeMemberStore({"100001": {}})
+        report = self.deliver(store, Down(), [ev(1)])
+        assert report.outcomes == {"applied": 1}
+        assert list(store.payments) == [ev(1).event_id]
+
+    def test_a_webhook_records_no_run(self) -> None:
+        ops, queue = InMemoryOpsStore(), InMemoryQueue()
+        services = Services(settings(), queue=queue, ops=ops)
+        result = handle_webhook_request("swish", fixture("swish_payment_paid.json"), JSON, services)
+        assert result.status == 202
+        assert self.recorded(ops) == []

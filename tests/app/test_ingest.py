@@ -4,6 +4,7 @@ file is read only for the union's own payees (bankgiro and customer number)."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from dynamics_bridge_sandbox.bankgirot_writer import BgmaxPayment, bgmax_lines
 
 from dynamics_bridge.app.ingest import detect_format, ingest_file, iter_files
 from dynamics_bridge.errors import ConfigError, InputError, TransientError
+from dynamics_bridge.ops.memory import InMemoryOpsStore
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import BankgirotSettings
 from dynamics_bridge.sources.ocr import make_reference
@@ -332,3 +334,51 @@ class TestTheUnionsOwnPayees:
         )
         with pytest.raises(InputError, match="5050-1055"):
             ingest(io.BytesIO(data), name="bg.txt")
+
+
+class TestRunHistory:
+    """Each ingest leaves one run (kind file, name = the source) in the ops store."""
+
+    @staticmethod
+    def recorded(store: InMemoryOpsStore):  # type: ignore[no-untyped-def]
+        return list(store.runs(datetime(2000, 1, 1, tzinfo=UTC)))
+
+    def test_a_queued_file_is_counted_by_source_and_kind_with_its_receipt(self, files) -> None:
+        store, queue = InMemoryOpsStore(), InMemoryQueue()
+        ingest(files["bg.txt"], queue=queue, ops=store)
+        (run,) = self.recorded(store)
+        assert (run.kind, run.name, run.detail["file"]) == ("file", "bgmax", str(files["bg.txt"]))
+        assert run.counts == {
+            "bgmax/payment.succeeded/queued": 3,
+            "bgmax/payment.refunded/queued": 1,
+        }
+        assert sum(run.counts.values()) == len(queue.peek_events())
+        assert run.detail["receipt"] == "3 payments, 600.00 SEK; 1 payment.refunded 50.00 SEK"
+        assert "dry_run" not in run.detail
+        assert run.ok
+
+    def test_a_dry_run_is_marked_and_counts_nothing_as_queued(self, files) -> None:
+        store = InMemoryOpsStore()
+        report = ingest(files["ag.txt"], ops=store)
+        (run,) = self.recorded(store)
+        assert (run.name, run.detail["dry_run"], run.counts) == ("autogiro", "yes", {})
+        count, total = report.totals["payment.succeeded"]["SEK"]
+        assert run.detail["receipt"].startswith(f"{count} payments, {total // 100}.")
+
+    def test_a_rejected_file_leaves_a_run_with_the_place_of_its_error(self, tmp_path) -> None:
+        store = InMemoryOpsStore()
+        with pytest.raises(InputError):
+            ingest(bad_bgmax(tmp_path), queue=InMemoryQueue(), ops=store)
+        (run,) = self.recorded(store)
+        assert run.name == "bgmax"
+        assert run.counts == {}
+        assert str(tmp_path / "bad.txt") + ":" in run.errors[0]
+
+    def test_a_store_that_fails_does_not_fail_the_ingest(self, files) -> None:
+        class Down(InMemoryOpsStore):
+            def record_run(self, run):  # type: ignore[no-untyped-def]
+                raise TransientError("table runs: 503")
+
+        queue = InMemoryQueue()
+        report = ingest(files["bg.txt"], queue=queue, ops=Down())
+        assert report.queued == len(queue.peek_events()) == 4

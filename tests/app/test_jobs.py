@@ -4,6 +4,7 @@ and raise (after logging) when they fail, so the host records the failed run."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,9 @@ import pytest
 
 from dynamics_bridge.app import jobs
 from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.errors import TransientError
+from dynamics_bridge.ops.memory import InMemoryOpsStore
+from dynamics_bridge.ops.model import RunRecord
 from dynamics_bridge.settings import load_settings
 
 APSIS_KEY = {"client_id": "bridge", "client_secret": "s3cret"}
@@ -95,4 +99,85 @@ def test_every_job_is_part_of_the_build() -> None:
         "reminders": True,
         "triggers": True,
         "address_refresh": True,
+        "housekeeping": True,
+        "poison": True,
     }
+
+
+# --- run history: every timer run leaves one run, done, skipped or failed -------------------
+
+
+def timer_runs(services: Services) -> list[RunRecord]:
+    return list(services.ops.runs(datetime(2000, 1, 1, tzinfo=UTC), kind="timer"))
+
+
+def test_a_segments_run_is_recorded_with_size_added_and_removed_by_segment() -> None:
+    summary = {"segment_sizes": {"late": 2}, "added": {"late": 1}, "removed": {"new": 1}}
+    activation = SimpleNamespace(segments=SimpleNamespace(run=lambda: Report(**summary)))
+    services = with_activation(activation)
+    jobs.run_job("segments", services, past_due=True)
+    (run,) = timer_runs(services)
+    assert (run.name, run.detail) == ("segments", {"past_due": "yes"})
+    assert run.counts == {"segment/late/size": 2, "segment/late/added": 1, "segment/new/removed": 1}
+
+
+def test_a_triggers_run_counts_by_type_and_keeps_its_failures_masked() -> None:
+    sweep = Report(
+        sent={"welcome": 2},
+        skipped_by={"welcome": 1},
+        failed_by={"lapsed": 1},
+        failed=["member 19811218-9876: not found"],
+    )
+    activation = SimpleNamespace(triggers=SimpleNamespace(sweep=lambda: sweep, age=lambda: {}))
+    services = with_activation(activation)
+    jobs.run_job("triggers", services)
+    (run,) = timer_runs(services)
+    assert run.counts == {
+        "trigger/welcome/sent": 2,
+        "trigger/welcome/skipped": 1,
+        "trigger/lapsed/failed": 1,
+    }
+    assert run.errors == ("member 19811218-****: not found",)
+
+
+def test_a_skipped_run_is_recorded_with_its_reason(services) -> None:
+    jobs.run_job("address_refresh", services)
+    (run,) = timer_runs(services)
+    assert run.name == "refresh"
+    assert "BRIDGE_SPAR__CUSTOMER_NUMBER" in run.detail["skipped"]
+    assert run.ok
+
+
+def test_a_failed_run_is_recorded_with_its_error_and_still_raised() -> None:
+    def boom() -> Report:
+        raise RuntimeError("APSIS down")
+
+    services = with_activation(SimpleNamespace(segments=SimpleNamespace(run=boom)))
+    with pytest.raises(RuntimeError):
+        jobs.run_job("segments", services)
+    (run,) = timer_runs(services)
+    assert run.errors == ("RuntimeError: APSIS down",)
+
+
+def test_housekeeping_expires_what_is_older_than_the_retention_and_counts_it() -> None:
+    services = Services(load_settings(ops={"retention_days": 10}), ops=InMemoryOpsStore())
+    now = datetime.now(UTC)
+    for run_id, age in (("old", 11), ("older", 40), ("recent", 9)):
+        services.ops.record_run(RunRecord(run_id, "queue", "sync", now - timedelta(days=age), 5))
+    result = jobs.run_job("housekeeping", services)
+    assert result.summary["expired"] == 2
+    kept = {r.run_id for r in services.ops.runs(now - timedelta(days=365))}
+    assert "recent" in kept
+    assert not kept & {"old", "older"}
+    (run,) = timer_runs(services)
+    assert (run.name, run.counts) == ("housekeeping", {"housekeeping/expired/count": 2})
+
+
+def test_a_job_runs_on_when_the_history_cannot_be_written() -> None:
+    class Down(InMemoryOpsStore):
+        def record_run(self, run: RunRecord) -> None:
+            raise TransientError("table runs: 503")
+
+    activation = SimpleNamespace(segments=SimpleNamespace(run=lambda: Report(pushed=3)))
+    services = Services(load_settings(apsis=APSIS_KEY), activation=activation, ops=Down())
+    assert jobs.run_job("segments", services).summary == {"pushed": 3}

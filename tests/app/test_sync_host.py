@@ -4,6 +4,8 @@ settled as the Functions host settles it (reference azure-functions.md §1)."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -183,3 +185,18 @@ def test_concurrency_defaults_to_what_one_host_instance_runs_at_once(
     report = services.sync(once=True)
     assert report.messages == 8
     assert report.left == 0
+
+
+def test_a_local_sync_records_one_run_per_message_as_the_function_app_does(
+    services: Services, queue: InMemoryQueue
+) -> None:
+    queue.send([ev(1), ev(2, member="100002")])
+    queue.send([ev(3, member="999999")])
+    services.sync(once=True)
+    found = list(services.ops.runs(datetime(2000, 1, 1, tzinfo=UTC), kind="queue"))
+    assert len(found) == 2
+    paid = ev(1).kind.value
+    totals: Counter[str] = Counter()
+    for run in found:
+        totals.update(run.counts)
+    assert totals == {f"swish/{paid}/applied": 2, f"swish/{paid}/unmatched": 1}

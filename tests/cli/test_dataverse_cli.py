@@ -39,7 +39,7 @@ def test_check_compares_the_mapping_with_dataverse(monkeypatch) -> None:
             monkeypatch.setenv(name, value)
         before = runner.invoke(app, ["check"])
         assert before.exit_code == 1
-        assert "Dataverse: table mbr_payment: does not exist" in before.stderr
+        assert "table mbr_payment not found: run `dynamics-bridge provision`" in before.stderr
         runner.invoke(app, ["provision", "--apply"])
         after = runner.invoke(app, ["check"])
         assert after.exit_code == 0, after.output

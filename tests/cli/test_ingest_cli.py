@@ -245,3 +245,30 @@ def test_a_directory_with_nothing_to_ingest_exits_2_naming_it_while_other_paths_
     assert result.exit_code == 2
     assert f"{empty}: nothing to ingest" in result.stderr
     assert len(result.stdout.splitlines()) == 4  # the good file's events still came out
+
+
+def test_a_dry_run_says_what_it_would_queue_and_a_real_one_what_it_queued(tmp_path) -> None:
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    dry = runner.invoke(app, ["ingest", str(path), "--dry-run"])
+    assert "would queue 4 event(s) from 1 file(s) (dry run)" in dry.stdout
+    real = runner.invoke(app, ["ingest", str(path)])
+    assert "queued 4 event(s) from 1 file(s) in memory only" in real.stdout
+    assert len(queued()) == 4
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_progress_grows_over_the_bytes_of_each_pass(tmp_path, bars, dry_run) -> None:
+    path = write(tmp_path, "bg.txt", test_bgmax.GOOD)
+    size = path.stat().st_size
+    result = runner.invoke(app, ["ingest", str(path), *(["--dry-run"] if dry_run else [])])
+    assert result.exit_code == 0, result.output
+    calls = bars.calls["ingest bg.txt"]
+    passes = 1 if dry_run else 2  # checked, then read again to queue
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[-1] == (size * passes, size * passes)
+
+
+def test_the_exit_codes_are_in_the_help() -> None:
+    text = " ".join(runner.invoke(app, ["ingest", "--help"]).stdout.split())
+    assert "Exit codes: 0 every file checked out" in text
+    assert "a path held nothing to ingest" in text

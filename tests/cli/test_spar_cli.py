@@ -72,7 +72,7 @@ def test_missing_settings_are_listed(monkeypatch) -> None:
     assert "BRIDGE_SPAR__ENDPOINT" in result.stderr
 
 
-def test_address_refresh_dry_run_then_for_real(spar, monkeypatch, tmp_path) -> None:
+def test_address_refresh_dry_run_then_for_real(spar, monkeypatch, tmp_path, bars) -> None:
     mapping = load_mapping()
     with run_sandbox(tmp_path / "dv.sqlite") as box:
         for name, value in box.env.items():
@@ -89,13 +89,27 @@ def test_address_refresh_dry_run_then_for_real(spar, monkeypatch, tmp_path) -> N
             {"governmentid": CECILIA, "mbr_addresscheck": True},
         )
 
+        # A dry run asks SPAR nothing, so it needs none of the contract numbers.
+        numbers_env = ("CUSTOMER_NUMBER", "ASSIGNMENT_ID", "END_USER_ID")
+        for name in numbers_env:
+            monkeypatch.delenv(f"BRIDGE_SPAR__{name}")
         dry = runner.invoke(app, ["address-refresh", "--dry-run", "--json"])
         assert dry.exit_code == 0, dry.output
         assert json.loads(dry.stdout)["selected"] == {"flagged": 1}
+        assert json.loads(dry.stdout)["would_look_up"] == 1
+        table = runner.invoke(app, ["address-refresh", "--dry-run"])
+        assert "would look up" in table.stdout
+        assert "updated" not in table.stdout  # nothing was asked: no zeros that look like results
         assert spar.lookups == []
+        refused = runner.invoke(app, ["address-refresh", "--json"])
+        assert refused.exit_code == 1  # for real, SPAR needs them
+        assert "BRIDGE_SPAR__CUSTOMER_NUMBER" in refused.stderr
 
+        for name in numbers_env:
+            monkeypatch.setenv(f"BRIDGE_SPAR__{name}", spar.env[f"BRIDGE_SPAR__{name}"])
         done = runner.invoke(app, ["address-refresh", "--json"])
         assert done.exit_code == 0, done.output
+        assert bars.calls["address refresh: members looked up"][-2:] == [(0, 1), (1, 1)]
         summary = json.loads(done.stdout)
         assert (summary["looked_up"], summary["protected"]) == (1, 1)
         assert spar.lookups == [CECILIA]

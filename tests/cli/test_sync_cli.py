@@ -63,6 +63,7 @@ def test_every_dataverse_command_uses_the_one_factory(
 ) -> None:
     monkeypatch.setenv("BRIDGE_APSIS__CLIENT_ID", "apsis")  # so the activation commands get far
     monkeypatch.setenv("BRIDGE_APSIS__CLIENT_SECRET", "secret")
+    monkeypatch.setenv("BRIDGE_APSIS__BASE_URL", "https://127.0.0.1:9")  # `check` asks it: refused
     seen = []
 
     def factory(settings, *args, **kwargs):
@@ -92,7 +93,10 @@ def test_sync_dry_run_peeks_every_message_and_shows_both_requests(
 
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "41 message(s): applied 40, unmatched 1" in out
+    assert (
+        "41 message(s) (dry run: nothing taken, nothing written): would apply 40, "
+        "would poison 1 (unmatched 1)"
+    ) in out
     assert f"mbr_eventid={ev(0).event_id}" in out  # the payment-row create, keyed by event id
     assert f"mbr_eventid={ev(39).event_id}" in out
     assert "create" in out
@@ -105,3 +109,58 @@ def test_sync_dry_run_peeks_every_message_and_shows_both_requests(
     assert store.payments == {}
     assert len(queue) == 41
     assert {m.dequeue_count for m in queue.receive(max_messages=32)} == {1}
+
+
+@pytest.fixture
+def local_sync(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """sync over a fresh in-memory queue and the fake member store; returns the queue."""
+    monkeypatch.setattr(queue_module, "_memory_queues", {})
+    store = FakeMemberStore({"100001": {}, "100002": {}})
+    monkeypatch.setattr(
+        sync_cli,
+        "cli_services",
+        lambda settings: Services(settings, store=store, activation=None),
+    )
+    return open_queue(load_settings().queue)
+
+
+def test_sync_shows_messages_settled_growing_to_the_queues_depth(local_sync, bars) -> None:
+    for i in range(40):
+        local_sync.send([ev(i, member="100001" if i % 2 else "100002", minutes=i)])
+    result = runner.invoke(app, ["sync", "--once"])
+    assert result.exit_code == 0, result.output
+    (calls,) = bars.calls.values()
+    done = [d for d, _ in calls]
+    assert done == sorted(done)
+    assert done[-1] == 40
+    assert {total for _, total in calls} == {40}
+    (notes,) = bars.notes.values()
+    assert notes[-1] == "40 events"
+
+
+def test_sync_exits_1_when_every_event_was_poisoned(local_sync) -> None:
+    local_sync.send([ev(1, member="999999"), ev(2, member="999998")])
+    result = runner.invoke(app, ["sync", "--once"])
+    assert result.exit_code == 1, result.output
+    assert "1 message(s): unmatched 2; poisoned 2" in result.stdout
+    assert "every event was poisoned" in result.stderr
+
+
+def test_sync_exits_0_when_some_events_were_written(local_sync) -> None:
+    local_sync.send([ev(1), ev(2, member="999998")])
+    result = runner.invoke(app, ["sync", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "applied 1, unmatched 1; poisoned 1" in result.stdout
+
+
+def test_a_dry_run_of_poison_only_exits_0_and_says_what_would_happen(local_sync) -> None:
+    local_sync.send([ev(1, member="999999")])
+    result = runner.invoke(app, ["sync", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would apply 0, would poison 1 (unmatched 1)" in result.stdout
+
+
+def test_the_exit_codes_are_in_the_help() -> None:
+    text = " ".join(runner.invoke(app, ["sync", "--help"]).stdout.split())
+    assert "Exit codes: 0 done" in text
+    assert "1 every event taken was poisoned" in text

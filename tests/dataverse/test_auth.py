@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import requests
 import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from dynamics_bridge.dataverse import auth
 from dynamics_bridge.dataverse.auth import MsalTokenProvider, msal_token_provider
-from dynamics_bridge.errors import AuthError, ConfigError
+from dynamics_bridge.errors import AuthError, ConfigError, TransientError
 from dynamics_bridge.settings import AppUser, DataverseSettings
 
 AUTHORITY = "https://login.sandbox.test/tenant-1"
@@ -168,3 +169,37 @@ def test_one_msal_app_per_app_user_and_authority_is_reused(monkeypatch) -> None:
     assert "s3cret" not in repr(first)
     other = msal_token_provider(settings(), AppUser(client_id="client-2", client_secret="x"))  # type: ignore[arg-type]
     assert other.app is not first.app
+
+
+@responses.activate
+def test_an_unreachable_login_endpoint_is_one_transient_error_naming_it(monkeypatch) -> None:
+    monkeypatch.setattr(auth, "_apps", {})
+    responses.get(
+        AUTHORITY + "/v2.0/.well-known/openid-configuration",
+        body=requests.ConnectionError("Max retries exceeded ... [Errno 111] Connection refused"),
+    )
+    with pytest.raises(TransientError) as caught:
+        msal_token_provider(settings())
+    assert str(caught.value) == (
+        f"login endpoint {AUTHORITY} unreachable: cannot connect (ConnectionError); check "
+        "BRIDGE_DATAVERSE__TENANT_ID / __AUTHORITY and the network"
+    )
+    assert caught.value.__cause__ is None  # no chained traceback to print
+
+
+@responses.activate
+def test_a_token_request_that_cannot_connect_names_the_token_endpoint(monkeypatch) -> None:
+    monkeypatch.setattr(auth, "_apps", {})
+    responses.get(
+        AUTHORITY + "/v2.0/.well-known/openid-configuration",
+        json={
+            "issuer": AUTHORITY + "/v2.0",
+            "authorization_endpoint": AUTHORITY + "/oauth2/v2.0/authorize",
+            "token_endpoint": AUTHORITY + "/oauth2/v2.0/token",
+        },
+    )
+    responses.post(AUTHORITY + "/oauth2/v2.0/token", body=requests.Timeout("read timed out"))
+    provider = msal_token_provider(settings())
+    with pytest.raises(TransientError) as caught:
+        provider()
+    assert f"{AUTHORITY}/oauth2/v2.0/token unreachable: no answer in time" in str(caught.value)

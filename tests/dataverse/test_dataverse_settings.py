@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamics_bridge.errors import ConfigError
-from dynamics_bridge.settings import load_settings
+from dynamics_bridge.settings import DataverseSettings, load_settings
 
 
 def test_the_single_user_fields_and_a_json_list_of_further_app_users(monkeypatch) -> None:
@@ -53,3 +53,12 @@ def test_opt_in_headers_are_off_unless_asked_for(monkeypatch) -> None:
         "MSCRM.BypassBusinessLogicExecution": "CustomSync",
         "MSCRM.SuppressDuplicateDetection": "false",
     }
+
+
+def test_label_languages_default_to_swedish_and_read_a_list_from_the_environment(
+    monkeypatch,
+) -> None:
+    assert DataverseSettings().label_languages == [1053]
+    monkeypatch.setenv("BRIDGE_DATAVERSE__LABEL_LANGUAGES", "1053, 1033")
+    assert load_settings().dataverse.label_languages == [1053, 1033]
+    assert DataverseSettings(label_languages="[1033]").label_languages == [1033]  # type: ignore[arg-type]

@@ -243,15 +243,18 @@ def test_a_metadata_write_drops_the_cached_definition(client) -> None:
 
 @responses.activate
 def test_an_option_is_added_with_insert_option_value(client) -> None:
+    responses.get(API + "organizations", json={"value": [{"languagecode": 1033}]})
     responses.post(API + "InsertOptionValue", status=200, json={"NewOptionValue": 100000003})
     client.schema.insert_choice_option(
         "contact", "mbr_paymentstatus", ChoiceOption(100000003, "Skuld")
     )
-    body = json.loads(responses.calls[0].request.body)
+    body = json.loads(responses.calls[-1].request.body)
     assert body["EntityLogicalName"] == "contact"
     assert body["AttributeLogicalName"] == "mbr_paymentstatus"
     assert body["Value"] == 100000003
     assert body["SolutionUniqueName"] == "MemberBridge"
+    # labelled in the environment's base language, read from the organization
+    assert body["Label"]["UserLocalizedLabel"]["LanguageCode"] == 1033
 
 
 def with_key_status(status: str) -> dict:

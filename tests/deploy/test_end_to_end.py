@@ -20,6 +20,7 @@ from dynamics_bridge_sandbox.register import sandbox_settings, seed_members
 from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 from typer.testing import CliRunner
 
+from dynamics_bridge.app.poison import HOST_MOVED
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli import app as cli
 from dynamics_bridge.dataverse.client import DataverseClient
@@ -104,6 +105,9 @@ def poison_cli(monkeypatch, settings):
         "BRIDGE_QUEUE__CONNECTION_STRING", settings.queue.connection_string.get_secret_value()
     )
     monkeypatch.setenv("BRIDGE_QUEUE__NAME", settings.queue.name)
+    # the poison book: on Azurite's tables, as BRIDGE_OPS__* set it in Azure
+    monkeypatch.setenv("BRIDGE_OPS__BACKEND", "tables")
+    monkeypatch.setenv("BRIDGE_OPS__TABLE_PREFIX", f"e{uuid.uuid4().hex[:12]}")
     runner = CliRunner()
 
     def run(*args: str):
@@ -204,16 +208,20 @@ def test_a_message_that_keeps_failing_is_poisoned_with_its_reason_and_replayed_o
     # Attempts 1-4 raise (the host makes the message visible again), attempt 5 settles it here.
     assert (run.invocations, run.failed, run.succeeded, run.poisoned) == (5, 4, 1, 0)
 
-    (entry,) = [json.loads(line) for line in poison_cli("list", "--json").stdout.splitlines()]
+    *lines, count = [json.loads(x) for x in poison_cli("list", "--json").stdout.splitlines()]
+    (entry,) = lines
+    assert count["count"] == 1
     assert entry["reason"].startswith("gave up after 5 attempts")
     assert entry["event_ids"] == event_ids
     assert payment_rows(services.dataverse, event_ids) == set()
 
-    assert "replayed 1 event(s)" in poison_cli("replay", "--all").stdout
+    replayed = poison_cli("replay", "--all").stdout
+    assert f"replayed 1 poison message(s): {len(event_ids)} event(s)" in replayed
     run = host.drain()
     assert (run.invocations, run.succeeded) == (1, 1)
     assert payment_rows(services.dataverse, event_ids) == set(event_ids)
-    assert poison_cli("list", "--json").stdout == ""
+    (left,) = [json.loads(x) for x in poison_cli("list", "--json").stdout.splitlines()]
+    assert left["count"] == 0
 
 
 def test_a_function_that_crashes_every_time_is_moved_by_the_host_and_replayed(
@@ -229,8 +237,9 @@ def test_a_function_that_crashes_every_time_is_moved_by_the_host_and_replayed(
     # Every run raises (ConfigError building the Dataverse client): after attempt 5 the host
     # copies each message, unchanged, to <queue>-poison.
     assert (run.invocations, run.failed, run.poisoned) == (10, 10, 2)
-    entries = [json.loads(line) for line in poison_cli("list", "--json").stdout.splitlines()]
-    assert {e["reason"] for e in entries} == {"moved by the Functions host after maxDequeueCount"}
+    *entries, count = [json.loads(x) for x in poison_cli("list", "--json").stdout.splitlines()]
+    assert count["count"] == 2
+    assert {e["reason"] for e in entries} == {HOST_MOVED}
     assert sorted(i for e in entries for i in e["event_ids"]) == sorted(event_ids)
 
     fixed = Services(settings)

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
@@ -22,6 +23,7 @@ from dynamics_bridge.errors import TransientError
 from dynamics_bridge.logs import JsonFormatter, ScrubFilter
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind
+from dynamics_bridge.ops.model import PoisonFilter, RunRecord
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue, encode_messages
 from dynamics_bridge.settings import load_settings
@@ -98,8 +100,11 @@ class TestRegistration:
             "address_refresh",
             "bankgirot_file",
             "billogram_webhook",
+            "console",
             "health",
+            "housekeeping",
             "payment_events",
+            "poison",
             "reminders",
             "segments",
             "swish_webhook",
@@ -142,8 +147,10 @@ class TestRegistration:
         [
             ("triggers", "%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%", None),
             ("segments", "0 */15 * * * *", None),
+            ("poison", "0 */5 * * * *", None),
             ("reminders", "0 0 6 * * *", "3"),
             ("address_refresh", "0 30 1 * * *", "3"),
+            ("housekeeping", "0 45 2 * * *", None),
         ],
     )
     def test_timers(self, indexed, name, schedule, retries) -> None:
@@ -309,6 +316,16 @@ class TestQueueFunction:
         assert poisoned["poison"]["raw"] == "hello"
         assert "undecodable" in poisoned["poison"]["reason"]
 
+    def test_each_delivery_leaves_one_run_counted_by_source_kind_and_outcome(
+        self, functions, use
+    ) -> None:
+        services = use()
+        functions["payment_events"](delivered([ev(1), ev(2, member="999999")]))
+        (run,) = services.ops.runs(datetime(2000, 1, 1, tzinfo=UTC))
+        assert (run.kind, run.name, run.detail["message"]) == ("queue", "sync", "m-1")
+        kind = ev(1).kind.value
+        assert run.counts == {f"swish/{kind}/applied": 1, f"swish/{kind}/unmatched": 1}
+
     def test_the_last_attempt_is_read_from_host_json_or_its_app_setting(self, function_app) -> None:
         assert (
             function_app.QUEUE_OPTIONS.max_dequeue_count
@@ -330,6 +347,17 @@ class TestBankgirotFile:
         assert body["status"] == "queued"
         assert body["report"]["queued"] == len(queue.peek_events()) > 0
         assert body["report"]["format"] == "bgmax"
+
+    def test_a_file_leaves_one_run_named_by_its_source_with_its_receipt(
+        self, functions, use, queue
+    ) -> None:
+        services = use(bankgirot=BANKGIROT)
+        name = "bankgirot-incoming/bgmax-0101.txt"
+        functions["bankgirot_file"](InputStream(data=BGMAX, name=name), CaptureOut())
+        (run,) = services.ops.runs(datetime(2000, 1, 1, tzinfo=UTC))
+        assert (run.kind, run.name, run.detail["file"]) == ("file", "bgmax", name)
+        assert sum(run.counts.values()) == len(queue.peek_events())
+        assert run.detail["receipt"] == "3 payments, 600.00 SEK; 1 payment.refunded 50.00 SEK"
 
     def test_the_receipt_lists_failed_mandate_requests_and_the_log_has_each_once(
         self, functions, use, queue, caplog
@@ -405,6 +433,43 @@ class TestTimers:
         with caplog.at_level(logging.WARNING, "dynamics_bridge.jobs"):
             functions["address_refresh"](TimerRequest(past_due=True))
         assert "BRIDGE_SPAR__ENDPOINT" in caplog.text
+
+    def test_housekeeping_expires_the_history_past_its_retention(self, functions, use) -> None:
+        services = use(ops={"retention_days": 30})
+        now = datetime.now(UTC)
+        for age in (31, 29):
+            old = RunRecord(f"r{age}", "timer", "x", now - timedelta(days=age), 1)
+            services.ops.record_run(old)
+        functions["housekeeping"](TimerRequest(past_due=False))
+        names = [r.run_id for r in services.ops.runs(now - timedelta(days=365))]
+        assert "r31" not in names
+        assert "r29" in names
+        assert [r.name for r in services.ops.runs(now - timedelta(minutes=1))] == ["housekeeping"]
+
+
+class TestPoisonTimer:
+    def test_the_poison_queue_goes_into_the_book_and_what_waits_is_logged(
+        self, functions, use, queue, caplog
+    ) -> None:
+        services = use()
+        queue.send([ev(1)])
+        (message,) = queue.receive()
+        queue.to_poison(message, "unmatched: no member")
+        with caplog.at_level(logging.INFO, "dynamics_bridge.jobs"):
+            functions["poison"](TimerRequest(past_due=False))
+        assert queue.depth()["poison"] == 0
+        assert services.poison_book.count(PoisonFilter()) == 1
+        (line,) = [r for r in caplog.records if "poison waiting" in r.getMessage()]
+        assert line.levelno == logging.WARNING
+        assert line.getMessage() == "poison waiting: 1 message(s), oldest 0 minutes"
+        assert (line.poison_waiting, line.poison_oldest_minutes) == (1, 0)
+
+    def test_an_empty_book_logs_no_warning(self, functions, use, caplog) -> None:
+        use()
+        with caplog.at_level(logging.INFO, "dynamics_bridge.jobs"):
+            functions["poison"](TimerRequest(past_due=False))
+        levels = {r.levelno for r in caplog.records if "poison" in r.getMessage()}
+        assert levels == {logging.INFO}
 
 
 class TestHealth:

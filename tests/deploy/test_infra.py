@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from dynamics_bridge.app.jobs import JOBS
+from dynamics_bridge.app.jobs import DATAVERSE_JOBS, JOBS
 from dynamics_bridge.hosting import (
     DATAVERSE_CONCURRENT_LIMIT,
     dataverse_concurrency,
@@ -26,6 +26,7 @@ pycep = pytest.importorskip("pycep", reason="pycep-parser is a dev dependency")
 #: Secret settings that are deliberately not in Azure, and why.
 NOT_IN_AZURE = {
     "BRIDGE_QUEUE__CONNECTION_STRING": "the app reaches its queue by managed identity",
+    "BRIDGE_OPS__CONNECTION_STRING": "run history too, at BRIDGE_OPS__ACCOUNT_URL",
     "BRIDGE_DATAVERSE__CERTIFICATE_PASSWORD": "certificate files are not deployed; client secret",
 }
 #: Flex Consumption takes these from functionAppConfig and refuses them as app settings.
@@ -122,6 +123,8 @@ def test_storage_is_used_by_identity_only() -> None:
     assert "AzureWebJobsStorage" not in settings  # no connection string anywhere
     assert "AzureWebJobsStorage__accountName" in settings
     assert "BRIDGE_QUEUE__ACCOUNT_URL" in settings
+    assert settings["BRIDGE_OPS__BACKEND"] == "tables"  # run history outlives a worker
+    assert "BRIDGE_OPS__ACCOUNT_URL" in settings
 
 
 def test_every_secret_is_a_key_vault_reference() -> None:
@@ -169,8 +172,9 @@ def test_concurrency_against_one_app_user_stays_under_dataverses_limit() -> None
         options,
         max_instances=parameters["maximumInstanceCount"]["default"],
         per_process_limit=parameters["dataverseMaxConcurrency"]["default"],
-        timer_jobs=len(JOBS) + 1,  # + the health probe
+        timer_jobs=len(DATAVERSE_JOBS) + 1,  # + the health probe
     )
+    assert set(JOBS) >= DATAVERSE_JOBS
     assert bound == 4 * 8 + 4 + 1
     assert bound <= DATAVERSE_CONCURRENT_LIMIT
 

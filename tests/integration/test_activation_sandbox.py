@@ -528,7 +528,7 @@ def test_segments_push_dry_run_prints_the_diff_table_and_sends_nothing(
     from dynamics_bridge.cli import activation as commands
     from dynamics_bridge.cli import app
 
-    monkeypatch.setattr(commands, "_activation", lambda: world.activation)
+    monkeypatch.setattr(commands, "_activation", lambda dry_run=False: world.activation)
     result = CliRunner().invoke(app, ["segments", "push", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Differences (dry run: nothing sent)" in result.output

@@ -111,48 +111,4 @@ def test_a_message_put_there_by_hand_is_received_with_an_error_not_a_crash(setti
     assert sorted(m.error is None for m in received) == [False, True]
 
 
-def test_poison_replay_against_azure_storage(settings) -> None:
-    from dynamics_bridge.app import poison
-
-    queue = open_queue(settings.queue)
-    queue.send([event(event_id="swish-1"), event(event_id="swish-2")])
-    (message,) = queue.receive(visibility_timeout=30)
-    queue.to_poison(message, "failed: member locked")
-    queue.send([event(event_id="swish-3")])
-    (other,) = queue.receive(visibility_timeout=30)
-    queue.to_poison(other, "unmatched: nobody")
-    entries = poison.list_poison(queue)
-    assert sorted(e.reason for e in entries) == ["failed: member locked", "unmatched: nobody"]
-    target = next(e for e in entries if e.reason.startswith("failed"))
-    assert poison.replay(queue, target.message_id) == ["swish-1", "swish-2"]
-    (back,) = queue.receive(visibility_timeout=30)
-    assert [e.to_json() for e in back.events()] == [
-        event(event_id="swish-1").to_json(),
-        event(event_id="swish-2").to_json(),
-    ]
-    assert [e.reason for e in poison.list_poison(queue)] == ["unmatched: nobody"]
-
-
-def test_the_poison_cli_works_against_azure_storage(settings, azurite, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from dynamics_bridge.cli import app
-
-    queue = open_queue(settings.queue)
-    queue.send([event(event_id="swish-9")])
-    (message,) = queue.receive(visibility_timeout=30)
-    queue.to_poison(message, "unmatched: no member with mbr_memberno = '999999'")
-    monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")
-    monkeypatch.setenv("BRIDGE_QUEUE__CONNECTION_STRING", azurite)
-    monkeypatch.setenv("BRIDGE_QUEUE__NAME", settings.queue.name)
-    runner = CliRunner()
-    listed = runner.invoke(app, ["poison", "list", "--json"])
-    assert listed.exit_code == 0, listed.output
-    (line,) = [json.loads(x) for x in listed.stdout.splitlines()]
-    assert line["event_ids"] == ["swish-9"]
-    replayed = runner.invoke(app, ["poison", "replay", line["message_id"]])
-    assert replayed.exit_code == 0, replayed.output
-    assert "replayed 1 event(s)" in replayed.stdout
-    missing = runner.invoke(app, ["poison", "purge", line["message_id"]])
-    assert missing.exit_code == 2
-    assert "no poison message" in missing.stderr
+# Poison replay and the poison CLI against Azure Storage: tests/integration/test_poison_book.py

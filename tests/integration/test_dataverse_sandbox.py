@@ -137,7 +137,9 @@ def test_a_choice_value_missing_in_dataverse_is_reported_then_added_by_provision
     options = MAPPING.choices["payment_status"].options.items()
     word = next(w for w, o in options if o.value == dropped["Value"])
     assert check_metadata(client, MAPPING) == [
-        f"contact.mbr_paymentstatus: choice value {dropped['Value']} ({word}) does not exist"
+        f"contact.mbr_paymentstatus: choice value {dropped['Value']} ({word}) not found: "
+        "run `dynamics-bridge provision` "
+        f"(the mapping: choices.payment_status.options.{word})"
     ]
     steps = plan(client, MAPPING)
     assert [(s.kind, s.body["Value"]) for s in steps] == [("option", dropped["Value"])]
@@ -353,7 +355,10 @@ def test_change_tracking_reports_changes_and_deletions(client) -> None:
 def declare_member_key(client: DataverseClient) -> None:
     """Just the alternate key create-only needs: one request, not a whole provisioning."""
     client.schema.create_alternate_key(
-        "contact", alternate_key_body("mbr_memberno_key", ["mbr_memberno"])
+        "contact",
+        alternate_key_body(
+            "mbr_memberno_key", ["mbr_memberno"], languages=client.schema.base_language()
+        ),
     )
 
 

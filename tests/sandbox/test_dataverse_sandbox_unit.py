@@ -37,7 +37,7 @@ def call(box: DataverseSandbox, method: str, path: str, body: Any = None, **head
 
 @pytest.fixture
 def box() -> DataverseSandbox:
-    sandbox = DataverseSandbox()
+    sandbox = DataverseSandbox(base_language=1053)  # the bodies' labels are Swedish only
     sandbox.define_entity(json.loads(json.dumps(CONTACT)))
     call(
         sandbox,

@@ -1,5 +1,7 @@
 """Start Azurite (the Azure Storage emulator, installed by npm into ./node_modules) on free ports.
 
+The queue service always; the table service beside it when asked (``tables=True``).
+
 Used by the integration tests and the benchmarks; listens on 127.0.0.1 only, keeps its data in
 memory and is stopped when the context exits.
 """
@@ -37,7 +39,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def connection_string(queue_port: int, blob_port: int | None = None) -> str:
+def connection_string(
+    queue_port: int, blob_port: int | None = None, table_port: int | None = None
+) -> str:
     parts = [
         "DefaultEndpointsProtocol=http",
         "AccountName=devstoreaccount1",
@@ -46,20 +50,39 @@ def connection_string(queue_port: int, blob_port: int | None = None) -> str:
     ]
     if blob_port is not None:
         parts.append(f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1")
+    if table_port is not None:
+        parts.append(f"TableEndpoint=http://127.0.0.1:{table_port}/devstoreaccount1")
     return ";".join(parts) + ";"
 
 
 @contextlib.contextmanager
-def run_azurite(binary: Path, *, timeout: float = 30.0) -> Iterator[str]:
-    """Run the queue service on a free port; yields its connection string."""
+def run_azurite(binary: Path, *, tables: bool = False, timeout: float = 30.0) -> Iterator[str]:
+    """Run the queue service on a free port (and with ``tables`` the table service beside it, from
+    the ``azurite-table`` next to ``binary``); yields the connection string naming both."""
+    with contextlib.ExitStack() as stack:
+        queue_port = stack.enter_context(_serve(binary, "queue", timeout))
+        table_port = None
+        if tables:
+            sibling = binary.with_name("azurite-table")
+            found = shutil.which("azurite-table")
+            table_binary = sibling if sibling.exists() else Path(found) if found else None
+            if table_binary is None:
+                raise RuntimeError(f"azurite-table is not installed beside {binary}")
+            table_port = stack.enter_context(_serve(table_binary, "table", timeout))
+        yield connection_string(queue_port, table_port=table_port)
+
+
+@contextlib.contextmanager
+def _serve(binary: Path, service: str, timeout: float) -> Iterator[int]:
+    """One Azurite service (``queue`` or ``table``) on a free port, in memory; yields the port."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="azurite-")
     process = subprocess.Popen(
         [
             str(binary),
-            "--queueHost",
+            f"--{service}Host",
             "127.0.0.1",
-            "--queuePort",
+            f"--{service}Port",
             str(port),
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
@@ -81,7 +104,7 @@ def run_azurite(binary: Path, *, timeout: float = 30.0) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"azurite did not open 127.0.0.1:{port} in {timeout}s")
             time.sleep(0.1)
-        yield connection_string(port)
+        yield port
     finally:
         process.terminate()
         try:

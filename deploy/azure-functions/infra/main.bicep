@@ -90,6 +90,35 @@ param extraAppSettings object = {}
 @description('Second deployment, after `func azure functionapp publish`: subscribe the Bankgirot blob function to Event Grid (its webhook key exists only once the code runs).')
 param createBlobEventSubscription bool = false
 
+// Alerts (README "Operations"): each goes to an action group that already exists (the union's
+// on-call e-mail or Teams hook); without one no alert rule is made.
+@description('Resource id of an existing action group the alerts notify (/subscriptions/.../resourceGroups/.../providers/microsoft.insights/actionGroups/<name>). Empty: no alert rules.')
+param actionGroupId string = ''
+@description('Alert when the oldest poison message has waited longer than this (minutes), as the poison timer logs it.')
+@minValue(1)
+param poisonAlertMinutes int = 15
+@description('Alert when more function runs than this failed within 15 minutes (a queue run that throws is retried, so a few under Dataverse throttling are normal).')
+@minValue(0)
+param failedRunsThreshold int = 5
+@description('Second deployment, after `func azure functionapp publish`: an availability test calls /api/health with the host\'s default function key (it exists only once the code runs) and alerts when it is red. Needs actionGroupId.')
+param monitorHealth bool = false
+@description('Availability test locations (West Europe, North Europe, UK South); the health alert fires when at least two fail.')
+param healthTestLocations array = [
+  'emea-nl-ams-azr'
+  'emea-gb-db3-azr'
+  'emea-ru-msa-edge'
+]
+
+// The console (README "Console"): App Service Authentication with Entra ID in front of the
+// whole app; the webhooks, the health probe and the Functions runtime's own webhooks stay open
+// (they authenticate themselves). The console trusts the X-MS-CLIENT-PRINCIPAL header only
+// because this front door sets it.
+@description('Client id of the Entra ID app registration the console signs in with (ID tokens enabled, redirect https://<app>/.auth/login/aad/callback, groups claim on). Empty: no App Service Authentication, and the console is not served in Azure.')
+param consoleClientId string = ''
+@description('Object id of the Entra ID group allowed into the console (its members only).')
+param consoleAllowedGroupId string = ''
+param consoleTenantId string = subscription().tenantId
+
 var suffix = uniqueString(resourceGroup().id, appName)
 // Both names are global: keep all 13 characters of the unique suffix (storage: 3-24 lower-case
 // letters and digits; vault: 3-24, letters, digits and single hyphens, ending in a letter or digit).
@@ -296,6 +325,8 @@ var coreSettings = {
   BRIDGE_QUEUE__BACKEND: 'azure'
   BRIDGE_QUEUE__ACCOUNT_URL: storage.properties.primaryEndpoints.queue
   BRIDGE_QUEUE__NAME: queueName
+  BRIDGE_OPS__BACKEND: 'tables'
+  BRIDGE_OPS__ACCOUNT_URL: storage.properties.primaryEndpoints.table
   BRIDGE_DATAVERSE__URL: dataverseUrl
   BRIDGE_DATAVERSE__TENANT_ID: dataverseTenantId
   BRIDGE_DATAVERSE__CLIENT_ID: dataverseClientId
@@ -338,12 +369,19 @@ var sparCaSettings = (sparPinCa && !empty(sparEndpoint)) ? {
   BRIDGE_SPAR__CA_PEM: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${secrets.BRIDGE_SPAR__CA_PEM})'
 } : {}
 
+// The console trusts the X-MS-CLIENT-PRINCIPAL header only with App Service Authentication in
+// front (the auth resource below), and lets in the members of the allowed group.
+var consoleSettings = empty(consoleClientId) ? {} : {
+  BRIDGE_CONSOLE__AUTH: 'easyauth'
+  BRIDGE_CONSOLE__ALLOWED_GROUPS: consoleAllowedGroupId
+}
+
 // After the role assignments: Key Vault references resolve with the identity. The template's
 // settings come last in union(), so they win over a key of the same name in extraAppSettings.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(extraAppSettings, coreSettings, appUserSettings, apsisSettings, sparSettings, sparCaSettings)
+  properties: union(extraAppSettings, coreSettings, appUserSettings, apsisSettings, sparSettings, sparCaSettings, consoleSettings)
   dependsOn: [
     storageRoles
     vaultRole
@@ -377,6 +415,241 @@ resource blobSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2
       subjectBeginsWith: '/blobServices/default/containers/${incomingContainer}/'
     }
     eventDeliverySchema: 'EventGridSchema'
+  }
+}
+
+// --- Alerts ---------------------------------------------------------------------------------
+// Log alerts query Application Insights (classic table names: traces, requests). The bridge's
+// log lines are JSON in traces.message (dynamics_bridge.logs); structured fields are read from
+// customDimensions first, then from that JSON, then from the text itself.
+var alerting = !empty(actionGroupId)
+var alertActions = {
+  actionGroups: [
+    actionGroupId
+  ]
+}
+
+// The poison timer logs `poison waiting: N message(s), oldest M minutes` (poison_waiting,
+// poison_oldest_minutes) while the poison book holds unhandled messages. One row per such line
+// (no summarize: over no rows it would still return one, and the Count would fire).
+var poisonQuery = '''
+traces
+| where message has "poison waiting"
+| extend line = parse_json(message)
+| extend waiting = toint(coalesce(tostring(customDimensions.poison_waiting), tostring(line.poison_waiting), extract(@"poison waiting: (\d+)", 1, message)))
+| extend oldest_minutes = toint(coalesce(tostring(customDimensions.poison_oldest_minutes), tostring(line.poison_oldest_minutes), extract(@"oldest (\d+) minute", 1, message)))
+| where oldest_minutes > {0}
+| project timestamp, waiting, oldest_minutes
+'''
+
+// Failed runs of any function but the health probe (its own alert says why it is red).
+var failedRunsQuery = '''
+requests
+| where success == false and operation_Name != "health"
+| summarize failures = count() by operation_Name
+'''
+
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (alerting) {
+  name: 'alert-${appName}-poison-waiting'
+  location: location
+  kind: 'LogAlert'
+  properties: {
+    displayName: '${appName}: poison messages waiting over ${poisonAlertMinutes} minutes'
+    description: 'Payment events failed five times and wait in the poison book. Open the console\'s Poison page: read the reason, fix the cause (unknown member number, mapping), then replay or purge.'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT30M'
+    criteria: {
+      allOf: [
+        {
+          query: format(poisonQuery, poisonAlertMinutes)
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: alertActions
+  }
+}
+
+resource failedRunsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (alerting) {
+  name: 'alert-${appName}-failed-runs'
+  location: location
+  kind: 'LogAlert'
+  properties: {
+    displayName: '${appName}: failed function runs'
+    description: 'More than ${failedRunsThreshold} runs of one function failed in 15 minutes. Look at the console\'s Overview (last runs, health) and the exceptions in Application Insights.'
+    severity: 2
+    enabled: true
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: failedRunsQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'failures'
+          dimensions: [
+            {
+              name: 'operation_Name'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: failedRunsThreshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: alertActions
+  }
+}
+
+// Health red: /api/health answers 503 when the vault, the settings, the queue or Dataverse fail.
+// The standard availability test sends the host's default function key in a header; the key is
+// then readable by whoever may read the test (Reader on the resource group).
+resource healthTest 'Microsoft.Insights/webtests@2022-06-15' = if (alerting && monitorHealth) {
+  name: 'webtest-${appName}-health'
+  location: location
+  kind: 'standard'
+  tags: {
+    'hidden-link:${insights.id}': 'Resource'
+  }
+  properties: {
+    SyntheticMonitorId: 'webtest-${appName}-health'
+    Name: '${appName} /api/health'
+    Description: 'GET /api/health: 200 when the vault, settings, queue and Dataverse are fine, 503 with the reason otherwise.'
+    Enabled: true
+    Kind: 'standard'
+    Frequency: 300
+    Timeout: 30
+    RetryEnabled: true
+    Locations: [for id in healthTestLocations: {
+      Id: id
+    }]
+    Request: {
+      RequestUrl: 'https://${site.properties.defaultHostName}/api/health'
+      HttpVerb: 'GET'
+      Headers: [
+        {
+          key: 'x-functions-key'
+          value: listKeys('${site.id}/host/default', '2024-04-01').functionKeys.default
+        }
+      ]
+      ParseDependentRequests: false
+      FollowRedirects: false
+    }
+    ValidationRules: {
+      ExpectedHttpStatusCode: 200
+      SSLCheck: true
+      SSLCertRemainingLifetimeCheck: 7
+    }
+  }
+}
+
+resource healthAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = if (alerting && monitorHealth) {
+  name: 'alert-${appName}-health-red'
+  location: 'global'
+  properties: {
+    description: '/api/health is red (503) or unreachable from two test locations. Its JSON names the failing check (key_vault, settings, queue, dataverse) and the console\'s Overview shows the reason.'
+    severity: 1
+    enabled: true
+    scopes: [
+      healthTest.id
+      insights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria'
+      webTestId: healthTest.id
+      componentId: insights.id
+      failedLocationCount: 2
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: actionGroupId
+      }
+    ]
+  }
+}
+
+// --- App Service Authentication (the console) ----------------------------------------------
+// Every path needs an Entra ID sign-in by a member of the allowed group, except those that
+// authenticate themselves: the payment webhooks (signature, callback identifier), the health
+// probe and the Functions runtime's webhooks (function keys; Event Grid delivers Bankgirot
+// blob events to /runtime/webhooks/blobs). excludedPaths takes a trailing /* for a subtree
+// (MicrosoftDocs/azure-docs#86514).
+var authExcludedPaths = [
+  '/api/webhooks/*'
+  '/api/health'
+  '/runtime/webhooks/*'
+]
+
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(consoleClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: authExcludedPaths
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: consoleClientId
+          openIdIssuer: 'https://login.microsoftonline.com/${consoleTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            consoleClientId
+            'api://${consoleClientId}'
+          ]
+          defaultAuthorizationPolicy: {
+            allowedPrincipals: {
+              groups: [
+                consoleAllowedGroupId
+              ]
+            }
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
+      }
+    }
+    httpSettings: {
+      requireHttps: true
+    }
   }
 }
 

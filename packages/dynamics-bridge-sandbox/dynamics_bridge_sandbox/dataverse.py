@@ -345,6 +345,20 @@ def matches(row: dict[str, Any], clauses: Clauses) -> bool:
     return all(str(row.get(column)) in values for column, values in clauses)
 
 
+#: Tables that can be merged: their one-to-many relationships must cascade Merge.
+_MERGEABLE = frozenset({"contact", "account", "lead", "incident"})
+
+
+def _labels(value: Any) -> list[dict[str, Any]]:
+    """Every Label (a dict with ``LocalizedLabels``) inside a metadata body."""
+    if isinstance(value, list):
+        return [found for item in value for found in _labels(item)]
+    if not isinstance(value, dict):
+        return []
+    own = [value] if "LocalizedLabels" in value else []
+    return own + [found for k, v in value.items() if k != "LocalizedLabels" for found in _labels(v)]
+
+
 class DataverseSandbox:
     def __init__(
         self,
@@ -352,8 +366,15 @@ class DataverseSandbox:
         *,
         base_url: str = "https://127.0.0.1",
         limits: Limits | None = None,
+        base_language: int = 1033,
     ) -> None:
         self.base_url = base_url
+        #: The environment's base language: every label of a metadata create needs a text in it.
+        self.base_language = base_language
+        #: Solutions by unique name → their publisher (``customizationprefix``,
+        #: ``customizationoptionvalueprefix``); metadata written into one must follow it.
+        self.solutions: dict[str, dict[str, Any]] = {}
+        self.add_solution("MemberBridge", publisher="memberbridge", prefix="mbr")
         self.limits = limits or Limits()
         self.credentials: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
@@ -377,6 +398,16 @@ class DataverseSandbox:
         self.solution_components: dict[str, list[str]] = {}
 
     # -- app users and metadata -----------------------------------------------------------------
+
+    def add_solution(
+        self, unique_name: str, *, publisher: str, prefix: str, option_value_prefix: int = 10000
+    ) -> None:
+        """A solution and its publisher (option values from ``option_value_prefix`` × 10,000)."""
+        self.solutions[unique_name] = {
+            "uniquename": publisher,
+            "customizationprefix": prefix,
+            "customizationoptionvalueprefix": option_value_prefix,
+        }
 
     def add_app_user(self, client_id: str, secret: str) -> None:
         self.credentials[client_id] = secret
@@ -632,7 +663,11 @@ class DataverseSandbox:
         self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Answer:
         payload = json.loads(body) if body else None
+        if method == "GET" and path in ("organizations", "solutions"):
+            return self._organization(path, params)
         if path.startswith(("EntityDefinitions", "RelationshipDefinitions", "InsertOptionValue")):
+            if method == "POST":
+                self._check_metadata_create(path, payload or {}, headers)
             if path.startswith("EntityDefinitions"):
                 answer = self._metadata(method, path, params, payload)
             elif path == "RelationshipDefinitions" and method == "POST":
@@ -866,6 +901,106 @@ class DataverseSandbox:
             return failure.answer
 
     # -- metadata -------------------------------------------------------------------------------
+
+    def _organization(self, path: str, params: dict[str, str]) -> Answer:
+        """``organizations`` (one row: the base ``languagecode``) and ``solutions`` filtered by
+        ``uniquename eq '...'`` with the publisher expanded (``publisherid``)."""
+        if path == "organizations":
+            row = {"organizationid": "00000000-0000-0000-0000-00000000000a"}
+            return Answer(200, {}, {"value": [{**row, "languagecode": self.base_language}]})
+        wanted = dict(parse_filter(params["$filter"])) if params.get("$filter") else {}
+        names = wanted.get("uniquename")
+        value = [
+            {"uniquename": name, "publisherid": dict(publisher)}
+            for name, publisher in self.solutions.items()
+            if names is None or name in names
+        ]
+        return Answer(200, {}, {"value": value})
+
+    def _check_metadata_create(
+        self, path: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        """Refuse what Dataverse refuses in a metadata create (the rules, with their sources, are
+        in :mod:`dynamics_bridge.dataverse.metadata`): a label without the base language, a
+        yes/no column without its two options, a date-only format with a user-local behaviour
+        (Dataverse accepts that one and then shifts dates; the sandbox refuses it so a test
+        catches it), a relationship to a mergeable table whose
+        Merge does not cascade, and, inside a solution, names without the publisher's prefix
+        and choice values outside its option value range."""
+        for found in _labels(payload):
+            codes = {int(x.get("LanguageCode") or 0) for x in found.get("LocalizedLabels") or []}
+            if self.base_language not in codes:
+                texts = [x.get("Label") for x in found.get("LocalizedLabels") or []]
+                raise Failure(
+                    400,
+                    "0x80040203",
+                    f"The label for base language code {self.base_language} is not set "
+                    f"(label {texts!r} has {sorted(codes)}).",
+                )
+        attributes = [payload, *(payload.get("Attributes") or [])]
+        if isinstance(payload.get("Lookup"), dict):
+            attributes.append(payload["Lookup"])
+        for attribute in attributes:
+            kind = str(attribute.get("@odata.type", "")).rsplit(".", 1)[-1]
+            if kind == "BooleanAttributeMetadata":
+                option_set = attribute.get("OptionSet") or {}
+                if not (option_set.get("TrueOption") and option_set.get("FalseOption")):
+                    raise Failure(
+                        400,
+                        "0x80040203",
+                        f"Attribute {attribute.get('SchemaName')}: a Boolean attribute needs an "
+                        "OptionSet (BooleanOptionSetMetadata) with TrueOption and FalseOption.",
+                    )
+            if kind == "DateTimeAttributeMetadata" and attribute.get("Format") == "DateOnly":
+                behaviour = (attribute.get("DateTimeBehavior") or {}).get("Value") or "UserLocal"
+                if behaviour != "DateOnly":
+                    raise Failure(
+                        400,
+                        "0x80040203",
+                        f"Attribute {attribute.get('SchemaName')}: Format DateOnly with "
+                        f"DateTimeBehavior {behaviour} stores local midnight as UTC (dates read "
+                        "back a day early east of UTC); send DateTimeBehavior DateOnly.",
+                    )
+        if path == "RelationshipDefinitions":
+            referenced = str(payload.get("ReferencedEntity") or "")
+            merge = (payload.get("CascadeConfiguration") or {}).get("Merge")
+            if referenced in _MERGEABLE and merge != "Cascade":
+                raise Failure(
+                    400,
+                    "0x80040203",
+                    f"Merge cascade type {merge} is not valid for relationship "
+                    f"{payload.get('SchemaName')}: for a referenced entity that can be merged "
+                    f"({referenced}) Cascade is the only valid option.",
+                )
+        solution = headers.get("MSCRM.SolutionUniqueName") or payload.get("SolutionUniqueName")
+        publisher = self.solutions.get(str(solution)) if solution else None
+        if publisher is None:
+            return
+        prefix = str(publisher["customizationprefix"]).lower() + "_"
+        names = [a.get("SchemaName") for a in attributes] + (
+            [payload.get("SchemaName")] if path == "RelationshipDefinitions" else []
+        )
+        for name in names:
+            if path != "InsertOptionValue" and name and not str(name).lower().startswith(prefix):
+                raise Failure(
+                    400,
+                    "0x80040203",
+                    f"The schema name {name} does not start with the customization prefix "
+                    f"{prefix} of solution {solution}'s publisher.",
+                )
+        start = int(publisher["customizationoptionvalueprefix"]) * 10_000
+        values = [payload.get("Value")] if path == "InsertOptionValue" else []
+        for attribute in attributes:
+            options = (attribute.get("OptionSet") or {}).get("Options") or []
+            values += [o.get("Value") for o in options]
+        for value in values:
+            if value is not None and not start <= int(value) < start + 10_000:
+                raise Failure(
+                    400,
+                    "0x80040203",
+                    f"The option value {value} is outside the range {start}-{start + 9999} of "
+                    f"solution {solution}'s publisher (option value prefix {start // 10_000}).",
+                )
 
     def _metadata(self, method: str, path: str, params: dict[str, str], payload: Any) -> Answer:
         m = re.match(

@@ -200,6 +200,7 @@ def run_sandbox(
     app_users: int = 1,
     users: dict[str, str] | None = None,
     certificates: Path | None = None,
+    base_language: int = 1033,
 ) -> Iterator[SandboxInfo]:
     """The sandbox on ``https://127.0.0.1:<port>`` until the block ends, with ``app_users``
     application users registered (the first in the single-user settings, the others in
@@ -207,7 +208,8 @@ def run_sandbox(
 
     ``users`` (client id → secret, first the primary) are registered as they are, new ones made
     up to ``app_users``; ``certificates`` is a directory whose CA is kept (a throwaway one by
-    default). The CLI passes both from its state directory so a restart changes nothing."""
+    default). The CLI passes both from its state directory so a restart changes nothing.
+    ``base_language``: the environment's base language (labels must carry it)."""
     if app_users < 1:
         raise ValueError("app_users must be at least 1")
     known = dict(users or {})
@@ -223,7 +225,10 @@ def run_sandbox(
         )
         limits = limits or Limits()
         box = DataverseSandbox(
-            str(db_path) if db_path else ":memory:", base_url=server.url, limits=limits
+            str(db_path) if db_path else ":memory:",
+            base_url=server.url,
+            limits=limits,
+            base_language=base_language,
         )
         if box.entity("contact") is None:
             box.define_entity(json.loads(json.dumps(CONTACT)))

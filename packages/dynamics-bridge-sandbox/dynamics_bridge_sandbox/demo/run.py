@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ from dynamics_bridge.app.ingest import ingest_file
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
+from dynamics_bridge.ops.memory import InMemoryOpsStore
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import Settings, load_settings
 from dynamics_bridge.sources.ocr import make_reference
@@ -101,8 +103,16 @@ def _files(directory: Path, numbers: list[str]) -> list[Path]:
     return [spec, bgmax]
 
 
-def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
-    """Sandbox up, provision, seed, deliver every input twice, sync, and count what landed."""
+def run_demo(
+    workdir: Path,
+    *,
+    members: int = 300,
+    then: Callable[[Services], None] | None = None,
+) -> DemoReport:
+    """Sandbox up, provision, seed, deliver every input twice, sync, and count what landed.
+
+    ``then(services)`` runs last, while the sandbox still runs (``dynamics-bridge console
+    --demo`` serves the console over the demo's day until it is stopped)."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -121,6 +131,7 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
             },
         )
         queue = InMemoryQueue(settings.queue.name)
+        ops = InMemoryOpsStore()  # the day's run history: files here, the sync's messages below
         # The function app's wiring builds the client; the sync below runs its queue trigger.
         client = Services(settings, mapping=mapping, queue=queue).dataverse
         numbers = prepare_register(client, mapping, members)
@@ -134,7 +145,7 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         report.deliveries = intake.deliveries
         report.answers.update({str(k): v for k, v in intake.answers.items()})
         for path in _files(workdir / "inputs", numbers[half:]) * 2:  # files arrive twice too
-            ingest_file(path, queue=queue, settings=settings.bankgirot)
+            ingest_file(path, queue=queue, settings=settings.bankgirot, ops=ops)
             report.files_ingested += 1
         queued = queue.peek_events()
         report.queued_events = len(queued)
@@ -148,7 +159,12 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         # trigger two concurrent runs raced for (a member's ETag moved under its claim) waits
         # for it, so the summary is the same on every run.
         services = Services(
-            settings, mapping=mapping, queue=queue, dataverse=client, activation=activation
+            settings,
+            mapping=mapping,
+            queue=queue,
+            dataverse=client,
+            activation=activation,
+            ops=ops,
         )
         sync = services.sync(once=True)
         if activation is not None:
@@ -177,4 +193,6 @@ def run_demo(workdir: Path, *, members: int = 300) -> DemoReport:
         report.dataverse_rows = {"members": len(rows), "payments": payments}
         report.apsis = run_apsis_demo(activation, apsis)
         report.spar = run_spar_demo(client, mapping, numbers)
+        if then is not None:
+            then(services)
     return report

@@ -1,0 +1,445 @@
+"""One check of the whole configuration, for every way in: ``dynamics-bridge check``, the
+function app's ``/api/health`` and the timers (and the console's Mapping page).
+
+It reports every problem in one run, each as a :class:`Finding` (where, what is wrong, what to
+do; an error or a warning), and says which mapping files the folder holds. The offline part
+(settings, the mapping files, the SPAR contract files) costs no call to anyone and is what the
+function app and the timers run at start; ``live=True`` adds the Dataverse metadata and the
+APSIS definitions (what ``check`` runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from dynamics_bridge.errors import BridgeError, ConfigError
+
+if TYPE_CHECKING:
+    from dynamics_bridge.activation.config import ActivationConfig
+    from dynamics_bridge.apsis.port import MarketingPlatform
+    from dynamics_bridge.dataverse.client import DataverseClient
+    from dynamics_bridge.mapping import MappingFile
+    from dynamics_bridge.settings import Settings
+
+__all__ = [
+    "ACTIVATION_FILES",
+    "MAPPING_FILE",
+    "CheckReport",
+    "Finding",
+    "run_check",
+]
+
+log = logging.getLogger("dynamics_bridge.check")
+
+Severity = Literal["error", "warning"]
+#: What a finding is about: a job refuses to run on an error in an area it needs.
+Area = Literal["settings", "mappings", "dataverse", "apsis", "spar"]
+
+MAPPING_FILE = "dataverse.yaml"
+ACTIVATION_FILES = ("apsis.yaml", "triggers.yaml", "segments.yaml")
+
+SET_IT = "set it in the environment or .env (in Azure: an application setting of the function app)"
+EDIT_IT = "correct the file (`dynamics-bridge schema` writes the rules for editors)"
+PROVISION = "run `dynamics-bridge provision` to see the plan, then `provision --apply`"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: ``where`` is a setting, ``file:line:col`` or a file and entry."""
+
+    severity: Severity
+    area: Area
+    where: str
+    what: str
+    fix: str
+
+    def text(self) -> str:
+        place = f"{self.where}: " if self.where else ""
+        return f"{place}{self.what} (to do: {self.fix})"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "severity": self.severity,
+            "area": self.area,
+            "where": self.where,
+            "what": self.what,
+            "fix": self.fix,
+        }
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Every finding of one run, and which mapping files the folder holds."""
+
+    folder: Path
+    files: dict[str, bool] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    live: bool = False
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def errors_in(self, areas: Iterable[str]) -> list[Finding]:
+        wanted = set(areas)
+        return [f for f in self.errors if f.area in wanted]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "folder": str(self.folder),
+            "files": dict(self.files),
+            "live": self.live,
+            "errors": [f.to_json() for f in self.errors],
+            "warnings": [f.to_json() for f in self.warnings],
+        }
+
+    def add(self, severity: Severity, area: Area, where: str, what: str, fix: str) -> None:
+        self.findings.append(Finding(severity, area, where, what, fix))
+
+    def add_problems(
+        self, problems: Iterable[str], area: Area, fix: str, severity: Severity = "error"
+    ) -> None:
+        """Findings from ``place: message`` strings (ConfigError's problems)."""
+        for problem in problems:
+            where, what = split_problem(problem)
+            self.add(severity, area, where, what, fix)
+
+
+_FILE_PLACE = re.compile(r"^(?P<where>.+?:\d+:\d+): (?P<what>.*)$", re.DOTALL)
+_ENTRY_PLACE = re.compile(r"^(?P<where>[^\s:]+\.yaml: [^\s:]+): (?P<what>.*)$", re.DOTALL)
+_SETTING_PLACE = re.compile(r"^(?P<where>BRIDGE_\w+(?: \([^)]*\))?): (?P<what>.*)$", re.DOTALL)
+
+
+def split_problem(problem: str) -> tuple[str, str]:
+    """``(where, what)`` of one problem: ``file:line:col``, ``file.yaml: entry`` or a setting."""
+    for pattern in (_FILE_PLACE, _ENTRY_PLACE, _SETTING_PLACE):
+        if found := pattern.match(problem):
+            return found.group("where"), found.group("what")
+    return "", problem
+
+
+def run_check(
+    settings: Settings | None = None,
+    *,
+    mapping_path: Path | str | None = None,
+    live: bool = True,
+    need_dataverse: bool = True,
+    wiring: Callable[[Settings], Wiring] | None = None,
+    dataverse: Callable[[], DataverseClient] | None = None,
+    marketing: Callable[[ActivationConfig], MarketingPlatform | None] | None = None,
+) -> CheckReport:
+    """Check everything ``settings`` (default: the environment) and the mappings folder name.
+
+    ``mapping_path``: a dataverse.yaml elsewhere (its folder then holds the other files).
+    ``need_dataverse=False``: the caller brings its own Dataverse client (tests, the demo), so
+    the Dataverse settings are not required. ``wiring``: the
+    :class:`~dynamics_bridge.app.wiring.Services` over these settings, which builds the SPAR
+    client (its contract files are parsed) and the live part's clients; without it those are
+    not checked. ``dataverse``/``marketing`` override the wiring's clients (tests)."""
+    from dynamics_bridge.settings import load_settings
+
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            settings = None
+            problems = exc.problems
+        else:
+            problems = []
+    else:
+        problems = []
+    folder = _folder(settings, mapping_path)
+    report = CheckReport(folder=folder, live=live)
+    report.add_problems(problems, "settings", SET_IT)
+    mapping_file = Path(mapping_path) if mapping_path is not None else folder / MAPPING_FILE
+    report.files = {
+        MAPPING_FILE: mapping_file.is_file(),
+        **{name: (folder / name).is_file() for name in ACTIVATION_FILES},
+    }
+    built: Wiring | None = None
+    if settings is not None and wiring is not None:
+        built = wiring(settings)
+    if settings is not None:
+        _settings_findings(report, settings, need_dataverse=need_dataverse)
+        _spar_findings(report, settings, built)
+    mapping = _mapping(report, mapping_file)
+    config = _activation(report, mapping, folder)
+    if not live or settings is None or mapping is None:
+        return report
+    if dataverse is None and built is not None and settings.dataverse.configured:
+        dataverse = built.dataverse_probe  # one attempt, a short timeout
+    if marketing is None and built is not None and _apsis_credentials(settings):
+        marketing = built.apsis_platform_for
+    if dataverse is not None:
+        _dataverse_findings(report, mapping, dataverse)
+    if config is not None and marketing is not None:
+        _apsis_findings(report, config, marketing)
+    return report
+
+
+class Wiring(Protocol):
+    """What the check asks of :class:`~dynamics_bridge.app.wiring.Services`."""
+
+    def dataverse_probe(self) -> DataverseClient: ...
+
+    @property
+    def spar(self) -> Any: ...
+
+    def apsis_platform_for(self, config: ActivationConfig) -> MarketingPlatform | None: ...
+
+
+def _apsis_credentials(settings: Settings) -> bool:
+    return bool(settings.apsis.client_id and settings.apsis.client_secret)
+
+
+def _folder(settings: Settings | None, mapping_path: Path | str | None) -> Path:
+    if mapping_path is not None:
+        return Path(mapping_path).parent
+    if settings is not None:
+        return settings.mappings
+    from dynamics_bridge.mapping.loader import MAPPINGS_DIR
+
+    chosen = os.environ.get("BRIDGE_MAPPINGS_DIR")  # settings failed: read it as they would
+    return Path(chosen) if chosen else MAPPINGS_DIR
+
+
+def _settings_findings(report: CheckReport, settings: Settings, *, need_dataverse: bool) -> None:
+    if need_dataverse:
+        report.add_problems(settings.dataverse.problems(), "dataverse", SET_IT)
+    apsis = settings.apsis
+    if bool(apsis.client_id) != bool(apsis.client_secret):
+        missing = "CLIENT_SECRET" if apsis.client_id else "CLIENT_ID"
+        report.add(
+            "error",
+            "apsis",
+            f"BRIDGE_APSIS__{missing}",
+            "required with the other half of the APSIS API key",
+            SET_IT + "; or unset both to run without APSIS",
+        )
+    # Warnings: a union without Swish (or Bankgirot files) needs neither, but one with it must
+    # learn here, not from refused input.
+    report.add_problems(
+        settings.swish.problems() + settings.bankgirot.problems(),
+        "settings",
+        SET_IT + " if the union uses it",
+        severity="warning",
+    )
+
+
+def _spar_findings(report: CheckReport, settings: Settings, wiring: Wiring | None) -> None:
+    """SPAR, when any of its settings is set: what a lookup needs, and the contract files
+    (the WSDL exists and parses with its schemas, read from disk only)."""
+    spar = settings.spar
+    named = ("endpoint", "customer_number", "assignment_id", "end_user_id", "wsdl_path")
+    if not any(getattr(spar, name) for name in named):
+        return
+    missing = spar.problems() + spar.contract_problems()
+    if missing:
+        report.add_problems(missing, "spar", SET_IT)
+        return
+    if wiring is None:
+        return
+    try:
+        wiring.spar  # noqa: B018 - built: parses the WSDL and schemas, asks SPAR nothing
+    except ConfigError as exc:
+        report.add_problems(
+            exc.problems,
+            "spar",
+            "point BRIDGE_SPAR__WSDL_PATH at the personsok.wsdl SPAR gave you, with its "
+            "schemas beside it (BRIDGE_SPAR__SCHEMA_ROOT)",
+        )
+    except BridgeError as exc:
+        report.add("error", "spar", "BRIDGE_SPAR__*", str(exc), SET_IT)
+
+
+def _mapping(report: CheckReport, path: Path) -> MappingFile | None:
+    from dynamics_bridge.mapping import load_mapping
+
+    if not path.is_file():
+        report.add(
+            "error",
+            "mappings",
+            str(path),
+            "the Dataverse mapping is missing",
+            "set BRIDGE_MAPPINGS_DIR to the folder holding dataverse.yaml (or restore the file)",
+        )
+        return None
+    try:
+        return load_mapping(path)
+    except ConfigError as exc:
+        report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
+        return None
+
+
+def _fix_for(problems: list[str]) -> str:
+    if any("not UTF-8" in p for p in problems):
+        return "save the file as UTF-8, then run `dynamics-bridge check` again"
+    return EDIT_IT
+
+
+def _activation(
+    report: CheckReport, mapping: MappingFile | None, folder: Path
+) -> ActivationConfig | None:
+    """The three activation files: all there (read and cross-checked), all absent (activation
+    off: said, not an error), or some missing (an error naming each). Without a valid
+    dataverse.yaml each file present is still read on its own, so its problems show too."""
+    from dynamics_bridge.activation.loader import ACTIVATION_FILES as MODELS
+    from dynamics_bridge.activation.loader import load_activation
+    from dynamics_bridge.mapping.loader import load_config
+
+    present = [name for name in ACTIVATION_FILES if report.files[name]]
+    if not present:
+        report.add(
+            "warning",
+            "mappings",
+            str(folder),
+            "no apsis.yaml, triggers.yaml or segments.yaml: triggers, segments and reminders "
+            "are off",
+            "add the three files to use APSIS One",
+        )
+        return None
+    if len(present) < len(ACTIVATION_FILES):
+        for name in ACTIVATION_FILES:
+            if not report.files[name]:
+                report.add(
+                    "error",
+                    "mappings",
+                    str(folder / name),
+                    f"missing, while {', '.join(present)} "
+                    f"{'is' if len(present) == 1 else 'are'} there: the three go together",
+                    f"restore {name} (the bridge's mappings/{name} is a start), or remove all "
+                    "three to run without APSIS",
+                )
+    if mapping is None or len(present) < len(ACTIVATION_FILES):
+        for name in present:
+            try:
+                load_config(
+                    MODELS[name.removesuffix(".yaml")],
+                    folder / name,
+                    prefix=mapping.publisher_prefix if mapping else None,
+                )
+            except ConfigError as exc:
+                report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
+        return None
+    try:
+        return load_activation(mapping, folder)
+    except ConfigError as exc:
+        report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
+        return None
+
+
+def _dataverse_findings(
+    report: CheckReport, mapping: MappingFile, dataverse: Callable[[], DataverseClient]
+) -> None:
+    from dynamics_bridge.dataverse.provision import check_metadata
+
+    try:
+        client = dataverse()
+        problems = check_metadata(client, mapping)
+    except BridgeError as exc:
+        report.add(
+            "error",
+            "dataverse",
+            "Dataverse",
+            f"not reachable: {_one_line(str(exc))}",
+            "check BRIDGE_DATAVERSE__URL, the app user (tenant, client id, secret) and the "
+            "network; the app user needs a security role in the environment",
+        )
+        return
+    for problem in problems:
+        where, _, what = problem.partition(": ")
+        report.add("error", "dataverse", f"Dataverse: {where}", what or problem, PROVISION)
+
+
+def _apsis_findings(
+    report: CheckReport,
+    config: ActivationConfig,
+    marketing: Callable[[ActivationConfig], MarketingPlatform | None],
+) -> None:
+    from dynamics_bridge.activation.service import check_apsis
+
+    fix = "create it in APSIS One (Data model), or correct apsis.yaml"
+    try:
+        platform = marketing(config)
+        if platform is None:
+            return
+        report.add_problems(
+            (
+                f"APSIS {p}" if not p.startswith("APSIS") else p
+                for p in check_apsis(platform, config.apsis)
+            ),
+            "apsis",
+            fix,
+        )
+        _event_fields(report, platform, config)
+    except BridgeError as exc:
+        report.add(
+            "error",
+            "apsis",
+            "APSIS",
+            f"not reachable: {_one_line(str(exc))}",
+            "check BRIDGE_APSIS__CLIENT_ID, __CLIENT_SECRET, __BASE_URL and the network",
+        )
+
+
+def _event_fields(
+    report: CheckReport, platform: MarketingPlatform, config: ActivationConfig
+) -> None:
+    """The fields triggers.yaml and segments.yaml send on each event against the fields of the
+    event's current version in APSIS (APSIS refuses unknown ones: ``400 … unknown fields``).
+    A version that does not list its fields is not judged."""
+    client: Any = getattr(platform, "client", None)
+    names: Any = getattr(platform, "names", None)
+    if client is None or names is None:
+        return
+    versions: dict[str, dict[str, Any]] = {}
+    for definition in client.definitions("events"):
+        current = [v for v in definition.get("versions", []) if v.get("deprecated_at") is None]
+        if current:
+            versions[str(definition.get("discriminator"))] = current[-1]
+    sent: list[tuple[str, str, list[str]]] = [
+        (
+            f"triggers.yaml: triggers.{name}.fields",
+            rule.event or name,
+            [str(f) for f in rule.fields],
+        )
+        for name, rule in config.triggers.triggers.items()
+    ] + [
+        (f"segments.yaml: reminders.{name}.fields", reminder.event, list(reminder.fields.values()))
+        for name, reminder in config.segments.reminders.items()
+    ]
+    for where, event, fields in sent:
+        discriminator = names["event_types"].get(event, event)
+        version = versions.get(discriminator)
+        if version is None or not isinstance(version.get("fields"), list):
+            continue
+        defined = {str(f.get("name")) if isinstance(f, dict) else str(f) for f in version["fields"]}
+        if unknown := sorted(set(fields) - defined):
+            report.add(
+                "error",
+                "apsis",
+                where,
+                f"event {event} ({discriminator}) has no field(s) {unknown} in APSIS "
+                f"(it has {sorted(defined)}): APSIS would refuse every such event",
+                "add the field(s) to the event in APSIS One (a new version), or leave them "
+                "out here",
+            )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:400]
