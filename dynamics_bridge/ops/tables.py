@@ -46,6 +46,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from dynamics_bridge._azure import default_credential
 from dynamics_bridge.errors import (
     BridgeError,
     ConfigError,
@@ -289,14 +290,7 @@ class TableOpsStore:
     ) -> TableOpsStore:
         """Connect by identity (in Azure: the app's managed identity; no key in any setting)."""
         if credential is None:
-            try:
-                from azure.identity import DefaultAzureCredential
-            except ImportError:  # pragma: no cover - depends on the installed extras
-                raise ConfigError(
-                    "BRIDGE_OPS__ACCOUNT_URL needs azure-identity: "
-                    "pip install 'dynamics-bridge[functions]'"
-                ) from None
-            credential = DefaultAzureCredential()
+            credential = default_credential("BRIDGE_OPS__ACCOUNT_URL")
         return cls(TableServiceClient(account_url, credential=credential), prefix=prefix, **kwargs)
 
     @classmethod

@@ -13,7 +13,8 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from dynamics_bridge.errors import ConfigError, TransientError
+from dynamics_bridge._azure import default_credential
+from dynamics_bridge.errors import TransientError
 from dynamics_bridge.model import PaymentEvent
 from dynamics_bridge.queue.envelope import encode_messages
 from dynamics_bridge.queue.poison import poison_envelope_text
@@ -63,14 +64,7 @@ class AzureStorageQueue:
     ) -> AzureStorageQueue:
         """Connect by identity (in Azure: the app's managed identity; no key in any setting)."""
         if credential is None:
-            try:
-                from azure.identity import DefaultAzureCredential
-            except ImportError:  # pragma: no cover - depends on the installed extras
-                raise ConfigError(
-                    "BRIDGE_QUEUE__ACCOUNT_URL needs azure-identity: "
-                    "pip install 'dynamics-bridge[functions]'"
-                ) from None
-            credential = DefaultAzureCredential()
+            credential = default_credential("BRIDGE_QUEUE__ACCOUNT_URL")
         return cls(
             QueueClient(account_url, name, credential=credential),
             QueueClient(account_url, poison_name, credential=credential),

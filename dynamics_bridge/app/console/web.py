@@ -184,29 +184,31 @@ def create_app(
             raise InputError(f"days must be one of {allowed}", location="days")
         return int(raw)
 
+    def _chart_page(
+        request: Request, data: dict[str, Any], template: str, **context: Any
+    ) -> Response:
+        """The page, or its JSON beside it (the figures without the drawn chart)."""
+        if request.url.path.endswith(".json"):
+            return JSONResponse({k: v for k, v in data.items() if k != "chart"})
+        return render(request, template, **context)
+
     async def history(request: Request) -> Response:
         days = _days(request, 30, (7, 30, 90))
         data = await run_in_threadpool(lambda: pages.history(services, days=days))
-        if request.url.path.endswith(".json"):
-            return JSONResponse({k: v for k, v in data.items() if k != "chart"})
-        return render(
-            request, "history.html", page="history", h=data, outcomes=list(pages.OUTCOME_COLORS)
-        )
+        outcomes = list(pages.OUTCOME_COLORS)
+        return _chart_page(request, data, "history.html", page="history", h=data, outcomes=outcomes)
 
     async def segments(request: Request) -> Response:
         days = _days(request, 30, (7, 30, 90))
         data = await run_in_threadpool(lambda: pages.segments(services, days=days))
-        if request.url.path.endswith(".json"):
-            return JSONResponse({k: v for k, v in data.items() if k != "chart"})
-        return render(request, "segments.html", page="segments", s=data)
+        return _chart_page(request, data, "segments.html", page="segments", s=data)
 
     async def triggers(request: Request) -> Response:
         days = _days(request, 14, (7, 14, 30, 90))
         data = await run_in_threadpool(lambda: pages.triggers(services, days=days))
-        if request.url.path.endswith(".json"):
-            return JSONResponse({k: v for k, v in data.items() if k != "chart"})
-        return render(
-            request, "triggers.html", page="triggers", t=data, measures=list(pages.MEASURE_COLORS)
+        measures = list(pages.MEASURE_COLORS)
+        return _chart_page(
+            request, data, "triggers.html", page="triggers", t=data, measures=measures
         )
 
     async def mapping(request: Request) -> Response:
