@@ -2,7 +2,9 @@
 
 One read of the members a batch touches, one check for payment rows that already exist, member
 changes computed in memory (no-op columns left out), and one change set per member: its payment
-rows, created create-only under the event-id key, plus one ETag-guarded update of the member. A
+rows, created create-only under the event-id key, plus one ETag-guarded update of the member
+(always: a change set that changes no member column writes its ordering guard back unchanged, so
+concurrent workers on one member serialise on its ETag). A
 replayed event fails its create as a duplicate and rolls its change set back, so nothing is
 applied twice; an ETag conflict re-reads the member and recomputes. Every event gets an outcome.
 
@@ -406,6 +408,14 @@ class Pipeline:
             payments.append((event.event_id, rows[index]))
             touched.update(step.plan.changes)
         net = {c: final.get(c) for c in sorted(touched) if member.values.get(c) != final.get(c)}
+        if not net and (payments or updates):
+            # Every change set carries the member's ETag, even one that changes no member column
+            # (a replay that ends where the member is, a stale row): two workers planning the
+            # same member on one read must not both commit, or the later rows' snapshots and
+            # the member's state drift apart. Writing the ordering guard back unchanged makes
+            # the member's version move, so the other worker conflicts, re-reads and replans.
+            guard = self.mapping.member.ordering_column
+            net = {guard: member.values.get(guard)}
         return WriteUnit(member, payments, net, updates), plans
 
     def _replay_start(

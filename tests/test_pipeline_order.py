@@ -219,3 +219,45 @@ def test_an_event_once_stale_still_asks_for_its_triggers_marked_replayed() -> No
         (newest.event_id, False),
     ]
     assert store.rows[MEMBER] == in_order([late_first_payment, ev("feb", SUCCEEDED, 31), newest])
+
+
+class CutIn(FakeMemberStore):
+    """A store where another worker's whole delivery lands between this one's read and write."""
+
+    def __init__(self) -> None:
+        super().__init__({MEMBER: {"mbr_arrears": 0}})
+        self.other: list[PaymentEvent] = []
+
+    def write(self, units):  # type: ignore[no-untyped-def]
+        if self.other:
+            other, self.other = self.other, []
+            Pipeline(self, MAPPING).apply(other)
+        return super().write(units)
+
+
+def test_two_workers_replaying_late_events_of_one_member_at_once_end_in_order() -> None:
+    # Both replays end where the member already is (no member column changes), yet each
+    # rewrites the later rows' snapshots: only the member's ETag keeps them from both committing.
+    months = [ev("jan", FAILED, 0), ev("feb", FAILED, 20), ev("mar", SUCCEEDED, 40)]
+    newest = ev("apr", FAILED, 60)
+    store = CutIn()
+    Pipeline(store, MAPPING).apply([months[2]])
+    Pipeline(store, MAPPING).apply([newest])
+    store.other = [months[1]]
+    (outcome,) = Pipeline(store, MAPPING).apply([months[0]])
+    assert outcome.outcome is Outcome.APPLIED
+    assert store.rows[MEMBER] == in_order([*months, newest])
+    assert store.rows[MEMBER]["mbr_arrears"] == 500.0
+
+
+def test_a_change_set_that_changes_no_member_column_still_carries_the_members_etag() -> None:
+    # A failure older than the payment that settled it: the member ends where it is, but the
+    # payment's snapshot changes, and that write must still meet the member's ETag.
+    store = fresh()
+    Pipeline(store, MAPPING).apply([ev("mar", SUCCEEDED, 40)])
+    Pipeline(store, MAPPING).apply([ev("apr", FAILED, 60)])
+    columns, version = dict(store.rows[MEMBER]), store.versions[MEMBER]
+    (outcome,) = Pipeline(store, MAPPING).apply([ev("feb", FAILED, 20)])
+    assert outcome.outcome is Outcome.APPLIED
+    assert store.rows[MEMBER] == columns
+    assert store.versions[MEMBER] == version + 1
