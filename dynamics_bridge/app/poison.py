@@ -52,8 +52,9 @@ HOST_MOVED = "host: moved by the Functions host after maxDequeueCount"
 #: Poison-queue messages taken per look (Azure Storage's maximum) and hidden meanwhile (s).
 ABSORB_BATCH = 32
 ABSORB_VISIBILITY = 120
-#: Book records removed per bulk delete.
-STEP = 500
+#: Book records removed per bulk delete (larger steps fill the transactions: 5,000 replayed
+#: 540 records/s from a 40,000-record book on Azurite, 500 did 349/s).
+STEP = 5000
 #: Events gathered before one queue send (split by the queue into as few messages as fit).
 EVENTS_PER_SEND = 2000
 #: Records between two progress reports.

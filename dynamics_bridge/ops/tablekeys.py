@@ -32,6 +32,8 @@ __all__ = [
     "day_pieces",
     "decode_cursor",
     "encode_cursor",
+    "id_partition",
+    "id_prefix_filter",
     "join_text",
     "key_day",
     "key_time",
@@ -97,6 +99,25 @@ def safe_key(text: str) -> str:
     """``text`` made fit for a key (no ``/ \\ # ?`` or control characters): those characters and
     ``%`` are percent-encoded one by one, so a prefix of ``text`` encodes to a prefix."""
     return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
+def id_partition(key: str) -> str:
+    """The id index's partition of a message id's (safe) key: ``i`` and its first character.
+
+    One partition for every id made deletes slow as the book grew (Azurite: 8 ms a delete in a
+    40,000-row partition) and is one hot spot on Table Storage (a partition serves about 2,000
+    entities a second); queue message ids are GUIDs, so hex ids spread over 16 partitions. A
+    prefix of one character or more names exactly one partition, so a prefix look-up is one
+    range query still."""
+    return f"i{key[:1]}"
+
+
+def id_prefix_filter(low: str) -> str:
+    """The id index rows whose key starts with ``low`` (a non-empty safe key prefix)."""
+    return (
+        f"PartitionKey eq {quote(id_partition(low))} and RowKey ge {quote(low)} "
+        f"and RowKey lt {quote(next_prefix(low))}"
+    )
 
 
 def unsafe_key(key: str) -> str:

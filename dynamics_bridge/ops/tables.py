@@ -17,7 +17,8 @@ Tables (``<prefix>`` from settings, created on first use):
   are read from (a count reads one row a day, never the records); newer copies win by a
   sequence number, and housekeeping (:meth:`TableOpsStore.expire`) copies them all again.
 - ``<prefix>poisonids``: message id → where its record is, so a record is found by its id or a
-  unique prefix of it with one range query.
+  unique prefix of it with one range query. Partitioned by the id's first character
+  (:func:`tablekeys.id_partition`), so no partition holds the whole book.
 - ``<prefix>audit``: the audit trail, by day like the runs.
 """
 
@@ -75,10 +76,11 @@ from dynamics_bridge.ops.tablekeys import (
     decode_cursor,
     encode_cursor,
     exact_on_service,
+    id_partition,
+    id_prefix_filter,
     join_text,
     key_day,
     key_time,
-    next_prefix,
     odata_time,
     poison_filter,
     poison_search_props,
@@ -102,7 +104,6 @@ CLOSED_AFTER = timedelta(hours=2)
 ATTEMPTS = 12
 #: Where records were last seen, kept for deletes by id (bounded).
 KNOWN_LIMIT = 250_000
-IDS_PARTITION = "i"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -240,6 +241,15 @@ class _Op:
         if there is None:
             return _Op("create", self.entity, self.add, ())
         return _Op("upsert", self.entity, self.add, there[0])
+
+
+def _id_chunks(items: Iterable[T], key: Callable[[T], str]) -> list[Sequence[T]]:
+    """``items`` in transactions of the id index: grouped by partition (a transaction stays in
+    one), in key order, at most :data:`BATCH` each."""
+    groups: dict[str, list[T]] = {}
+    for item in sorted(items, key=key):
+        groups.setdefault(id_partition(key(item)), []).append(item)
+    return [chunk for group in groups.values() for chunk in _chunks(group, BATCH)]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -488,9 +498,9 @@ class TableOpsStore:
     def _claim_ids(self, records: Sequence[PoisonRecord]) -> dict[str, tuple[str, str]]:
         """Point each id's index row at its new place (before the record is written, so the
         index always covers every record); returns the old places of ids already there."""
-        ordered = sorted(records, key=lambda r: r.message_id)
+        chunks = _id_chunks(records, lambda r: safe_key(r.message_id))
         before: dict[str, tuple[str, str]] = {}
-        for found in self._each(self._claim_chunk, list(_chunks(ordered, BATCH))):
+        for found in self._each(self._claim_chunk, chunks):
             before.update(found)
         return before
 
@@ -498,9 +508,9 @@ class TableOpsStore:
         ids = self._table("poisonids")
         before: dict[str, tuple[str, str]] = {}
         rows = [
-            {"PartitionKey": IDS_PARTITION, "RowKey": safe_key(r.message_id), "p": pk, "r": rk}
+            {"PartitionKey": id_partition(key), "RowKey": key, "p": pk, "r": rk}
             for r in chunk
-            for pk, rk in [_poison_keys(r)]
+            for key, (pk, rk) in [(safe_key(r.message_id), _poison_keys(r))]
         ]
         with _mapped("index poison ids"):
             try:
@@ -512,7 +522,7 @@ class TableOpsStore:
                 try:
                     _again(ids.create_entity, row)
                 except ResourceExistsError:
-                    old = _again(ids.get_entity, IDS_PARTITION, row["RowKey"])
+                    old = _again(ids.get_entity, row["PartitionKey"], row["RowKey"])
                     before[record.message_id] = (str(old["p"]), str(old["r"]))
                     if (old["p"], old["r"]) != (row["p"], row["r"]):
                         _again(ids.upsert_entity, row, mode=UpdateMode.REPLACE)
@@ -701,7 +711,7 @@ class TableOpsStore:
             if mid in self._known:
                 rows.append(self._known[mid])
                 continue
-            index = self._get("poisonids", IDS_PARTITION, safe_key(mid))
+            index = self._index_row(mid)
             if index is not None:
                 rows.append((str(index["p"]), str(index["r"]), None))
         gone = set(self._delete_rows(rows))
@@ -709,32 +719,36 @@ class TableOpsStore:
         missed = [m for m in wanted if m in self._known and self._known[m][:2] not in gone]
         again: list[Located] = []
         for mid in missed:
-            index = self._get("poisonids", IDS_PARTITION, safe_key(mid))
+            index = self._index_row(mid)
             if index is not None and (str(index["p"]), str(index["r"])) != self._known[mid][:2]:
                 again.append((str(index["p"]), str(index["r"]), None))
         gone |= set(self._delete_rows(again))
         self._drop_ids(wanted)
         return len(gone)
 
+    def _index_row(self, message_id: str) -> dict[str, Any] | None:
+        key = safe_key(message_id)
+        return self._get("poisonids", id_partition(key), key)
+
     def _drop_ids(self, message_ids: Sequence[str]) -> None:
         for mid in message_ids:
             self._known.pop(mid, None)
-        keys = sorted(safe_key(m) for m in message_ids)
-        self._each(self._drop_id_chunk, list(_chunks(keys, BATCH)))
+        keys = [safe_key(m) for m in message_ids]
+        self._each(self._drop_id_chunk, _id_chunks(keys, lambda k: k))
 
     def _drop_id_chunk(self, chunk: Sequence[str]) -> None:
         ids = self._table("poisonids")
         with _mapped("drop poison ids"):
             try:
                 ids.submit_transaction(
-                    [("delete", {"PartitionKey": IDS_PARTITION, "RowKey": k}) for k in chunk]
+                    [("delete", {"PartitionKey": id_partition(k), "RowKey": k}) for k in chunk]
                 )
                 return
             except (TableTransactionError, ServiceRequestError, ServiceResponseError):
                 pass  # some were not there (or no answer came): one at a time
             for key in chunk:
                 with contextlib.suppress(ResourceNotFoundError):
-                    _again(ids.delete_entity, IDS_PARTITION, key)
+                    _again(ids.delete_entity, id_partition(key), key)
 
     # --- poison book: reading ----------------------------------------------------------
     def _matching(
@@ -798,15 +812,10 @@ class TableOpsStore:
         key = id_or_prefix.strip()
         if not key:
             raise NotFoundError("no poison message (empty id)")
-        index = self._get("poisonids", IDS_PARTITION, safe_key(key))
+        index = self._index_row(key)
         if index is None:
-            low = safe_key(key)
-            odata = (
-                f"PartitionKey eq {quote(IDS_PARTITION)} and RowKey ge {quote(low)} "
-                f"and RowKey lt {quote(next_prefix(low))}"
-            )
             found: list[dict[str, Any]] = []
-            for row in self._query("poisonids", odata, per_page=100):
+            for row in self._query("poisonids", id_prefix_filter(safe_key(key)), per_page=100):
                 found.append(row)
                 if len(found) > 100:
                     break

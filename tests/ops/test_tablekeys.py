@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -19,6 +21,8 @@ from dynamics_bridge.ops.tablekeys import (
     day_pieces,
     decode_cursor,
     encode_cursor,
+    id_partition,
+    id_prefix_filter,
     join_text,
     key_day,
     key_time,
@@ -60,6 +64,20 @@ def test_safe_keys_round_trip_keep_prefixes_and_lose_forbidden_characters(
     assert not set(key) & set("/\\#?")
     assert safe_key(text + more).startswith(key)
     assert key <= safe_key(text + more) < next_prefix(key)
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(1, 40))
+def test_an_id_and_each_of_its_prefixes_live_in_one_id_index_partition(text: str, cut: int) -> None:
+    key = safe_key(text)
+    prefix = key[: min(cut, len(key))]
+    assert id_partition(prefix) == id_partition(key)
+    assert f"PartitionKey eq {quote(id_partition(key))}" in id_prefix_filter(prefix)
+
+
+def test_queue_message_ids_spread_over_sixteen_id_index_partitions() -> None:
+    rng = random.Random(14)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(200)]
+    assert len({id_partition(safe_key(i)) for i in ids}) == 16
 
 
 @given(st.text(max_size=3 * MAX_PROPERTY_CHARS // 2))
