@@ -23,6 +23,7 @@ from dynamics_bridge.ops.model import PoisonFilter, PoisonRecord
 
 __all__ = [
     "COUNTS_ROW",
+    "ID_SHARD_CHARS",
     "MAX_COMPARISONS",
     "REASON_WORDS",
     "comparisons",
@@ -101,22 +102,30 @@ def safe_key(text: str) -> str:
     return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
 
 
+#: Characters of a message id that name its id index partition.
+ID_SHARD_CHARS = 2
+
+
 def id_partition(key: str) -> str:
-    """The id index's partition of a message id's (safe) key: ``i`` and its first character.
+    """The id index's partition of a message id's (safe) key: ``i`` and its first two
+    characters.
 
     One partition for every id made deletes slow as the book grew (Azurite: 8 ms a delete in a
-    40,000-row partition) and is one hot spot on Table Storage (a partition serves about 2,000
-    entities a second); queue message ids are GUIDs, so hex ids spread over 16 partitions. A
-    prefix of one character or more names exactly one partition, so a prefix look-up is one
-    range query still."""
-    return f"i{key[:1]}"
+    40,000-row partition, and the cost grows with the partition) and is one hot spot on Table
+    Storage (a partition serves about 2,000 entities a second); queue message ids are GUIDs, so
+    hex ids spread over 256 partitions."""
+    return f"i{key[:ID_SHARD_CHARS]}"
 
 
 def id_prefix_filter(low: str) -> str:
-    """The id index rows whose key starts with ``low`` (a non-empty safe key prefix)."""
+    """The id index rows whose key starts with ``low`` (a non-empty safe key prefix): in one
+    partition, or for a one-character prefix a range of partitions; one query either way."""
+    rows = f"RowKey ge {quote(low)} and RowKey lt {quote(next_prefix(low))}"
+    if len(low) >= ID_SHARD_CHARS:
+        return f"PartitionKey eq {quote(id_partition(low))} and {rows}"
+    first = id_partition(low)
     return (
-        f"PartitionKey eq {quote(id_partition(low))} and RowKey ge {quote(low)} "
-        f"and RowKey lt {quote(next_prefix(low))}"
+        f"PartitionKey ge {quote(first)} and PartitionKey lt {quote(next_prefix(first))} and {rows}"
     )
 
 

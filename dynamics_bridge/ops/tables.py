@@ -17,7 +17,7 @@ Tables (``<prefix>`` from settings, created on first use):
   are read from (a count reads one row a day, never the records); newer copies win by a
   sequence number, and housekeeping (:meth:`TableOpsStore.expire`) copies them all again.
 - ``<prefix>poisonids``: message id → where its record is, so a record is found by its id or a
-  unique prefix of it with one range query. Partitioned by the id's first character
+  unique prefix of it with one range query. Partitioned by the id's first two characters
   (:func:`tablekeys.id_partition`), so no partition holds the whole book.
 - ``<prefix>audit``: the audit trail, by day like the runs.
 """
