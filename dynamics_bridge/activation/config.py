@@ -30,6 +30,7 @@ __all__ = [
     "SegmentsFile",
     "TriggerRule",
     "TriggersFile",
+    "Yearly",
     "cross_check",
 ]
 
@@ -136,7 +137,8 @@ class MethodTexts(_Strict):
 
 
 class ReminderText(_Strict):
-    """A reminder's wording, by payment method; ``{date}`` is the date it is about."""
+    """A reminder's wording, by payment method; ``{date}`` is the date it is about, ``{years}``
+    a yearly reminder's count of years (the age, the years of membership)."""
 
     default: str = ""
     by_method: dict[PaymentMethod, str] = Field(default_factory=dict)
@@ -255,7 +257,41 @@ class Step(_Strict):
         return [v] if isinstance(v, int) else v
 
 
-ReminderField = Literal["source_event_id", "member_number", "date", "method", "text"]
+#: The oldest anniversary a yearly reminder looks for (every-year birthdays stop here).
+MAX_YEARS = 120
+
+
+class Yearly(_Strict):
+    """Once a year on a date's anniversary (birthdays, years of membership)."""
+
+    column: str = Field(description="Date member column: a birth date, the day the member joined.")
+    years: list[int] | None = Field(
+        default=None,
+        description="Which anniversaries (1, 5, 10, 25 ...); none: every year from the first.",
+    )
+    catch_up_days: int = Field(
+        default=7, ge=0, le=300, description="A day missed by up to this many days is still sent."
+    )
+    leap_day: Literal["feb28", "mar1"] = Field(
+        default="feb28",
+        description="Where 29 February falls in a year without one: 28 February (the default, "
+        "the last day of the same month) or 1 March.",
+    )
+
+    @field_validator("years", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, int) else v
+
+    @field_validator("years")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1 or max(v) > MAX_YEARS):
+            raise ValueError(f"anniversaries are between 1 and {MAX_YEARS} years")
+        return sorted(set(v)) if v is not None else None
+
+
+ReminderField = Literal["source_event_id", "member_number", "date", "method", "text", "years"]
 
 
 def _default_reminder_fields() -> dict[ReminderField, str]:
@@ -263,11 +299,13 @@ def _default_reminder_fields() -> dict[ReminderField, str]:
 
 
 class Reminder(_Strict):
-    """Sent once per period: ``before`` a date (payment due, expiry) or ``after`` one (first
-    payment, membership ended)."""
+    """Sent once per period: ``before`` a date (payment due, expiry), ``after`` one (first
+    payment, membership ended), or on its anniversary ``every_year`` (birthday, years of
+    membership)."""
 
     before: Step | None = None
     after: Step | None = None
+    every_year: Yearly | None = None
     when: Rule | None = Field(default=None, description="Only members matching this rule.")
     event: str = Field(description="Event type (apsis.yaml).")
     text: ReminderText = Field(default_factory=ReminderText)
@@ -285,13 +323,13 @@ class Reminder(_Strict):
 
     @model_validator(mode="after")
     def _one_timing(self) -> Reminder:
-        if (self.before is None) == (self.after is None):
-            raise ValueError("give exactly one of 'before' or 'after'")
+        if sum(t is not None for t in (self.before, self.after, self.every_year)) != 1:
+            raise ValueError("give exactly one of 'before', 'after' or 'every_year'")
         return self
 
     @property
-    def step(self) -> Step:
-        return self.before or self.after  # type: ignore[return-value]
+    def step(self) -> Step | Yearly:
+        return self.before or self.after or self.every_year  # type: ignore[return-value]
 
 
 class SegmentsFile(_Strict):

@@ -116,9 +116,10 @@ class ActivationStore(Protocol):
         ...
 
     def members_dated(
-        self, column: str, low: date, high: date, columns: Sequence[str]
+        self, column: str, windows: Sequence[tuple[date, date]], columns: Sequence[str]
     ) -> Iterable[dict[str, Any]]:
-        """Members whose date ``column`` lies in ``[low, high]``."""
+        """Members whose date ``column`` lies in one of the ``[low, high]`` windows (disjoint:
+        each member once)."""
         ...
 
     def update_members(self, updates: Sequence[MemberUpdate]) -> Sequence[WriteResult]:

@@ -19,7 +19,8 @@ from dynamics_bridge.activation.reminders import (
     due_period,
     encode_sent,
     parse_sent,
-    query_window,
+    query_windows,
+    reminder_date,
     reminder_event,
 )
 from dynamics_bridge.activation.reports import ReminderReport
@@ -66,8 +67,8 @@ class RemindersJob(ActivationJob):
         for step, (name, reminder) in enumerate(segments.reminders.items()):
             if progress is not None:
                 progress(step, steps)
-            low, high = query_window(reminder, today)
-            for row in self.store.members_dated(reminder.step.column, low, high, columns):
+            windows = query_windows(reminder, today)
+            for row in self.store.members_dated(reminder.step.column, windows, columns):
                 key = str(row.get(member.key_column))
                 view = views.setdefault(key, self.members.view(row))
                 period = due_period(reminder, view, today)
@@ -85,7 +86,8 @@ class RemindersJob(ActivationJob):
                     report.excluded += 1
                     report.skipped_by[name] += 1
                     continue
-                item = DueReminder(name, key, period[0], period[1])
+                origin = reminder_date(view.get(reminder.step.column))
+                item = DueReminder(name, key, period[0], period[1], origin)
                 report.due[name] += 1
                 found[key].append(item)
                 report.items.append(item)

@@ -37,6 +37,8 @@ __all__ = ["DataverseActivationStore"]
 
 ON_TIME = {EventKind.PAYMENT_SUCCEEDED.value}
 LATE = {EventKind.PAYMENT_FAILED.value, EventKind.INVOICE_OVERDUE.value}
+#: Date ranges or-ed in one member query (a yearly reminder reads one range per anniversary).
+WINDOWS_PER_QUERY = 20
 
 
 def stamp(moment: datetime) -> str:
@@ -224,15 +226,22 @@ class DataverseActivationStore:
         return MemberDelta(delta.changed, delta.delta_link, delta.resynced)
 
     def members_dated(
-        self, column: str, low: date, high: date, columns: Sequence[str]
+        self, column: str, windows: Sequence[tuple[date, date]], columns: Sequence[str]
     ) -> Iterator[dict[str, Any]]:
-        """Members whose date ``column`` lies in ``[low, high]``."""
+        """Members whose date ``column`` lies in one of the windows: up to
+        :data:`WINDOWS_PER_QUERY` ranges or-ed in one ``$filter`` (a yearly reminder's 120
+        ranges are 6 queries, each returning only the members whose day it is)."""
         member = self.mapping.member
-        return self.client.rows.query(
-            member.entity_set,
-            select=[*columns, member.id_column, member.key_column],
-            filter=f"{column} ge {low.isoformat()} and {column} le {high.isoformat()}",
-        )
+        for start in range(0, len(windows), WINDOWS_PER_QUERY):
+            ranges = [
+                f"({column} ge {low.isoformat()} and {column} le {high.isoformat()})"
+                for low, high in windows[start : start + WINDOWS_PER_QUERY]
+            ]
+            yield from self.client.rows.query(
+                member.entity_set,
+                select=[*columns, member.id_column, member.key_column],
+                filter=ranges[0][1:-1] if len(ranges) == 1 else " or ".join(ranges),
+            )
 
     def update_members(self, updates: Sequence[MemberUpdate]) -> list[WriteResult]:
         """``(member key, columns, ETag or "*")`` each; one result per update, in order."""

@@ -198,12 +198,15 @@ class FakeActivationStore:
         return MemberDelta(changed, f"delta-{self._seq}", resynced)
 
     def members_dated(
-        self, column: str, low: date, high: date, columns: Sequence[str]
+        self, column: str, windows: Sequence[tuple[date, date]], columns: Sequence[str]
     ) -> list[dict[str, Any]]:
+        self.calls["members_dated"] += 1
         found = []
         for key, row in self.rows.items():
             value = row.get(column)
-            if value and low <= date.fromisoformat(str(value)[:10]) <= high:
+            if value and any(
+                low <= date.fromisoformat(str(value)[:10]) <= high for low, high in windows
+            ):
                 found.append(self._row(key))
         return found
 

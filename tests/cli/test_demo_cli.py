@@ -38,3 +38,8 @@ def test_demo_json_shows_every_redelivery_recognised(tmp_path) -> None:
     assert spar["statuses"]["deceased"] == spar["statuses"]["emigrated"] == 1
     assert spar["protected_address_kept"] is True
     assert spar["protected_in_marketing"] is False
+    # Members who joined 1, 5 or 10 years ago today hear from the union, once.
+    apsis = summary["apsis"]
+    assert apsis["reminders"]["sent"]["anniversary"] == 2  # members 7 and 27 of 40
+    assert apsis["events_by_type"]["anniversary"] == 2
+    assert apsis["reminders_second_run_sent"] == 0

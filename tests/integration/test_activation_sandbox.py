@@ -19,7 +19,9 @@ from dynamics_bridge_sandbox.apsis import (
 from dynamics_bridge_sandbox.register import prepare_register, sandbox_settings
 from dynamics_bridge_sandbox.server import run_sandbox
 
+from dynamics_bridge.activation.config import Reminder
 from dynamics_bridge.activation.loader import load_activation
+from dynamics_bridge.activation.reminders import query_windows
 from dynamics_bridge.activation.segments_job import DELTA_NAME, FULL_RUN_NAME
 from dynamics_bridge.activation.service import Activation, check_apsis
 from dynamics_bridge.activation.triggers import decode_payload
@@ -483,6 +485,40 @@ def test_a_reminder_is_sent_once_per_period(world: World) -> None:
     world.set_member(number, mbr_paidthrough="2026-12-31")  # the next period
     world.now[0] = datetime(2026, 12, 26, 12, 0, tzinfo=UTC)
     assert world.activation.reminders.run().sent == {"upcoming_payment": 1}
+
+
+def test_a_membership_anniversary_is_sent_on_the_day_once_a_year(world: World) -> None:
+    five_years, four_years = world.numbers[4], world.numbers[3]
+    world.set_member(five_years, mbr_joinedon="2021-11-26")  # two days ago: caught up
+    world.set_member(four_years, mbr_joinedon="2022-11-28")  # not an anniversary listed
+    first = world.activation.reminders.run()
+    assert first.sent == {"anniversary": 1}
+    (sent,) = world.apsis.events("anniversary")
+    assert sent.data["member_number"] == five_years
+    assert sent.data["anniversary_on"] == "2026-11-26"
+    assert sent.data["years"] == 5
+    assert "5 år" in sent.data["text"]
+    assert world.activation.reminders.run().sent == {}  # once a year
+    world.now[0] = datetime(2027, 11, 26, 12, 0, tzinfo=UTC)  # six years: not listed
+    assert world.activation.reminders.run().sent == {}
+    world.now[0] = datetime(2030, 11, 26, 12, 0, tzinfo=UTC)  # nine years, no; four: ten? no
+    world.set_member(four_years, mbr_joinedon="2020-11-26")
+    assert world.activation.reminders.run().sent == {"anniversary": 1}  # ten years
+
+
+def test_an_every_year_query_reads_only_the_members_whose_day_it_is(world: World) -> None:
+    every_year = Reminder.model_validate(
+        {"every_year": {"column": "mbr_joinedon", "catch_up_days": 0}, "event": "anniversary"}
+    )
+    days = ["1950-11-28", "2025-11-28", "2025-11-29", "2024-06-01", "1930-11-27", "2026-11-28"]
+    for number, day in zip(world.numbers, days, strict=True):
+        world.set_member(number, mbr_joinedon=day)
+    windows = query_windows(every_year, NOW.date())
+    assert len(windows) == 120  # one a year back: six or-ed queries of 20
+    rows = world.activation.store.members_dated("mbr_joinedon", windows, ["mbr_joinedon"])
+    found = sorted(str(r["mbr_joinedon"])[:10] for r in rows)
+    # the day itself and a day either side (29 February); never the member who joined today
+    assert found == ["1930-11-27", "1950-11-28", "2025-11-28", "2025-11-29"]
 
 
 def test_a_failed_reminder_send_is_released_for_the_next_run(world: World) -> None:

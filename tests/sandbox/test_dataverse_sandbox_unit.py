@@ -7,7 +7,13 @@ import shlex
 from typing import Any
 
 import pytest
-from dynamics_bridge_sandbox.dataverse import API, DataverseSandbox, Limits
+from dynamics_bridge_sandbox.dataverse import (
+    API,
+    DataverseSandbox,
+    Limits,
+    matches,
+    parse_alternatives,
+)
 from dynamics_bridge_sandbox.server import CONTACT, run_sandbox
 from typer.testing import CliRunner
 
@@ -291,3 +297,18 @@ def test_the_sandbox_command_prints_every_app_user(tmp_path, monkeypatch) -> Non
     users = json.loads(exports["BRIDGE_DATAVERSE__APP_USERS"])
     assert len(users) == 2
     assert all(u["client_id"] != exports["BRIDGE_DATAVERSE__CLIENT_ID"] for u in users)
+
+
+def test_a_filter_of_or_ed_groups_matches_a_row_in_any_of_them() -> None:
+    groups = parse_alternatives(
+        "(d ge 2025-11-27 and d le 2025-11-29) or (d ge 1950-11-27 and d le 1950-11-29)"
+    )
+    assert len(groups) == 2
+    hit = [
+        d
+        for d in ("2025-11-28", "1950-11-29", "1950-11-30", None)
+        if any(matches({"d": d}, g) for g in groups)
+    ]
+    assert hit == ["2025-11-28", "1950-11-29"]
+    assert len(parse_alternatives("d ge 2025-01-01 and d le 2025-02-01")) == 1
+    assert len(parse_alternatives("name eq 'this or that'")) == 1

@@ -205,6 +205,11 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
             ("member_number", "ended_on", "text", "source_event_id"),
         ),
         EventDef(
+            "anniversary",
+            f"com.apsis1.events.signal.custom-anniversary-{suffix}",
+            ("member_number", "anniversary_on", "years", "text", "source_event_id"),
+        ),
+        EventDef(
             "member_joined",
             f"com.apsis1.events.signal.custom-member-joined-{suffix}",
             ("member_number", "membership_type", "source_event_id"),

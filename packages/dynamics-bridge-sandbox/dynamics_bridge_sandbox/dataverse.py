@@ -341,6 +341,31 @@ def parse_filter(text: str) -> Clauses:
     return clauses
 
 
+def parse_alternatives(text: str) -> list[Clauses]:
+    """A ``$filter`` of parenthesised conjunctions joined by ``or`` (the bridge's date windows:
+    ``(c ge a and c le b) or (...)``), as the alternatives a row may match; a filter without a
+    top-level ``or`` is one alternative."""
+    parts, depth, start = [], 0, 0
+    for m in re.finditer(r"'(?:[^']|'')*'|[()]|\s+or\s+", text):  # quoted text is skipped
+        mark = m.group()
+        if mark.startswith("'"):
+            continue
+        if mark == "(":
+            depth += 1
+        elif mark == ")":
+            depth -= 1
+        elif depth == 0:
+            parts.append(text[start : m.start()])
+            start = m.end()
+    parts.append(text[start:])
+    alternatives = []
+    for part in (p.strip() for p in parts):
+        if part.startswith("(") and part.endswith(")"):
+            part = part[1:-1].strip()
+        alternatives.append(parse_filter(part))
+    return alternatives
+
+
 def matches(row: dict[str, Any], clauses: Clauses) -> bool:
     return all(str(row.get(column)) in values for column, values in clauses)
 
@@ -774,8 +799,12 @@ class DataverseSandbox:
         if "$filter" in params:
             if tracking:
                 raise Failure(400, "0x80060888", "$filter is not supported with change tracking")
-            clauses = parse_filter(params["$filter"])
-            rows = [r for r in self._candidates(entity, clauses) if matches(r[1], clauses)]
+            found: dict[str, tuple[str, dict[str, Any], int]] = {}
+            for clauses in parse_alternatives(params["$filter"]):
+                for row in self._candidates(entity, clauses):
+                    if matches(row[1], clauses):
+                        found.setdefault(row[0], row)
+            rows = list(found.values())
         else:
             rows = self._rows(entity["LogicalName"])
         select = [c for c in params.get("$select", "").split(",") if c]

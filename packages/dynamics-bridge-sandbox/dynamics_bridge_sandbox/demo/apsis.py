@@ -2,12 +2,12 @@
 
 Runs on the demo's Dataverse sandbox and an APSIS stand-in (in-process, with APSIS's documented
 limits). Before the sync, the columns a union's own process keeps are set on the fictitious
-members: marketing consent (every seventh member has none), when they joined, a few who left
-(winback), benefit use and events. The sync then writes each applied event's triggers with its
-payment row and sends them; since every input arrives twice, the stand-in's events prove that
-nothing was sent twice. Afterwards: a second sweep (nothing left), segments pushed (then once
-more: nothing differs), one member withdraws consent and is erased, reminders run twice (the
-second run sends nothing).
+members: marketing consent (every seventh member has none), when they joined (a few 1, 5 or 10
+years ago today: the anniversary reminder), a few who left (winback), benefit use and events.
+The sync then writes each applied event's triggers with its payment row and sends them; since
+every input arrives twice, the stand-in's events prove that nothing was sent twice. Afterwards:
+a second sweep (nothing left), segments pushed (then once more: nothing differs), one member
+withdraws consent and is erased, reminders run twice (the second run sends nothing).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def _settings(standin: ApsisStandIn) -> ApsisSettings:
 def _member_columns(index: int, today: date, prefix: str) -> dict[str, Any]:
     """What the union's register says about demo member ``index`` (deterministic)."""
     joined = today - timedelta(days=(index * 37) % 2400)
+    if index % 20 == 7:  # joined 1, 5 or 10 years ago today (the anniversary reminder)
+        joined = today.replace(year=today.year - (1, 5, 10)[(index // 20) % 3])
     values: dict[str, Any] = {
         f"{prefix}_marketingconsent": index % 7 != 3,
         f"{prefix}_joinedon": joined.isoformat(),
