@@ -8,6 +8,7 @@ events and tags are ours; ``apsis.yaml`` maps them to APSIS discriminators.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +23,7 @@ __all__ = [
     "Attribute",
     "Audience",
     "Engagement",
+    "Facts",
     "FixIt",
     "Outbox",
     "Reminder",
@@ -47,7 +49,10 @@ class Attribute(_Strict):
 
     discriminator: str = Field(description="APSIS attribute discriminator (Data model).")
     column: str | None = Field(default=None, description="Member column (choices as words).")
-    computed: Literal["engagement_score", "segments"] | None = None
+    computed: (
+        Literal["engagement_score", "segments", "age", "age_band", "tenure_years", "tenure_band"]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Attribute:
@@ -332,10 +337,43 @@ class Reminder(_Strict):
         return self.before or self.after or self.every_year  # type: ignore[return-value]
 
 
+class Facts(_Strict):
+    """Where the derived member facts come from (``age``, ``age_band``, ``tenure_years``,
+    ``tenure_band``: usable wherever a column is)."""
+
+    birth_date_column: str | None = Field(
+        default=None, description="Date member column with the birth date (tried first)."
+    )
+    personnummer_column: str | None = Field(
+        default=None,
+        description="Member column with the personnummer or samordningsnummer: the birth date "
+        "it encodes (the number itself is never used for anything else).",
+    )
+    age_bands: list[int] = Field(
+        default_factory=lambda: [18, 26, 36, 51, 66],
+        description="Lower bounds of the age bands: [18, 26] gives 0-17, 18-25 and 26+.",
+    )
+    joined_column: str | None = Field(
+        default=None, description="Date member column: the day the member joined (tenure)."
+    )
+    tenure_bands: list[int] = Field(
+        default_factory=lambda: [1, 3, 5, 10],
+        description="Lower bounds of the tenure bands in whole years: 0, 1-2, 3-4, 5-9, 10+.",
+    )
+
+    @field_validator("age_bands", "tenure_bands")
+    @classmethod
+    def _rising(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1 or any(b <= a for a, b in pairwise(v)):
+            raise ValueError("bounds are rising whole numbers from 1")
+        return v
+
+
 class SegmentsFile(_Strict):
     version: Literal[1] = 1
     method_column: str = Field(description="Member column: payment method (a choice).")
     engagement: Engagement
+    facts: Facts = Field(default_factory=Facts)
     segments: dict[str, SegmentRule]
     reminders: dict[str, Reminder] = Field(default_factory=dict)
     reminders_column: str = Field(
@@ -360,7 +398,9 @@ class ActivationConfig(_Strict):
     segments: SegmentsFile
 
 
-COMPUTED = {"engagement_score"}
+#: The derived member facts (:mod:`dynamics_bridge.activation.facts`).
+FACT_NAMES = ("age", "age_band", "tenure_years", "tenure_band")
+COMPUTED = {"engagement_score", *FACT_NAMES}
 
 
 def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
@@ -402,6 +442,8 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
                 "in apsis.yaml events"
             )
     column("segments.yaml", "method_column", segments.method_column)
+    for field_name in ("birth_date_column", "personnummer_column", "joined_column"):
+        column("segments.yaml", f"facts.{field_name}", getattr(segments.facts, field_name))
     column("segments.yaml", "reminders_column", segments.reminders_column)
     column("segments.yaml", "segments_column", segments.segments_column)
 

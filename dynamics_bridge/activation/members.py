@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from dynamics_bridge.activation.audience import desired_attributes, plan_profile
 from dynamics_bridge.activation.config import ActivationConfig
+from dynamics_bridge.activation.facts import member_facts
 from dynamics_bridge.activation.port import ActivationStore, MemberUpdate
 from dynamics_bridge.activation.rules import rule_columns
 from dynamics_bridge.activation.segments import SegmentEvaluator
@@ -62,6 +63,12 @@ class MemberViews:
             columns.add(audience.protected_column)
         if engagement.tenure:
             columns.add(engagement.tenure.column)
+        facts = segments.facts
+        columns |= {
+            c
+            for c in (facts.birth_date_column, facts.personnummer_column, facts.joined_column)
+            if c
+        }
         for segment in segments.segments.values():
             columns |= rule_columns(segment.rule)
         for reminder in segments.reminders.values():
@@ -78,17 +85,22 @@ class MemberViews:
         """A member row as the rules see it (choice words, dates)."""
         return self.evaluator.view(row)
 
+    def with_facts(self, view: Mapping[str, Any], today: date) -> dict[str, Any]:
+        """The view and the member's derived facts (age band, tenure band ...) on ``today``."""
+        return {**view, **member_facts(view, self.config.segments.facts, today)}
+
     def profile_key(self, view: Mapping[str, Any]) -> str | None:
         value = view.get(self.config.apsis.profile_key.column)
         return str(value) if value not in (None, "") else None
 
-    def first_push(self, view: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def first_push(self, view: Mapping[str, Any], today: date) -> tuple[dict[str, Any], str | None]:
         """A member's attributes for a profile APSIS does not hold yet, and the state column's
         value once they are written (so a later exclusion knows to erase the profile)."""
-        score = view.get(self.config.segments.engagement.column)
-        plan = plan_profile(
-            None, desired_attributes(view, self.config.apsis, {"engagement_score": score}), (), None
-        )
+        computed = {
+            **member_facts(view, self.config.segments.facts, today),
+            "engagement_score": view.get(self.config.segments.engagement.column),
+        }
+        plan = plan_profile(None, desired_attributes(view, self.config.apsis, computed), (), None)
         return dict(plan.attributes), plan.state.to_text() if plan.state else None
 
     def member_writes(

@@ -476,7 +476,7 @@ class TriggerOutbox(ActivationJob):
             attributes: dict[str, Any] = {}
             on_success: dict[str, Any] = {}
             if previous is None:  # first time in APSIS: the profile with its attributes
-                attributes, state = self.members.first_push(view)
+                attributes, state = self.members.first_push(view, self.members.today(self.clock()))
                 if state is not None:
                     on_success[audience.state_column] = state
             changes.append(

@@ -79,7 +79,7 @@ class RemindersJob(ActivationJob):
                     report.skipped_by[name] += 1
                     continue
                 when = self.rules[name]
-                if when is not None and not when(view, today):
+                if when is not None and not when(self.members.with_facts(view, today), today):
                     continue
                 excluded = exclusion(view, self.config.apsis.audience)
                 if excluded or not self.members.profile_key(view):
@@ -124,7 +124,7 @@ class RemindersJob(ActivationJob):
             if previous is None:
                 # Not in APSIS yet: the reminder creates the profile, so record it as pushed
                 # (with its attributes), or a later withdrawal of consent would not erase it.
-                attributes, state = self.members.first_push(view)
+                attributes, state = self.members.first_push(view, today)
                 if state is not None:
                     pending[profile_key] = (key, {}, {state_column: state})
             changes.append(

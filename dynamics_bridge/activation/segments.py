@@ -11,6 +11,7 @@ from typing import Any
 
 from dynamics_bridge.activation.audience import desired_attributes
 from dynamics_bridge.activation.config import ActivationConfig
+from dynamics_bridge.activation.facts import member_facts
 from dynamics_bridge.activation.rules import choice_words, compile_rule, member_view
 from dynamics_bridge.activation.score import PaymentCounts, engagement_score
 from dynamics_bridge.mapping.models import MappingFile
@@ -41,9 +42,13 @@ class SegmentEvaluator:
     ) -> Evaluation:
         """Score, segment names and desired attributes of one member."""
         score = engagement_score(view, payments, self.config.segments.engagement, today)
-        scored = {**view, "engagement_score": score}
+        computed = {
+            **member_facts(view, self.config.segments.facts, today),
+            "engagement_score": score,
+        }
+        scored = {**view, **computed}
         names = [name for name, (rule, _) in self.rules.items() if rule(scored, today)]
-        attributes = desired_attributes(scored, self.config.apsis, {"engagement_score": score})
+        attributes = desired_attributes(scored, self.config.apsis, computed)
         return score, names, attributes
 
     def tags(self, names: list[str]) -> list[str]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from dynamics_bridge.activation.config import Reminder
+from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.errors import TransientError
+from dynamics_bridge.settings import ActivationSettings
 from tests.activation.conftest import NOW, Clock
 
 AUTOGIRO, SWISH = 100000001, 100000000
@@ -125,3 +128,33 @@ def test_progress_is_told_each_reminder_looked_for_then_the_sending(activation, 
     activation.reminders.run(progress=lambda done, total: calls.append((done, total)))
     steps = len(activation.config.segments.reminders) + 1
     assert calls == [(n, steps) for n in range(steps + 1)]
+
+
+def test_a_reminder_rule_may_name_a_derived_fact(mapping, config, store, platform, clock) -> None:
+    # An upcoming-payment text only for members 26 and over: the age comes from the
+    # personnummer (governmentid), read with the member and never sent anywhere.
+    upcoming = config.segments.reminders["upcoming_payment"]
+    grown_up = Reminder.model_validate(
+        {**upcoming.model_dump(by_alias=True), "when": {"column": "age", "ge": 26}}
+    )
+    segments = config.segments.model_copy(update={"reminders": {"upcoming_payment": grown_up}})
+    activation = Activation(
+        store,
+        mapping,
+        config.model_copy(update={"segments": segments}),
+        platform,
+        clock=clock,
+        options=ActivationSettings(first_payment_hold_minutes=0),
+    )
+    due_soon(store, "1001")
+    due_soon(store, "1002")
+    store.update_members(
+        [
+            ("1001", {"governmentid": "19960415-1234"}, "*"),
+            ("1002", {"governmentid": "20100101-0006"}, "*"),
+        ]
+    )
+    report = activation.reminders.run()
+    assert report.sent == {"upcoming_payment": 1}
+    assert [key for key, _ in platform.events] == ["1001"]
+    assert "19960415" not in repr(platform.events)

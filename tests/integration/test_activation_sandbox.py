@@ -460,6 +460,18 @@ def test_a_dry_run_shows_the_differences_and_sends_nothing(world: World) -> None
     assert world.activation.store.get_state(DELTA_NAME) is None
 
 
+def test_age_and_tenure_bands_reach_apsis_and_the_personnummer_does_not(world: World) -> None:
+    number = world.numbers[2]
+    born = "19960415-1234"  # 30 on NOW; the check digit is right (Luhn)
+    world.set_member(number, governmentid=born, mbr_joinedon="2021-11-28")
+    world.activation.segments.run()
+    attributes = world.apsis.profile(number)["attributes"]
+    assert attributes["age_band"] == "26-35"
+    assert attributes["tenure_band"] == "5-9"
+    sent = json.dumps(world.apsis.profiles())
+    assert "19960415" not in sent and "960415" not in sent
+
+
 def test_a_lapsed_member_is_tagged_for_winback(world: World) -> None:
     number = world.numbers[4]
     world.set_member(number, mbr_membershipstatus=ENDED, mbr_endedon="2026-06-01")

@@ -155,6 +155,8 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
                 ("winback_candidate", "boolean"),
                 ("member_since", "date"),
                 ("segments", "string"),
+                ("age_band", "string"),
+                ("tenure_band", "string"),
             )
         ),
     ]
