@@ -39,6 +39,7 @@ from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.app.wiring import apsis_platform
 from dynamics_bridge.apsis.models import ProfileChange
 from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.personnummer import luhn_check_digit
 from dynamics_bridge.settings import ApsisSettings
 
 TODAY = date(2026, 11, 28)
@@ -65,7 +66,15 @@ def member_row(n: int, rng: random.Random) -> dict[str, Any]:
         "mbr_benefituses": rng.randrange(8),
         "mbr_eventsattended": rng.randrange(5),
         "mbr_registerstatus": 100000000,
+        "governmentid": personnummer(rng),  # the age bands are derived from it
     }
+
+
+def personnummer(rng: random.Random) -> str:
+    """A valid 12-digit personnummer (born 1940-2008), as a union's register holds them."""
+    born = date(1940, 1, 1) + timedelta(days=rng.randrange(68 * 365))
+    head = born.strftime("%y%m%d") + f"{rng.randrange(1000):03d}"
+    return f"{born.year // 100}{head[:6]}-{head[6:]}{luhn_check_digit(head)}"
 
 
 def change(row: dict[str, Any], rng: random.Random) -> dict[str, Any]:
