@@ -14,6 +14,7 @@ the default, so it stays in its month) or on 1 March (``leap_day: mar1``); eithe
 from __future__ import annotations
 
 import json
+from calendar import isleap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -57,13 +58,9 @@ def reminder_date(value: Any) -> date | None:
 
 def anniversary(origin: date, year: int, leap_day: str = "feb28") -> date:
     """The day ``origin`` comes round in ``year`` (29 February: see the module)."""
-    if origin.month == 2 and origin.day == 29 and not _leap(year):
+    if origin.month == 2 and origin.day == 29 and not isleap(year):
         return date(year, 3, 1) if leap_day == "mar1" else date(year, 2, 28)
     return origin.replace(year=year)
-
-
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def due_period(
