@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time as time_module
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -94,6 +95,8 @@ from dynamics_bridge.ops.tablekeys import (
 from dynamics_bridge.settings import OpsSettings, QueueSettings
 
 __all__ = ["TableOpsStore"]
+
+log = logging.getLogger("dynamics_bridge.ops")
 
 #: Operations in one entity group transaction (the service's limit).
 BATCH = 100
@@ -279,6 +282,9 @@ class TableOpsStore:
         self._day_counts: dict[str, tuple[Counter[str], str | None, int]] = {}
         #: the counts mirror rows as this store last wrote them: day -> (seq, ETag)
         self._mirrored: dict[str, tuple[int, str]] = {}
+        #: the id-index rows of the last delete, dropping in the background
+        self._dropping: Future[None] | None = None
+        self._drop_pool: ThreadPoolExecutor | None = None
 
     # --- construction ------------------------------------------------------------------
     @classmethod
@@ -640,6 +646,7 @@ class TableOpsStore:
         latest = list({r.message_id: r for r in records}.values())
         if not latest:
             return
+        self._settle_drops()
         before = self._claim_ids(latest)
         by_day: dict[str, list[PoisonRecord]] = {}
         for record in latest:
@@ -723,16 +730,36 @@ class TableOpsStore:
             if index is not None and (str(index["p"]), str(index["r"])) != self._known[mid][:2]:
                 again.append((str(index["p"]), str(index["r"]), None))
         gone |= set(self._delete_rows(again))
-        self._drop_ids(wanted)
+        for mid in wanted:
+            self._known.pop(mid, None)
+        # Their index rows go while the caller goes on (a replay's next step deletes its records
+        # meanwhile); until then a row points at nothing, which every look-up tolerates, and
+        # this store waits for them before it reads or claims an id again.
+        self._settle_drops()
+        self._dropping = self._dropper().submit(self._drop_ids, wanted)
         return len(gone)
+
+    def _dropper(self) -> ThreadPoolExecutor:
+        if self._drop_pool is None:
+            self._drop_pool = ThreadPoolExecutor(1, thread_name_prefix="poison-ids")
+        return self._drop_pool
+
+    def _settle_drops(self) -> None:
+        """Wait for the id-index rows the last delete left to drop. One that fails leaves rows
+        pointing at nothing (look-ups check the record), so it is logged, not raised."""
+        pending, self._dropping = self._dropping, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except BridgeError as exc:
+            log.warning("poison id index: rows of deleted records left behind: %s", exc)
 
     def _index_row(self, message_id: str) -> dict[str, Any] | None:
         key = safe_key(message_id)
         return self._get("poisonids", id_partition(key), key)
 
     def _drop_ids(self, message_ids: Sequence[str]) -> None:
-        for mid in message_ids:
-            self._known.pop(mid, None)
         keys = [safe_key(m) for m in message_ids]
         self._each(self._drop_id_chunk, _id_chunks(keys, lambda k: k))
 
@@ -812,6 +839,7 @@ class TableOpsStore:
         key = id_or_prefix.strip()
         if not key:
             raise NotFoundError("no poison message (empty id)")
+        self._settle_drops()
         index = self._index_row(key)
         if index is None:
             found: list[dict[str, Any]] = []

@@ -180,3 +180,31 @@ def test_a_write_whose_answer_is_lost_is_not_counted_twice(
     assert store.poison_count(PoisonFilter()) == 3
     assert store.poison_count(PoisonFilter(reason="unmatched", source="swish")) == 3
     assert len(list(store.poison_iter(PoisonFilter()))) == 3
+
+
+def test_a_deleted_records_index_rows_go_after_the_delete_returns_and_before_any_look_up(
+    store: TableOpsStore, service: TableServiceClient, prefix: str
+) -> None:
+    store.put_poison([record("ab-1", NOW), record("ab-2", NOW)])
+    assert store.delete_poison(["ab-1"]) == 1
+    with pytest.raises(NotFoundError):
+        store.poison_get("ab-1")  # waits for the drop: its index row is gone, not dangling
+    assert store.poison_get("ab").message_id == "ab-2"  # the prefix is unique again
+    ids = service.get_table_client(f"{prefix}poisonids")
+    assert [e["RowKey"] for e in ids.list_entities()] == ["ab-2"]
+
+
+def test_an_index_drop_that_fails_is_logged_and_leaves_look_ups_working(
+    store: TableOpsStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put_poison([record("cd-1", NOW), record("cd-2", NOW)])
+
+    def unavailable(_ids: object) -> None:
+        raise TransientError("table service unavailable")
+
+    monkeypatch.setattr(store, "_drop_ids", unavailable)
+    assert store.delete_poison(["cd-1"]) == 1
+    with pytest.raises(NotFoundError):
+        store.poison_get("cd-1")  # its index row points at nothing: not found all the same
+    assert "left behind" in caplog.text
+    assert store.poison_get("cd-2").message_id == "cd-2"
