@@ -64,6 +64,8 @@ __all__ = [
 #: What the stand-in lets through in a run (APSIS: 100/s per account, one event export a
 #: minute): the runs measure what gets lost or doubled, not APSIS's pace.
 RUN_LIMITS = ApsisLimits(account=(1000, 1.0), event_exports=(1000, 1.0))
+#: Seconds a received message stays hidden in a run (see :func:`_drain`).
+VISIBILITY = 10
 
 
 @dataclass
@@ -310,10 +312,13 @@ def _drain(
     activation: Activation | None = None,
 ) -> None:
     """Through the wiring, as the Functions host runs the queue trigger, ``workers`` messages at
-    once. Visibility 1 s: a message left for redelivery (a passing failure) is soon back."""
+    once. Visibility 10 s: longer than any one function call here, as the host keeps a running
+    message hidden (it renews the lease; ``run_host`` takes one lease per receive, and at 1 s a
+    slow call under load let its message be dequeued again while still running, until the host
+    poisoned it after five counts); a message left for redelivery is back soon."""
     services = Services(dataverse=client, mapping=mapping, activation=activation, queue=queue)
     while len(queue):
-        services.sync(once=True, concurrency=workers, visibility_timeout=1)
+        services.sync(once=True, concurrency=workers, visibility_timeout=VISIBILITY)
         if len(queue):
             time.sleep(1.0)
 
