@@ -16,14 +16,15 @@ other years, the later of the two choices, so nobody is a year older a day early
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from dynamics_bridge.activation.config import FACT_NAMES, Facts
+from dynamics_bridge.activation.config import Facts
+from dynamics_bridge.activation.rules import as_date
 from dynamics_bridge.errors import InputError
 from dynamics_bridge.personnummer import Personnummer
 
-__all__ = ["FACT_NAMES", "band", "birth_date", "member_facts", "whole_years"]
+__all__ = ["band", "birth_date", "member_facts", "whole_years"]
 
 
 def whole_years(since: date, today: date) -> int:
@@ -48,11 +49,9 @@ def band(value: int, bounds: Sequence[int]) -> str:
 def birth_date(member: Mapping[str, Any], facts: Facts, today: date) -> date | None:
     """The member's birth date: the birth-date column, else the personnummer (or None)."""
     if facts.birth_date_column:
-        value = member.get(facts.birth_date_column)
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
+        born = as_date(member.get(facts.birth_date_column))
+        if born is not None:
+            return born
     if facts.personnummer_column:
         raw = member.get(facts.personnummer_column)
         if isinstance(raw, str) and raw.strip():
@@ -71,10 +70,8 @@ def member_facts(member: Mapping[str, Any], facts: Facts, today: date) -> dict[s
         age = whole_years(born, today)
         found["age"] = age
         found["age_band"] = band(age, facts.age_bands)
-    joined = member.get(facts.joined_column) if facts.joined_column else None
-    if isinstance(joined, datetime):
-        joined = joined.date()
-    if isinstance(joined, date) and joined <= today:
+    joined = as_date(member.get(facts.joined_column)) if facts.joined_column else None
+    if joined is not None and joined <= today:
         years = whole_years(joined, today)
         found["tenure_years"] = years
         found["tenure_band"] = band(years, facts.tenure_bands)

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.config import MAX_YEARS, Reminder, Yearly
+from dynamics_bridge.activation.rules import as_date
 from dynamics_bridge.apsis.models import MarketingEvent
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "encode_sent",
     "parse_sent",
     "query_windows",
-    "reminder_date",
     "reminder_event",
 ]
 
@@ -50,12 +50,6 @@ class DueReminder:
         return f"reminder:{self.name}:{self.member_key}:{self.period}"
 
 
-def reminder_date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else None
-
-
 def anniversary(origin: date, year: int, leap_day: str = "feb28") -> date:
     """The day ``origin`` comes round in ``year`` (29 February: see the module)."""
     if origin.month == 2 and origin.day == 29 and not isleap(year):
@@ -68,7 +62,7 @@ def due_period(
 ) -> tuple[str, date] | None:
     """``(period, the date it is about)`` when the member is due this reminder today."""
     step = reminder.step
-    when = reminder_date(member.get(step.column))
+    when = as_date(member.get(step.column))
     if when is None:
         return None
     if isinstance(step, Yearly):

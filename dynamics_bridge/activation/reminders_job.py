@@ -20,11 +20,10 @@ from dynamics_bridge.activation.reminders import (
     encode_sent,
     parse_sent,
     query_windows,
-    reminder_date,
     reminder_event,
 )
 from dynamics_bridge.activation.reports import ReminderReport
-from dynamics_bridge.activation.rules import compile_rule
+from dynamics_bridge.activation.rules import as_date, compile_rule
 from dynamics_bridge.apsis.models import ChangeOutcome, MarketingEvent, ProfileChange
 from dynamics_bridge.apsis.port import MarketingPlatform
 
@@ -86,7 +85,7 @@ class RemindersJob(ActivationJob):
                     report.excluded += 1
                     report.skipped_by[name] += 1
                     continue
-                origin = reminder_date(view.get(reminder.step.column))
+                origin = as_date(view.get(reminder.step.column))
                 item = DueReminder(name, key, period[0], period[1], origin)
                 report.due[name] += 1
                 found[key].append(item)

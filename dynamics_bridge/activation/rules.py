@@ -38,6 +38,7 @@ __all__ = [
     "Predicate",
     "Rule",
     "WithinDays",
+    "as_date",
     "choice_words",
     "compile_rule",
     "matches",
@@ -149,7 +150,8 @@ for _model in (All, AnyOf, Not):
 # -- evaluation -------------------------------------------------------------------------------
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
+    """A view's date value as a date (a datetime's day; ISO text read; anything else None)."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -165,7 +167,7 @@ def _as_date(value: Any) -> date | None:
 def _like(sample: Any, value: Any) -> Any:
     """The rule's value in the member value's type (a date column compared with "2026-01-01")."""
     if isinstance(sample, date) and isinstance(value, str):
-        return _as_date(value)
+        return as_date(value)
     if isinstance(sample, int | float) and not isinstance(sample, bool) and isinstance(value, str):
         try:
             return float(value)
@@ -227,7 +229,7 @@ def compile_rule(rule: Rule) -> Predicate:
         column, days = rule.within_days.column, rule.within_days.days
 
         def within(m: Mapping[str, Any], today: date) -> bool:
-            when = _as_date(m.get(column))
+            when = as_date(m.get(column))
             return when is not None and today - timedelta(days=days) <= when <= today
 
         return within
@@ -235,7 +237,7 @@ def compile_rule(rule: Rule) -> Predicate:
         column, days = rule.older_than_days.column, rule.older_than_days.days
 
         def older(m: Mapping[str, Any], today: date) -> bool:
-            when = _as_date(m.get(column))
+            when = as_date(m.get(column))
             return when is not None and when < today - timedelta(days=days)
 
         return older
@@ -307,7 +309,7 @@ def member_view(
             except (TypeError, ValueError):
                 view[name] = value
         elif spec.type == "date":
-            view[name] = _as_date(value)
+            view[name] = as_date(value)
         elif spec.type == "datetime":
             try:
                 view[name] = datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from dynamics_bridge.activation.config import Engagement
+from dynamics_bridge.activation.rules import as_date
 
 __all__ = ["PaymentCounts", "engagement_score", "score_parts"]
 
@@ -25,12 +26,6 @@ class PaymentCounts:
 
     on_time: int = 0
     late: int = 0
-
-
-def _date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else None
 
 
 def score_parts(
@@ -45,7 +40,7 @@ def score_parts(
             payments.on_time / (payments.on_time + payments.late),
         )
     tenure = config.tenure
-    if tenure and (since := _date(member.get(tenure.column))) is not None:
+    if tenure and (since := as_date(member.get(tenure.column))) is not None:
         days = max((today - since).days, 0)
         parts["tenure"] = (tenure.weight, min(days / tenure.full_after_days, 1.0))
     for name, part in config.counts().items():

@@ -195,6 +195,28 @@ _TRANSLATED = {
 }
 
 
+def _attribute(
+    kind: str,
+    schema_name: str,
+    display: str,
+    languages: int | Sequence[int],
+    *,
+    type_name: bool = True,
+) -> dict[str, Any]:
+    """What every column create body starts with: its metadata type, names and label, not
+    required (``kind`` is the AttributeType: String, Boolean, DateTime, Picklist, Lookup)."""
+    body: dict[str, Any] = {
+        "@odata.type": f"Microsoft.Dynamics.CRM.{kind}AttributeMetadata",
+        "SchemaName": schema_name,
+        "AttributeType": kind,
+        "DisplayName": label(display, languages),
+        "RequiredLevel": {"Value": "None"},
+    }
+    if type_name:
+        body["AttributeTypeName"] = {"Value": f"{kind}Type"}
+    return body
+
+
 def string_column_body(
     schema_name: str,
     display: str,
@@ -203,16 +225,8 @@ def string_column_body(
     primary: bool = False,
     languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
-        "SchemaName": schema_name,
-        "AttributeType": "String",
-        "AttributeTypeName": {"Value": "StringType"},
-        "FormatName": {"Value": "Text"},
-        "MaxLength": max_length,
-        "DisplayName": label(display, languages),
-        "RequiredLevel": {"Value": "None"},
-    }
+    body = _attribute("String", schema_name, display, languages)
+    body.update({"FormatName": {"Value": "Text"}, "MaxLength": max_length})
     if primary:
         body["IsPrimaryName"] = True
     return body
@@ -230,12 +244,7 @@ def boolean_column_body(
     """A yes/no column: Dataverse needs its two options (``BooleanOptionSetMetadata`` with
     ``TrueOption`` 1 and ``FalseOption`` 0) in the create body (module notes)."""
     return {
-        "@odata.type": "Microsoft.Dynamics.CRM.BooleanAttributeMetadata",
-        "SchemaName": schema_name,
-        "AttributeType": "Boolean",
-        "AttributeTypeName": {"Value": "BooleanType"},
-        "DisplayName": label(display, languages),
-        "RequiredLevel": {"Value": "None"},
+        **_attribute("Boolean", schema_name, display, languages),
         "DefaultValue": default,
         "OptionSet": {
             "@odata.type": "Microsoft.Dynamics.CRM.BooleanOptionSetMetadata",
@@ -258,12 +267,7 @@ def datetime_column_body(
     Stockholm reads back a day early (module notes). A date-and-time column keeps
     UserLocal (stored in UTC, the bridge writes UTC)."""
     return {
-        "@odata.type": "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata",
-        "SchemaName": schema_name,
-        "AttributeType": "DateTime",
-        "AttributeTypeName": {"Value": "DateTimeType"},
-        "DisplayName": label(display, languages),
-        "RequiredLevel": {"Value": "None"},
+        **_attribute("DateTime", schema_name, display, languages),
         "Format": "DateOnly" if date_only else "DateAndTime",
         "DateTimeBehavior": {"Value": "DateOnly" if date_only else "UserLocal"},
     }
@@ -322,13 +326,7 @@ def choice_column_body(
     languages: int | Sequence[int] = SWEDISH,
 ) -> dict[str, Any]:
     """A choice column with its own options, or bound to a global choice by name."""
-    body: dict[str, Any] = {
-        "@odata.type": "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
-        "SchemaName": schema_name,
-        "AttributeType": "Picklist",
-        "DisplayName": label(display, languages),
-        "RequiredLevel": {"Value": "None"},
-    }
+    body = _attribute("Picklist", schema_name, display, languages, type_name=False)
     if global_choice:
         body["GlobalOptionSet@odata.bind"] = f"/GlobalOptionSetDefinitions(Name='{global_choice}')"
     else:
@@ -423,12 +421,5 @@ def lookup_relationship_body(
             "Share": "NoCascade",
             "Unshare": "NoCascade",
         },
-        "Lookup": {
-            "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
-            "AttributeType": "Lookup",
-            "AttributeTypeName": {"Value": "LookupType"},
-            "SchemaName": lookup_schema_name,
-            "DisplayName": label(display, languages),
-            "RequiredLevel": {"Value": "None"},
-        },
+        "Lookup": _attribute("Lookup", lookup_schema_name, display, languages),
     }

@@ -144,9 +144,8 @@ def test_missing_settings_are_named(overrides, message) -> None:
         msal_token_provider(settings(**overrides))
 
 
-@responses.activate
-def test_one_msal_app_per_app_user_and_authority_is_reused(monkeypatch) -> None:
-    monkeypatch.setattr(auth, "_apps", {})
+def tenant_discovery() -> None:
+    """Entra's OpenID configuration for the tenant, which msal reads before its first token."""
     responses.get(
         AUTHORITY + "/v2.0/.well-known/openid-configuration",
         json={
@@ -155,6 +154,12 @@ def test_one_msal_app_per_app_user_and_authority_is_reused(monkeypatch) -> None:
             "token_endpoint": AUTHORITY + "/oauth2/v2.0/token",
         },
     )
+
+
+@responses.activate
+def test_one_msal_app_per_app_user_and_authority_is_reused(monkeypatch) -> None:
+    monkeypatch.setattr(auth, "_apps", {})
+    tenant_discovery()
     responses.post(
         AUTHORITY + "/oauth2/v2.0/token",
         json={"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3599},
@@ -190,14 +195,7 @@ def test_an_unreachable_login_endpoint_is_one_transient_error_naming_it(monkeypa
 @responses.activate
 def test_a_token_request_that_cannot_connect_names_the_token_endpoint(monkeypatch) -> None:
     monkeypatch.setattr(auth, "_apps", {})
-    responses.get(
-        AUTHORITY + "/v2.0/.well-known/openid-configuration",
-        json={
-            "issuer": AUTHORITY + "/v2.0",
-            "authorization_endpoint": AUTHORITY + "/oauth2/v2.0/authorize",
-            "token_endpoint": AUTHORITY + "/oauth2/v2.0/token",
-        },
-    )
+    tenant_discovery()
     responses.post(AUTHORITY + "/oauth2/v2.0/token", body=requests.Timeout("read timed out"))
     provider = msal_token_provider(settings())
     with pytest.raises(TransientError) as caught:

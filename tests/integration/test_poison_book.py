@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,31 +18,19 @@ from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.ops.model import PoisonFilter
 from dynamics_bridge.queue import EventQueue, encode_messages, open_queue
 from dynamics_bridge.settings import Settings, load_settings
-from tests.conftest import ROOT
-from tests.support.azurite import azurite_binary, run_azurite
 from tests.test_model import event
 
 pytestmark = pytest.mark.integration
 ALL = PoisonFilter()
 
 
-@pytest.fixture(scope="module")
-def storage() -> Iterator[str]:
-    """Azurite's queue and table services on free 127.0.0.1 ports: one connection string."""
-    binary = azurite_binary(ROOT)
-    if binary is None:
-        pytest.skip("Azurite is not installed: `make test` installs it with npm into node_modules")
-    with run_azurite(binary, tables=True) as conn:
-        yield conn
-
-
 @pytest.fixture
-def settings(storage: str) -> Settings:
+def settings(azurite: str) -> Settings:
     """A fresh queue and fresh tables: the settings the function app and the CLI read."""
     return load_settings(
         queue={
             "backend": "azure",
-            "connection_string": storage,
+            "connection_string": azurite,
             "name": f"events-{uuid.uuid4().hex[:12]}",
         },
         ops={"backend": "tables", "table_prefix": f"p{uuid.uuid4().hex[:12]}"},
@@ -56,7 +43,7 @@ def poison(queue: EventQueue, reason: str, *events) -> None:
     queue.to_poison(message, reason)
 
 
-def test_absorb_then_replay_by_filter_through_azure_storage(settings, storage) -> None:
+def test_absorb_then_replay_by_filter_through_azure_storage(settings, azurite) -> None:
     services = Services(settings)
     queue, book = services.queue, services.poison_book
     assert isinstance(book, PoisonBook)
@@ -64,7 +51,7 @@ def test_absorb_then_replay_by_filter_through_azure_storage(settings, storage) -
     for one in unmatched:
         poison(queue, "unmatched: no member with mbr_memberno = '999999'", one)
     poison(queue, "failed: member locked", event(event_id="swish-1"), event(event_id="swish-2"))
-    raw_poison = QueueClient.from_connection_string(storage, settings.queue.poison_queue_name)
+    raw_poison = QueueClient.from_connection_string(azurite, settings.queue.poison_queue_name)
     (text,) = encode_messages([event(event_id="swish-host")])
     raw_poison.send_message(text)  # as the Functions host moves a message: unchanged, no reason
 
@@ -108,14 +95,14 @@ def test_a_second_absorb_after_a_lost_delete_doubles_nothing(settings) -> None:
     assert services.poison_book.count(ALL) == 1
 
 
-def test_the_poison_cli_works_against_azure_storage(settings, storage, monkeypatch) -> None:
+def test_the_poison_cli_works_against_azure_storage(settings, azurite, monkeypatch) -> None:
     from dynamics_bridge.cli import app
 
     queue = open_queue(settings.queue)
     poison(queue, "unmatched: no member with mbr_memberno = '999999'", event(event_id="swish-9"))
     poison(queue, "failed: 400", event(event_id="swish-10"))
     monkeypatch.setenv("BRIDGE_QUEUE__BACKEND", "azure")
-    monkeypatch.setenv("BRIDGE_QUEUE__CONNECTION_STRING", storage)
+    monkeypatch.setenv("BRIDGE_QUEUE__CONNECTION_STRING", azurite)
     monkeypatch.setenv("BRIDGE_QUEUE__NAME", settings.queue.name)
     monkeypatch.setenv("BRIDGE_OPS__BACKEND", "tables")
     monkeypatch.setenv("BRIDGE_OPS__TABLE_PREFIX", settings.ops.table_prefix)

@@ -384,7 +384,7 @@ def _second_handle(store: OpsStore, request: pytest.FixtureRequest) -> OpsStore:
     from dynamics_bridge.ops.tables import TableOpsStore
 
     if isinstance(store, TableOpsStore):
-        conn = request.getfixturevalue("azurite_tables")
+        conn = request.getfixturevalue("azurite")
         return TableOpsStore.from_connection_string(conn, prefix=store._prefix)
     return store
 

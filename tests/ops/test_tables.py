@@ -42,27 +42,27 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def store(azurite_tables: str, prefix: str) -> TableOpsStore:
-    return TableOpsStore.from_connection_string(azurite_tables, prefix=prefix)
+def store(azurite: str, prefix: str) -> TableOpsStore:
+    return TableOpsStore.from_connection_string(azurite, prefix=prefix)
 
 
 @pytest.fixture
-def service(azurite_tables: str) -> TableServiceClient:
-    return TableServiceClient.from_connection_string(azurite_tables)
+def service(azurite: str) -> TableServiceClient:
+    return TableServiceClient.from_connection_string(azurite)
 
 
 # --- connecting ----------------------------------------------------------------------------
 
 
-def test_the_ops_connection_string_comes_first_then_the_queues(azurite_tables: str) -> None:
+def test_the_ops_connection_string_comes_first_then_the_queues(azurite: str) -> None:
     queue = QueueSettings(backend="azure", connection_string=AZURITE_LIKE)
 
     own = TableOpsStore.from_settings(
-        OpsSettings(backend="tables", connection_string=azurite_tables), queue
+        OpsSettings(backend="tables", connection_string=azurite), queue
     )
     shared = TableOpsStore.from_settings(
         OpsSettings(backend="tables"),
-        QueueSettings(backend="azure", connection_string=azurite_tables),
+        QueueSettings(backend="azure", connection_string=azurite),
     )
 
     assert own._service.url == shared._service.url
@@ -142,13 +142,13 @@ def test_a_closed_days_roll_up_is_kept_and_todays_is_not(
 
 
 def test_the_counts_copy_is_repaired_by_housekeeping(
-    store: TableOpsStore, service: TableServiceClient, prefix: str, azurite_tables: str
+    store: TableOpsStore, service: TableServiceClient, prefix: str, azurite: str
 ) -> None:
     store.put_poison([record(f"m{i}", NOW - timedelta(days=i)) for i in range(3)])
     copies = service.get_table_client(f"{prefix}poisondays")
     for row in list(copies.list_entities()):  # as if a writer had stopped before copying
         copies.delete_entity(row["PartitionKey"], row["RowKey"])
-    reader = TableOpsStore.from_connection_string(azurite_tables, prefix=prefix)
+    reader = TableOpsStore.from_connection_string(azurite, prefix=prefix)
     assert reader.poison_count(PoisonFilter()) == 0
 
     reader.expire(NOW - timedelta(days=365))
