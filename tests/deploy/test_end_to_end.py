@@ -28,7 +28,6 @@ from dynamics_bridge.dataverse.provision import apply_plan, plan
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.settings import Settings, load_settings
 from tests.conftest import FIXTURES
-from tests.integration.conftest import azurite  # noqa: F401 - the fixture
 from tests.sources.test_billogram import KEY, signed_headers
 from tests.support.functions_host import QueueTriggerHost
 
@@ -74,7 +73,7 @@ def apsis() -> Iterator[ApsisStandIn]:
 
 
 @pytest.fixture
-def settings(box: SandboxInfo, azurite: str, apsis: ApsisStandIn) -> Settings:  # noqa: F811
+def settings(box: SandboxInfo, azurite: str, apsis: ApsisStandIn) -> Settings:
     values = {k.removeprefix("BRIDGE_APSIS__").lower(): v for k, v in apsis.env.items()}
     return load_settings(
         queue={"backend": "azure", "connection_string": azurite, "name": f"ev-{uuid.uuid4().hex}"},
@@ -87,7 +86,7 @@ def settings(box: SandboxInfo, azurite: str, apsis: ApsisStandIn) -> Settings:  
 
 
 @pytest.fixture
-def host(function_app, functions, settings, azurite):  # noqa: F811 - the fixture
+def host(function_app, functions, settings, azurite):
     """The queue function as the host runs it; a failed message is visible again at once."""
     return QueueTriggerHost(
         azurite,
