@@ -841,6 +841,13 @@ class Settings(BaseSettings):
         "(every command, the timers and the function app read it); unset: the bridge's own "
         "mappings/.",
     )
+    start_check_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="How long the function app keeps its start check (`dynamics-bridge check`, "
+        "with the Dataverse metadata and APSIS definitions it asks for) before checking again; "
+        "the timers and /api/health refuse to work while it fails. 0: check on every use.",
+    )
 
     @property
     def mappings(self) -> Path:
@@ -980,6 +987,65 @@ def load_settings(**overrides: Any) -> Settings:
     except SettingsError as exc:
         env_file = overrides.get("_env_file", ENV_FILE_SENTINEL)
         raise ConfigError(_undecodable_problems(exc, env_file)) from None
+
+
+def salvage_settings(problems: list[str], **overrides: Any) -> Settings | None:
+    """The settings with every value ``problems`` names left at its default (a section, when a
+    problem names a whole section), or None when they still cannot be read.
+
+    For ``check``, which reports every problem in one run: one invalid value (a URL without
+    https) must not hide what the rest of the settings lack. The problems stand; nothing runs
+    on salvaged settings."""
+    patch: dict[str, Any] = {}
+    for problem in problems:
+        name = problem.split(":", 1)[0].split(" ", 1)[0]
+        if not name.startswith(ENV_PREFIX):
+            return None
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        loc, default = _default_at(parts)
+        if not loc:
+            return None
+        node = patch
+        for key in loc[:-1]:
+            if not isinstance(node.get(key), dict):
+                if key in node:  # the whole section is reset already
+                    break
+                node[key] = {}
+            node = node[key]
+        else:
+            node[loc[-1]] = default
+    merged = {**overrides}
+    for key, value in patch.items():
+        given = merged.get(key)
+        if isinstance(given, dict) and isinstance(value, dict):
+            value = {**given, **value}
+        merged[key] = value
+    try:
+        return Settings(**merged)
+    except (ValidationError, SettingsError, ConfigError):
+        return None
+
+
+def _default_at(parts: list[str]) -> tuple[list[str], Any]:
+    """The deepest field ``parts`` (an environment name's levels) reach, and its default: a
+    nested section's default is a fresh instance (so it replaces what the environment set)."""
+    model: Any = Settings
+    loc: list[str] = []
+    default: Any = None
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict):
+            break
+        found = next(
+            (n for n, info in fields.items() if part in (n, (info.alias or "").lower())), None
+        )
+        if found is None:
+            break
+        info = fields[found]
+        loc.append(found)
+        default = info.get_default(call_default_factory=True)
+        model = info.annotation
+    return loc, default
 
 
 def _validation_problems(exc: ValidationError) -> list[str]:

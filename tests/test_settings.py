@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dynamics_bridge.errors import ConfigError
-from dynamics_bridge.settings import load_settings
+from dynamics_bridge.settings import load_settings, salvage_settings
 
 
 def test_defaults_need_no_environment() -> None:
@@ -174,3 +174,24 @@ def test_resolved_secrets_load(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert s.billogram.sign_key is not None
     assert s.billogram.sign_key.get_secret_value() == "resolved-by-the-platform"
+
+
+def test_salvaged_settings_leave_only_the_refused_values_at_their_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What check reads the rest of the settings with when some fail validation."""
+    monkeypatch.setenv("BRIDGE_DATAVERSE__URL", "union.crm4.dynamics.com")  # no https://
+    monkeypatch.setenv("BRIDGE_DATAVERSE__TENANT_ID", "tenant")
+    monkeypatch.setenv("BRIDGE_DATAVERSE__MAX_CONCURRENCY", "99")  # above 52
+    monkeypatch.setenv("BRIDGE_BILLOGRAM__SIGN_KEY", "@Microsoft.KeyVault(SecretUri=https://kv/x)")
+    monkeypatch.setenv("BRIDGE_APSIS__CLIENT_ID", "apsis")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    salvaged = salvage_settings(refused.value.problems)
+    assert salvaged is not None
+    assert salvaged.dataverse.url is None
+    assert salvaged.dataverse.max_concurrency == 8
+    assert salvaged.billogram.sign_key is None
+    assert salvaged.dataverse.tenant_id == "tenant"
+    assert salvaged.apsis.client_id == "apsis"
+    assert salvage_settings(["settings could not be read: …"]) is None

@@ -66,6 +66,8 @@ def exclusion(member: Mapping[str, Any], audience: Audience) -> str | None:
 
 
 def _plain(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):  # the most common, at once
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():

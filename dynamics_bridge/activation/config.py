@@ -8,12 +8,15 @@ events and tags are ours; ``apsis.yaml`` maps them to APSIS discriminators.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
+from functools import cached_property
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dynamics_bridge.activation.rules import Rule, rule_columns
+from dynamics_bridge.activation.rules import Rule, matches, rule_columns
 from dynamics_bridge.mapping.models import MappingFile
 from dynamics_bridge.model import EventKind, PaymentMethod
 
@@ -30,6 +33,7 @@ __all__ = [
     "ReminderText",
     "SegmentRule",
     "SegmentsFile",
+    "TextVariant",
     "TriggerRule",
     "TriggersFile",
     "Yearly",
@@ -41,6 +45,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+#: The derived member facts (:mod:`dynamics_bridge.activation.facts`; sources in :class:`Facts`).
+FactName = Literal[
+    "age",
+    "age_band",
+    "tenure_years",
+    "tenure_band",
+    "county_code",
+    "county",
+    "region",
+    "municipality_code",
+    "municipality",
+    "member_type",
+    "payment_method",
+]
+
+
 # -- apsis.yaml -------------------------------------------------------------------------------
 
 
@@ -49,10 +69,7 @@ class Attribute(_Strict):
 
     discriminator: str = Field(description="APSIS attribute discriminator (Data model).")
     column: str | None = Field(default=None, description="Member column (choices as words).")
-    computed: (
-        Literal["engagement_score", "segments", "age", "age_band", "tenure_years", "tenure_band"]
-        | None
-    ) = None
+    computed: Literal["engagement_score", "engagement_parts", "segments", FactName] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Attribute:
@@ -113,6 +130,50 @@ DataField = Literal[
 ]
 
 
+#: The event's own values a trigger field can carry (filled when the payment is applied).
+EVENT_FIELDS: tuple[str, ...] = get_args(DataField)
+
+
+class TextVariant(_Strict):
+    """A wording for the members a rule matches (any column, fact or related value)."""
+
+    when: Rule
+    text: str
+
+
+class ReminderText(_Strict):
+    """A message's wording, chosen per member: the first of ``variants`` whose rule matches,
+    else the text for the payment method, else ``default``. ``{date}`` is the date a reminder
+    is about, ``{years}`` a yearly reminder's count of years (the age, the years of
+    membership)."""
+
+    default: str = ""
+    by_method: dict[PaymentMethod, str] = Field(default_factory=dict)
+    variants: list[TextVariant] = Field(
+        default_factory=list,
+        description="Texts by rule (age band, member type, region ...), the first match wins.",
+    )
+
+    def text(
+        self,
+        method: str | None,
+        member: Mapping[str, Any] | None = None,
+        today: date | None = None,
+    ) -> str:
+        if member is not None and today is not None:
+            for variant in self.variants:
+                if matches(variant.when, member, today):
+                    return variant.text
+        for candidate, text in self.by_method.items():
+            if candidate.value == method:
+                return text
+        return self.default
+
+    def columns(self) -> set[str]:
+        """The columns its rules read."""
+        return set().union(*(rule_columns(v.when) for v in self.variants))
+
+
 class TriggerRule(_Strict):
     """Which applied events start this trigger, and what its APSIS event carries."""
 
@@ -121,7 +182,15 @@ class TriggerRule(_Strict):
         default=False, description="Only a member's first payment (welcome)."
     )
     event: str | None = Field(default=None, description="Event type (apsis.yaml); default: name.")
-    fields: list[DataField] = Field(default_factory=lambda: list[DataField](["source_event_id"]))
+    fields: list[str | dict[str, str]] = Field(
+        default_factory=lambda: list[str | dict[str, str]](["source_event_id"]),
+        description="The APSIS event's fields: a value of the event (source_event_id, amount, "
+        "method ...) or of the member (a column, a derived fact such as age_band, a related "
+        "value such as employer.industry), by its own name or as {field: value}.",
+    )
+    text: ReminderText | None = Field(
+        default=None, description="A personal text, sent as the event's field 'text'."
+    )
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -130,29 +199,36 @@ class TriggerRule(_Strict):
 
     @field_validator("fields")
     @classmethod
-    def _carries_id(cls, v: list[str]) -> list[str]:
-        if "source_event_id" not in v:
+    def _carries_id(cls, v: list[str | dict[str, str]]) -> list[str | dict[str, str]]:
+        for item in v:
+            if isinstance(item, dict) and len(item) != 1:
+                raise ValueError("a renamed field is one {field: value} pair")
+        sources = [s for item in v for s in ([item] if isinstance(item, str) else item.values())]
+        if "source_event_id" not in sources:
             raise ValueError("an event carries source_event_id, so flows can tell duplicates")
         return v
+
+    def field_map(self) -> dict[str, str]:
+        """APSIS field -> the value it carries (``text`` too when a text is configured)."""
+        found: dict[str, str] = {}
+        for item in self.fields:
+            found.update({item: item} if isinstance(item, str) else item)
+        if self.text is not None:
+            found.setdefault("text", "text")
+        return found
+
+    def event_fields(self) -> dict[str, str]:
+        """The fields filled from the payment event when it is applied."""
+        return {k: v for k, v in self.field_map().items() if v in EVENT_FIELDS}
+
+    def member_fields(self) -> dict[str, str]:
+        """The fields filled from the member (and the text) when the trigger is sent."""
+        return {k: v for k, v in self.field_map().items() if v not in EVENT_FIELDS}
 
 
 class MethodTexts(_Strict):
     default: str | None = None
     codes: dict[str, str] = Field(default_factory=dict)
-
-
-class ReminderText(_Strict):
-    """A reminder's wording, by payment method; ``{date}`` is the date it is about, ``{years}``
-    a yearly reminder's count of years (the age, the years of membership)."""
-
-    default: str = ""
-    by_method: dict[PaymentMethod, str] = Field(default_factory=dict)
-
-    def text(self, method: str | None) -> str:
-        for candidate, text in self.by_method.items():
-            if candidate.value == method:
-                return text
-        return self.default
 
 
 class FixIt(_Strict):
@@ -213,7 +289,10 @@ class SegmentRule(_Strict):
 
 class CountComponent(_Strict):
     weight: float = Field(ge=0)
-    column: str = Field(description="Integer member column (how many in the window).")
+    column: str = Field(
+        description="Integer member column, or a related table's count (events.count): how "
+        "many in the window."
+    )
     full_at: float = Field(gt=0, description="This many counts as full marks.")
 
 
@@ -229,24 +308,55 @@ class OnTimeComponent(_Strict):
 
 
 class Engagement(_Strict):
-    """Score 0-100: weighted mean of the components that have data (weights renormalised)."""
+    """Score 0-100: weighted mean of the components that have data (weights renormalised).
+
+    Counts come from member columns or from related tables (``dataverse.yaml`` ``related``
+    with a ``count``: event registrations, advice bookings, portal sign-ins, survey answers,
+    benefit uses), the named ones below or any number under ``sources``."""
 
     column: str = Field(description="Integer member column the score is written to.")
+    parts_column: str | None = Field(
+        default=None,
+        description="String member column for the score's explanation: each part's share "
+        "in percent (on_time_payments=100 tenure=40 events=-), '-' for a part without data.",
+    )
     on_time_payments: OnTimeComponent | None = None
     tenure: TenureComponent | None = None
     benefit_use: CountComponent | None = None
     events: CountComponent | None = None
     portal_visits: CountComponent | None = None
     surveys: CountComponent | None = None
+    sources: dict[str, CountComponent] = Field(
+        default_factory=dict, description="More counts by name (advice bookings, sign-ins ...)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> Engagement:
+        if clash := sorted(set(self.sources) & {*_COUNT_PARTS, "on_time_payments", "tenure"}):
+            raise ValueError(f"sources: {clash} are parts of their own: configure them there")
+        return self
+
+    @cached_property
+    def _counts(self) -> dict[str, CountComponent]:
+        parts = {name: getattr(self, name) for name in _COUNT_PARTS}
+        named = {name: part for name, part in parts.items() if part is not None}
+        return {**named, **self.sources}
 
     def counts(self) -> dict[str, CountComponent]:
-        parts = {
-            "benefit_use": self.benefit_use,
-            "events": self.events,
-            "portal_visits": self.portal_visits,
-            "surveys": self.surveys,
-        }
-        return {name: part for name, part in parts.items() if part is not None}
+        """The count parts by name (computed once: the score asks for every member)."""
+        return self._counts
+
+    @cached_property
+    def _part_names(self) -> tuple[str, ...]:
+        fixed = [n for n in ("on_time_payments", "tenure") if getattr(self, n) is not None]
+        return (*fixed, *self.counts())
+
+    def part_names(self) -> tuple[str, ...]:
+        """Every configured part, in the order the explanation lists them."""
+        return self._part_names
+
+
+_COUNT_PARTS = ("benefit_use", "events", "portal_visits", "surveys")
 
 
 class Step(_Strict):
@@ -297,9 +407,11 @@ class Yearly(_Strict):
 
 
 ReminderField = Literal["source_event_id", "member_number", "date", "method", "text", "years"]
+#: A reminder's own values (the others a field can carry are the member's).
+REMINDER_FIELDS: tuple[str, ...] = get_args(ReminderField)
 
 
-def _default_reminder_fields() -> dict[ReminderField, str]:
+def _default_reminder_fields() -> dict[str, str]:
     return {"source_event_id": "source_event_id", "member_number": "member_number", "date": "date"}
 
 
@@ -314,9 +426,11 @@ class Reminder(_Strict):
     when: Rule | None = Field(default=None, description="Only members matching this rule.")
     event: str = Field(description="Event type (apsis.yaml).")
     text: ReminderText = Field(default_factory=ReminderText)
-    fields: dict[ReminderField, str] = Field(
+    fields: dict[str, str] = Field(
         default_factory=_default_reminder_fields,
-        description="Our value -> the field name of the APSIS event version.",
+        description="Our value -> the field name of the APSIS event version. Our values: "
+        "source_event_id, member_number, date, method, text, years, or any of the member's "
+        "(a column, a derived fact such as age_band, a related value such as employer.industry).",
     )
 
     @field_validator("fields")
@@ -339,7 +453,9 @@ class Reminder(_Strict):
 
 class Facts(_Strict):
     """Where the derived member facts come from (``age``, ``age_band``, ``tenure_years``,
-    ``tenure_band``: usable wherever a column is)."""
+    ``tenure_band``, ``county_code``, ``county``, ``region``, ``municipality_code``,
+    ``municipality``, ``member_type``; ``payment_method`` is read from ``method_column``):
+    usable wherever a column is."""
 
     birth_date_column: str | None = Field(
         default=None, description="Date member column with the birth date (tried first)."
@@ -359,6 +475,20 @@ class Facts(_Strict):
     tenure_bands: list[int] = Field(
         default_factory=lambda: [1, 3, 5, 10],
         description="Lower bounds of the tenure bands in whole years: 0, 1-2, 3-4, 5-9, 10+.",
+    )
+    county_column: str | None = Field(
+        default=None,
+        description="String member column with the county code (two digits, SPAR's "
+        "FolkbokfordLanKod): county_code, county and region (the county's name). Without a "
+        "value there, the county is the municipality code's first two digits.",
+    )
+    municipality_column: str | None = Field(
+        default=None,
+        description="String member column with the municipality code (four digits, 0180): "
+        "municipality_code and municipality (its name).",
+    )
+    member_type_column: str | None = Field(
+        default=None, description="Member column (a choice) with the member type: member_type."
     )
 
     @field_validator("age_bands", "tenure_bands")
@@ -399,8 +529,8 @@ class ActivationConfig(_Strict):
 
 
 #: The derived member facts (:mod:`dynamics_bridge.activation.facts`).
-FACT_NAMES = ("age", "age_band", "tenure_years", "tenure_band")
-COMPUTED = {"engagement_score", *FACT_NAMES}
+FACT_NAMES: tuple[str, ...] = get_args(FactName)
+COMPUTED = {"engagement_score", "engagement_parts", *FACT_NAMES}
 
 
 def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
@@ -408,9 +538,11 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
     member, payment = mapping.member.columns, mapping.payment.columns
     apsis, triggers, segments = config.apsis, config.triggers, config.segments
     problems: list[str] = []
+    related = mapping.related_names()
 
     def column(file: str, where: str, name: str | None, *, computed: bool = False) -> None:
-        if name and name not in member and not (computed and name in COMPUTED):
+        # computed: a place that also takes a derived fact or a related table's value
+        if name and name not in member and not (computed and name in COMPUTED | related):
             problems.append(f"{file}: {where}: {name} is not a member column in dataverse.yaml")
 
     column("apsis.yaml", "profile_key.column", apsis.profile_key.column)
@@ -419,7 +551,7 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
     for name in apsis.audience.excluded_statuses:
         column("apsis.yaml", "audience.excluded_statuses", name)
     for name, attribute in apsis.attributes.items():
-        column("apsis.yaml", f"attributes.{name}.column", attribute.column)
+        column("apsis.yaml", f"attributes.{name}.column", attribute.column, computed=True)
     outbox = triggers.outbox
     for field_name in ("payload_column", "state_column", "claimed_column"):
         name = getattr(outbox, field_name)
@@ -436,19 +568,35 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
             "triggers.yaml: first_paid_column: no trigger has first_payment: true to fill it"
         )
     for name, trigger in triggers.triggers.items():
+        for field_name, source in trigger.member_fields().items():
+            if source != "text" or trigger.text is None:
+                column(
+                    "triggers.yaml", f"triggers.{name}.fields.{field_name}", source, computed=True
+                )
+        for used in sorted(trigger.text.columns() if trigger.text else ()):
+            column("triggers.yaml", f"triggers.{name}.text.variants", used, computed=True)
         if (trigger.event or name) not in apsis.events:
             problems.append(
                 f"triggers.yaml: triggers.{name}: no event {trigger.event or name!r} "
                 "in apsis.yaml events"
             )
     column("segments.yaml", "method_column", segments.method_column)
-    for field_name in ("birth_date_column", "personnummer_column", "joined_column"):
+    for field_name in (
+        "birth_date_column",
+        "personnummer_column",
+        "joined_column",
+        "county_column",
+        "municipality_column",
+        "member_type_column",
+    ):
         column("segments.yaml", f"facts.{field_name}", getattr(segments.facts, field_name))
     column("segments.yaml", "reminders_column", segments.reminders_column)
     column("segments.yaml", "segments_column", segments.segments_column)
 
     def typed(where: str, name: str, wanted: tuple[str, ...], why: str) -> None:
         # A part whose column holds no number (or date) would drop out of every score unsaid.
+        if name in related:
+            return
         column("segments.yaml", where, name)
         spec = member.get(name)
         if spec is not None and spec.type not in wanted:
@@ -460,6 +608,8 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
     numbers = ("integer", "decimal", "money")
     engagement = segments.engagement
     typed("engagement.column", engagement.column, ("integer", "decimal"), "the score")
+    if engagement.parts_column:
+        typed("engagement.parts_column", engagement.parts_column, ("string", "memo"), "the parts")
     if engagement.tenure:
         typed("engagement.tenure.column", engagement.tenure.column, ("date", "datetime"), "tenure")
     for name, part in engagement.counts().items():
@@ -475,6 +625,11 @@ def cross_check(config: ActivationConfig, mapping: MappingFile) -> list[str]:
         column("segments.yaml", f"reminders.{name}", reminder.step.column)
         for used in sorted(rule_columns(reminder.when) if reminder.when else ()):
             column("segments.yaml", f"reminders.{name}.when", used, computed=True)
+        for used in sorted(reminder.text.columns()):
+            column("segments.yaml", f"reminders.{name}.text.variants", used, computed=True)
+        for ours in reminder.fields:
+            if ours not in REMINDER_FIELDS:
+                column("segments.yaml", f"reminders.{name}.fields", ours, computed=True)
         if reminder.event not in apsis.events:
             problems.append(
                 f"segments.yaml: reminders.{name}: no event {reminder.event!r} in apsis.yaml events"

@@ -6,7 +6,7 @@ Pure: built from the mapping and the activation files only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ from dynamics_bridge.activation.audience import desired_attributes, plan_profile
 from dynamics_bridge.activation.config import ActivationConfig
 from dynamics_bridge.activation.facts import member_facts
 from dynamics_bridge.activation.port import ActivationStore, MemberUpdate
+from dynamics_bridge.activation.related import assemble, member_columns, reads
 from dynamics_bridge.activation.rules import rule_columns
 from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.apsis.models import ChangeOutcome
@@ -55,6 +56,7 @@ class MemberViews:
             segments.method_column,
             segments.reminders_column,
             engagement.column,
+            engagement.parts_column,
             *audience.excluded_statuses,
             *(a.column for a in apsis.attributes.values() if a.column),
             *(p.column for p in engagement.counts().values()),
@@ -66,7 +68,14 @@ class MemberViews:
         facts = segments.facts
         columns |= {
             c
-            for c in (facts.birth_date_column, facts.personnummer_column, facts.joined_column)
+            for c in (
+                facts.birth_date_column,
+                facts.personnummer_column,
+                facts.joined_column,
+                facts.county_column,
+                facts.municipality_column,
+                facts.member_type_column,
+            )
             if c
         }
         for segment in segments.segments.values():
@@ -79,7 +88,8 @@ class MemberViews:
             columns.add(self.config.triggers.first_paid_column)
         if segments.segments_column:
             columns.add(segments.segments_column)
-        return sorted(c for c in columns if c in self.mapping.member.columns)
+        declared = sorted(c for c in columns if c in self.mapping.member.columns)
+        return declared + member_columns(self.mapping)
 
     def view(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A member row as the rules see it (choice words, dates)."""
@@ -87,7 +97,12 @@ class MemberViews:
 
     def with_facts(self, view: Mapping[str, Any], today: date) -> dict[str, Any]:
         """The view and the member's derived facts (age band, tenure band ...) on ``today``."""
-        return {**view, **member_facts(view, self.config.segments.facts, today)}
+        return {**view, **self.facts(view, today)}
+
+    def facts(self, view: Mapping[str, Any], today: date) -> dict[str, Any]:
+        """The member's derived facts on ``today`` (:func:`~.facts.member_facts`)."""
+        segments = self.config.segments
+        return member_facts(view, segments.facts, today, method_column=segments.method_column)
 
     def profile_key(self, view: Mapping[str, Any]) -> str | None:
         value = view.get(self.config.apsis.profile_key.column)
@@ -97,8 +112,9 @@ class MemberViews:
         """A member's attributes for a profile APSIS does not hold yet, and the state column's
         value once they are written (so a later exclusion knows to erase the profile)."""
         computed = {
-            **member_facts(view, self.config.segments.facts, today),
+            **self.facts(view, today),
             "engagement_score": view.get(self.config.segments.engagement.column),
+            "engagement_parts": view.get(self.config.segments.engagement.parts_column or ""),
         }
         plan = plan_profile(None, desired_attributes(view, self.config.apsis, computed), (), None)
         return dict(plan.attributes), plan.state.to_text() if plan.state else None
@@ -143,3 +159,24 @@ class ActivationJob:
         self.config = members.config
         self.platform = platform
         self.clock = clock
+
+    def related(self, rows: Sequence[Mapping[str, Any]], today: date) -> dict[str, dict[str, Any]]:
+        """Member id -> the values of its related tables (dataverse.yaml ``related``), read in
+        bulk for all ``rows`` at once; nothing is read when no related table is mapped."""
+        mapping = self.members.mapping
+        if not mapping.related or not rows:
+            return {}
+        found = self.store.related_rows(reads(mapping, rows, today))
+        return assemble(mapping, rows, found, today)
+
+    def views(self, rows: Sequence[Mapping[str, Any]], today: date) -> dict[str, dict[str, Any]]:
+        """Member key -> its view with its related values (for rules, attributes and texts)."""
+        member = self.members.mapping.member
+        related = self.related(rows, today)
+        return {
+            str(row.get(member.key_column)): {
+                **self.members.view(row),
+                **related.get(str(row.get(member.id_column)), {}),
+            }
+            for row in rows
+        }

@@ -27,7 +27,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dynamics_bridge.activation.audience import exclusion, parse_state
@@ -40,6 +40,7 @@ from dynamics_bridge.activation.triggers import (
     decode_payload,
     encode_payload,
     is_first_payment,
+    member_data,
     plan_triggers,
     row_state,
     too_late,
@@ -430,6 +431,8 @@ class TriggerOutbox(ActivationJob):
             by_member[payload.member_key].append(event_id)
         due = {e: [t for t in p.triggers if t.due(now)] for e, p in payloads.items()}
         members = self.store.members(sorted(by_member), self.members.columns)
+        today = self.members.today(now)
+        views = self.views(list(members.values()), today)
         changes: list[ProfileChange] = []
         owners: dict[str, list[str]] = {}  # profile key -> event ids
         pending: dict[str, MemberWrite] = {}  # by profile key
@@ -447,7 +450,7 @@ class TriggerOutbox(ActivationJob):
                 report.failed.append(f"member {member_key}: not found")
                 report.failed_by.update(t.event_type for e in ids for t in due[e])
                 continue
-            view = self.members.view(found)
+            view = views[member_key]
             profile_key = self.members.profile_key(view)
             excluded = exclusion(view, audience)
             previous = parse_state(view.get(audience.state_column))
@@ -470,13 +473,15 @@ class TriggerOutbox(ActivationJob):
         for member_key, (profile_key, view) in eligible.items():
             ids = by_member[member_key]
             previous = parse_state(view.get(audience.state_column))
-            events = [t.marketing_event(e) for e in ids for t in due[e]]
+            events = [
+                self._personal(t, view, today).marketing_event(e) for e in ids for t in due[e]
+            ]
             if not events:
                 continue
             attributes: dict[str, Any] = {}
             on_success: dict[str, Any] = {}
             if previous is None:  # first time in APSIS: the profile with its attributes
-                attributes, state = self.members.first_push(view, self.members.today(self.clock()))
+                attributes, state = self.members.first_push(view, today)
                 if state is not None:
                     on_success[audience.state_column] = state
             changes.append(
@@ -506,6 +511,19 @@ class TriggerOutbox(ActivationJob):
             "triggers sent",
             extra={"count": sum(report.sent.values()), "outcome": f"{len(report.failed)} failed"},
         )
+
+    def _personal(
+        self, trigger: PlannedTrigger, view: Mapping[str, Any], today: date
+    ) -> PlannedTrigger:
+        """The trigger with its member fields and text (read now, when it is sent: the
+        member as they are, not as they were when the payment came)."""
+        rule = self.config.triggers.triggers.get(trigger.name)
+        if rule is None or not rule.member_fields():
+            return trigger
+        member = self.members.with_facts(view, today)
+        method = trigger.data.get("method") or member.get(self.config.segments.method_column)
+        added = member_data(rule, member, str(method) if method else None, today)
+        return replace(trigger, data={**added, **trigger.data})
 
     def _apply(
         self,

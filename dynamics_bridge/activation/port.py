@@ -12,8 +12,9 @@ Three kinds of data:
   ``pending`` (or ``skipped``) in the payment's own change set
   (:meth:`ActivationStore.pending_columns`); a sender claims rows by ETag (only one sender wins a
   row), sends, and settles them.
-- **Members**: read by key, by change tracking (a delta link) or by a date column; the columns the
-  activation side owns written back by key, each guarded by an ETag or ``*``.
+- **Members**: read by key, by change tracking (a delta link) or by a date column, with the rows
+  of their related tables (employer, branch, memberships) in bulk; the columns the activation
+  side owns written back by key, each guarded by an ETag or ``*``.
 - **State table**: named text values (the segments job's delta link, its last full run).
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from dynamics_bridge.activation.related import RelatedRead
 from dynamics_bridge.activation.score import PaymentCounts
 from dynamics_bridge.errors import BridgeError
 
@@ -120,6 +122,12 @@ class ActivationStore(Protocol):
     ) -> Iterable[dict[str, Any]]:
         """Members whose date ``column`` lies in one of the ``[low, high]`` windows (disjoint:
         each member once)."""
+        ...
+
+    def related_rows(self, reads: Sequence[RelatedRead]) -> dict[str, list[dict[str, Any]]]:
+        """Table name -> the rows of each read (:func:`~dynamics_bridge.activation.related.reads`)
+        whose ``by`` column is one of its ids; more rows may come back (a whole table read at
+        once), never fewer."""
         ...
 
     def update_members(self, updates: Sequence[MemberUpdate]) -> Sequence[WriteResult]:

@@ -125,10 +125,18 @@ def query_windows(reminder: Reminder, today: date) -> list[tuple[date, date]]:
 
 
 def reminder_event(
-    reminder: Reminder, item: DueReminder, method: str | None, today: date
+    reminder: Reminder,
+    item: DueReminder,
+    method: str | None,
+    today: date,
+    member: Mapping[str, Any] | None = None,
 ) -> MarketingEvent:
+    """The reminder's APSIS event. ``member``: the member's view with derived facts and
+    related values, for the text's variants and the member fields (left out when unknown)."""
     years = _years_of(reminder, item)
-    text = reminder.text.text(method).format(date=item.about.isoformat(), years=years)
+    text = reminder.text.text(method, member, today).format(
+        date=item.about.isoformat(), years=years
+    )
     values = {
         "source_event_id": item.event_id,
         "member_number": item.member_key,
@@ -137,7 +145,13 @@ def reminder_event(
         "years": years,
         "text": text,
     }
-    data = {key: values[ours] for ours, key in reminder.fields.items()}
+    data: dict[str, Any] = {}
+    for ours, key in reminder.fields.items():
+        value = values[ours] if ours in values else (member or {}).get(ours)
+        if isinstance(value, date):
+            value = value.isoformat()
+        if ours in values or value not in (None, ""):
+            data[key] = value
     moment = datetime.combine(today, time(0, 0), UTC)  # the same on a retry the same day
     return MarketingEvent(reminder.event, moment, data, item.event_id)
 

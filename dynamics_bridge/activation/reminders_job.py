@@ -60,16 +60,23 @@ class RemindersJob(ActivationJob):
         segments = self.config.segments
         columns = self.members.columns
         member = self.members.mapping.member
-        views: dict[str, dict[str, Any]] = {}
         found: dict[str, list[DueReminder]] = defaultdict(list)
         steps = len(segments.reminders) + 1
+        dated: dict[str, list[str]] = {}  # reminder -> keys of the members whose date it is
+        rows: dict[str, dict[str, Any]] = {}
         for step, (name, reminder) in enumerate(segments.reminders.items()):
             if progress is not None:
                 progress(step, steps)
             windows = query_windows(reminder, today)
+            dated[name] = []
             for row in self.store.members_dated(reminder.step.column, windows, columns):
                 key = str(row.get(member.key_column))
-                view = views.setdefault(key, self.members.view(row))
+                rows.setdefault(key, row)
+                dated[name].append(key)
+        views = self.views(list(rows.values()), today)
+        for name, reminder in segments.reminders.items():
+            for key in dated[name]:
+                view = views[key]
                 period = due_period(reminder, view, today)
                 if period is None:
                     continue
@@ -114,8 +121,10 @@ class RemindersJob(ActivationJob):
                 continue
             view = views[key]
             method = view.get(segments.method_column)
+            personal = self.members.with_facts(view, today)
             events: list[MarketingEvent] = [
-                reminder_event(segments.reminders[i.name], i, method, today) for i in found[key]
+                reminder_event(segments.reminders[i.name], i, method, today, personal)
+                for i in found[key]
             ]
             profile_key = self.members.profile_key(view) or key
             attributes: dict[str, Any] = {}

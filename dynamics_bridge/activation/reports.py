@@ -121,6 +121,8 @@ class SegmentReport:
     #: a dry run: the profiles that would be pushed (created or updated) and erased
     would_push: int = 0
     would_erase: int = 0
+    #: score part -> members it had no data for (left out of their score, weights renormalised)
+    score_without_data: Counter[str] = field(default_factory=Counter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,7 @@ class SegmentReport:
             "full": self.full,
             "resynced": self.resynced,
             "evaluated": self.evaluated,
+            "score_without_data": dict(sorted(self.score_without_data.items())),
             "segment_sizes": dict(sorted(self.segment_sizes.items())),
             "added": dict(sorted(self.added.items())),
             "removed": dict(sorted(self.removed.items())),

@@ -176,6 +176,7 @@ def _like(sample: Any, value: Any) -> Any:
     return value
 
 
+_UNSET = object()
 _ORDER = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
 
 
@@ -184,20 +185,35 @@ def _compare(node: Compare) -> Predicate:
     name, wanted = node.operator
     if name == "is_set":
         return lambda m, _t: (m.get(column) not in (None, "")) is wanted
+    # The rule's value in each member value's type, converted once per type (members differ in
+    # value, rarely in type): 100,000 members compare without converting 100,000 times.
     if name == "in":
-        choices = list(wanted or [])
+        lists: dict[type, list[Any]] = {}
 
         def in_list(m: Mapping[str, Any], _t: date) -> bool:
             value = m.get(column)
-            return value is not None and any(value == _like(value, c) for c in choices)
+            if value is None:
+                return False
+            like = lists.get(type(value))
+            if like is None:
+                like = lists[type(value)] = [_like(value, c) for c in wanted or []]
+            return any(value == c for c in like)
 
         return in_list
+    likes: dict[type, Any] = {}
+
+    def like(value: Any) -> Any:
+        found = likes.get(type(value), _UNSET)
+        if found is _UNSET:
+            found = likes[type(value)] = _like(value, wanted)
+        return found
+
     if name in ("eq", "ne"):
         same = name == "eq"
 
         def equal(m: Mapping[str, Any], _t: date) -> bool:
             value = m.get(column)
-            return value is not None and (value == _like(value, wanted)) is same
+            return value is not None and (value == like(value)) is same
 
         return equal
     order = _ORDER[name]
@@ -207,7 +223,7 @@ def _compare(node: Compare) -> Predicate:
         if value is None:
             return False
         try:
-            return bool(order(value, _like(value, wanted)))
+            return bool(order(value, like(value)))
         except TypeError:
             return False
 

@@ -2,9 +2,11 @@
 
 Pure. Components are configured in ``segments.yaml`` (``engagement``): on-time payment ratio
 (from the member's payment rows), tenure, and counts such as benefit use, events attended,
-portal visits and survey answers where the union maps them. A component without data (no
-payments in the window, no column value) drops out and the others' weights are renormalised, so
-a new member is not punished for what cannot be known yet.
+portal visits and survey answers where the union maps them, from member columns or counted in
+related tables. A component without data (no payments in the window, no column value) drops out
+and the others' weights are renormalised, so a new member is not punished for what cannot be
+known yet; :func:`explain` says which parts counted and how much, per member, and the segments
+job counts the members each part had no data for (a source that never has any is warned of).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from dynamics_bridge.activation.config import Engagement
 from dynamics_bridge.activation.rules import as_date
 
-__all__ = ["PaymentCounts", "engagement_score", "score_parts"]
+__all__ = ["PaymentCounts", "engagement_score", "explain", "score_from_parts", "score_parts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,21 @@ def engagement_score(
     member: Mapping[str, Any], payments: PaymentCounts | None, config: Engagement, today: date
 ) -> int:
     """0-100; 0 when nothing is known."""
-    parts = score_parts(member, payments, config, today)
+    return score_from_parts(score_parts(member, payments, config, today))
+
+
+def explain(parts: Mapping[str, tuple[float, float]], config: Engagement) -> str:
+    """Each configured part's share in percent, ``-`` where the member had no data for it:
+    ``on_time_payments=100 tenure=40 events=-`` (stored on the member and pushed as an
+    attribute, so a CRM user or a flow can see why a score is what it is)."""
+    return " ".join(
+        f"{name}={round(100 * parts[name][1]) if name in parts else '-'}"
+        for name in config.part_names()
+    )
+
+
+def score_from_parts(parts: Mapping[str, tuple[float, float]]) -> int:
+    """The weighted mean of :func:`score_parts`, 0-100 (0 when nothing is known)."""
     total = sum(weight for weight, _ in parts.values())
     if total <= 0:
         return 0

@@ -7,18 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from dynamics_bridge.activation.audience import desired_attributes
 from dynamics_bridge.activation.config import ActivationConfig
 from dynamics_bridge.activation.facts import member_facts
 from dynamics_bridge.activation.rules import choice_words, compile_rule, member_view
-from dynamics_bridge.activation.score import PaymentCounts, engagement_score
+from dynamics_bridge.activation.score import PaymentCounts, explain, score_from_parts, score_parts
 from dynamics_bridge.mapping.models import MappingFile
 
 __all__ = ["Evaluation", "SegmentEvaluator"]
 
-Evaluation = tuple[int, list[str], dict[str, Any]]
+
+class Evaluation(NamedTuple):
+    """One member's score, segment names, desired APSIS attributes, and the score's parts
+    (name -> (weight, fraction)) with their explanation."""
+
+    score: int
+    names: list[str]
+    attributes: dict[str, Any]
+    parts: dict[str, tuple[float, float]]
+    explanation: str
 
 
 class SegmentEvaluator:
@@ -41,15 +50,19 @@ class SegmentEvaluator:
         self, view: Mapping[str, Any], payments: PaymentCounts | None, today: date
     ) -> Evaluation:
         """Score, segment names and desired attributes of one member."""
-        score = engagement_score(view, payments, self.config.segments.engagement, today)
+        segments = self.config.segments
+        parts = score_parts(view, payments, segments.engagement, today)
+        score = score_from_parts(parts)
+        explanation = explain(parts, segments.engagement)
         computed = {
-            **member_facts(view, self.config.segments.facts, today),
+            **member_facts(view, segments.facts, today, method_column=segments.method_column),
             "engagement_score": score,
+            "engagement_parts": explanation,
         }
         scored = {**view, **computed}
         names = [name for name, (rule, _) in self.rules.items() if rule(scored, today)]
         attributes = desired_attributes(scored, self.config.apsis, computed)
-        return score, names, attributes
+        return Evaluation(score, names, attributes, parts, explanation)
 
     def tags(self, names: list[str]) -> list[str]:
         return [self.rules[n][1] for n in names]

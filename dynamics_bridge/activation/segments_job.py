@@ -33,6 +33,8 @@ DELTA_NAME = "segments-delta-link"
 FULL_RUN_NAME = "segments-last-full-run"
 #: ``progress`` is told every this many members (and at the end)
 _PROGRESS_EVERY = 50
+#: A part with no data for every member is warned of once a run evaluates this many.
+_EMPTY_PART_MIN = 20
 
 
 class SegmentsJob(ActivationJob):
@@ -72,20 +74,24 @@ class SegmentsJob(ActivationJob):
         )
         audience = self.config.apsis.audience
         engagement_column = self.config.segments.engagement.column
+        parts_column = self.config.segments.engagement.parts_column
+        part_names = self.config.segments.engagement.part_names()
         changes: list[ProfileChange] = []
         planned: dict[str, ProfilePlan] = {}  # by profile key: what is sent
         segment_of = {tag: name for name, (_, tag) in self.members.evaluator.rules.items()}
         pending: dict[str, MemberWrite] = {}  # by profile (or member) key
         total = len(delta.changed)
+        views = self.views(delta.changed, today)
         for done, row in enumerate(delta.changed):
             if progress is not None and done % _PROGRESS_EVERY == 0:
                 progress(done, total)
-            view = self.members.view(row)
             key = str(row.get(member.key_column))
-            score, names, attributes = self.members.evaluator.evaluate(
+            view = views[key]
+            score, names, attributes, parts, explanation = self.members.evaluator.evaluate(
                 view, payments.get(str(row.get(member.id_column))), today
             )
             report.evaluated += 1
+            report.score_without_data.update(p for p in part_names if p not in parts)
             report.segment_sizes.update(names)
             tags = self.members.evaluator.tags(names)
             profile_key = self.members.profile_key(view)
@@ -97,6 +103,8 @@ class SegmentsJob(ActivationJob):
             on_success: dict[str, Any] = {}
             if view.get(engagement_column) != score:
                 always[engagement_column] = score
+            if parts_column and (view.get(parts_column) or "") != explanation:
+                always[parts_column] = explanation
             segments_column = self.config.segments.segments_column
             if segments_column and (view.get(segments_column) or "") != ",".join(names):
                 always[segments_column] = ",".join(names) or None
@@ -126,6 +134,7 @@ class SegmentsJob(ActivationJob):
                 pending[profile_key or key] = (key, always, on_success)
         if progress is not None:
             progress(total, total)
+        self._warn_empty_parts(report)
         if dry_run:
             for plan in planned.values():  # what would be added and removed
                 self._count_tags(report, plan, segment_of)
@@ -165,6 +174,22 @@ class SegmentsJob(ActivationJob):
         """The segments whose tag this plan adds or removes (by segment name)."""
         report.added.update(segment_of.get(tag, tag) for tag in plan.tags_add)
         report.removed.update(segment_of.get(tag, tag) for tag in plan.tags_remove)
+
+    @staticmethod
+    def _warn_empty_parts(report: SegmentReport) -> None:
+        """A score part no member had data for is likely a source that cannot be read (an
+        empty column, a related table without rows): said, not silently dropped."""
+        if report.evaluated < _EMPTY_PART_MIN:
+            return
+        for part, missing in sorted(report.score_without_data.items()):
+            if missing == report.evaluated:
+                log.warning(
+                    "segments: score part %s had no data for any of %d members: check its "
+                    "column or related table",
+                    part,
+                    missing,
+                    extra={"outcome": "warning", "part": part},
+                )
 
     def _full_run_due(self, now: datetime) -> bool:
         """Whether the last full segments run is older than ``full_run_hours`` (or unknown)."""

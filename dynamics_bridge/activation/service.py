@@ -89,3 +89,48 @@ def check_apsis(platform: MarketingPlatform, apsis: ApsisFile) -> list[str]:
                     f"{kind[:-1]} {name}: {discriminator} not in section {client.section}"
                 )
     return problems
+
+
+def event_field_problems(
+    platform: MarketingPlatform, config: ActivationConfig
+) -> list[tuple[str, str]]:
+    """``(where, what)`` for every field triggers.yaml and segments.yaml send on an event that
+    the event's current version in APSIS lacks (APSIS refuses unknown ones: ``400 … unknown
+    fields``), trigger fields from the member and texts included. A version that does not
+    list its fields is not judged."""
+    client: Any = getattr(platform, "client", None)
+    names: Any = getattr(platform, "names", None)
+    if client is None or names is None:
+        return []
+    versions: dict[str, dict[str, Any]] = {}
+    for definition in client.definitions("events"):
+        current = [v for v in definition.get("versions", []) if v.get("deprecated_at") is None]
+        if current:
+            versions[str(definition.get("discriminator"))] = current[-1]
+    sent: list[tuple[str, str, list[str]]] = [
+        (
+            f"triggers.yaml: triggers.{name}.fields",
+            rule.event or name,
+            list(rule.field_map()),  # the APSIS field names (a renamed one by its new name)
+        )
+        for name, rule in config.triggers.triggers.items()
+    ] + [
+        (f"segments.yaml: reminders.{name}.fields", reminder.event, list(reminder.fields.values()))
+        for name, reminder in config.segments.reminders.items()
+    ]
+    problems = []
+    for where, event, fields in sent:
+        discriminator = names["event_types"].get(event, event)
+        version = versions.get(discriminator)
+        if version is None or not isinstance(version.get("fields"), list):
+            continue
+        defined = {str(f.get("name")) if isinstance(f, dict) else str(f) for f in version["fields"]}
+        if unknown := sorted(set(fields) - defined):
+            problems.append(
+                (
+                    where,
+                    f"event {event} ({discriminator}) has no field(s) {unknown} in APSIS "
+                    f"(it has {sorted(defined)}): APSIS would refuse every such event",
+                )
+            )
+    return problems

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dynamics_bridge.activation.config import FixIt, TriggerRule, TriggersFile
@@ -46,6 +46,7 @@ __all__ = [
     "encode_payload",
     "event_data",
     "is_first_payment",
+    "member_data",
     "plan_triggers",
     "row_state",
     "too_late",
@@ -121,9 +122,10 @@ def too_late(outcome: EventOutcome, now: datetime, window: timedelta) -> bool:
 
 
 def event_data(
-    event: PaymentEvent, fields: Sequence[str], member_key: str, fix_it: FixIt
+    event: PaymentEvent, fields: Mapping[str, str], member_key: str, fix_it: FixIt
 ) -> dict[str, Any]:
-    """The event's ``data`` object: only the fields its APSIS event version defines."""
+    """The event's ``data`` object as far as the event gives it (APSIS field -> our value's
+    name); the member's fields are added when it is sent (:func:`member_data`)."""
     values: dict[str, Any] = {
         "source_event_id": event.event_id,
         "payment_id": event.provider_ref,
@@ -137,7 +139,25 @@ def event_data(
         "kind": event.kind.value,
         "occurred_on": event.occurred_at.date().isoformat(),
     }
-    return {name: values[name] for name in fields}
+    return {field: values[source] for field, source in fields.items()}
+
+
+def member_data(
+    rule: TriggerRule, member: Mapping[str, Any], method: str | None, today: date
+) -> dict[str, Any]:
+    """The trigger's fields from the member (its view with derived facts and related values)
+    and its personal text; a value the member has not is left out, not sent empty."""
+    found: dict[str, Any] = {}
+    for field, source in rule.member_fields().items():
+        if source == "text" and rule.text is not None:
+            found[field] = rule.text.text(method, member, today)
+            continue
+        value = member.get(source)
+        if isinstance(value, date):
+            value = value.isoformat()
+        if value not in (None, ""):
+            found[field] = value
+    return found
 
 
 def _first_payment(outcome: EventOutcome, column: str) -> bool:
@@ -167,7 +187,7 @@ def _planned(
         name,
         rule.event or name,
         event.occurred_at,
-        event_data(event, rule.fields, member_key, fix_it),
+        event_data(event, rule.event_fields(), member_key, fix_it),
     )
 
 

@@ -3,9 +3,11 @@ function app's ``/api/health`` and the timers (and the console's Mapping page).
 
 It reports every problem in one run, each as a :class:`Finding` (where, what is wrong, what to
 do; an error or a warning), and says which mapping files the folder holds. The offline part
-(settings, the mapping files, the SPAR contract files) costs no call to anyone and is what the
-function app and the timers run at start; ``live=True`` adds the Dataverse metadata and the
-APSIS definitions (what ``check`` runs).
+(settings, the mapping files, the SPAR contract files) costs no call to anyone
+(``check --offline``); ``live=True`` adds the Dataverse metadata and the APSIS definitions and
+event fields: what ``check`` runs, and what the function app and its timers run at start
+(:meth:`~dynamics_bridge.app.wiring.Services.startup_check`, kept for a while, with Dataverse or
+APSIS out of reach a warning there).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from dynamics_bridge.errors import BridgeError, ConfigError
+from dynamics_bridge.errors import BridgeError, ConfigError, TransientError
 
 if TYPE_CHECKING:
     from dynamics_bridge.activation.config import ActivationConfig
@@ -47,6 +49,7 @@ ACTIVATION_FILES = ("apsis.yaml", "triggers.yaml", "segments.yaml")
 SET_IT = "set it in the environment or .env (in Azure: an application setting of the function app)"
 EDIT_IT = "correct the file (`dynamics-bridge schema` writes the rules for editors)"
 PROVISION = "run `dynamics-bridge provision` to see the plan, then `provision --apply`"
+_RUN_PROVISION = "run `dynamics-bridge provision`"  # how provision.check_metadata says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def run_check(
     wiring: Callable[[Settings], Wiring] | None = None,
     dataverse: Callable[[], DataverseClient] | None = None,
     marketing: Callable[[ActivationConfig], MarketingPlatform | None] | None = None,
+    unreachable: Severity = "error",
 ) -> CheckReport:
     """Check everything ``settings`` (default: the environment) and the mappings folder name.
 
@@ -150,20 +154,23 @@ def run_check(
     the Dataverse settings are not required. ``wiring``: the
     :class:`~dynamics_bridge.app.wiring.Services` over these settings, which builds the SPAR
     client (its contract files are parsed) and the live part's clients; without it those are
-    not checked. ``dataverse``/``marketing`` override the wiring's clients (tests)."""
-    from dynamics_bridge.settings import load_settings
+    not checked. ``dataverse``/``marketing`` override the wiring's clients (tests).
+    ``unreachable``: what Dataverse or APSIS out of reach (a passing failure: network, DNS,
+    an outage) counts as; an error for ``check``, a warning for the function app's start check
+    (a job then meets the outage itself and retries). A mismatch is always an error."""
+    from dynamics_bridge.settings import load_settings, salvage_settings
 
+    problems: list[str] = []
     if settings is None:
         try:
             settings = load_settings()
         except ConfigError as exc:
-            settings = None
             problems = exc.problems
-        else:
-            problems = []
-    else:
-        problems = []
-    folder = _folder(settings, mapping_path)
+    # Settings that fail to validate are read again with each failing value at its default,
+    # so what the others lack shows in this run too (nothing is called on them: no live part).
+    salvaged = salvage_settings(problems) if problems else None
+    usable = settings or salvaged
+    folder = _folder(usable, mapping_path)
     report = CheckReport(folder=folder, live=live)
     report.add_problems(problems, "settings", SET_IT)
     mapping_file = Path(mapping_path) if mapping_path is not None else folder / MAPPING_FILE
@@ -174,9 +181,13 @@ def run_check(
     built: Wiring | None = None
     if settings is not None and wiring is not None:
         built = wiring(settings)
-    if settings is not None:
-        _settings_findings(report, settings, need_dataverse=need_dataverse)
-        _spar_findings(report, settings, built)
+    if usable is not None:
+        named = {f.where for f in report.findings}
+        before = len(report.findings)
+        _settings_findings(report, usable, need_dataverse=need_dataverse)
+        _spar_findings(report, usable, built)
+        # A value already refused is not reported again as missing (it was reset to unset).
+        report.findings[before:] = [f for f in report.findings[before:] if f.where not in named]
     mapping = _mapping(report, mapping_file)
     config = _activation(report, mapping, folder)
     if not live or settings is None or mapping is None:
@@ -186,9 +197,9 @@ def run_check(
     if marketing is None and built is not None and _apsis_credentials(settings):
         marketing = built.apsis_platform_for
     if dataverse is not None:
-        _dataverse_findings(report, mapping, dataverse)
+        _dataverse_findings(report, mapping, dataverse, mapping_file, unreachable)
     if config is not None and marketing is not None:
-        _apsis_findings(report, config, marketing)
+        _apsis_findings(report, config, marketing, unreachable)
     return report
 
 
@@ -344,16 +355,21 @@ def _activation(
 
 
 def _dataverse_findings(
-    report: CheckReport, mapping: MappingFile, dataverse: Callable[[], DataverseClient]
+    report: CheckReport,
+    mapping: MappingFile,
+    dataverse: Callable[[], DataverseClient],
+    source: Path,
+    unreachable: Severity = "error",
 ) -> None:
-    from dynamics_bridge.dataverse.provision import check_metadata
+    from dynamics_bridge.dataverse.provision import check_metadata, related_problems
 
     try:
         client = dataverse()
-        problems = check_metadata(client, mapping)
+        problems = check_metadata(client, mapping, source=str(source))
+        related, optional = related_problems(client, mapping, source=str(source))
     except BridgeError as exc:
         report.add(
-            "error",
+            unreachable if isinstance(exc, TransientError) else "error",
             "dataverse",
             "Dataverse",
             f"not reachable: {_one_line(str(exc))}",
@@ -362,14 +378,32 @@ def _dataverse_findings(
         )
         return
     for problem in problems:
-        where, _, what = problem.partition(": ")
-        report.add("error", "dataverse", f"Dataverse: {where}", what or problem, PROVISION)
+        # "run provision" is said once, as what to do; other problems say it themselves.
+        provision = _RUN_PROVISION in problem
+        text = problem.replace(f": {_RUN_PROVISION}", "") if provision else problem
+        head, _, rest = text.partition(": ")
+        # A place is a table, column or entry ("contact.mbr_x"); a sentence is not one.
+        place, what = ("", text) if " " in head or not rest else (f": {head}", rest)
+        fix = PROVISION if provision else "as said, then run `dynamics-bridge check` again"
+        report.add("error", "dataverse", f"Dataverse{place}", what, fix)
+    kinds: tuple[tuple[Severity, list[str]], ...] = (("error", related), ("warning", optional))
+    for severity, found in kinds:
+        for problem in found:
+            where, _, what = problem.partition(": ")
+            report.add(
+                severity,
+                "dataverse",
+                f"Dataverse: {where}",
+                what or problem,
+                "correct dataverse.yaml related (the union's own tables: provision creates none)",
+            )
 
 
 def _apsis_findings(
     report: CheckReport,
     config: ActivationConfig,
     marketing: Callable[[ActivationConfig], MarketingPlatform | None],
+    unreachable: Severity = "error",
 ) -> None:
     from dynamics_bridge.activation.service import check_apsis
 
@@ -389,7 +423,7 @@ def _apsis_findings(
         _event_fields(report, platform, config)
     except BridgeError as exc:
         report.add(
-            "error",
+            unreachable if isinstance(exc, TransientError) else "error",
             "apsis",
             "APSIS",
             f"not reachable: {_one_line(str(exc))}",
@@ -400,45 +434,18 @@ def _apsis_findings(
 def _event_fields(
     report: CheckReport, platform: MarketingPlatform, config: ActivationConfig
 ) -> None:
-    """The fields triggers.yaml and segments.yaml send on each event against the fields of the
-    event's current version in APSIS (APSIS refuses unknown ones: ``400 … unknown fields``).
-    A version that does not list its fields is not judged."""
-    client: Any = getattr(platform, "client", None)
-    names: Any = getattr(platform, "names", None)
-    if client is None or names is None:
-        return
-    versions: dict[str, dict[str, Any]] = {}
-    for definition in client.definitions("events"):
-        current = [v for v in definition.get("versions", []) if v.get("deprecated_at") is None]
-        if current:
-            versions[str(definition.get("discriminator"))] = current[-1]
-    sent: list[tuple[str, str, list[str]]] = [
-        (
-            f"triggers.yaml: triggers.{name}.fields",
-            rule.event or name,
-            [str(f) for f in rule.fields],
+    """The fields each event carries against its APSIS event version (:func:`~dynamics_bridge.
+    activation.service.event_field_problems`, which ``apsis check`` runs too)."""
+    from dynamics_bridge.activation.service import event_field_problems
+
+    for where, what in event_field_problems(platform, config):
+        report.add(
+            "error",
+            "apsis",
+            where,
+            what,
+            "add the field(s) to the event in APSIS One (a new version), or leave them out here",
         )
-        for name, rule in config.triggers.triggers.items()
-    ] + [
-        (f"segments.yaml: reminders.{name}.fields", reminder.event, list(reminder.fields.values()))
-        for name, reminder in config.segments.reminders.items()
-    ]
-    for where, event, fields in sent:
-        discriminator = names["event_types"].get(event, event)
-        version = versions.get(discriminator)
-        if version is None or not isinstance(version.get("fields"), list):
-            continue
-        defined = {str(f.get("name")) if isinstance(f, dict) else str(f) for f in version["fields"]}
-        if unknown := sorted(set(fields) - defined):
-            report.add(
-                "error",
-                "apsis",
-                where,
-                f"event {event} ({discriminator}) has no field(s) {unknown} in APSIS "
-                f"(it has {sorted(defined)}): APSIS would refuse every such event",
-                "add the field(s) to the event in APSIS One (a new version), or leave them "
-                "out here",
-            )
 
 
 def _one_line(text: str) -> str:

@@ -3,8 +3,9 @@
 Configuration is reported by variable name only (never a value), Key Vault references the
 platform could not resolve by name, the event queue by its depth, Dataverse by one small read
 with one attempt, the trigger outbox by the age of its oldest pending and unconfirmed rows.
-APSIS and SPAR are reported as configured or not and are never called: APSIS allows ten token
-requests a minute, and every SPAR lookup is about a person.
+APSIS and SPAR are reported as configured or not and are not called per answer: APSIS allows
+ten token requests a minute (its definitions are read by the start check, which is kept for
+``BRIDGE_START_CHECK_MINUTES``), and every SPAR lookup is about a person.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dynamics_bridge.hosting import QueueHostOptions, unresolved_key_vault_refer
 __all__ = ["HealthReport", "check_health"]
 
 #: A failing one of these makes the answer 503: without them no event reaches Dataverse
-#: (``config``: the start-up check of settings, mapping files and SPAR contract files).
+#: (``config``: the start check of settings, mapping files, SPAR contract files, the Dataverse
+#: metadata and the APSIS definitions).
 REQUIRED = ("key_vault", "settings", "config", "queue", "dataverse")
 
 
@@ -72,10 +74,12 @@ def check_health(
 
 
 def _config(services: Services) -> dict[str, Any]:
-    """The start-up check (``dynamics-bridge check`` without its Dataverse and APSIS calls):
-    each error and warning with its place and what to do; settings by name, never a value."""
+    """The start check (``dynamics-bridge check``, its Dataverse metadata and APSIS definitions
+    included; kept for ``BRIDGE_START_CHECK_MINUTES``): each error and warning with its place
+    and what to do; settings by name, never a value. Dataverse or APSIS out of reach is a
+    warning here (the ``dataverse`` check says whether it is reachable now)."""
     report = services.startup_check()
-    body: dict[str, Any] = {"ok": report.ok, "files": report.files}
+    body: dict[str, Any] = {"ok": report.ok, "live": report.live, "files": report.files}
     if report.errors:
         body["errors"] = [f.text() for f in report.errors]
     if report.warnings:

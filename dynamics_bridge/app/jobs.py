@@ -52,8 +52,9 @@ class Skip(Exception):
 
 
 class Refused(Skip):
-    """The configuration fails the start-up check in a part the job needs (logged as an error:
-    the job will not run until it is fixed)."""
+    """The configuration fails the start check (``dynamics-bridge check``, live part included)
+    in a part the job needs (logged as an error: the job will not run until it is fixed and
+    checked again, within ``BRIDGE_START_CHECK_MINUTES``)."""
 
 
 #: What each Dataverse job needs of the configuration (areas of `app.check.Finding`).

@@ -9,6 +9,7 @@ of one app user shares), and the queue client its connection pool.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from dynamics_bridge.activation.outbox import TriggerOutbox
     from dynamics_bridge.activation.port import ActivationStore
     from dynamics_bridge.activation.service import Activation
-    from dynamics_bridge.app.check import CheckReport
+    from dynamics_bridge.app.check import CheckReport, Severity
     from dynamics_bridge.app.poison import PoisonBook
     from dynamics_bridge.app.sync import SyncReport
     from dynamics_bridge.apsis.platform import ApsisPlatform
@@ -65,6 +66,9 @@ class Services:
         **parts: Any,
     ) -> None:
         self._lock = threading.RLock()
+        self._check_lock = threading.Lock()
+        #: The start check and when it is due again (time.monotonic()).
+        self._start_check: tuple[CheckReport, float] | None = None
         self._parts: dict[str, Any] = dict(parts)
         self._given = frozenset(parts)  # what the caller built, not this wiring
         if settings is not None:
@@ -128,10 +132,11 @@ class Services:
 
         return self._get("mapping", lambda: load_mapping(self.settings.mappings / "dataverse.yaml"))
 
-    def check(self, *, live: bool = True) -> CheckReport:
+    def check(self, *, live: bool = True, unreachable: Severity = "error") -> CheckReport:
         """``dynamics-bridge check`` over this wiring: settings, every mapping file, the SPAR
         contract files and, ``live``, the Dataverse metadata (the one-attempt probe) and the
-        APSIS definitions (one attempt per request). Reports, never raises."""
+        APSIS definitions (one attempt per request); ``unreachable``: what Dataverse or APSIS
+        out of reach counts as. Reports, never raises."""
         from dynamics_bridge.app.check import run_check
 
         try:
@@ -141,28 +146,51 @@ class Services:
         # A Dataverse client (or the activation over one) given by the caller needs no
         # Dataverse settings: tests, the demo, the benchmark bring their own.
         given = bool({"dataverse", "activation", "store", "pipeline"} & self._given)
+        marketing: Callable[[ActivationConfig], MarketingPlatform | None] | None = None
+        if "activation" in self._given:
+            activation = self._parts["activation"]
+
+            def marketing(_config: ActivationConfig) -> MarketingPlatform | None:
+                """The given activation's own APSIS (a stand-in), or none at all."""
+                return getattr(activation, "platform", None)
+
         return run_check(
             settings,
             live=live,
             need_dataverse=not given,
             wiring=lambda _: self,
             dataverse=(lambda: self.dataverse) if "dataverse" in self._given else None,
+            marketing=marketing,
+            unreachable=unreachable,
         )
 
     def startup_check(self) -> CheckReport:
-        """The configuration checked once per process, offline (:meth:`check` without its
-        Dataverse and APSIS calls): what the timers and ``/api/health`` refuse to work without.
-        Each error is logged once, when first checked."""
+        """What the timers and ``/api/health`` refuse to work without: :meth:`check` with its
+        live part (the Dataverse metadata, the APSIS definitions and event fields), once per
+        process and again once ``BRIDGE_START_CHECK_MINUTES`` have passed (the live part costs
+        requests). Dataverse or APSIS out of reach is a warning here, not an error: a job then
+        meets the outage itself and retries, and is not blocked until the next check; a
+        metadata mismatch or an event field APSIS lacks is an error. Each error is logged
+        whenever it is checked."""
+        from dynamics_bridge.app.check import log
 
-        def build() -> CheckReport:
-            from dynamics_bridge.app.check import log
-
-            report = self.check(live=False)
+        with self._check_lock:  # not the wiring's lock: the live part may take seconds
+            if self._start_check is not None and time.monotonic() < self._start_check[1]:
+                return self._start_check[0]
+            report = self.check(live=True, unreachable="warning")
             for finding in report.errors:
                 log.error("configuration: %s", finding.text(), extra={"check": finding.area})
+            for finding in report.warnings:
+                if finding.what.startswith("not reachable"):
+                    log.warning("configuration: %s", finding.text(), extra={"check": finding.area})
+            self._start_check = (report, time.monotonic() + 60 * self._start_check_minutes())
             return report
 
-        return self._get("startup_check", build)
+    def _start_check_minutes(self) -> float:
+        try:
+            return self.settings.start_check_minutes
+        except ConfigError:
+            return float(Settings.model_fields["start_check_minutes"].default)
 
     @property
     def dataverse(self) -> DataverseClient:
@@ -203,6 +231,8 @@ class Services:
         must not wait out the sync's retry budget (minutes of Retry-After under throttling)."""
         from dynamics_bridge.dataverse.client import DataverseClient
 
+        if "dataverse" in self._given:  # the caller's own client (the demo, tests)
+            return self.dataverse
         settings = self.settings.dataverse
         return DataverseClient.from_settings(
             settings.model_copy(

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dynamics_bridge.activation.loader import activation_configured
 from dynamics_bridge.activation.reports import ReminderReport, SegmentReport
-from dynamics_bridge.activation.service import Activation, check_apsis
+from dynamics_bridge.activation.service import Activation, check_apsis, event_field_problems
 from dynamics_bridge.app.wiring import apsis_credentials
 from dynamics_bridge.cli import _progress
 from dynamics_bridge.cli._app import app, console, err_console
@@ -246,19 +246,28 @@ def triggers_resolve(
 
 @apsis_app.command("check")
 def apsis_check() -> None:
-    """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS.
+    """Verify that apsis.yaml's section, attributes, event types and tags exist in APSIS, and
+    that each event's current version has every field triggers.yaml and segments.yaml send.
 
     Exit codes: 0 every name exists; 1 some do not (each is listed), or APSIS is not there."""
     try:
         activation = _activation()
         problems = check_apsis(activation.platform, activation.config.apsis)
+        if not problems:
+            problems = [
+                f"{where}: {what}"
+                for where, what in event_field_problems(activation.platform, activation.config)
+            ]
     except BridgeError as exc:
         raise _fail(exc) from None
     for problem in problems:
         err_console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
-    console.print("[green]✓[/green] every configured APSIS name exists", highlight=False)
+    console.print(
+        "[green]✓[/green] every configured APSIS name exists, and every event field",
+        highlight=False,
+    )
 
 
 def print_demo_section(summary: dict[str, Any]) -> None:

@@ -42,7 +42,8 @@ def check(
     """Check settings, every mapping file, the Dataverse metadata, the APSIS definitions and
     the SPAR contract files; list every problem with its place and what to do.
 
-    The same check the function app and its timers run at start (without Dataverse and APSIS).
+    The same check the function app and its timers run at start (there, Dataverse or APSIS out
+    of reach is a warning: a job meets the outage itself).
     Exit codes: 0 no errors (warnings may be listed); 1 at least one error."""
     from dynamics_bridge.cli.sync import cli_services
 

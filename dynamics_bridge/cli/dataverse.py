@@ -9,11 +9,12 @@ from pathlib import Path
 
 import typer
 
+from dynamics_bridge.app.check import MAPPING_FILE
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console, sandbox_missing
 from dynamics_bridge.dataverse.provision import apply_plan, environment, key_mismatches, plan
 from dynamics_bridge.errors import BridgeError
-from dynamics_bridge.mapping import DEFAULT_MAPPING, load_mapping
+from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.settings import load_settings
 
 
@@ -92,13 +93,19 @@ def sandbox(
 @app.command()
 def provision(
     apply: bool = typer.Option(False, "--apply", help="Create what is missing."),
-    mapping: Path = typer.Option(DEFAULT_MAPPING, help="The Dataverse mapping file."),
+    mapping: Path | None = typer.Option(
+        None,
+        help="The Dataverse mapping file; default: dataverse.yaml in BRIDGE_MAPPINGS_DIR, else "
+        "the bridge's own mappings/.",
+    ),
 ) -> None:
     """Print (or with --apply create) the tables, columns, lookups, choice values and keys the
     mapping lacks, each column with its type, into the configured solution; --apply waits for
     new alternate keys to be Active."""
     try:
         loaded = load_settings()
+        # The mappings folder setting, as every other command and the function app read it.
+        mapping = mapping or loaded.mappings / MAPPING_FILE
         model = load_mapping(mapping)
         # Every configured app user, and BRIDGE_DATAVERSE__SOLUTION as MSCRM.SolutionUniqueName.
         client = Services(loaded, mapping=model).dataverse

@@ -24,7 +24,14 @@ refuses each break of them):
   UserLocal behaviour and shifts dates by the user's offset (behavior-format-date-time-attribute);
 - names and choice values: a publisher's customization prefix starts every schema name, and its
   option value prefix × 10,000 starts its choice values (reference/entities/publisher;
-  InsertOptionValueRequest.Value).
+  InsertOptionValueRequest.Value);
+- alternate keys: one per column set; a second key on the same columns (0x80060894
+  EntityKeyWithSelectedAttributesExists) or of the same name (0x80060893 EntityKeyNameExists)
+  is refused (define-alternate-keys-entity; reference/web-service-error-codes);
+- creates are not idempotent: a table, column or key sent again is refused (0x80044363
+  SchemaNameisNotUnique), never replaced, so a create whose answer was lost is read back
+  before anything is sent again (reference/web-service-error-codes; Azure Architecture Center,
+  patterns/retry).
 """
 
 from __future__ import annotations

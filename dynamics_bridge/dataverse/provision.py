@@ -83,7 +83,12 @@ class Environment:
                 "environment as a solution; create a solution with your publisher first"
             ]
         if self.publisher is None or not self.publisher.prefix:
-            return [f"solution {self.solution}: its publisher has no customization prefix"]
+            return [
+                f"solution {self.solution}: its publisher has no customization prefix, so names "
+                "and choice values cannot be checked against it before they are sent; give the "
+                "publisher a prefix (Power Apps → Solutions → Publishers) equal to "
+                f"publisher_prefix {mapping.publisher_prefix!r}"
+            ]
         if self.publisher.prefix != mapping.publisher_prefix:
             return [
                 f"solution {self.solution}'s publisher prefix is {self.publisher.prefix!r} but the "
@@ -357,12 +362,23 @@ def _publisher_problems(
             if value not in allowed:
                 choice_set = step.detail.removeprefix("choice ")
                 problems.append(
-                    f"choices.{choice_set}.options.{word}: value {value} is outside the option "
-                    f"value range {allowed.start}-{allowed.stop - 1} of solution {env.solution}'s "
-                    f"publisher (option value prefix {publisher.option_value_prefix}): renumber "
-                    f"the set from {allowed.start}"
+                    _out_of_range(choice_set, word, value, publisher, env.solution or "")
                 )
     return list(dict.fromkeys(problems))
+
+
+def _out_of_range(
+    choice_set: str, word: str, value: int, publisher: Publisher, solution: str, source: str = ""
+) -> str:
+    """A choice value the solution's publisher does not allow: what provision refuses to send
+    and check reports (Dataverse refuses option values outside the option value prefix range)."""
+    allowed = publisher.option_values
+    where = f" in {source}" if source else ""
+    return (
+        f"choices.{choice_set}.options.{word}: value {value} is outside the option value range "
+        f"{allowed.start}-{allowed.stop - 1} of solution {solution}'s publisher (option value "
+        f"prefix {publisher.option_value_prefix}): renumber the set from {allowed.start}{where}"
+    )
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -465,7 +481,17 @@ def check_metadata(
 ) -> list[str]:
     """Every mapped table, column, type, date behaviour, choice value and alternate key the
     environment lacks or has differently, each with its place in ``source`` and what to do."""
-    problems = _solution_problems(client, mapping, source)
+    problems, publisher = _solution_problems(client, mapping, source)
+    solution = str(client.transport.settings.solution or "")
+
+    def refused(choice_set: str, word: str) -> str | None:
+        """An option provision would create but the solution's publisher does not allow (so
+        provision refuses it): renumber, not "run provision"."""
+        value = mapping.choices[choice_set].options[word].value
+        if publisher is None or value in publisher.option_values:
+            return None
+        return _out_of_range(choice_set, word, value, publisher, solution, source)
+
     for section, table_map, key_column, key_name in _tables(mapping):
         table = table_map.table
         definition = client.schema.entity(table)
@@ -473,6 +499,13 @@ def check_metadata(
             problems.append(
                 f"table {table} not found: {_RUN_PROVISION} ({source}: {section}.table)"
             )
+            problems += [
+                outside
+                for spec in table_map.columns.values()
+                if spec.type == "choice" and spec.choices
+                for word in mapping.choices[spec.choices].options
+                if (outside := refused(spec.choices, word))
+            ]
             continue
         attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
         for name, spec in table_map.columns.items():
@@ -480,6 +513,10 @@ def check_metadata(
             attribute = attributes.get(name)
             if attribute is None:
                 problems.append(f"{table}.{name}: column not found: {_RUN_PROVISION} ({place})")
+                if spec.type == "choice" and spec.choices:
+                    for word in mapping.choices[spec.choices].options:
+                        if outside := refused(spec.choices, word):
+                            problems.append(outside)
                 continue
             expected = _TYPES[spec.type][0]
             if attribute.get("AttributeType") not in (expected, None):
@@ -493,11 +530,13 @@ def check_metadata(
             if spec.type == "choice" and spec.choices:
                 have = {o.value for o in client.schema.choice_options(table, name)}
                 for word, option in mapping.choices[spec.choices].options.items():
-                    if option.value not in have:
-                        problems.append(
-                            f"{table}.{name}: choice value {option.value} ({word}) not found: "
-                            f"{_RUN_PROVISION} ({source}: choices.{spec.choices}.options.{word})"
-                        )
+                    if option.value in have:
+                        continue
+                    problems.append(
+                        refused(spec.choices, word)
+                        or f"{table}.{name}: choice value {option.value} ({word}) not found: "
+                        f"{_RUN_PROVISION} ({source}: choices.{spec.choices}.options.{word})"
+                    )
         existing = _key_on(definition, [key_column])
         if existing is None:
             problems.append(
@@ -510,28 +549,97 @@ def check_metadata(
                 f"says {key_name} (provision would plan a second key, which Dataverse refuses): "
                 f"rename key_name to {existing} in {source} ({section}.key_name)"
             )
+    problems = list(dict.fromkeys(problems))  # a choice set two columns use: said once
     return problems
 
 
-def _solution_problems(client: DataverseClient, mapping: MappingFile, source: str) -> list[str]:
-    """The configured solution must exist, and its publisher's prefix be the mapping's."""
+_LOOKUPS = ("Lookup", "Customer", "Owner")
+
+
+def related_problems(
+    client: DataverseClient, mapping: MappingFile, *, source: str = "the mapping"
+) -> tuple[list[str], list[str]]:
+    """The related tables (``related``: the union's own employer, branch, membership tables)
+    against live metadata: each table, entity set, lookup and column must exist. Provision
+    creates none of them, so each problem says to correct the mapping. Returns (errors,
+    warnings): an ``optional`` table the environment lacks is a warning (its values stay
+    empty)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    member = client.schema.entity(mapping.member.table)
+    member_columns = {a["LogicalName"]: a for a in (member or {}).get("Attributes", [])}
+    for name, related in mapping.related.items():
+        place = f"{source}: related.{name}"
+        definition = client.schema.entity(related.table)
+        if definition is None:
+            (warnings if related.optional else problems).append(
+                f"related table {related.table} not found"
+                + (": its values stay empty" if related.optional else "")
+                + f": correct related.{name}.table ({place}), or remove the entry"
+            )
+            continue
+        entity_set = definition.get("EntitySetName")
+        if entity_set and entity_set != related.entity_set:
+            problems.append(
+                f"{related.table}: its entity set is {entity_set}, the mapping says "
+                f"{related.entity_set}: correct related.{name}.entity_set ({place})"
+            )
+        columns = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
+        if related.lookup and member is not None:
+            lookup = member_columns.get(related.lookup)
+            if lookup is None or lookup.get("AttributeType") not in _LOOKUPS:
+                problems.append(
+                    f"{mapping.member.table}.{related.lookup}: no lookup column to "
+                    f"{related.table}: correct related.{name}.lookup ({place})"
+                )
+        wanted = [("id_column", related.id_column)]
+        if related.member_lookup:
+            wanted.append(("member_lookup", related.member_lookup))
+        if related.latest:
+            wanted.append(("latest", related.latest))
+        if related.count is not None:
+            wanted.append(("count.date_column", related.count.date_column))
+        wanted += [(f"columns.{v}", spec.column) for v, spec in related.column_specs().items()]
+        for where, column in wanted:
+            if column not in columns:
+                problems.append(
+                    f"{related.table}.{column}: column not found: correct "
+                    f"related.{name}.{where} ({place})"
+                )
+        if related.member_lookup in columns and (
+            columns[related.member_lookup].get("AttributeType") not in _LOOKUPS
+        ):
+            problems.append(
+                f"{related.table}.{related.member_lookup}: is not a lookup: correct "
+                f"related.{name}.member_lookup ({place})"
+            )
+    return problems, warnings
+
+
+def _solution_problems(
+    client: DataverseClient, mapping: MappingFile, source: str
+) -> tuple[list[str], Publisher | None]:
+    """The configured solution must exist, and its publisher's prefix be the mapping's; with
+    the publisher (when it has a prefix), whose option value range new choice values need."""
     solution = client.transport.settings.solution
     if not solution:
-        return []
+        return [], None
     try:
         publisher = client.schema.publisher(solution)
     except NotFoundError:
         return [
             f"solution {solution} not found in Dataverse: create it with your publisher in Power "
             "Apps (Solutions → New solution), or correct BRIDGE_DATAVERSE__SOLUTION"
-        ]
-    if publisher.prefix and publisher.prefix != mapping.publisher_prefix:
+        ], None
+    if not publisher.prefix:
+        return [], None
+    if publisher.prefix != mapping.publisher_prefix:
         return [
             f"solution {solution}: its publisher's prefix is {publisher.prefix}, the mapping's "
             f"publisher_prefix is {mapping.publisher_prefix}: make them agree "
             f"({source}: publisher_prefix)"
-        ]
-    return []
+        ], publisher
+    return [], publisher
 
 
 def _date_problems(

@@ -28,6 +28,9 @@ __all__ = [
     "MemberKey",
     "MemberTable",
     "PaymentTable",
+    "RelatedColumn",
+    "RelatedCount",
+    "RelatedTable",
     "StateTable",
     "Transform",
 ]
@@ -299,6 +302,8 @@ _ADDRESS_FIELDS = (
     "transaction_id",
     "deceased_on",
     "last_changed",
+    "county_code",
+    "municipality_code",
 )
 
 
@@ -347,11 +352,27 @@ class AddressMapping(_Strict):
     last_changed: str | None = Field(
         default=None, description="Date column: SPAR's SenasteAndringSPAR."
     )
+    county_code: str | None = Field(
+        default=None,
+        description="String column: the county (län) the person is registered in, two digits "
+        "(SPAR's FolkbokfordLanKod); never written for protected identity.",
+    )
+    municipality_code: str | None = Field(
+        default=None,
+        description="String column: the municipality (kommun) the person is registered in, four "
+        "digits, county first (0180); never written for protected identity.",
+    )
     select: AddressSelect = Field(default_factory=AddressSelect)
 
     def written_columns(self) -> list[str]:
         """Every member column the refresh may write, for reads and checks."""
-        optional = (self.deceased_on, self.last_changed, self.select.flagged)
+        optional = (
+            self.deceased_on,
+            self.last_changed,
+            self.county_code,
+            self.municipality_code,
+            self.select.flagged,
+        )
         return [
             c
             for c in (
@@ -365,6 +386,87 @@ class AddressMapping(_Strict):
             )
             if c
         ]
+
+
+class RelatedColumn(_Strict):
+    """One value read from a related row: its column, and the choice set its integers are
+    words of (else the value as Dataverse answers it)."""
+
+    column: str
+    choices: str | None = Field(default=None, description="Choice set (read as its words).")
+
+
+class RelatedCount(_Strict):
+    """Count a member's rows in a window (an engagement source: registrations, sign-ins)."""
+
+    date_column: str = Field(description="Date or date-time column of the related row.")
+    window_days: int = Field(default=365, gt=0, le=3650)
+
+
+class RelatedTable(_Strict):
+    """A table reached from the member: through a lookup on the member (one row: the employer,
+    the local branch) or through the table's own lookup to the member (many rows: memberships,
+    event registrations; the latest one's columns, or a count in a window).
+
+    Its values read as ``<name>.<column name>`` (``employer.industry``) in rules, segments,
+    attributes, trigger fields and texts; a count as ``<name>.count``. These are the union's own
+    tables: ``check`` compares them with live metadata, ``provision`` leaves them alone."""
+
+    table: str = Field(description="Logical name of the related table.")
+    entity_set: str = Field(description="Its entity set name (plural).")
+    id_column: str = Field(description="Its primary id column.")
+    lookup: str | None = Field(
+        default=None, description="Lookup column on the member to this table (one row)."
+    )
+    member_lookup: str | None = Field(
+        default=None, description="Lookup column on this table to the member (many rows)."
+    )
+    latest: str | None = Field(
+        default=None, description="Many rows: the columns of the latest row by this column."
+    )
+    count: RelatedCount | None = None
+    filter: str | None = Field(
+        default=None, description="OData $filter the rows must also match (statecode eq 0)."
+    )
+    columns: dict[str, str | RelatedColumn] = Field(default_factory=dict)
+    optional: bool = Field(
+        default=False,
+        description="A table the environment may lack: check warns, and its values stay empty "
+        "(a score part on it has no data) instead of every run failing.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RelatedTable:
+        if (self.lookup is None) == (self.member_lookup is None):
+            raise ValueError("give 'lookup' (a column of the member) or 'member_lookup'")
+        if self.lookup and self.optional:
+            raise ValueError(
+                "a table reached through a lookup on the member cannot be optional: every "
+                "member read selects that lookup"
+            )
+        if self.lookup and (self.latest or self.count):
+            raise ValueError("'latest' and 'count' are for many rows ('member_lookup')")
+        if self.member_lookup and self.columns and not self.latest:
+            raise ValueError("columns of many rows need 'latest: <column>' to pick one")
+        if not self.columns and not self.count:
+            raise ValueError("give 'columns' to read, or a 'count'")
+        if "count" in self.columns:
+            raise ValueError("'count' is the name of the count: name the column otherwise")
+        return self
+
+    def column_specs(self) -> dict[str, RelatedColumn]:
+        """Each value's name -> its column (and choice set)."""
+        return {
+            name: spec if isinstance(spec, RelatedColumn) else RelatedColumn(column=spec)
+            for name, spec in self.columns.items()
+        }
+
+    def names(self, prefix: str) -> list[str]:
+        """The names its values read as: ``prefix.column`` (and ``prefix.count``)."""
+        found = [f"{prefix}.{name}" for name in self.columns]
+        if self.count is not None:
+            found.append(f"{prefix}.count")
+        return found
 
 
 class MappingFile(_Strict):
@@ -397,6 +499,15 @@ class MappingFile(_Strict):
     state: StateTable | None = Field(
         default=None, description="The bridge's own state table (segments' delta link)."
     )
+    related: dict[str, RelatedTable] = Field(
+        default_factory=dict,
+        description="Tables reached from the member (employer, branch, memberships, event "
+        "registrations): their values usable as <name>.<column> in the activation files.",
+    )
+
+    def related_names(self) -> set[str]:
+        """Every ``<table>.<value>`` name the related tables give."""
+        return {n for name, table in self.related.items() for n in table.names(name)}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> MappingFile:
@@ -455,9 +566,18 @@ class MappingFile(_Strict):
             (("address", "checked_on"), address.checked_on, "datetime"),
             (("address", "deceased_on"), address.deceased_on, "date"),
             (("address", "last_changed"), address.last_changed, "date"),
+            (("address", "county_code"), address.county_code, "string"),
+            (("address", "municipality_code"), address.municipality_code, "string"),
         ):
             if name and name in columns and columns[name].type != wanted:
                 problems.append((where, f"{name} must be a {wanted} column"))
+        for field, digits in (("county_code", 2), ("municipality_code", 4)):
+            name = getattr(address, field)
+            length = columns[name].max_length if name in columns else None
+            if length is not None and length < digits:
+                problems.append(
+                    (("address", field), f"{name} must hold {digits} characters (max_length)")
+                )
         return problems
 
     def _reference_problems(self) -> list[Problem]:
@@ -500,6 +620,15 @@ class MappingFile(_Strict):
             if column not in self.payment.columns:
                 problems.append((where, "not a declared payment column"))
             problems.extend(_transform_problems(where, transform, self))
+        for source, related in self.related.items():
+            for value, read in related.column_specs().items():
+                if read.choices and read.choices not in self.choices:
+                    problems.append(
+                        (
+                            ("related", source, "columns", value, "choices"),
+                            f"unknown choice set {read.choices!r}",
+                        )
+                    )
         for ref_kind, key in self.member.keys.items():
             if key.column and key.column not in self.member.columns:
                 problems.append(

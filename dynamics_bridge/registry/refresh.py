@@ -13,6 +13,9 @@ Rules (reference soap.md §4):
   member flagged for a check, so the next run tries again.
 - **Deceased, emigrated, deregistered**: the status column (and date of death) says so; the
   activation side keeps such members out of marketing by that column.
+- **Where registered**: the county and municipality codes of the current population-register
+  entry (``Folkbokforing``), when the mapping names columns for them; a protected member gets
+  none (SPAR gives none), and a code SPAR does not give leaves the stored one as it is.
 - **Audit**: the lookup time and SPAR's transaction id (``UUID``) are stored; the raw answer never.
 - A dry run selects and counts; it asks SPAR nothing (every lookup tells SPAR that the person is
   probably a member) and writes nothing.
@@ -148,6 +151,13 @@ def plan_update(
         mailing = record.mailing_address
         if mailing is not None and not record.protected_identity:
             wanted.update(address_values(mailing, address.columns.model_dump()))
+        if not record.protected_identity:  # SPAR gives none then; a stored code stays as it is
+            for column, code in (
+                (address.county_code, record.county_code),
+                (address.municipality_code, record.municipality_code),
+            ):
+                if column and code:
+                    wanted[column] = code
     return {c: v for c, v in wanted.items() if current.get(c) != v}
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dynamics_bridge.activation.port import MemberDelta, MemberUpdate, OutboxRow, WriteResult
+from dynamics_bridge.activation.related import RelatedRead
 from dynamics_bridge.activation.score import PaymentCounts
 from dynamics_bridge.apsis.models import (
     ApplyReport,
@@ -70,6 +71,8 @@ class FakeActivationStore:
     versions: dict[str, int] = field(default_factory=dict)
     payments: dict[str, PaymentRow] = field(default_factory=dict)
     state: dict[str, str] = field(default_factory=dict)
+    #: related table name (dataverse.yaml ``related``) -> its rows, as Dataverse answers them
+    related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: member key -> the error its next update meets (once), e.g. an outage
     fail_update: dict[str, BridgeError] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
@@ -208,6 +211,21 @@ class FakeActivationStore:
                 low <= date.fromisoformat(str(value)[:10]) <= high for low, high in windows
             ):
                 found.append(self._row(key))
+        return found
+
+    def related_rows(self, reads: Sequence[RelatedRead]) -> dict[str, list[dict[str, Any]]]:
+        """The rows whose ``by`` column is one of the read's ids (a read's OData ``filter`` is
+        not applied: a count's window is applied again when the values are assembled). A table
+        not in :attr:`related` is one the environment lacks: not in the answer."""
+        self.calls["related_rows"] += 1
+        found = {}
+        for read in reads:
+            if read.name not in self.related:
+                continue
+            wanted = set(read.ids)
+            found[read.name] = [
+                dict(r) for r in self.related.get(read.name, []) if str(r.get(read.by)) in wanted
+            ]
         return found
 
     def update_members(self, updates: Sequence[MemberUpdate]) -> list[WriteResult]:

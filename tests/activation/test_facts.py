@@ -1,4 +1,5 @@
-"""Derived member facts: age and tenure in whole calendar years, and the bands they fall in."""
+"""Derived member facts: age and tenure in whole calendar years, and the bands they fall in;
+county and municipality by their official names, member type and payment method."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamics_bridge.activation.config import Facts, cross_check
+from dynamics_bridge.activation.config import (
+    FACT_NAMES,
+    Attribute,
+    Facts,
+    SegmentRule,
+    cross_check,
+)
 from dynamics_bridge.activation.facts import band, birth_date, member_facts, whole_years
+from dynamics_bridge.activation.segments import SegmentEvaluator
 from dynamics_bridge.personnummer import luhn_check_digit
 
 TODAY = date(2026, 11, 28)
@@ -131,3 +139,130 @@ def test_the_shipped_files_derive_age_from_the_personnummer_and_tenure_from_join
     assert {"age_band", "tenure_band"} <= {
         a.computed for a in config.apsis.attributes.values() if a.computed
     }
+
+
+# -- where the member is registered, member type, payment method ------------------------------
+
+PLACE = Facts(county_column="county", municipality_column="kommun", member_type_column="type")
+
+
+def test_the_codes_give_the_county_and_municipality_by_their_official_names() -> None:
+    member = {"county": "14", "kommun": "1480"}
+    assert member_facts(member, PLACE, TODAY) == {
+        "county_code": "14",
+        "county": "Västra Götalands län",
+        "region": "Västra Götalands län",
+        "municipality_code": "1480",
+        "municipality": "Göteborg",
+    }
+
+
+def test_the_region_is_the_county() -> None:
+    facts = member_facts({"county": "25", "kommun": "2584"}, PLACE, TODAY)
+    assert (facts["region"], facts["municipality"]) == ("Norrbottens län", "Kiruna")
+
+
+def test_without_a_county_code_the_county_is_the_municipalitys_first_two_digits() -> None:
+    facts = member_facts({"kommun": "1280"}, PLACE, TODAY)
+    assert (facts["county_code"], facts["county"], facts["municipality"]) == (
+        "12",
+        "Skåne län",
+        "Malmö",
+    )
+    only_municipality = Facts(municipality_column="kommun")
+    assert member_facts({"kommun": "0180"}, only_municipality, TODAY)["region"] == "Stockholms län"
+
+
+def test_an_unknown_code_gives_the_code_and_no_name() -> None:
+    facts = member_facts({"county": "99", "kommun": "0199"}, PLACE, TODAY)
+    assert facts == {"county_code": "99", "municipality_code": "0199"}
+    assert member_facts({"county": "ST"}, PLACE, TODAY) == {"county_code": "ST"}
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", True, 1.5, ["01"]])
+def test_an_empty_or_odd_code_gives_no_region_and_no_error(value: object) -> None:
+    assert member_facts({"county": value, "kommun": value}, PLACE, TODAY) == {}
+
+
+def test_a_code_is_read_as_text_trimmed_and_a_number_zero_padded() -> None:
+    facts = member_facts({"county": " 01 ", "kommun": 180}, PLACE, TODAY)
+    assert (facts["county"], facts["municipality"]) == ("Stockholms län", "Stockholm")
+
+
+def test_member_type_and_payment_method_are_their_choice_words() -> None:
+    member = {"type": "student", "method": "autogiro"}
+    assert member_facts(member, PLACE, TODAY, method_column="method") == {
+        "member_type": "student",
+        "payment_method": "autogiro",
+    }
+    assert "payment_method" not in member_facts(member, PLACE, TODAY)  # no method column given
+
+
+def test_a_choice_value_without_a_word_gives_no_fact() -> None:
+    member = {"type": 100000099, "method": None}
+    assert member_facts(member, PLACE, TODAY, method_column="method") == {}
+
+
+def test_the_new_facts_are_names_a_rule_and_an_attribute_may_use() -> None:
+    names = {"county_code", "county", "region", "municipality_code", "municipality"}
+    assert names | {"member_type", "payment_method"} <= set(FACT_NAMES)
+    assert Attribute(discriminator="a", computed="region").computed == "region"
+    with pytest.raises(ValueError, match="computed"):
+        Attribute(discriminator="a", computed="kommun")  # type: ignore[arg-type]
+
+
+def test_check_names_a_region_or_member_type_source_that_is_not_a_member_column(
+    mapping, config
+) -> None:
+    facts = config.segments.facts.model_copy(
+        update={"county_column": "mbr_lan", "member_type_column": "mbr_kind"}
+    )
+    segments = config.segments.model_copy(update={"facts": facts})
+    problems = cross_check(config.model_copy(update={"segments": segments}), mapping)
+    assert problems == [
+        "segments.yaml: facts.county_column: mbr_lan is not a member column in dataverse.yaml",
+        "segments.yaml: facts.member_type_column: mbr_kind is not a member column in "
+        "dataverse.yaml",
+    ]
+
+
+def test_a_rule_on_a_region_passes_the_check(mapping, config) -> None:
+    rule = {"column": "region", "eq": "Skåne län"}
+    segment = SegmentRule.model_validate({"rule": rule, "tag": "onboarding"})
+    segments = config.segments.model_copy(
+        update={"segments": {**config.segments.segments, "in_skane": segment}}
+    )
+    assert cross_check(config.model_copy(update={"segments": segments}), mapping) == []
+
+
+def test_the_shipped_files_push_region_and_member_type_from_the_stored_codes(
+    mapping, config
+) -> None:
+    facts = config.segments.facts
+    assert (facts.county_column, facts.municipality_column, facts.member_type_column) == (
+        "mbr_countycode",
+        "mbr_municipalitycode",
+        "mbr_membertype",
+    )
+    assert mapping.address is not None
+    assert (mapping.address.county_code, mapping.address.municipality_code) == (
+        "mbr_countycode",
+        "mbr_municipalitycode",
+    )
+    assert set(mapping.choices["member_type"].options) == {
+        "yrkesverksam",
+        "student",
+        "pensionar",
+        "egenforetagare",
+    }
+    evaluator = SegmentEvaluator(config, mapping)
+    row = {
+        "mbr_memberno": "1001",
+        "mbr_countycode": "14",
+        "mbr_municipalitycode": "1480",
+        "mbr_membertype": 100000001,
+        "mbr_paymentmethod": 100000000,
+    }
+    attributes = evaluator.evaluate(evaluator.view(row), None, TODAY).attributes
+    assert (attributes["region"], attributes["member_type"]) == ("Västra Götalands län", "student")
+    assert attributes["payment_method"] == "swish"

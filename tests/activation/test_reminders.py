@@ -188,3 +188,50 @@ def test_a_yearly_reminder_has_one_timing_and_anniversaries_a_person_can_reach()
         reminder("{every_year: {column: born}, after: {column: born, days: 3}, event: b}")
     with pytest.raises(ValueError, match="between 1 and 120"):
         reminder("{every_year: {column: born, years: [0]}, event: b}")
+
+
+PERSONAL = reminder("""
+before: {column: due, days: 7}
+event: payment_reminder
+text:
+  default: "Förfaller {date}."
+  by_method: {autogiro: "Vi drar avgiften {date}."}
+  variants:
+    - when: {column: member_type, eq: student}
+      text: "Studentavgiften förfaller {date}."
+    - when: {all: [{column: age_band, eq: "66+"}, {column: employer.industry, is_set: true}]}
+      text: "Pensionsavgiften förfaller {date}."
+fields:
+  {source_event_id: source_event_id, date: due_on, text: text, age_band: band,
+   employer.industry: industry}
+""")
+
+
+@pytest.mark.parametrize(
+    ("member", "method", "expected"),
+    [
+        ({"member_type": "student", "age_band": "66+"}, "autogiro", "Studentavgiften förfaller"),
+        ({"age_band": "66+", "employer.industry": "86.101"}, "autogiro", "Pensionsavgiften"),
+        ({"age_band": "66+"}, "autogiro", "Vi drar avgiften"),  # no industry: by method
+        ({"age_band": "26-35"}, "swish", "Förfaller"),  # then the default
+        (None, "autogiro", "Vi drar avgiften"),  # no member view: by method
+    ],
+)
+def test_the_text_is_the_first_matching_variant_then_by_method_then_the_default(
+    member, method, expected
+) -> None:
+    item = DueReminder("upcoming", "100001", "2026-12-05", date(2026, 12, 5))
+    event = reminder_event(PERSONAL, item, method, TODAY, member)
+    assert event.data["text"].startswith(expected)
+    assert event.data["text"].endswith("2026-12-05.")
+
+
+def test_a_reminder_carries_member_fields_and_leaves_out_those_the_member_lacks() -> None:
+    item = DueReminder("upcoming", "100001", "2026-12-05", date(2026, 12, 5))
+    with_all = reminder_event(
+        PERSONAL, item, None, TODAY, {"age_band": "36-50", "employer.industry": "85.201"}
+    )
+    assert (with_all.data["band"], with_all.data["industry"]) == ("36-50", "85.201")
+    without = reminder_event(PERSONAL, item, None, TODAY, {"age_band": "36-50"})
+    assert "industry" not in without.data
+    assert without.data["due_on"] == "2026-12-05"

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from dynamics_bridge.activation.config import Attribute, SegmentRule
 from dynamics_bridge.activation.segments_job import DELTA_NAME, FULL_RUN_NAME
+from dynamics_bridge.activation.service import Activation
 from dynamics_bridge.errors import PermanentError, TransientError
+from dynamics_bridge.settings import ActivationSettings
 from tests.activation.conftest import ENDED, NOW, Clock
+from tests.activation.test_related import related_mapping
 
 AUTOGIRO = 100000001
 STATE = "mbr_marketingstate"
@@ -62,7 +66,7 @@ def test_a_member_who_withdraws_consent_is_erased_and_stays_out(
     assert (report.erased, report.excluded) == (1, 1)
     assert "1003" not in platform.profiles
     assert store.rows["1003"][STATE] is None
-    store.update_members([("1003", {"mbr_eventsattended": 2}, "*")])
+    store.update_members([("1003", {"mbr_arrears": 250}, "*")])
     assert activation.segments.run().erased == 0
 
 
@@ -182,3 +186,91 @@ def test_progress_grows_to_the_members_evaluated(activation) -> None:
     assert calls[0] == (0, 3)
     assert calls[-1] == (3, 3)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_rules_and_attributes_read_related_tables_in_one_bulk_read(
+    store, mapping, config, platform, clock
+) -> None:
+    related = related_mapping(mapping)
+    rule = SegmentRule.model_validate(
+        {"rule": {"column": "employer.industry", "in": ["86.101", "86.102"]}}
+    )
+    attribute = Attribute(discriminator="attr-industry", column="employer.industry")
+    configured = config.model_copy(
+        update={
+            "segments": config.segments.model_copy(
+                update={"segments": {**config.segments.segments, "healthcare": rule}}
+            ),
+            "apsis": config.apsis.model_copy(
+                update={
+                    "attributes": {**config.apsis.attributes, "industry": attribute},
+                    "tags": {**config.apsis.tags, "healthcare": "tag-healthcare"},
+                }
+            ),
+        }
+    )
+    store.update_members([("1001", {"_parentcustomerid_value": "acc-a"}, "*")])
+    store.update_members([("1002", {"_parentcustomerid_value": "acc-b"}, "*")])
+    store.related["employer"] = [
+        {"accountid": "acc-a", "sic": "86.101", "name": "Sjukhuset"},
+        {"accountid": "acc-b", "sic": "85.201", "name": "Skolan"},
+    ]
+    activation = Activation(
+        store,
+        related,
+        configured,
+        platform,
+        clock=clock,
+        options=ActivationSettings(first_payment_hold_minutes=0),
+    )
+
+    report = activation.segments.run()
+
+    assert report.segment_sizes["healthcare"] == 1
+    assert "healthcare" in platform.profiles["1001"]["tags"]
+    assert "healthcare" not in platform.profiles["1002"]["tags"]
+    assert platform.profiles["1001"]["attributes"]["industry"] == "86.101"
+    assert "industry" not in platform.profiles["1003"]["attributes"]  # no employer
+    assert store.calls["related_rows"] == 1  # every table, for every member, in one read
+
+
+def test_the_scores_parts_are_stored_and_pushed_and_parts_without_data_counted(
+    activation, store, platform
+) -> None:
+    # Events attended (a related table's count): 1001 went to three this year, 1002 to none.
+    store.related["events"] = [
+        {"_mbr_contactid_value": "id-1001", "mbr_eventdate": day}
+        for day in ("2026-02-01", "2026-06-01", "2026-11-01")
+    ]
+    report = activation.segments.run()
+    explanation = store.rows["1001"]["mbr_engagementparts"]
+    assert explanation == (
+        "on_time_payments=- tenure=3 benefit_use=- events=100 portal_visits=- surveys=- advice=-"
+    )
+    assert store.rows["1002"]["mbr_engagementparts"].split()[3] == "events=0"
+    assert platform.profiles["1001"]["attributes"]["engagement_parts"] == explanation
+    # The tables the environment lacks give no data: counted per part, not silently dropped.
+    assert report.score_without_data == {
+        "on_time_payments": 3,
+        "benefit_use": 3,
+        "portal_visits": 3,
+        "surveys": 3,
+        "advice": 3,
+    }
+    assert report.to_json()["score_without_data"]["benefit_use"] == 3
+
+
+def test_a_part_no_member_has_data_for_is_warned_of(activation, store, caplog) -> None:
+    for n in range(20):
+        store.add_member(f"2{n:03d}", mbr_marketingconsent=True, mbr_joinedon="2020-01-01")
+    with caplog.at_level("WARNING", logger="dynamics_bridge.activation"):
+        activation.segments.run()
+    warned = {r.getMessage().split()[3] for r in caplog.records if "had no data" in r.getMessage()}
+    assert warned == {
+        "advice",
+        "benefit_use",
+        "events",
+        "on_time_payments",
+        "portal_visits",
+        "surveys",
+    }

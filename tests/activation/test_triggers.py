@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from dynamics_bridge.activation.config import TriggerRule
 from dynamics_bridge.activation.triggers import (
     decode_payload,
     encode_payload,
+    member_data,
     plan_triggers,
     row_state,
     too_late,
@@ -184,3 +186,64 @@ def test_a_payload_written_before_trigger_states_reads_as_pending() -> None:
 def test_a_payload_that_is_not_ours_is_an_input_error(text) -> None:
     with pytest.raises(InputError, match="outbox payload"):
         decode_payload(text)
+
+
+WELCOME = TriggerRule.model_validate(
+    {
+        "kinds": "payment.succeeded",
+        "first_payment": True,
+        "fields": [
+            "source_event_id",
+            "method",
+            "age_band",
+            {"industry": "employer.industry"},
+            {"since": "mbr_joinedon"},
+            "text",
+        ],
+        "text": {
+            "default": "Välkommen!",
+            "variants": [
+                {"when": {"column": "age_band", "eq": "18-25"}, "text": "Välkommen, ung!"}
+            ],
+        },
+    }
+)
+
+
+def test_a_trigger_takes_the_events_fields_when_applied_and_the_members_when_sent() -> None:
+    assert WELCOME.event_fields() == {"source_event_id": "source_event_id", "method": "method"}
+    assert WELCOME.member_fields() == {
+        "age_band": "age_band",
+        "industry": "employer.industry",
+        "since": "mbr_joinedon",
+        "text": "text",
+    }
+    member = {"age_band": "18-25", "employer.industry": "86.101", "mbr_joinedon": date(2026, 1, 5)}
+    assert member_data(WELCOME, member, "swish", AT.date()) == {
+        "age_band": "18-25",
+        "industry": "86.101",
+        "since": "2026-01-05",
+        "text": "Välkommen, ung!",
+    }
+    # What the member lacks is left out; the text falls back to its default.
+    assert member_data(WELCOME, {"age_band": "36-50"}, "swish", AT.date()) == {
+        "age_band": "36-50",
+        "text": "Välkommen!",
+    }
+
+
+def test_the_shipped_welcome_carries_age_band_region_industry_member_type_and_method(
+    config,
+) -> None:
+    fields = config.triggers.triggers["welcome"].field_map()
+    assert {"age_band", "region", "industry", "member_type", "method", "text"} <= set(fields)
+    assert fields["industry"] == "employer.industry"
+
+
+def test_a_renamed_field_is_one_pair_and_the_id_must_be_carried() -> None:
+    with pytest.raises(ValueError, match=r"one \{field: value\} pair"):
+        TriggerRule.model_validate(
+            {"kinds": "payment.succeeded", "fields": ["source_event_id", {"a": "b", "c": "d"}]}
+        )
+    with pytest.raises(ValueError, match="source_event_id"):
+        TriggerRule.model_validate({"kinds": "payment.succeeded", "fields": [{"id": "method"}]})

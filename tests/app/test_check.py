@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import responses
 
 from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.app import jobs
@@ -19,6 +22,7 @@ from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.mapping.loader import MAPPINGS_DIR
 from dynamics_bridge.queue import InMemoryQueue
 from dynamics_bridge.settings import load_settings
+from tests.dataverse.test_provision import API, client_for, provisioned_contact, serve_environment
 
 DATAVERSE = {
     "url": "https://union.crm4.dynamics.com",
@@ -171,19 +175,14 @@ def test_every_problem_of_every_file_is_reported_in_one_run(folder: Path) -> Non
 
 
 def test_an_engagement_part_whose_column_holds_no_number_is_an_error(folder: Path) -> None:
-    path = folder / "dataverse.yaml"
-    edit(
-        path,
-        '"{prefix}_eventsattended":   {type: integer',
-        '"{prefix}_eventsattended":   {type: string',
-    )
+    edit(folder / "segments.yaml", "column: events.count", 'column: "{prefix}_memberno"')
     [finding] = errors(check(folder))
     assert finding.where == "segments.yaml: engagement.events.column"
-    assert "mbr_eventsattended is a string column" in finding.what
+    assert "mbr_memberno is a string column" in finding.what
 
 
 def test_an_engagement_part_whose_column_is_not_in_the_mapping_is_an_error(folder: Path) -> None:
-    edit(folder / "segments.yaml", "{prefix}_eventsattended", "{prefix}_eventsvisited")
+    edit(folder / "segments.yaml", "column: events.count", 'column: "{prefix}_eventsvisited"')
     [finding] = errors(check(folder))
     assert finding.where == "segments.yaml: engagement.events.column"
     assert "mbr_eventsvisited is not a member column" in finding.what
@@ -221,7 +220,7 @@ def apsis_world(fields_of: dict[str, list[str]]) -> tuple[Any, Any]:
     apsis = config.apsis
     sent: dict[str, set[str]] = {}
     for name, rule in config.triggers.triggers.items():
-        sent.setdefault(rule.event or name, set()).update(rule.fields)
+        sent.setdefault(rule.event or name, set()).update(rule.field_map())
     for reminder in config.segments.reminders.values():
         sent.setdefault(reminder.event, set()).update(reminder.fields.values())
     events = [
@@ -358,3 +357,194 @@ def test_a_timer_that_needs_no_mapping_still_runs(folder: Path) -> None:
     edit(folder / "dataverse.yaml", "timezone: Europe/Stockholm", "timezone: Europe/Stokholm")
     services = Services(load_settings(mappings_dir=str(folder)))
     assert jobs.run_job("housekeeping", services).status == "done"
+
+
+# -- one run reports every settings problem --------------------------------------------------
+
+
+def test_an_invalid_setting_does_not_hide_what_the_other_settings_lack(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_DATAVERSE__URL", "union.crm4.dynamics.com")  # no https://
+    monkeypatch.setenv("BRIDGE_APSIS__CLIENT_ID", "apsis")  # half an API key
+    monkeypatch.setenv("BRIDGE_SPAR__ENDPOINT", "https://spar.example.se/personsok")
+    monkeypatch.setenv("BRIDGE_MAPPINGS_DIR", str(folder))
+    report = run_check(live=False)
+    where = [f.where for f in report.errors]
+    assert where.count("BRIDGE_DATAVERSE__URL") == 1  # refused, not also "required"
+    [url] = [f for f in report.errors if f.where == "BRIDGE_DATAVERSE__URL"]
+    assert "https://" in url.what
+    assert {
+        "BRIDGE_DATAVERSE__TENANT_ID",
+        "BRIDGE_DATAVERSE__CLIENT_ID",
+        "BRIDGE_APSIS__CLIENT_SECRET",
+        "BRIDGE_SPAR__CUSTOMER_NUMBER",
+        "BRIDGE_SPAR__WSDL_PATH",
+    } <= set(where)
+    assert report.folder == folder
+
+
+# -- the start check of the function app and its timers --------------------------------------
+
+ACTIVATION_JOBS = ["segments", "reminders", "triggers"]
+
+
+def timer_services(folder: Path, job: str, **parts: Any) -> Services:
+    """The wiring a timer runs on: its area configured (APSIS, or SPAR on the sandbox's
+    contract), an activation side that records whether it was used."""
+    ran: list[str] = []
+    side = type(
+        "Jobs",
+        (),
+        {name: property(lambda self, name=name: ran.append(name)) for name in ACTIVATION_JOBS},
+    )()
+    services = Services(
+        load_settings(
+            mappings_dir=str(folder),
+            apsis={"client_id": "a", "client_secret": "s"},
+            spar=SPAR,
+        ),
+        **({"activation": side} | parts),
+    )
+    services.ran = ran  # type: ignore[attr-defined]
+    return services
+
+
+@pytest.mark.parametrize("job", [*ACTIVATION_JOBS, "address_refresh"])
+def test_every_dataverse_timer_refuses_to_work_on_a_failing_configuration(
+    folder: Path, job: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    edit(folder / "dataverse.yaml", "timezone: Europe/Stockholm", "timezone: Europe/Stokholm")
+    services = timer_services(folder, job)
+    with caplog.at_level(logging.ERROR):
+        result = jobs.run_job(job, services)
+    assert result.status == "skipped"
+    assert "fails `dynamics-bridge check`" in result.summary["reason"]
+    assert "Europe/Stokholm" in result.summary["reason"]
+    assert services.ran == []  # type: ignore[attr-defined]
+    assert f"job {job} refused" in caplog.text
+
+
+def live_services(folder: Path, contact: dict[str, Any], **settings: Any) -> Services:
+    """The wiring over a Dataverse that answers with ``contact`` (and no other table of the
+    mapping: so each check also says to provision the payment table), SPAR set up on the
+    sandbox's contract (its timer needs Dataverse)."""
+    serve_environment({"contact": contact})
+    responses.get(API + "contacts", json={"value": []})  # health's one small read
+    return Services(
+        load_settings(
+            mappings_dir=str(folder),
+            dataverse={**DATAVERSE, "url": "https://org.crm4.dynamics.com"},
+            spar=SPAR,
+            **settings,
+        ),
+        dataverse=client_for(),
+        queue=InMemoryQueue("q"),
+    )
+
+
+DATE_ONLY = {"Format": "DateOnly", "DateTimeBehavior": {"Value": "DateOnly"}}
+MISMATCH = "contact.mbr_lastpaymentevent: is a date-only column in Dataverse"
+
+
+@responses.activate
+def test_a_live_metadata_mismatch_turns_health_503_and_refuses_the_timers(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = live_services(folder, provisioned_contact(mbr_lastpaymentevent=DATE_ONLY))
+    health = check_health(services, {})
+    assert health.status == 503
+    assert health.body["checks"]["dataverse"] == {"ok": True}  # reachable: the config fails
+    config = health.body["checks"]["config"]
+    assert config["ok"] is False
+    assert config["live"] is True
+    assert any(f"Dataverse: {MISMATCH}" in e for e in config["errors"])
+    assert any(str(folder / "dataverse.yaml") in e for e in config["errors"])
+    with caplog.at_level(logging.ERROR):
+        result = jobs.run_job("address_refresh", services)
+    assert result.status == "skipped"
+    assert MISMATCH in result.summary["reason"]
+    assert f"configuration: Dataverse: {MISMATCH}" in caplog.text
+    assert "job address_refresh refused" in caplog.text
+
+
+@responses.activate
+def test_dataverse_out_of_reach_at_start_is_a_warning_and_the_timer_runs(folder: Path) -> None:
+    responses.get(
+        re.compile(re.escape(API) + ".*"), body=requests.ConnectionError("no route to host")
+    )
+    segments = type("Segments", (), {"run": lambda self: type("R", (), {"to_json": dict})()})()
+    services = Services(
+        load_settings(mappings_dir=str(folder), apsis={"client_id": "a", "client_secret": "s"}),
+        dataverse=client_for(),
+        activation=type("Jobs", (), {"segments": segments})(),
+    )
+    report = services.startup_check()
+    assert report.ok
+    [warning] = [w for w in report.warnings if w.area == "dataverse"]
+    assert warning.what.startswith("not reachable")
+    assert jobs.run_job("segments", services).status == "done"  # it meets the outage itself
+
+
+def test_an_apsis_definition_apsis_lacks_refuses_the_activation_timers(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dynamics_bridge.activation.service as service
+
+    monkeypatch.setattr(
+        service, "check_apsis", lambda platform, apsis: ["event type com.union.x not found"]
+    )
+    platform = type("Platform", (), {})()  # lists no event fields: those are not judged
+    services = Services(
+        load_settings(mappings_dir=str(folder), apsis={"client_id": "a", "client_secret": "s"}),
+        activation=type("Jobs", (), {"platform": platform, "triggers": None})(),
+    )
+    result = jobs.run_job("triggers", services)
+    assert result.status == "skipped"
+    assert "APSIS event type com.union.x not found" in result.summary["reason"]
+
+
+@responses.activate
+def test_the_live_start_check_is_kept_for_the_configured_minutes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dynamics_bridge.dataverse.provision as provision
+
+    checked: list[str] = []
+    real = provision.check_metadata
+
+    def counted(client: Any, mapping: Any, **kw: Any) -> list[str]:
+        checked.append(kw["source"])
+        return real(client, mapping, **kw)
+
+    monkeypatch.setattr(provision, "check_metadata", counted)
+    kept = live_services(folder, provisioned_contact())  # the default: an hour
+    first = kept.startup_check()
+    assert checked == [str(folder / "dataverse.yaml")]
+    assert kept.startup_check() is first
+    check_health(kept, {})
+    jobs.run_job("address_refresh", kept)
+    assert len(checked) == 1  # health and the timers ask Dataverse nothing more meanwhile
+    every_time = live_services(folder, provisioned_contact(), start_check_minutes=0)
+    first = every_time.startup_check()
+    assert every_time.startup_check() is not first
+    assert len(checked) == 3
+
+
+def test_the_start_check_minutes_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().start_check_minutes == 60
+    monkeypatch.setenv("BRIDGE_START_CHECK_MINUTES", "5")
+    assert load_settings().start_check_minutes == 5
+    monkeypatch.setenv("BRIDGE_START_CHECK_MINUTES", "-1")
+    with pytest.raises(ConfigError, match="BRIDGE_START_CHECK_MINUTES"):
+        load_settings()
+
+
+def test_a_deleted_dataverse_yaml_is_named_with_what_to_set(folder: Path) -> None:
+    (folder / "dataverse.yaml").unlink()
+    report = check(folder)
+    assert report.files["dataverse.yaml"] is False
+    [finding] = [f for f in report.errors if f.where == str(folder / "dataverse.yaml")]
+    assert finding.what == "the Dataverse mapping is missing"
+    assert "BRIDGE_MAPPINGS_DIR" in finding.fix
+    assert not report.ok

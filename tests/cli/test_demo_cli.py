@@ -43,3 +43,24 @@ def test_demo_json_shows_every_redelivery_recognised(tmp_path) -> None:
     assert apsis["reminders"]["sent"]["anniversary"] == 2  # members 7 and 27 of 40
     assert apsis["events_by_type"]["anniversary"] == 2
     assert apsis["reminders_second_run_sent"] == 0
+    # Members 11 (30 today) has a round birthday; the welcome is personal, read from the
+    # member's facts and the union's own tables; the score has a part for every channel.
+    assert apsis["events_by_type"]["birthday"] == 1
+    welcome = apsis["welcome_payloads"]
+    assert sum(welcome["age_band"].values()) == apsis["events_by_type"]["welcome"]
+    assert "-" not in welcome["age_band"]
+    assert "-" not in welcome["region"]
+    assert "86.101" in welcome["industry"]  # the employer's SNI code (account.sic)
+    assert set(apsis["welcome_example"]) >= {"age_band", "region", "member_type", "text"}
+    parts = apsis["score_parts"]
+    assert set(parts) == {
+        "on_time_payments",
+        "tenure",
+        "benefit_use",
+        "events",
+        "portal_visits",
+        "surveys",
+        "advice",
+    }
+    assert all(parts[p]["members"] > 0 for p in ("events", "portal_visits", "surveys", "advice"))
+    assert summary["union_tables"]["mbr_memberships"] == 40

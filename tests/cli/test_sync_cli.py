@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +16,7 @@ from dynamics_bridge.cli import sync as sync_cli
 from dynamics_bridge.dataverse import client as client_module
 from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.mapping import DEFAULT_MAPPING
 from dynamics_bridge.queue import open_queue
 from dynamics_bridge.settings import load_settings
 from tests.fakes import FakeMemberStore
@@ -151,6 +154,29 @@ def test_sync_exits_0_when_some_events_were_written(local_sync) -> None:
     result = runner.invoke(app, ["sync", "--once"])
     assert result.exit_code == 0, result.output
     assert "applied 1, unmatched 1; poisoned 1" in result.stdout
+
+
+def test_sync_reads_the_configured_mappings_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """BRIDGE_MAPPINGS_DIR: the union's dataverse.yaml (here its own prefix) is what sync
+    writes by, through the same wiring as the function app."""
+    folder = Path(shutil.copytree(DEFAULT_MAPPING.parent, tmp_path / "union-mappings"))
+    path = folder / "dataverse.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("publisher_prefix: mbr", "publisher_prefix: fack"), "utf-8")
+    monkeypatch.setenv("BRIDGE_MAPPINGS_DIR", str(folder))
+    monkeypatch.setattr(queue_module, "_memory_queues", {})
+    store = FakeMemberStore({"100001": {}}, key_column="fack_memberno")
+    monkeypatch.setattr(sync_cli, "cli_services", lambda settings: Services(settings, store=store))
+    monkeypatch.setattr(_app.console, "width", 250)
+    open_queue(load_settings().queue).send([ev(1, member="100001")])
+    result = runner.invoke(app, ["sync", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would apply 1" in result.stdout
+    assert "fack_memberno=100001" in result.stdout
+    assert "fack_paymentstatus" in result.stdout
+    assert "mbr_" not in result.stdout
 
 
 def test_a_dry_run_of_poison_only_exits_0_and_says_what_would_happen(local_sync) -> None:

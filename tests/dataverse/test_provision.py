@@ -39,10 +39,18 @@ CONTACT: dict[str, Any] = {
     "PrimaryIdAttribute": "contactid",
     "Attributes": [
         {"LogicalName": "contactid", "AttributeType": "Uniqueidentifier"},
-        # contact's own columns the mapping writes (governmentid, address1_*): they exist.
+        # contact's own columns the mapping names (governmentid, address1_*, birthdate): they
+        # exist, birthdate as Dataverse makes it (a date-only column).
         *(
             {"LogicalName": name, "AttributeType": "String"}
-            for name in MAPPING.member.columns
+            if spec.type != "date"
+            else {
+                "LogicalName": name,
+                "AttributeType": "DateTime",
+                "Format": "DateOnly",
+                "DateTimeBehavior": {"Value": "DateOnly"},
+            }
+            for name, spec in MAPPING.member.columns.items()
             if not name.startswith("mbr_")
         ),
     ],
@@ -210,6 +218,13 @@ def test_the_plan_warns_without_a_solution_or_with_another_prefix() -> None:
     assert "publisher prefix is 'abc' but the mapping's publisher_prefix is 'mbr'" in other[0]
 
 
+def test_the_plan_warns_when_the_solutions_publisher_has_no_prefix() -> None:
+    (bare,) = Environment((1033,), "S", Publisher("p", "", 10000)).warnings(MAPPING)
+    assert bare.startswith("solution S: its publisher has no customization prefix")
+    assert "publisher_prefix 'mbr'" in bare
+    assert Environment((1033,), "S", Publisher("p", "mbr", 10000)).warnings(MAPPING) == []
+
+
 # -- applying: a create whose answer was lost ---------------------------------------------------
 
 COLUMN_STEP = ProvisionStep(
@@ -242,6 +257,121 @@ def test_a_timed_out_create_that_was_not_applied_is_sent_once_more() -> None:
     serve_environment({"contact": CONTACT})
     apply_plan(client_for(), [COLUMN_STEP])
     assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST"]
+
+
+FLAGGED = {"LogicalName": "mbr_flagged", "EntitySetName": "mbr_flaggeds", "Attributes": []}
+LOST_ANSWERS = {  # kind: (the step, where it is POSTed, the tables once it was applied)
+    "table": (
+        ProvisionStep("table", "mbr_flagged", "mbr_flagged", {"SchemaName": "mbr_Flagged"}),
+        API + "EntityDefinitions",
+        {"contact": CONTACT, "mbr_flagged": FLAGGED},
+    ),
+    "key": (
+        ProvisionStep(
+            "key",
+            "contact",
+            "mbr_memberno_key",
+            {"SchemaName": "mbr_memberno_key", "KeyAttributes": ["mbr_memberno"]},
+        ),
+        API + "EntityDefinitions(LogicalName='contact')/Keys",
+        {
+            "contact": {
+                **CONTACT,
+                "Keys": [
+                    {
+                        "SchemaName": "mbr_memberno_key",
+                        "KeyAttributes": ["mbr_memberno"],
+                        "EntityKeyIndexStatus": "Active",
+                    }
+                ],
+            }
+        },
+    ),
+    "relationship": (
+        ProvisionStep(
+            "relationship",
+            "contact",
+            "mbr_employer",
+            {
+                "SchemaName": "mbr_employer_account_contact",
+                "ReferencedEntity": "account",
+                "Lookup": {"SchemaName": "mbr_Employer"},
+            },
+        ),
+        API + "RelationshipDefinitions",
+        {"contact": contact_with({"LogicalName": "mbr_employer", "AttributeType": "Lookup"})},
+    ),
+    "option": (
+        ProvisionStep(
+            "option",
+            "contact",
+            "gold",
+            {"EntityLogicalName": "contact", "AttributeLogicalName": "mbr_level", "Value": 7},
+        ),
+        API + "InsertOptionValue",
+        {
+            "contact": contact_with(
+                {
+                    "LogicalName": "mbr_level",
+                    "AttributeType": "Picklist",
+                    "OptionSet": {"Options": [{"Value": 7}]},
+                }
+            )
+        },
+    ),
+}
+BEFORE = {  # the tables before the step was applied
+    "table": {"contact": CONTACT},
+    "key": {"contact": CONTACT},
+    "relationship": {"contact": CONTACT},
+    "option": {
+        "contact": contact_with(
+            {"LogicalName": "mbr_level", "AttributeType": "Picklist", "OptionSet": {"Options": []}}
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("kind", list(LOST_ANSWERS))
+@responses.activate
+def test_a_timed_out_table_key_relationship_or_option_create_that_was_applied_is_read_back(
+    kind: str,
+) -> None:
+    step, url, after = LOST_ANSWERS[kind]
+    responses.post(url, body=requests.ReadTimeout("lost"))
+    serve_environment(after)
+    apply_plan(client_for(), [step], key_poll=0)
+    posts = [c.request.url for c in responses.calls if c.request.method == "POST"]
+    assert posts == [url]  # sent once, then read back: never again
+    assert responses.calls[1].request.method == "GET"
+
+
+@pytest.mark.parametrize("kind", list(LOST_ANSWERS))
+@responses.activate
+def test_a_timed_out_table_key_relationship_or_option_create_not_applied_is_sent_once_more(
+    kind: str,
+) -> None:
+    step, url, after = LOST_ANSWERS[kind]
+    responses.post(url, body=requests.ReadTimeout("lost"))
+    responses.post(url, status=204)
+    serve_environment(BEFORE[kind])  # the read-back finds nothing...
+    serve_environment(after)  # ...and a new key's index is then read as Active
+    apply_plan(client_for(), [step], key_poll=0)
+    methods = [c.request.method for c in responses.calls]
+    assert methods[:3] == ["POST", "GET", "POST"]
+    assert methods.count("POST") == 2
+
+
+@responses.activate
+def test_a_key_that_exists_under_another_name_after_a_timeout_is_reported() -> None:
+    step, url, after = LOST_ANSWERS["key"]
+    responses.post(url, body=requests.ReadTimeout("lost"))
+    contact = after["contact"]
+    serve_environment(
+        {"contact": {**contact, "Keys": [{**contact["Keys"][0], "SchemaName": "inn_memberno"}]}}
+    )
+    with pytest.raises(PermanentError, match="exists but is named inn_memberno"):
+        apply_plan(client_for(), [step], key_poll=0)
 
 
 @responses.activate
@@ -367,6 +497,32 @@ def test_a_date_declared_column_that_is_date_and_time_or_user_local_is_reported(
         "contact.mbr_paidthrough: is a date-and-time column (UserLocal) but declared `type: "
         "date`: declare `type: datetime` in dv.yaml: member.columns.mbr_paidthrough"
     )
+
+
+@responses.activate
+def test_check_says_to_renumber_choice_values_provision_would_create_outside_the_range() -> None:
+    """What provision would refuse (it creates these values, and the solution's publisher does
+    not allow them), check reports first: renumber, not "run provision"."""
+    publisher = {"customizationprefix": "mbr", "customizationoptionvalueprefix": 75250}
+    contact = provisioned_contact()
+    contact["Attributes"] = [
+        a for a in contact["Attributes"] if a["LogicalName"] != "mbr_mandatestatus"
+    ]
+    serve_environment({"contact": contact}, publisher=publisher)
+    problems = check_metadata(client_for(solution="S"), MAPPING, source="dv.yaml")
+    outside = (
+        "choices.mandate_status.options.{word}: value {value} is outside the option value range "
+        "752500000-752509999 of solution S's publisher (option value prefix 75250): renumber "
+        "the set from 752500000 in dv.yaml"
+    )
+    for word, option in MAPPING.choices["mandate_status"].options.items():
+        assert problems.count(outside.format(word=word, value=option.value)) == 1
+    # the payment table is to be created: its choice values too (payment_method once)
+    assert sum(p.startswith("choices.payment_method.options.swish:") for p in problems) == 1
+    assert any(p.startswith("choices.event_kind.options.") for p in problems)
+    # values Dataverse already has are the column's own: never reported
+    assert not any(p.startswith("choices.payment_status.") for p in problems)
+    assert not any("choice value" in p and "not found" in p for p in problems)
 
 
 @responses.activate

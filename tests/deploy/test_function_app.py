@@ -9,11 +9,14 @@ import base64
 import io
 import json
 import logging
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import azure.functions as func
 import pytest
+import responses
 from azure.functions.blob import InputStream
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
@@ -22,12 +25,14 @@ from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.errors import TransientError
 from dynamics_bridge.logs import JsonFormatter, ScrubFilter
 from dynamics_bridge.mapping import load_mapping
+from dynamics_bridge.mapping.loader import MAPPINGS_DIR
 from dynamics_bridge.model import EventKind, MemberRef, MemberRefKind
 from dynamics_bridge.ops.model import PoisonFilter, RunRecord
 from dynamics_bridge.pipeline import Pipeline
 from dynamics_bridge.queue import InMemoryQueue, encode_messages
 from dynamics_bridge.settings import load_settings
 from tests.conftest import FIXTURES
+from tests.dataverse.test_provision import API, client_for, provisioned_contact, serve_environment
 from tests.fakes import FakeMemberStore
 from tests.fixtures.bankgirot import build as fixtures
 from tests.sources.test_bgmax import GOOD as BGMAX
@@ -35,6 +40,13 @@ from tests.sources.test_billogram import KEY, signed_headers
 from tests.test_pipeline import ev
 
 MAPPING = load_mapping()
+#: A configured app user on the Dataverse the provision tests mock (their ``client_for``).
+DATAVERSE = {
+    "url": "https://org.crm4.dynamics.com",
+    "tenant_id": "tenant",
+    "client_id": "app",
+    "client_secret": "secret",
+}
 SWISH_IP = "213.132.115.94"
 IDENTIFIER = "callback-identifier-4711"
 PNR = "198112189876"  # fictitious, Luhn-valid
@@ -550,6 +562,52 @@ class TestHealth:
             "configured": False,
             "problems": ["BRIDGE_SPAR__WSDL_PATH"],
         }
+
+    @responses.activate
+    def test_a_live_metadata_mismatch_at_start_answers_503_with_the_reason(
+        self, function_app, functions, monkeypatch, queue
+    ) -> None:
+        """The start check asks Dataverse as `dynamics-bridge check` does: a date-only column
+        the mapping declares datetime fails it, though Dataverse is reachable."""
+        date_only = {"Format": "DateOnly", "DateTimeBehavior": {"Value": "DateOnly"}}
+        serve_environment({"contact": provisioned_contact(mbr_lastpaymentevent=date_only)})
+        responses.get(API + "contacts", json={"value": []})
+        settings = load_settings(dataverse=DATAVERSE)
+        services = Services(settings, queue=queue, dataverse=client_for())
+        monkeypatch.setattr(function_app, "services", services)
+        status, body = self.get(functions)
+        assert status == 503
+        assert body["checks"]["dataverse"] == {"ok": True}
+        config = body["checks"]["config"]
+        assert (config["ok"], config["live"]) == (False, True)
+        assert any(
+            "contact.mbr_lastpaymentevent: is a date-only column in Dataverse" in error
+            for error in config["errors"]
+        )
+
+    def test_the_app_reads_the_mappings_folder_setting(
+        self, function_app, functions, monkeypatch, tmp_path, caplog
+    ) -> None:
+        """As deployed: the wiring built from app settings, BRIDGE_MAPPINGS_DIR among them."""
+        folder = Path(shutil.copytree(MAPPINGS_DIR, tmp_path / "union-mappings"))
+        path = folder / "dataverse.yaml"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("publisher_prefix: mbr", "publisher_prefix: fack"), "utf-8")
+        (folder / "segments.yaml").unlink()
+        monkeypatch.setenv("BRIDGE_MAPPINGS_DIR", str(folder))
+        monkeypatch.setenv("BRIDGE_APSIS__CLIENT_ID", "apsis")
+        monkeypatch.setenv("BRIDGE_APSIS__CLIENT_SECRET", "secret")
+        services = Services(queue_options=function_app.QUEUE_OPTIONS)
+        monkeypatch.setattr(function_app, "services", services)
+        assert services.mapping.publisher_prefix == "fack"
+        _, body = self.get(functions)
+        config = body["checks"]["config"]
+        assert config["files"]["segments.yaml"] is False
+        assert any(str(folder / "segments.yaml") in error for error in config["errors"])
+        with caplog.at_level(logging.ERROR, "dynamics_bridge.jobs"):
+            functions["segments"](TimerRequest(past_due=False))
+        assert "job segments refused" in caplog.text
+        assert str(folder / "segments.yaml") in caplog.text
 
 
 class TestLogs:

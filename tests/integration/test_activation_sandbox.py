@@ -21,6 +21,7 @@ from dynamics_bridge_sandbox.server import run_sandbox
 
 from dynamics_bridge.activation.config import Reminder
 from dynamics_bridge.activation.loader import load_activation
+from dynamics_bridge.activation.related import assemble, reads
 from dynamics_bridge.activation.reminders import query_windows
 from dynamics_bridge.activation.segments_job import DELTA_NAME, FULL_RUN_NAME
 from dynamics_bridge.activation.service import Activation, check_apsis
@@ -58,6 +59,7 @@ class World:
     activation: Activation
     numbers: list[str]
     now: list[datetime]
+    sandbox: Any = None  # the Dataverse sandbox (its request count)
 
     def pipeline(self, hooks: Any = None) -> Pipeline:
         store = DataverseMemberStore(self.client, MAPPING)
@@ -94,7 +96,7 @@ def world() -> Iterator[World]:
         activation = dataverse_activation(
             client, MAPPING, platform, config=CONFIG, clock=lambda: now[0], options=options
         )
-        world = World(client, apsis, activation, numbers, now)
+        world = World(client, apsis, activation, numbers, now, box.dataverse)
         for number in numbers:
             world.set_member(
                 number,
@@ -472,6 +474,16 @@ def test_age_and_tenure_bands_reach_apsis_and_the_personnummer_does_not(world: W
     assert "960415" not in sent  # nor any part of the personnummer
 
 
+def test_region_and_member_type_reach_apsis_by_their_names(world: World) -> None:
+    number = world.numbers[3]
+    world.set_member(
+        number, mbr_countycode="12", mbr_municipalitycode="1280", mbr_membertype=100000002
+    )
+    world.activation.segments.run()
+    attributes = world.apsis.profile(number)["attributes"]
+    assert (attributes["region"], attributes["member_type"]) == ("Skåne län", "pensionar")
+
+
 def test_a_lapsed_member_is_tagged_for_winback(world: World) -> None:
     number = world.numbers[4]
     world.set_member(number, mbr_membershipstatus=ENDED, mbr_endedon="2026-06-01")
@@ -585,6 +597,25 @@ def test_segments_push_dry_run_prints_the_diff_table_and_sends_nothing(
     result = CliRunner().invoke(app, ["apsis", "check"])
     assert result.exit_code == 0
     assert "every configured APSIS name exists" in result.output
+
+
+def test_apsis_check_names_a_trigger_field_the_apsis_event_lacks(world: World, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from dynamics_bridge.cli import activation as commands
+    from dynamics_bridge.cli import app
+
+    welcome = CONFIG.triggers.triggers["welcome"]
+    more = welcome.model_copy(update={"fields": [*welcome.fields, {"branch": "branch.name"}]})
+    triggers = CONFIG.triggers.model_copy(
+        update={"triggers": {**CONFIG.triggers.triggers, "welcome": more}}
+    )
+    world.activation.config = CONFIG.model_copy(update={"triggers": triggers})
+    monkeypatch.setattr(commands, "_activation", lambda dry_run=False: world.activation)
+    result = CliRunner().invoke(app, ["apsis", "check"])
+    assert result.exit_code == 1
+    assert "triggers.yaml: triggers.welcome.fields" in result.output
+    assert "['branch']" in result.output
 
 
 # -- member state follows what APSIS holds, not what was attempted ------------------------------
@@ -796,3 +827,79 @@ def test_a_reminder_to_a_known_profile_sends_only_its_event(world: World) -> Non
     assert sent["POST events"] == 1
     assert sent["POST profiles"] == 0
     assert sent["PATCH attributes"] == 0
+
+
+# -- personal journeys: the member's facts and related tables ---------------------------------
+
+STUDENT = 100000001  # member_type choice (mappings/dataverse.yaml)
+
+
+def employ(world: World, number: str, name: str, sni: str) -> None:
+    """The member works at a new account (the standard parentcustomerid lookup)."""
+    created = world.client.rows.create("accounts", {"name": name, "sic": sni})  # its OData-EntityId
+    account = str(created).rsplit("(", 1)[1].rstrip(")")
+    world.set_member(number, **{"parentcustomerid_account@odata.bind": f"/accounts({account})"})
+
+
+def test_the_welcome_carries_the_members_facts_related_values_and_personal_text(
+    world: World,
+) -> None:
+    number = world.numbers[0]
+    employ(world, number, "Sjukhuset", "86.101")
+    world.set_member(number, mbr_membertype=STUDENT)
+
+    world.pipeline().apply([paid(number)])
+
+    (welcome,) = world.apsis.events("welcome")
+    data = welcome.data
+    assert data["industry"] == "86.101"
+    assert data["member_type"] == "student"
+    assert data["age_band"] in {"18-25", "26-35", "36-50", "51-65", "66+"}
+    assert data["text"].startswith("Välkommen som studentmedlem")
+    assert data["method"] == "swish"
+    # The personnummer the age band comes from goes nowhere.
+    assert not any("19" in str(v) and len(str(v)) >= 10 for v in data.values())
+
+
+def test_a_member_without_an_employer_gets_a_welcome_without_an_industry(world: World) -> None:
+    world.pipeline().apply([paid(world.numbers[1])])
+    (welcome,) = world.apsis.events("welcome")
+    assert "industry" not in welcome.data
+    assert welcome.data["text"]
+
+
+def test_related_rows_are_read_by_id_lists_or_whole_tables_in_few_requests(world: World) -> None:
+    for n, number in enumerate(world.numbers):
+        employ(world, number, f"Arbetsplats {n}", f"85.{n:03d}")
+    world.client.rows.create("accounts", {"name": "Ingen medlem här", "sic": "01.110"})
+    rows = list(world.activation.store.members(world.numbers, ["_parentcustomerid_value"]).values())
+    wanted = [f"85.{n:03d}" for n in range(len(world.numbers))]
+
+    def industries(keys_per_query: int) -> tuple[list[str], int]:
+        world.client.transport.settings = world.client.settings.model_copy(
+            update={"keys_per_query": keys_per_query}
+        )
+        (employer,) = [r for r in reads(MAPPING, rows, NOW.date()) if r.name == "employer"]
+        before = world.sandbox.requests
+        found = world.activation.store.related_rows([employer])
+        spent = world.sandbox.requests - before
+        values = assemble(MAPPING, rows, found, NOW.date())
+        return sorted(v["employer.industry"] for v in values.values()), spent
+
+    # Six employers: In queries of 2 ids (3 requests); of 1 id they would be 6, so the whole
+    # account table is read in one request and the account nobody works at is left out.
+    assert industries(2) == (wanted, 3)
+    assert industries(1) == (wanted, 1)
+
+
+def test_optional_tables_the_environment_lacks_give_no_values_and_are_warned_of_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = list(world.activation.store.members(world.numbers, ["_parentcustomerid_value"]).values())
+    with caplog.at_level("WARNING", logger="dynamics_bridge.activation"):
+        first = world.activation.segments.related(rows, NOW.date())
+        again = world.activation.segments.related(rows, NOW.date())
+    assert first == again == {str(r["contactid"]): {} for r in rows}  # no counts of 0 either
+    warned = [r.getMessage() for r in caplog.records if "not in the environment" in r.getMessage()]
+    optional = sorted(n for n, t in MAPPING.related.items() if t.optional)
+    assert sorted(m.split()[2] for m in warned) == optional

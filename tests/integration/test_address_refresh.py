@@ -145,6 +145,28 @@ def test_protected_identity_keeps_the_crm_address_and_leaves_apsis(world: World)
     assert [key for key, _ in world.apsis.erasures()] == [cecilia]
 
 
+def test_the_place_of_registration_is_stored_and_a_protected_member_gets_none(
+    world: World,
+) -> None:
+    flag_the_handful(world)
+    n = world.numbers
+    world.set_member(n[2], mbr_countycode="01", mbr_municipalitycode="0180")  # from before
+
+    world.refresh(FLAGS_ONLY).run()
+
+    codes = [
+        (world.member(n[i]).get("mbr_countycode"), world.member(n[i]).get("mbr_municipalitycode"))
+        for i in range(5)
+    ]
+    assert codes == [
+        ("01", "0180"),  # Anna, Stockholm
+        ("14", "1480"),  # Bertil, Göteborg
+        ("01", "0180"),  # Cecilia, protected: what the register had, nothing from SPAR
+        ("03", "0380"),  # David, Uppsala
+        (None, None),  # Eva, emigrated: no place of registration in Sweden
+    ]
+
+
 def test_failed_erase_leaves_the_member_flagged_for_the_next_run(world: World) -> None:
     flag_the_handful(world)
     world.apsis.fail_next(400, times=10, path="/profiles/")

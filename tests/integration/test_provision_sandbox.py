@@ -19,7 +19,9 @@ from dynamics_bridge.dataverse.client import DataverseClient
 from dynamics_bridge.dataverse.metadata import (
     SWEDISH,
     ChoiceOption,
+    alternate_key_body,
     boolean_column_body,
+    choice_column_body,
     datetime_column_body,
     label,
     lookup_relationship_body,
@@ -224,3 +226,87 @@ def test_an_existing_key_under_another_name_is_reported_not_planned_again(
     assert result.exit_code == 0, result.output
     assert "rename key_name to inn_membernumber" in result.stderr
     assert "0 step(s)" in result.stdout
+
+
+def test_a_second_key_on_the_same_column_is_refused_as_dataverse_refuses_it(sandbox) -> None:
+    c = client_for(sandbox)
+    apply_plan(c, plan(c, MAPPING), key_poll=0.01)
+    second = alternate_key_body("mbr_other_key", ["mbr_memberno"], languages=BOTH)
+    with pytest.raises(PermanentError, match=r"0x80060894.*selected attributes already exists"):
+        c.schema.create_alternate_key("contact", second)
+    same_name = alternate_key_body("mbr_memberno_key", ["mbr_firstpaidon"], languages=BOTH)
+    with pytest.raises(PermanentError, match=r"0x80060893.*mbr_memberno_key already exists"):
+        c.schema.create_alternate_key("contact", same_name)
+    keys = sandbox.dataverse.entity("contact")["Keys"]
+    assert [k["SchemaName"] for k in keys] == ["mbr_memberno_key"]
+
+
+def test_creating_a_table_that_exists_is_refused_and_never_replaces_it(sandbox) -> None:
+    c = client_for(sandbox)
+    steps = plan(c, MAPPING)
+    apply_plan(c, steps, key_poll=0.01)
+    columns = len(sandbox.dataverse.entity("mbr_payment")["Attributes"])
+    (table,) = [s for s in steps if s.kind == "table" and s.name == "mbr_payment"]
+    with pytest.raises(PermanentError, match=r"0x80044363.*not unique"):
+        c.schema.create_table(table.body)
+    assert len(sandbox.dataverse.entity("mbr_payment")["Attributes"]) == columns
+
+
+def test_a_plan_applied_twice_finds_everything_there_and_sends_nothing_twice(sandbox) -> None:
+    """Two admins (or a re-run after a crash) apply the same plan: each create is refused as
+    already there, read back, and counts as done; nothing is replaced or duplicated."""
+    c = client_for(sandbox)
+    steps = plan(c, MAPPING)
+    apply_plan(c, steps, key_poll=0.01)
+    payment = sandbox.dataverse.entity("mbr_payment")
+    apply_plan(c, steps, key_poll=0.01)
+    assert sandbox.dataverse.entity("mbr_payment") == payment
+    assert len(sandbox.dataverse.entity("contact")["Keys"]) == 1
+    assert check_metadata(c, MAPPING) == []
+
+
+def test_a_timed_out_table_and_key_create_are_read_back_and_provision_goes_on(
+    sandbox, monkeypatch
+) -> None:
+    """The sandbox creates the table and the key, then both answers are lost: provision reads
+    each back instead of sending it again (which the sandbox would refuse)."""
+    import requests
+
+    c = client_for(sandbox)
+    steps = plan(c, MAPPING)
+    real = c.transport.session.request
+    lost: list[str] = []
+
+    def lose_table_and_key_answers(method, url, **kwargs):
+        answer = real(method, url, **kwargs)
+        if method == "POST" and (url.endswith("/EntityDefinitions") or url.endswith("/Keys")):
+            lost.append(json.loads(kwargs["data"])["SchemaName"])
+            raise requests.ReadTimeout("the answer was lost")
+        return answer
+
+    monkeypatch.setattr(c.transport.session, "request", lose_table_and_key_answers)
+    apply_plan(c, steps, key_poll=0.01)
+    assert "mbr_Payment" in lost or "mbr_payment" in lost
+    assert "mbr_memberno_key" in lost
+    assert len(lost) == len({s.name for s in steps if s.kind in ("table", "key")})
+    assert check_metadata(c, MAPPING) == []
+
+
+def test_a_choice_column_with_options_outside_the_publishers_range_is_refused(sandbox) -> None:
+    """The range holds inside a column create body too, not only for InsertOptionValue."""
+    sandbox.dataverse.add_solution(
+        "Union", publisher="union", prefix="mbr", option_value_prefix=75250
+    )
+    c = client_for(sandbox, solution="Union")
+
+    def kind_column(value: int) -> dict:
+        return choice_column_body(
+            "mbr_Kind", "Sort", options=[ChoiceOption(value, "Betald")], languages=BOTH
+        )
+
+    with pytest.raises(PermanentError, match="option value 100000000 is outside the range"):
+        c.schema.create_column("contact", kind_column(100000000))
+    assert sandbox.dataverse.entity("contact") is not None
+    attributes = {a["LogicalName"] for a in sandbox.dataverse.entity("contact")["Attributes"]}
+    assert "mbr_kind" not in attributes
+    c.schema.create_column("contact", kind_column(752500000))

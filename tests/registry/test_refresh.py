@@ -125,6 +125,47 @@ def test_deceased_date_written_only_when_complete() -> None:
     assert plan({}, record(deceased_on="2025-02-00"))["mbr_registerstatus"] == 100000001
 
 
+def test_the_county_and_municipality_of_registration_are_written() -> None:
+    changes = plan({}, record(county_code="14", municipality_code="1480"))
+    assert (changes["mbr_countycode"], changes["mbr_municipalitycode"]) == ("14", "1480")
+    stored = {"mbr_countycode": "14", "mbr_municipalitycode": "1480"}
+    assert "mbr_countycode" not in plan(stored, record(county_code="14", municipality_code="1480"))
+    moved = plan(stored, record(county_code="12", municipality_code="1280"))
+    assert (moved["mbr_countycode"], moved["mbr_municipalitycode"]) == ("12", "1280")
+
+
+def test_protected_identity_gets_no_codes_and_keeps_the_stored_ones() -> None:
+    stored = {"mbr_countycode": "01", "mbr_municipalitycode": "0180"}
+    # SPAR gives none for a protected person; even a record that had some writes none.
+    for protected in (
+        record(confidentiality_marked=True, registered_address=None),
+        record(protected_registration=True, county_code="14", municipality_code="1480"),
+    ):
+        changes = plan(stored, protected)
+        assert "mbr_countycode" not in changes
+        assert "mbr_municipalitycode" not in changes
+
+
+def test_a_code_spar_does_not_give_is_not_cleared() -> None:
+    stored = {"mbr_countycode": "01", "mbr_municipalitycode": "0180"}
+    changes = plan(stored, record(foreign_address=STREET, registered_address=None))
+    assert "mbr_countycode" not in changes
+    assert "mbr_municipalitycode" not in changes
+
+
+def test_without_code_columns_in_the_mapping_no_code_is_written() -> None:
+    address = ADDRESS.model_copy(update={"county_code": None, "municipality_code": None})
+    changes = plan_update(
+        {},
+        address,
+        STATUSES,
+        record=record(county_code="14", municipality_code="1480"),
+        looked_up_at=AT,
+        transaction_id="u-1",
+    )
+    assert not {"mbr_countycode", "mbr_municipalitycode"} & set(changes)
+
+
 @pytest.mark.parametrize(
     ("address", "lines"),
     [

@@ -152,11 +152,15 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
                 ("paid_through", "date"),
                 ("arrears", "number"),
                 ("engagement_score", "number"),
+                ("engagement_parts", "string"),
+                ("industry", "string"),
                 ("winback_candidate", "boolean"),
                 ("member_since", "date"),
                 ("segments", "string"),
                 ("age_band", "string"),
                 ("tenure_band", "string"),
+                ("region", "string"),
+                ("member_type", "string"),
             )
         ),
     ]
@@ -194,7 +198,16 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
         EventDef(
             "welcome",
             f"com.apsis1.events.signal.custom-welcome-{suffix}",
-            ("member_number", "method", "source_event_id"),
+            (
+                "member_number",
+                "method",
+                "age_band",
+                "region",
+                "industry",
+                "member_type",
+                "text",
+                "source_event_id",
+            ),
         ),
         EventDef(
             "benefits_reminder",
@@ -210,6 +223,11 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
             "anniversary",
             f"com.apsis1.events.signal.custom-anniversary-{suffix}",
             ("member_number", "anniversary_on", "years", "text", "source_event_id"),
+        ),
+        EventDef(
+            "birthday",
+            f"com.apsis1.events.signal.custom-birthday-{suffix}",
+            ("member_number", "birthday_on", "age", "member_type", "text", "source_event_id"),
         ),
         EventDef(
             "member_joined",

@@ -329,6 +329,8 @@ def parse_filter(text: str) -> Clauses:
     hold."""
     clauses: Clauses = []
     for clause in (c.strip() for c in re.split(r"\s+and\s+", text)):
+        if clause.startswith("(") and clause.endswith(")") and clause.count("(") == 1:
+            clause = clause[1:-1].strip()  # a parenthesised condition: (c eq true) and ...
         if m := _IN.fullmatch(clause):
             values = {v.replace("''", "'") for v in _STRING.findall(m.group(2))}
             clauses.append((m.group(1), values))
@@ -382,6 +384,14 @@ def _labels(value: Any) -> list[dict[str, Any]]:
         return []
     own = [value] if "LocalizedLabels" in value else []
     return own + [found for k, v in value.items() if k != "LocalizedLabels" for found in _labels(v)]
+
+
+#: Navigation properties of the standard polymorphic lookups -> their lookup column (a
+#: contact's parentcustomerid is bound as parentcustomerid_account or _contact).
+_POLYMORPHIC = {
+    "parentcustomerid_account": "parentcustomerid",
+    "parentcustomerid_contact": "parentcustomerid",
+}
 
 
 class DataverseSandbox:
@@ -610,7 +620,8 @@ class DataverseSandbox:
                         "A record with the specified key values "
                         f"does not exist in {target['LogicalName']} entity",
                     )
-                out[f"_{name.split('@')[0].lower()}_value"] = found[0]
+                navigation = name.split("@")[0].lower()
+                out[f"_{_POLYMORPHIC.get(navigation, navigation)}_value"] = found[0]
             else:
                 out[name] = value
         return out
@@ -1053,11 +1064,25 @@ class DataverseSandbox:
             return Answer(200, {}, _entity_answer(definition, params))
         if method == "POST" and not logical:
             schema = payload["SchemaName"].lower()
+            entity_set = payload.get("EntitySetName") or schema + "s"
+            taken = self.db.execute(
+                "SELECT logical FROM entities WHERE logical = ? OR entity_set = ?",
+                (schema, entity_set),
+            ).fetchone()
+            if taken is not None:
+                # Dataverse refuses a table whose name is taken (SchemaNameisNotUnique); it never
+                # replaces the existing one, so a create sent twice fails the second time.
+                raise Failure(
+                    400,
+                    "0x80044363",
+                    f"The schema name {payload['SchemaName']} for type Entity is not unique. "
+                    f"An Entity with same name already exists ({taken[0]}).",
+                )
             self.define_entity(
                 {
                     "LogicalName": schema,
                     "SchemaName": payload["SchemaName"],
-                    "EntitySetName": payload.get("EntitySetName") or schema + "s",
+                    "EntitySetName": entity_set,
                     "PrimaryIdAttribute": schema + "id",
                     "ChangeTrackingEnabled": bool(payload.get("ChangeTrackingEnabled", True)),
                     "Attributes": [
@@ -1096,6 +1121,7 @@ class DataverseSandbox:
                 definition["Attributes"].append(item)
             elif part == "Keys":
                 item.setdefault("LogicalName", str(item.get("SchemaName", "")).lower())
+                self._check_new_key(definition, item)
                 item.setdefault("EntityKeyIndexStatus", "Active")
                 definition["Keys"].append(item)
                 for row_id, data, _ in self._rows(logical):  # existing rows join the new index
@@ -1105,6 +1131,28 @@ class DataverseSandbox:
             self.define_entity(definition)
             return Answer(204)
         raise Failure(405, "0x8006088a", f"{method} is not supported on {path}")
+
+    @staticmethod
+    def _check_new_key(definition: dict[str, Any], key: dict[str, Any]) -> None:
+        """Dataverse refuses a second alternate key on the same columns
+        (EntityKeyWithSelectedAttributesExists) and a second key of the same name
+        (EntityKeyNameExists), so a key planned again, or a create sent twice, fails here too."""
+        columns = set(key.get("KeyAttributes") or ())
+        for existing in definition["Keys"]:
+            if str(existing.get("LogicalName")).lower() == key["LogicalName"]:
+                raise Failure(
+                    400,
+                    "0x80060893",
+                    f"An entity key with the name {key['LogicalName']} already exists on entity "
+                    f"{definition['LogicalName']}.",
+                )
+            if set(existing.get("KeyAttributes") or ()) == columns:
+                raise Failure(
+                    400,
+                    "0x80060894",
+                    "An entity key with the selected attributes already exists on entity "
+                    f"{definition['LogicalName']} ({existing.get('SchemaName')}).",
+                )
 
     def _entity_list(self, params: dict[str, str]) -> Answer:
         """``GET EntityDefinitions``: every table, without attributes or keys unless expanded;

@@ -21,7 +21,7 @@ from dynamics_bridge_sandbox.dataverse import API, Chaos, DataverseSandbox, Limi
 from dynamics_bridge_sandbox.hosting import Answer, Headers, StandInServer
 from dynamics_bridge_sandbox.tls import make_certificates
 
-__all__ = ["CONTACT", "EntraDataverse", "SandboxInfo", "run_sandbox"]
+__all__ = ["ACCOUNT", "CONTACT", "EntraDataverse", "SandboxInfo", "run_sandbox"]
 
 TENANT = "00000000-0000-0000-0000-00000000sbx0".replace("sbx0", "5b00")
 
@@ -38,7 +38,13 @@ CONTACT = {
         {"LogicalName": "lastname", "AttributeType": "String", "MaxLength": 50},
         {"LogicalName": "emailaddress1", "AttributeType": "String", "MaxLength": 100},
         {"LogicalName": "governmentid", "AttributeType": "String", "MaxLength": 50},
-        {"LogicalName": "birthdate", "AttributeType": "DateTime"},
+        {
+            "LogicalName": "birthdate",
+            "AttributeType": "DateTime",
+            "Format": "DateOnly",
+            "DateTimeBehavior": {"Value": "DateOnly"},
+        },
+        {"LogicalName": "parentcustomerid", "AttributeType": "Customer"},
         {"LogicalName": "statecode", "AttributeType": "State"},
         {"LogicalName": "createdon", "AttributeType": "DateTime"},
         {"LogicalName": "address1_line1", "AttributeType": "String", "MaxLength": 250},
@@ -47,6 +53,27 @@ CONTACT = {
         {"LogicalName": "address1_postalcode", "AttributeType": "String", "MaxLength": 20},
         {"LogicalName": "address1_city", "AttributeType": "String", "MaxLength": 80},
         {"LogicalName": "address1_country", "AttributeType": "String", "MaxLength": 80},
+    ],
+    "Keys": [],
+}
+
+
+#: The standard account table (the employer a contact's parentcustomerid points to).
+ACCOUNT = {
+    "LogicalName": "account",
+    "SchemaName": "Account",
+    "EntitySetName": "accounts",
+    "PrimaryIdAttribute": "accountid",
+    "PrimaryNameAttribute": "name",
+    "ChangeTrackingEnabled": True,
+    "Attributes": [
+        {"LogicalName": "accountid", "AttributeType": "Uniqueidentifier"},
+        {"LogicalName": "name", "AttributeType": "String", "MaxLength": 160},
+        {"LogicalName": "sic", "AttributeType": "String", "MaxLength": 20},
+        {"LogicalName": "accountnumber", "AttributeType": "String", "MaxLength": 20},
+        {"LogicalName": "address1_city", "AttributeType": "String", "MaxLength": 80},
+        {"LogicalName": "statecode", "AttributeType": "State"},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
     ],
     "Keys": [],
 }
@@ -230,8 +257,9 @@ def run_sandbox(
             limits=limits,
             base_language=base_language,
         )
-        if box.entity("contact") is None:
-            box.define_entity(json.loads(json.dumps(CONTACT)))
+        for standard in (CONTACT, ACCOUNT):
+            if box.entity(str(standard["LogicalName"])) is None:
+                box.define_entity(json.loads(json.dumps(standard)))
         for client_id, secret in known.items():
             box.add_app_user(client_id, secret)
         (client_id, secret), *others = known.items()

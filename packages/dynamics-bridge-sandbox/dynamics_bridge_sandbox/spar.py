@@ -52,6 +52,7 @@ _NS = {
     "namn": f"{_BASE}/komponent/person/namn/namn-1.0",
     "dn": f"{_BASE}/komponent/person/namn/deladenamnelement-1.0",
     "pdt": f"{_BASE}/komponent/person/persondetaljer-1.2",
+    "fb": f"{_BASE}/komponent/person/folkbokforing-1.0",
     "avreg": f"{_BASE}/komponent/person/avregistrering-1.0",
     "fba": f"{_BASE}/komponent/person/adress/folkbokforingsadress-1.1",
     "spa": f"{_BASE}/komponent/person/adress/sarskildpostadress-1.1",
@@ -87,12 +88,21 @@ class Person:
     emigrated: ForeignAddress | None = None
     emigrated_on: str | None = None
     last_changed: str = "2026-01-15"
+    municipality_code: str | None = None  # where registered: kommun, four digits, county first
 
 
 def demo_people() -> list[Person]:
     """A handful: two ordinary, one protected identity, one deceased, one emigrated."""
     return [
-        Person("196503129816", "Anna", "Andersson", "Storgatan 1", "11122", "STOCKHOLM"),
+        Person(
+            "196503129816",
+            "Anna",
+            "Andersson",
+            "Storgatan 1",
+            "11122",
+            "STOCKHOLM",
+            municipality_code="0180",
+        ),
         Person(
             "197206059821",
             "Bertil",
@@ -100,6 +110,7 @@ def demo_people() -> list[Person]:
             "Sjövägen 4 LGH 1002",
             "41301",
             "GÖTEBORG",
+            municipality_code="1480",
             special_street="Box 77",
             special_care_of="Facket Väst",
         ),
@@ -111,6 +122,7 @@ def demo_people() -> list[Person]:
             "Ekvägen 9",
             "75320",
             "UPPSALA",
+            municipality_code="0380",
             deceased_on="2026-10-02",
         ),
         Person(
@@ -230,6 +242,10 @@ def _post(svar: Any, p: Person) -> None:
             _el(details, "avreg", "Avregistreringsdatum", p.emigrated_on)
         if p.deceased_on:
             _el(details, "avreg", "Avlidendatum", p.deceased_on)
+    if p.municipality_code:
+        place = _el(post, "fb", "Folkbokforing")
+        _el(place, "fb", "FolkbokfordLanKod", p.municipality_code[:2])
+        _el(place, "fb", "FolkbokfordKommunKod", p.municipality_code[2:])
     if p.street:
         registered = _el(_el(post, "fba", "Folkbokforingsadress"), "adr", "SvenskAdress")
         _el(registered, "adr", "Utdelningsadress2", p.street)

@@ -31,10 +31,11 @@ from dynamics_bridge_sandbox.bankgirot_writer import (
     bgmax_lines,
     payment_spec_lines,
 )
-from dynamics_bridge_sandbox.demo.apsis import prepare_apsis_demo, run_apsis_demo
+from dynamics_bridge_sandbox.demo.apsis import DEMO_NOW, prepare_apsis_demo, run_apsis_demo
 from dynamics_bridge_sandbox.demo.callbacks import demo_callbacks
 from dynamics_bridge_sandbox.demo.intake import deliver
 from dynamics_bridge_sandbox.demo.spar import run_spar_demo
+from dynamics_bridge_sandbox.demo.union import define_union_tables, demo_mapping, seed_union
 from dynamics_bridge_sandbox.register import FEE, prepare_register, sandbox_settings
 from dynamics_bridge_sandbox.server import run_sandbox
 
@@ -59,6 +60,8 @@ class DemoReport:
     dataverse_requests: int = 0
     spar: dict[str, Any] = field(default_factory=dict)
     apsis: dict[str, Any] = field(default_factory=dict)
+    #: rows of the union's own tables the demo seeded (employers, memberships, activities)
+    union_tables: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class DemoReport:
             "members_by_payment_status": dict(sorted(self.members_by_status.items())),
             "dataverse_rows": self.dataverse_rows,
             "dataverse_requests": self.dataverse_requests,
+            "union_tables": self.union_tables,
             "spar": self.spar,
             "apsis": self.apsis,
         }
@@ -117,8 +121,9 @@ def run_demo(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     report = DemoReport()
-    mapping = load_mapping()
+    mapping = demo_mapping(load_mapping())
     with run_sandbox(workdir / "dataverse.sqlite") as sandbox, run_apsis_standin() as apsis:
+        define_union_tables(sandbox.dataverse, mapping.publisher_prefix)
         settings: Settings = load_settings(
             dataverse=sandbox_settings(sandbox, suppress_flows=True),
             queue={"backend": "memory", "name": "demo-payment-events"},
@@ -135,6 +140,7 @@ def run_demo(
         # The function app's wiring builds the client; the sync below runs its queue trigger.
         client = Services(settings, mapping=mapping, queue=queue).dataverse
         numbers = prepare_register(client, mapping, members)
+        report.union_tables = seed_union(client, mapping, numbers, DEMO_NOW.date())
         activation = prepare_apsis_demo(client, mapping, numbers, apsis)  # triggers from sync
         half = members // 2
         intake = deliver(

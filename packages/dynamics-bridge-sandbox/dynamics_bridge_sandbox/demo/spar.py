@@ -25,7 +25,13 @@ from dynamics_bridge_sandbox.spar import NOT_FOUND, Person, demo_people, run_spa
 
 __all__ = ["run_spar_demo"]
 
-_TOWNS = (("11122", "STOCKHOLM"), ("41301", "GÖTEBORG"), ("21119", "MALMÖ"), ("75320", "UPPSALA"))
+#: Postcode, town and the municipality it lies in (SCB's code).
+_TOWNS = (
+    ("11122", "STOCKHOLM", "0180"),
+    ("41301", "GÖTEBORG", "1480"),
+    ("21119", "MALMÖ", "1280"),
+    ("75320", "UPPSALA", "0380"),
+)
 
 
 def _directory(client: DataverseClient, mapping: MappingFile, numbers: list[str]) -> list[Person]:
@@ -37,7 +43,7 @@ def _directory(client: DataverseClient, mapping: MappingFile, numbers: list[str]
     for index, number in enumerate(numbers):
         pnr = (rows.get(number) or {}).get(pnr_column)
         if pnr:
-            postal_code, city = _TOWNS[index % len(_TOWNS)]
+            postal_code, city, municipality = _TOWNS[index % len(_TOWNS)]
             people.append(
                 Person(
                     str(pnr),
@@ -46,6 +52,7 @@ def _directory(client: DataverseClient, mapping: MappingFile, numbers: list[str]
                     f"Demogatan {index + 1}",
                     postal_code,
                     city,
+                    municipality_code=municipality,
                 )
             )
     return people
