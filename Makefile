@@ -12,7 +12,7 @@ SANDBOX := packages/dynamics-bridge-sandbox
 $(STAMP): pyproject.toml $(SANDBOX)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,functions]' -e $(SANDBOX)
+	$(PY) -m pip install --quiet -e '.[dev,functions,retention]' -e $(SANDBOX)
 	touch $(STAMP)
 
 node_modules/.bin/azurite: package.json

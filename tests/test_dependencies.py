@@ -8,8 +8,10 @@ distribution that installs it with ``importlib.metadata``.
 
 Rules: ``dynamics_bridge`` imports at module level only its ``dependencies``; inside a function
 (imported when used) also its non-dev extras (``azure-identity``) and the optional sandbox, whose
-absence the CLI explains. The sandbox may import its own dependencies and those of
-``dynamics-bridge``, which it depends on.
+absence the CLI explains. The one exception is ``dynamics_bridge/retention/``: the whole folder is
+the ``retention`` extra (numpy, scikit-learn, scipy), checked once in its ``__init__`` with an
+install hint, and nothing outside it imports it at module level. The sandbox may import its own
+dependencies and those of ``dynamics-bridge``, which it depends on.
 """
 
 from __future__ import annotations
@@ -138,12 +140,17 @@ SANDBOX_PYPROJECT = SANDBOX_PROJECT / "pyproject.toml"
 RUNTIME_EXTRAS = [extra for extra in extras(RUNTIME_PYPROJECT) if extra != "dev"]
 
 
+RETENTION = "dynamics_bridge/retention/"
+
+
 def test_the_runtime_package_imports_at_module_level_only_what_it_declares() -> None:
     allowed = declared(RUNTIME_PYPROJECT)
+    in_retention = allowed | declared(RUNTIME_PYPROJECT, "retention")
     undeclared = [
         f"{item.where}: {item.module} ({dist})"
         for item, dist in third_party(imports_of(RUNTIME))
-        if not item.lazy and dist not in allowed
+        if not item.lazy
+        and dist not in (in_retention if item.where.startswith(RETENTION) else allowed)
     ]
     assert not undeclared, "not in [project] dependencies:\n" + "\n".join(undeclared)
 
@@ -156,6 +163,18 @@ def test_the_runtime_package_imports_when_used_only_what_it_declares_or_offers_a
         if dist not in allowed
     ]
     assert not undeclared, "declared nowhere (dev does not ship):\n" + "\n".join(undeclared)
+
+
+def test_only_the_retention_folder_imports_it_at_module_level() -> None:
+    """A command without the extra must still start: the CLI and jobs import retention lazily."""
+    eager = [
+        item.where
+        for item in imports_of(RUNTIME)
+        if item.module.startswith("dynamics_bridge.retention")
+        and not item.lazy
+        and not item.where.startswith(RETENTION)
+    ]
+    assert not eager, f"the retention extra is optional, imported at module level in: {eager}"
 
 
 def test_the_runtime_package_imports_the_sandbox_only_when_a_command_needs_it() -> None:

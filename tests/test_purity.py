@@ -48,7 +48,7 @@ FORBIDDEN = (
 # Pure rules know no adapter: they work on plain rows the jobs read for them.
 ALSO_FORBIDDEN = {"dynamics_bridge.activation.": ("dynamics_bridge.dataverse",)}
 
-PURE_PACKAGES = ("sources", "mapping", "activation")  # every module in these folders
+PURE_PACKAGES = ("sources", "mapping", "activation", "retention")  # every module in these folders
 
 PURE_MODULES = (
     "dynamics_bridge",
