@@ -48,6 +48,7 @@ __all__ = [
     "DataverseSettings",
     "LogSettings",
     "QueueSettings",
+    "RetentionSettings",
     "Settings",
     "SparSettings",
     "SwishSettings",
@@ -654,6 +655,21 @@ class ActivationSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """Retention analytics (mappings/retention.yaml): opt-in, since they profile members."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Run the retention timer (train, themes, score, tasks, report) and show its "
+        "state in health. Off until the union's DPO has settled the legal basis.",
+    )
+    directory: str = Field(
+        default=".dynamics_bridge/retention",
+        description="Where models, metrics and reports are versioned when BRIDGE_OPS__BACKEND is "
+        "not tables (with tables: the <prefix>artifacts table).",
+    )
+
+
 #: This machine as a URL's host (the sandbox responder), up to the port or path.
 _LOOPBACK_HOST = r"(127\.0\.0\.1|localhost|\[::1\])([:/]|$)"
 
@@ -835,6 +851,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     mappings_dir: str | None = Field(
         default=None,
         description="Folder of dataverse.yaml, apsis.yaml, triggers.yaml and segments.yaml "

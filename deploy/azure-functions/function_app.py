@@ -10,7 +10,8 @@ Each function adapts one trigger to a handler in the library and does nothing el
 - timers: the trigger outbox every 5 minutes (``%BRIDGE_ACTIVATION__TRIGGER_SWEEP_SCHEDULE%``),
   the poison queue into the poison book every 5 minutes (logging what waits for the alert),
   segments every 15 minutes, reminders daily, SPAR address refresh nightly, housekeeping (run
-  history past its retention) nightly; every message, file and timer run is recorded
+  history past its retention) nightly, retention analytics weekly (opt-in); every message,
+  file and timer run is recorded
   (``dynamics_bridge.app.runs``).
 - ``GET /api/health`` (function key): configuration and reachability, no secrets.
 - ``/api/console/...``: the admin console (anonymous at the Functions layer: App Service
@@ -95,6 +96,7 @@ def bankgirot_file(blob: func.InputStream, receipt: func.Out[str]) -> None:
         settings=settings.bankgirot,
         queue=services.queue,
         ops=runs.store_of(services),
+        tasks=services.mandate_tasks,
     )
     receipt.set(json.dumps(done.to_json(), ensure_ascii=False))
 
@@ -164,6 +166,14 @@ def address_refresh(timer: func.TimerRequest) -> None:
 def housekeeping(timer: func.TimerRequest) -> None:
     """Run history and audits older than BRIDGE_OPS__RETENTION_DAYS (90) go."""
     jobs.run_job("housekeeping", services, past_due=timer.past_due)
+
+
+@app.function_name("retention")
+@app.timer_trigger(arg_name="timer", schedule="0 0 4 * * 1", use_monitor=True)  # Mon 04:00 UTC
+def retention(timer: func.TimerRequest) -> None:
+    """Weekly: retrain the churn model, find themes, score, make advisor tasks, report. Off
+    unless BRIDGE_RETENTION__ENABLED (profiling is opt-in)."""
+    jobs.run_job("retention", services, past_due=timer.past_due)
 
 
 @app.function_name("health")

@@ -45,6 +45,7 @@ Area = Literal["settings", "mappings", "dataverse", "apsis", "spar"]
 
 MAPPING_FILE = "dataverse.yaml"
 ACTIVATION_FILES = ("apsis.yaml", "triggers.yaml", "segments.yaml")
+RETENTION_FILE = "retention.yaml"
 
 SET_IT = "set it in the environment or .env (in Azure: an application setting of the function app)"
 EDIT_IT = "correct the file (`dynamics-bridge schema` writes the rules for editors)"
@@ -176,7 +177,7 @@ def run_check(
     mapping_file = Path(mapping_path) if mapping_path is not None else folder / MAPPING_FILE
     report.files = {
         MAPPING_FILE: mapping_file.is_file(),
-        **{name: (folder / name).is_file() for name in ACTIVATION_FILES},
+        **{name: (folder / name).is_file() for name in (*ACTIVATION_FILES, RETENTION_FILE)},
     }
     built: Wiring | None = None
     if settings is not None and wiring is not None:
@@ -190,6 +191,7 @@ def run_check(
         report.findings[before:] = [f for f in report.findings[before:] if f.where not in named]
     mapping = _mapping(report, mapping_file)
     config = _activation(report, mapping, folder)
+    _retention(report, mapping, config, folder, enabled=bool(usable and usable.retention.enabled))
     if not live or settings is None or mapping is None:
         return report
     if dataverse is None and built is not None and settings.dataverse.configured:
@@ -352,6 +354,45 @@ def _activation(
     except ConfigError as exc:
         report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
         return None
+
+
+def _retention(
+    report: CheckReport,
+    mapping: MappingFile | None,
+    activation: ActivationConfig | None,
+    folder: Path,
+    *,
+    enabled: bool,
+) -> None:
+    """retention.yaml, when there: read, its columns against dataverse.yaml, and no APSIS
+    attribute carrying a leaving reason. Missing while BRIDGE_RETENTION__ENABLED is an error."""
+    from dynamics_bridge.mapping.loader import load_config
+    from dynamics_bridge.mapping.retention import RetentionFile, cross_check
+
+    path = folder / RETENTION_FILE
+    if not report.files[RETENTION_FILE]:
+        if enabled:
+            report.add(
+                "error",
+                "mappings",
+                str(path),
+                "missing, while BRIDGE_RETENTION__ENABLED is on",
+                "restore retention.yaml (the bridge's mappings/retention.yaml is a start), or "
+                "turn the retention analytics off",
+            )
+        return
+    try:
+        retention = load_config(
+            RetentionFile, path, prefix=mapping.publisher_prefix if mapping else None
+        )
+    except ConfigError as exc:
+        report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
+        return
+    if mapping is None:
+        return
+    apsis = activation.apsis if activation is not None else None
+    problems = cross_check(retention, mapping, apsis)
+    report.add_problems([str(folder / p) for p in problems], "mappings", EDIT_IT)
 
 
 def _dataverse_findings(

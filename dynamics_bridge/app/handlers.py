@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from dynamics_bridge.app.ingest import ingest_file
+from dynamics_bridge.app.ingest import MandateTasks, ingest_file
 from dynamics_bridge.app.runs import RunRecorder, queue_counts, queue_errors
 from dynamics_bridge.app.sync import SyncReport, process_message
 from dynamics_bridge.errors import (
@@ -321,8 +321,10 @@ def handle_bankgirot_file(
     settings: BankgirotSettings,
     queue: EventQueue,
     ops: OpsStore | None = None,
+    tasks: Callable[[], MandateTasks | None] | None = None,
 ) -> FileReceipt:
-    """Check a whole Autogiro or BgMax file, then queue its events.
+    """Check a whole Autogiro or BgMax file, then queue its events; ``tasks`` makes a Dynamics
+    task per failed mandate request (retention.yaml advisor.failed_mandates).
 
     A bad file is rejected with the place (``FILE:LINE``) and nothing from it is queued; the
     file itself stays where it was put, the durable copy. A queue failure raises (the trigger
@@ -331,7 +333,9 @@ def handle_bankgirot_file(
     """
     started = time.perf_counter()
     try:
-        report = ingest_file(stream, queue=queue, settings=settings, name=name, ops=ops)
+        report = ingest_file(
+            stream, queue=queue, settings=settings, name=name, ops=ops, tasks=tasks
+        )
     except InputError as exc:
         log.error(
             "file rejected: %s",

@@ -3,6 +3,7 @@
 Configuration is reported by variable name only (never a value), Key Vault references the
 platform could not resolve by name, the event queue by its depth, Dataverse by one small read
 with one attempt, the trigger outbox by the age of its oldest pending and unconfirmed rows.
+The retention model (when ``BRIDGE_RETENTION__ENABLED``) by whether it is used and why.
 APSIS and SPAR are reported as configured or not and are not called per answer: APSIS allows
 ten token requests a minute (its definitions are read by the start check, which is kept for
 ``BRIDGE_START_CHECK_MINUTES``), and every SPAR lookup is about a person.
@@ -66,6 +67,8 @@ def check_health(
     checks["swish"] = {"ok": not swish, "callbacks": "refused" if swish else "accepted"}
     if swish:
         checks["swish"]["problems"] = _names(swish)
+    if settings.retention.enabled:
+        checks["retention"] = _retention(services)
     bankgirot = settings.bankgirot.problems()  # without the union's payee every file is refused
     checks["bankgirot"] = {"ok": not bankgirot, "files": "refused" if bankgirot else "accepted"}
     if bankgirot:
@@ -128,6 +131,18 @@ def _trigger_outbox(services: Services) -> dict[str, Any] | None:
     oldest = age["pending"]["oldest_seconds"] or 0
     ok = oldest < OUTBOX_STALE_SECONDS and age["unconfirmed"]["count"] == 0
     return {"ok": ok, **age}
+
+
+def _retention(services: Services) -> dict[str, Any]:
+    """The latest churn model (its metadata, not the model): not ok while none is used, with
+    why (not trained yet, or it does not beat the baseline). Not required: events still flow."""
+    from dynamics_bridge.app.retention import model_state
+
+    try:
+        state = model_state(services.artifacts)
+    except BridgeError as exc:
+        return {"ok": False, "error": _word(exc)}
+    return {"ok": bool(state["used"]), **state}
 
 
 def _names(problems: list[str]) -> list[str]:

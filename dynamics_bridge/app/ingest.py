@@ -9,6 +9,11 @@ temporary file.
 
 Mandate notices saying our own request failed create no event; the checking pass collects them
 on the report (``requests_failed``) and logs each once, however many times the file is read.
+When advisor tasks are on (dataverse.yaml ``tasks``, retention.yaml ``advisor.failed_mandates``)
+each becomes a task in Dynamics regarding the member its payer number names, once the file is
+queued (never in a dry run): :class:`MandateTaskMaker`, keyed ``mandate:<file>:<payer>`` so a
+file ingested again makes no second task. A notice whose member is not found, or whose task
+could not be made, stays on the report as needing a task.
 
 Every file must belong to the union: its payee bankgiro numbers (and Autogiro customer numbers,
 when configured) must be the union's own (``BRIDGE_BANKGIROT__PAYEE_BANKGIROS``,
@@ -21,29 +26,42 @@ The CLI (``dynamics-bridge ingest``) and, later, a blob-triggered Azure Function
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, cast
+from zoneinfo import ZoneInfo
 
+from dynamics_bridge.activation.advisor import AdvisorTask, mandate_task
 from dynamics_bridge.app.runs import RunRecorder, file_counts, receipt_text
-from dynamics_bridge.errors import ConfigError, InputError
-from dynamics_bridge.model import PaymentEvent
+from dynamics_bridge.errors import BridgeError, ConfigError, InputError
+from dynamics_bridge.model import MemberRefKind, PaymentEvent
 from dynamics_bridge.queue import EventQueue
 from dynamics_bridge.settings import BankgirotSettings, env_name
 from dynamics_bridge.sources import autogiro, bgmax
 from dynamics_bridge.sources.bankgirot import Payees
 
 if TYPE_CHECKING:
+    from dynamics_bridge.dataverse.tasks import TaskReport
+    from dynamics_bridge.mapping.models import MappingFile
+    from dynamics_bridge.mapping.retention import Advisor
     from dynamics_bridge.ops.port import OpsStore
+    from dynamics_bridge.pipeline import MemberStore
 
 __all__ = [
+    "TASK_CREATED",
+    "TASK_EXISTING",
+    "TASK_NO_MEMBER",
     "FileFormat",
     "IngestReport",
+    "MandateTaskMaker",
+    "MandateTasks",
     "Progress",
     "detect_format",
     "ingest_file",
@@ -57,6 +75,12 @@ FileFormat = Literal["auto", "autogiro", "bgmax"]
 Progress = Callable[[str, int, int | None], None]
 
 _SPOOL_IN_MEMORY = 16 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+#: What became of a failed mandate request's task (``IngestReport.mandate_tasks``); anything
+#: else is ``failed: <why>``.
+TASK_CREATED, TASK_EXISTING, TASK_NO_MEMBER = "created", "existing", "member not found"
 
 
 @dataclass
@@ -72,6 +96,12 @@ class IngestReport:
     totals: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     #: in file order, each once (from the checking pass)
     requests_failed: list[autogiro.Notice] = field(default_factory=list)
+    #: notice origin (FILE:LINE) → its task: created, existing, member not found, failed: why
+    mandate_tasks: dict[str, str] = field(default_factory=dict)
+
+    def tasks_made(self) -> int:
+        """Failed mandate requests that have their task in Dynamics (made now or before)."""
+        return sum(1 for s in self.mandate_tasks.values() if s in (TASK_CREATED, TASK_EXISTING))
 
     def add(self, event: PaymentEvent) -> None:
         self.events += 1
@@ -94,7 +124,73 @@ class IngestReport:
         }
         if self.requests_failed:
             body["mandate_requests_failed"] = [notice.origin for notice in self.requests_failed]
+        if self.mandate_tasks:
+            body["mandate_tasks"] = dict(self.mandate_tasks)
         return body
+
+
+class TaskCreator(Protocol):
+    """What makes tasks in Dynamics (:class:`dynamics_bridge.dataverse.tasks.TaskWriter`)."""
+
+    def create(self, tasks: Sequence[AdvisorTask]) -> TaskReport: ...
+
+
+class MandateTasks(Protocol):
+    """Makes the advisor tasks for a file's failed mandate requests: notice origin → status."""
+
+    def make(self, notices: Sequence[autogiro.Notice]) -> dict[str, str]: ...
+
+
+class MandateTaskMaker:
+    """One advisor task per failed mandate request, regarding the member whose payer number
+    the notice names (read in one query through the pipeline's member store), keyed
+    ``mandate:<file>:<payer>``, owned as ``advisor.owner`` says and due in
+    ``advisor.due_days``. A notice whose member is not found gets no task and says so."""
+
+    def __init__(
+        self,
+        members: MemberStore,
+        writer: TaskCreator,
+        mapping: MappingFile,
+        advisor: Advisor,
+        *,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.members = members
+        self.writer = writer
+        self.mapping = mapping
+        self.advisor = advisor
+        zone = ZoneInfo(mapping.timezone)
+        self.today = today or (lambda: datetime.now(zone).date())
+
+    def make(self, notices: Sequence[autogiro.Notice]) -> dict[str, str]:
+        key = self.mapping.member.keys.get(MemberRefKind.PAYER_NUMBER)
+        column = key.column if key is not None else None
+        if column is None:  # payer numbers found through payment rows: no member to read
+            return {n.origin: TASK_NO_MEMBER for n in notices}
+        found = self.members.read_members(column, sorted({n.payer for n in notices}), [])
+        today = self.today()
+        tasks: dict[str, AdvisorTask] = {}
+        status: dict[str, str] = {}
+        for notice in notices:
+            member = found.get(notice.payer)
+            if member is None or not member.row_id:
+                status[notice.origin] = TASK_NO_MEMBER
+                continue
+            tasks[notice.origin] = mandate_task(
+                origin=notice.origin,
+                payer=notice.payer,
+                codes=notice.pair,
+                reason=notice.reason,
+                contact_id=member.row_id,
+                today=today,
+                due_days=self.advisor.due_days,
+            )
+        if tasks:
+            report = self.writer.create(list(tasks.values()))
+            for origin, task in tasks.items():
+                status[origin] = report.status(task.key) or "failed: not written"
+        return {n.origin: status[n.origin] for n in notices}
 
 
 def detect_format(head: bytes) -> Literal["autogiro", "bgmax"]:
@@ -155,6 +251,7 @@ def ingest_file(
     on_event: Callable[[PaymentEvent], None] | None = None,
     on_progress: Progress | None = None,
     ops: OpsStore | None = None,
+    tasks: Callable[[], MandateTasks | None] | None = None,
 ) -> IngestReport:
     """Check a whole file, then send its events to ``queue`` and/or ``on_event``.
 
@@ -167,6 +264,12 @@ def ingest_file(
     Mandate notices saying our own request failed are collected in the checking pass only:
     listed once on the report's ``requests_failed`` and logged once (WARNING, outcome
     ``mandate_request_failed``) after the whole file checked out.
+
+    ``tasks`` builds what makes the advisor tasks for those notices (None from it: tasks are
+    off); it is called only when a file with such notices has been queued (so never in a dry
+    run), and each notice's task is on the report's ``mandate_tasks``. A task that cannot be
+    made (Dynamics unreachable, a setting missing) is logged and reported, never fails the file:
+    its events are queued by then.
 
     A file naming another payee than the union's is an InputError like any bad file; with no
     payees configured (and no ``accept_any_payee``) a ConfigError is raised before reading.
@@ -189,7 +292,29 @@ def ingest_file(
             run.add_counts(file_counts(report.format, report.totals))
         if report.requests_failed:
             run.detail["mandate_requests_failed"] = str(len(report.requests_failed))
+            if queue is not None and tasks is not None:
+                report.mandate_tasks = _make_tasks(tasks, report.requests_failed)
+                run.detail["mandate_tasks_made"] = str(report.tasks_made())
     return report
+
+
+def _make_tasks(
+    tasks: Callable[[], MandateTasks | None], notices: Sequence[autogiro.Notice]
+) -> dict[str, str]:
+    """Each notice's task status; a failure to make them is a status, logged once."""
+    try:
+        maker = tasks()
+        return maker.make(notices) if maker is not None else {}
+    except BridgeError as exc:
+        reason = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
+        log.warning(
+            "%s: no advisor task made for %d failed mandate request(s): %s",
+            notices[0].origin.rsplit(":", 1)[0],
+            len(notices),
+            reason,
+            extra={"outcome": "tasks_failed", "count": len(notices)},
+        )
+        return {n.origin: f"failed: {reason}" for n in notices}
 
 
 def _ingest(

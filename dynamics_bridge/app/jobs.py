@@ -63,6 +63,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "reminders": frozenset({"settings", "mappings", "dataverse", "apsis"}),
     "triggers": frozenset({"settings", "mappings", "dataverse", "apsis"}),
     "address_refresh": frozenset({"settings", "mappings", "dataverse", "spar"}),
+    "retention": frozenset({"settings", "mappings", "dataverse"}),
 }  # housekeeping and poison need only the ops store and queue: their settings fail loudly
 
 
@@ -118,6 +119,24 @@ def run_triggers(services: Services) -> dict[str, Any]:
     sent twice. The summary carries the outbox's age (pending and unconfirmed rows)."""
     activation = _activation(services, "triggers")
     return {**activation.triggers.sweep().to_json(), "outbox": activation.triggers.age()}
+
+
+def run_retention(services: Services) -> dict[str, Any]:
+    """Timer job (weekly): train, themes, score (member columns, advisor tasks), report. Off
+    unless ``BRIDGE_RETENTION__ENABLED`` (profiling is opt-in) and retention.yaml is there."""
+    if not services.settings.retention.enabled:
+        raise Skip("retention analytics are off (BRIDGE_RETENTION__ENABLED)")
+    if services.retention_config is None:
+        raise Skip(f"no retention.yaml in {services.settings.mappings}")
+    _refuse_on_failing_check("retention", services)
+    from dynamics_bridge.app.retention import run_steps
+
+    run = services.retention_run(datetime.now(UTC).date())
+    reports = run_steps(run)
+    return {
+        report.step: {"done": report.done, "message": report.message, **report.counts}
+        for report in reports
+    }
 
 
 def run_housekeeping(services: Services) -> dict[str, Any]:
@@ -178,11 +197,12 @@ JOBS: dict[str, Runner] = {
     "address_refresh": _address_refresh,
     "housekeeping": run_housekeeping,
     "poison": run_poison,
+    "retention": run_retention,
 }
 
 #: The jobs that call Dataverse (each may hold a connection against the app user's limit);
 #: housekeeping touches only the ops store.
-DATAVERSE_JOBS = frozenset({"segments", "reminders", "triggers", "address_refresh"})
+DATAVERSE_JOBS = frozenset({"segments", "reminders", "triggers", "address_refresh", "retention"})
 
 #: The name a job's runs have in the history, where it differs from the job's.
 RUN_NAMES = {"address_refresh": "refresh"}

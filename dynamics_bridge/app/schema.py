@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from dynamics_bridge.activation.config import ApsisFile, SegmentsFile, TriggersFile
 from dynamics_bridge.mapping.models import MappingFile
+from dynamics_bridge.mapping.retention import RetentionFile
 
 __all__ = ["MAPPING_MODELS", "json_schema", "write_schemas"]
 
@@ -18,6 +19,7 @@ MAPPING_MODELS: dict[str, type[BaseModel]] = {
     "apsis": ApsisFile,
     "triggers": TriggersFile,
     "segments": SegmentsFile,
+    "retention": RetentionFile,
 }
 
 

@@ -301,7 +301,21 @@ def health_lines(services: Services, env: Mapping[str, str] | None = None) -> li
         )
     else:
         lines.append(_line("queue", queue))
+    if (retention := checks.get("retention")) is not None:
+        lines.append(_retention(retention))
     return lines
+
+
+def _retention(check: Mapping[str, Any]) -> HealthLine:
+    """The churn model in use, or red with why none is (never trained, does not beat the
+    baseline): shown only where the union has turned the analytics on."""
+    if check.get("error"):
+        return HealthLine("retention", "red", f"models not readable: {check['error']}")
+    if check.get("used"):
+        return HealthLine(
+            "retention", "ok", f"churn model {check['model']} trained {check['trained_on']}"
+        )
+    return HealthLine("retention", "red", str(check.get("why") or "no churn model in use"))
 
 
 def _line(name: str, check: Mapping[str, Any]) -> HealthLine:

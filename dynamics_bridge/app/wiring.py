@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,12 +27,16 @@ if TYPE_CHECKING:
     from dynamics_bridge.activation.port import ActivationStore
     from dynamics_bridge.activation.service import Activation
     from dynamics_bridge.app.check import CheckReport, Severity
+    from dynamics_bridge.app.ingest import MandateTasks
     from dynamics_bridge.app.poison import PoisonBook
+    from dynamics_bridge.app.retention import RetentionRun
     from dynamics_bridge.app.sync import SyncReport
     from dynamics_bridge.apsis.platform import ApsisPlatform
     from dynamics_bridge.apsis.port import MarketingPlatform
     from dynamics_bridge.dataverse.client import DataverseClient
     from dynamics_bridge.mapping import MappingFile
+    from dynamics_bridge.mapping.retention import RetentionFile
+    from dynamics_bridge.ops.artifacts import ArtifactStore
     from dynamics_bridge.ops.port import OpsStore
     from dynamics_bridge.pipeline import MemberStore, Pipeline
     from dynamics_bridge.queue import EventQueue, ReceivedMessage
@@ -388,6 +392,83 @@ class Services:
             return ApsisPlatform.from_settings(self.settings.apsis)
 
         return self._get("marketing", build)
+
+    @property
+    def retention_config(self) -> RetentionFile | None:
+        """``retention.yaml`` of the mappings folder, or None where the union has none."""
+
+        def build() -> RetentionFile | None:
+            from dynamics_bridge.mapping.loader import load_config
+            from dynamics_bridge.mapping.retention import RetentionFile, cross_check
+
+            path = self.settings.mappings / "retention.yaml"
+            if not path.is_file():
+                return None
+            config = load_config(RetentionFile, path, prefix=self.mapping.publisher_prefix)
+            if problems := cross_check(config, self.mapping):
+                raise ConfigError(problems)
+            return config
+
+        return self._get("retention_config", build)
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Versioned models, metrics and reports: the ops tables, else a folder."""
+
+        def build() -> ArtifactStore:
+            from dynamics_bridge.ops.artifacts import DirectoryArtifacts, TableArtifacts
+
+            settings = self.settings
+            if settings.ops.backend == "tables":
+                return TableArtifacts.from_settings(settings.ops, settings.queue)
+            return DirectoryArtifacts(settings.retention.directory)
+
+        return self._get("artifacts", build)
+
+    def retention_report(self) -> str | None:
+        """The latest retention report's HTML (the console's Retention page), or None."""
+        latest = self.artifacts.latest("report")
+        return latest.data.decode("utf-8") if latest is not None else None
+
+    def retention_run(self, today: date, *, dry_run: bool = False) -> RetentionRun:
+        """One retention run over Dataverse (``retention.yaml`` must be there)."""
+        from dynamics_bridge.app.retention import RetentionRun
+        from dynamics_bridge.dataverse.retention_store import RetentionStore
+        from dynamics_bridge.dataverse.tasks import TaskWriter
+
+        config = self.retention_config
+        if config is None:
+            raise ConfigError(
+                f"{self.settings.mappings / 'retention.yaml'}: no such file; the retention "
+                "analytics are configured there (see the shipped mappings/retention.yaml)"
+            )
+        tasks = None
+        if config.advisor.enabled and self.mapping.tasks is not None:
+            tasks = TaskWriter(self.dataverse, self.mapping, config.advisor)
+        return RetentionRun(
+            config,
+            self.mapping,
+            RetentionStore(self.dataverse, self.mapping),
+            self.artifacts,
+            today=today,
+            tasks=tasks,
+            dry_run=dry_run,
+        )
+
+    def mandate_tasks(self) -> MandateTasks | None:
+        """What makes the advisor tasks for failed Autogiro mandate requests (ingest), or None
+        when they are off: no ``tasks`` in dataverse.yaml, no retention.yaml in the mappings
+        folder, or ``advisor.enabled``/``failed_mandates`` false. Builds the Dataverse client:
+        ingest calls it only for a queued file that has such requests."""
+        from dynamics_bridge.app.ingest import MandateTaskMaker
+        from dynamics_bridge.dataverse.tasks import TaskWriter
+
+        mapping = self.mapping
+        config = self.retention_config if mapping.tasks is not None else None
+        if config is None or not (config.advisor.enabled and config.advisor.failed_mandates):
+            return None
+        writer = TaskWriter(self.dataverse, mapping, config.advisor)
+        return MandateTaskMaker(self.store, writer, mapping, config.advisor)
 
 
 class _NotAsked:

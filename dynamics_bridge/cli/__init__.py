@@ -13,7 +13,7 @@ from dynamics_bridge.cli._app import app, console, err_console
 from dynamics_bridge.cli import config, dataverse, demo, ingest, poison, sync  # noqa: F401
 from dynamics_bridge.cli import spar  # noqa: F401
 from dynamics_bridge.cli import activation  # noqa: F401
-from dynamics_bridge.cli import status, web_console  # noqa: F401
+from dynamics_bridge.cli import retention, status, web_console  # noqa: F401
 # isort: on
 
 __all__ = ["app", "console", "err_console"]

@@ -13,7 +13,13 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from dynamics_bridge.app.ingest import FileFormat, IngestReport, ingest_file, iter_files
+from dynamics_bridge.app.ingest import (
+    FileFormat,
+    IngestReport,
+    MandateTasks,
+    ingest_file,
+    iter_files,
+)
 from dynamics_bridge.app.runs import store_of
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli import _progress
@@ -50,6 +56,11 @@ def ingest(
     run in the run history. A file of 8 MB or more gets a progress bar on stderr when it is a
     terminal, in a dry run too.
 
+    A failed Autogiro mandate request becomes a task in Dynamics regarding its member when
+    dataverse.yaml has `tasks:` and retention.yaml says `advisor.failed_mandates: true` (never in
+    a dry run); one whose member is not found, or whose task cannot be made, is listed as
+    needing a task.
+
     Exit codes: 0 every file checked out (and was queued, unless a dry run); 2 a file was bad
     or could not be read or queued, a path held nothing to ingest, or the union's payee
     bankgiros are not configured (nothing is read). Ingest poisons nothing: events are
@@ -58,7 +69,7 @@ def ingest(
     if file_format not in FORMATS:
         _error(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
         raise typer.Exit(2)
-    bankgirot, queue, ops = _settings(dry_run)
+    bankgirot, queue, ops, tasks = _settings(dry_run)
     missing = bankgirot.problems()
     if missing:
         _error(str(ConfigError(missing)))
@@ -88,7 +99,7 @@ def ingest(
         for path in files:
             try:
                 report = _ingest_one(
-                    path, cast(FileFormat, file_format), queue, bankgirot, print_event, ops
+                    path, cast(FileFormat, file_format), queue, bankgirot, print_event, ops, tasks
                 )
                 reports.append(report)
             except InputError as exc:
@@ -108,16 +119,29 @@ def ingest(
         raise typer.Exit(2)
 
 
-def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None, OpsStore | None]:
-    """The Bankgirot settings, the queue unless this is a dry run (which needs no queue), and
-    the run history's store when the settings load (a dry run is recorded as one)."""
+def _settings(
+    dry_run: bool,
+) -> tuple[
+    BankgirotSettings,
+    EventQueue | None,
+    OpsStore | None,
+    Callable[[], MandateTasks | None] | None,
+]:
+    """The Bankgirot settings, the queue unless this is a dry run (which needs no queue), the
+    run history's store when the settings load (a dry run is recorded as one), and what makes
+    the advisor tasks for failed mandate requests (not in a dry run; built on first need)."""
     prefix = f"{ENV_PREFIX}BANKGIROT{ENV_DELIMITER}"
     try:
         if dry_run:
             settings = load_settings(queue={"backend": "memory"})
-            return settings.bankgirot, None, store_of(Services(settings))
+            return settings.bankgirot, None, store_of(Services(settings)), None
         services = Services(load_settings())
-        return services.settings.bankgirot, services.queue, store_of(services)
+        return (
+            services.settings.bankgirot,
+            services.queue,
+            store_of(services),
+            services.mandate_tasks,
+        )
     except ConfigError as exc:
         if not dry_run or any(p.startswith(prefix) for p in exc.problems):
             _error(str(exc))
@@ -129,7 +153,7 @@ def _settings(dry_run: bool) -> tuple[BankgirotSettings, EventQueue | None, OpsS
             for key, value in os.environ.items()
             if key.startswith(prefix)
         }
-        return BankgirotSettings(**values), None, None  # type: ignore[arg-type]
+        return BankgirotSettings(**values), None, None, None  # type: ignore[arg-type]
     except ValidationError as exc:
         _error(f"invalid {prefix}* settings: {exc}")
         raise typer.Exit(2) from None
@@ -142,6 +166,7 @@ def _ingest_one(
     bankgirot: BankgirotSettings,
     on_event: Callable[[PaymentEvent], None] | None,
     ops: OpsStore | None = None,
+    tasks: Callable[[], MandateTasks | None] | None = None,
 ) -> IngestReport:
     """One file, with a bar of bytes read over both passes (one when only checked) for a file
     of PROGRESS_FROM_BYTES or more, real ingest or dry run alike."""
@@ -162,6 +187,7 @@ def _ingest_one(
             on_event=on_event,
             on_progress=moved,
             ops=ops,
+            tasks=tasks,
         )
 
 
@@ -175,6 +201,8 @@ def _error(message: str) -> None:
 
 #: The summary's name for mandate notices that say our own request failed (no event).
 NEEDS_TASK = "mandate request failed, needs a task"
+#: ... and for those whose task is in Dynamics (made by this ingest, or already there).
+TASK_MADE = "mandate request failed, task in Dynamics"
 
 
 def _summary(
@@ -188,7 +216,8 @@ def _summary(
 
     Mandate notices saying our own request failed create no event but are counted from the
     report (and listed by ``FILE:LINE`` in JSON as ``mandate_requests_failed``, which
-    :meth:`IngestReport.to_json` writes): each needs a task.
+    :meth:`IngestReport.to_json` writes): each needs a task, unless its task was made in
+    Dynamics (counted apart; ``mandate_tasks`` in JSON says each one's status).
     """
     if as_json:
         target = sys.stderr if dry_run else sys.stdout
@@ -226,13 +255,18 @@ def _summary(
                     str(count),
                     _kronor(total),
                 )
-        if failed_requests:
+        made = report.tasks_made()
+        if made:
+            table.add_row(
+                Path(report.path).name, report.format, f"({TASK_MADE})", "", str(made), ""
+            )
+        if len(failed_requests) > made:
             table.add_row(
                 Path(report.path).name,
                 report.format,
                 f"({NEEDS_TASK})",
                 "",
-                str(len(failed_requests)),
+                str(len(failed_requests) - made),
                 "",
             )
     console.print(table)

@@ -10,6 +10,7 @@ each new key's index job to be Active (``EntityKeyIndexStatus``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +227,48 @@ def _tables(mapping: MappingFile) -> list[tuple[str, Any, str, str]]:
     return tables
 
 
+def _standard_tables(mapping: MappingFile) -> list[tuple[str, Any]]:
+    """``(section, table mapping)`` of the standard tables the mapping adds columns to but
+    provision never creates: Dataverse's ``task`` table (``tasks``), as the standard contact
+    gets its custom columns."""
+    return [("tasks", mapping.tasks)] if mapping.tasks is not None else []
+
+
+def _column_steps(
+    client: DataverseClient,
+    mapping: MappingFile,
+    table_map: Any,
+    attributes: dict[str, Any],
+    languages: tuple[int, ...],
+) -> list[ProvisionStep]:
+    """The columns of ``table_map`` its table lacks, and the options its choice columns lack."""
+    table = table_map.table
+    steps: list[ProvisionStep] = []
+    for name, spec in table_map.columns.items():
+        if name not in attributes:
+            if spec.type == "lookup":
+                steps.append(_lookup_step(client, table_map, table, name, spec, languages))
+            else:
+                body = _column_body(name, spec, mapping, languages)
+                steps.append(ProvisionStep("column", table, name, body, _detail(spec)))
+        elif (
+            spec.type == "choice"
+            and spec.choices
+            and attributes[name].get("AttributeType") == "Picklist"
+        ):
+            have = {o.value for o in client.schema.choice_options(table, name)}
+            for word, option in mapping.choices[spec.choices].options.items():
+                if option.value not in have:
+                    body = insert_option_body(
+                        table,
+                        name,
+                        ChoiceOption(option.value, option.label),
+                        languages=languages,
+                    )
+                    steps.append(ProvisionStep("option", table, word, body, spec.choices))
+    return steps
+
+
 def _key_on(definition: dict[str, Any] | None, columns: list[str]) -> str | None:
     """The schema name of the alternate key on exactly ``columns``, if one exists."""
     for key in (definition or {}).get("Keys", []):
@@ -291,33 +334,19 @@ def plan(
             attributes = {primary: {"AttributeType": "String"}}
         else:
             attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
-        for name, spec in table_map.columns.items():
-            if name not in attributes:
-                if spec.type == "lookup":
-                    steps.append(_lookup_step(client, table_map, table, name, spec, languages))
-                else:
-                    body = _column_body(name, spec, mapping, languages)
-                    steps.append(ProvisionStep("column", table, name, body, _detail(spec)))
-            elif (
-                spec.type == "choice"
-                and spec.choices
-                and attributes[name].get("AttributeType") == "Picklist"
-            ):
-                have = {o.value for o in client.schema.choice_options(table, name)}
-                for word, option in mapping.choices[spec.choices].options.items():
-                    if option.value not in have:
-                        body = insert_option_body(
-                            table,
-                            name,
-                            ChoiceOption(option.value, option.label),
-                            languages=languages,
-                        )
-                        steps.append(ProvisionStep("option", table, word, body, spec.choices))
+        steps += _column_steps(client, mapping, table_map, attributes, languages)
         # A key on the same column under another name already serves: Dataverse refuses a
         # second one (check_metadata and the plan's warnings say to rename key_name).
         if _key_on(definition, [key_column]) is None:
             body = alternate_key_body(key_name, [key_column], languages=languages)
             steps.append(ProvisionStep("key", table, key_name, body, key_column))
+    # Standard tables the bridge adds columns to and never creates (tasks: Dataverse's task
+    # activity table): one missing is for check to say, not for provision to make.
+    for _, table_map in _standard_tables(mapping):
+        definition = client.schema.entity(table_map.table)
+        if definition is not None:
+            attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
+            steps += _column_steps(client, mapping, table_map, attributes, languages)
     problems = _publisher_problems(steps, mapping, env, source)
     if problems:
         raise InputError("\n".join(problems), location=source)
@@ -507,36 +536,9 @@ def check_metadata(
                 if (outside := refused(spec.choices, word))
             ]
             continue
-        attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
-        for name, spec in table_map.columns.items():
-            place = f"{source}: {section}.columns.{name}"
-            attribute = attributes.get(name)
-            if attribute is None:
-                problems.append(f"{table}.{name}: column not found: {_RUN_PROVISION} ({place})")
-                if spec.type == "choice" and spec.choices:
-                    for word in mapping.choices[spec.choices].options:
-                        if outside := refused(spec.choices, word):
-                            problems.append(outside)
-                continue
-            expected = _TYPES[spec.type][0]
-            if attribute.get("AttributeType") not in (expected, None):
-                problems.append(
-                    f"{table}.{name}: is {attribute.get('AttributeType')}, the mapping declares "
-                    f"type {spec.type} ({expected}): correct the type in {place}"
-                )
-                continue
-            if spec.type in ("date", "datetime"):
-                problems += _date_problems(table, name, spec.type, attribute, place)
-            if spec.type == "choice" and spec.choices:
-                have = {o.value for o in client.schema.choice_options(table, name)}
-                for word, option in mapping.choices[spec.choices].options.items():
-                    if option.value in have:
-                        continue
-                    problems.append(
-                        refused(spec.choices, word)
-                        or f"{table}.{name}: choice value {option.value} ({word}) not found: "
-                        f"{_RUN_PROVISION} ({source}: choices.{spec.choices}.options.{word})"
-                    )
+        problems += _column_problems(
+            client, mapping, section, table_map, definition, refused, source
+        )
         existing = _key_on(definition, [key_column])
         if existing is None:
             problems.append(
@@ -549,7 +551,99 @@ def check_metadata(
                 f"says {key_name} (provision would plan a second key, which Dataverse refuses): "
                 f"rename key_name to {existing} in {source} ({section}.key_name)"
             )
+    for section, table_map in _standard_tables(mapping):
+        problems += _standard_table_problems(client, mapping, section, table_map, refused, source)
     problems = list(dict.fromkeys(problems))  # a choice set two columns use: said once
+    return problems
+
+
+def _standard_table_problems(
+    client: DataverseClient,
+    mapping: MappingFile,
+    section: str,
+    table_map: Any,
+    refused: Callable[[str, str], str | None],
+    source: str,
+) -> list[str]:
+    """A standard table the mapping adds columns to (``tasks``): it must be there with the
+    named entity set, id and regarding lookup (provision never creates it), and its mapped
+    columns are checked like any other's."""
+    place = f"{source}: {section}"
+    definition = client.schema.entity(table_map.table)
+    if definition is None:
+        return [
+            f"table {table_map.table} not found: it is Dataverse's standard activity table, "
+            f"which provision does not create; correct {section}.table ({place}), or remove the "
+            f"{section} section"
+        ]
+    problems: list[str] = []
+    entity_set = definition.get("EntitySetName")
+    if entity_set and entity_set != table_map.entity_set:
+        problems.append(
+            f"{table_map.table}: its entity set is {entity_set}, the mapping says "
+            f"{table_map.entity_set}: correct {section}.entity_set ({place})"
+        )
+    attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
+    for field, column, kinds in (
+        ("id_column", table_map.id_column, None),
+        ("regarding_lookup", table_map.regarding_lookup, _LOOKUPS),
+    ):
+        found = attributes.get(column)
+        if found is None:
+            problems.append(
+                f"{table_map.table}.{column}: column not found: correct {section}.{field} ({place})"
+            )
+        elif kinds and found.get("AttributeType") not in (*kinds, None):
+            problems.append(
+                f"{table_map.table}.{column}: is not a lookup: correct {section}.{field} ({place})"
+            )
+    problems += _column_problems(client, mapping, section, table_map, definition, refused, source)
+    return problems
+
+
+def _column_problems(
+    client: DataverseClient,
+    mapping: MappingFile,
+    section: str,
+    table_map: Any,
+    definition: dict[str, Any],
+    refused: Callable[[str, str], str | None],
+    source: str,
+) -> list[str]:
+    """Each mapped column of an existing table: there, of the declared type, date behaviour
+    and with every choice value."""
+    table = table_map.table
+    attributes = {a["LogicalName"]: a for a in definition.get("Attributes", [])}
+    problems: list[str] = []
+    for name, spec in table_map.columns.items():
+        place = f"{source}: {section}.columns.{name}"
+        attribute = attributes.get(name)
+        if attribute is None:
+            problems.append(f"{table}.{name}: column not found: {_RUN_PROVISION} ({place})")
+            if spec.type == "choice" and spec.choices:
+                for word in mapping.choices[spec.choices].options:
+                    if outside := refused(spec.choices, word):
+                        problems.append(outside)
+            continue
+        expected = _TYPES[spec.type][0]
+        if attribute.get("AttributeType") not in (expected, None):
+            problems.append(
+                f"{table}.{name}: is {attribute.get('AttributeType')}, the mapping declares "
+                f"type {spec.type} ({expected}): correct the type in {place}"
+            )
+            continue
+        if spec.type in ("date", "datetime"):
+            problems += _date_problems(table, name, spec.type, attribute, place)
+        if spec.type == "choice" and spec.choices:
+            have = {o.value for o in client.schema.choice_options(table, name)}
+            for word, option in mapping.choices[spec.choices].options.items():
+                if option.value in have:
+                    continue
+                problems.append(
+                    refused(spec.choices, word)
+                    or f"{table}.{name}: choice value {option.value} ({word}) not found: "
+                    f"{_RUN_PROVISION} ({source}: choices.{spec.choices}.options.{word})"
+                )
     return problems
 
 

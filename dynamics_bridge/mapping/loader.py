@@ -76,7 +76,21 @@ def parse_config(model: type[M], text: str, *, name: str, prefix: str | None = N
     root, data = _compose(text, name)
     if prefix:
         data = _substitute(data, prefix)
-    return _validate(model, data, root, name)
+    config = _validate(model, data, root, name)
+    if prefix and _has_placeholder(dumped := config.model_dump(by_alias=True)):
+        # a default that names a column ("{prefix}_retentionkey") gets the prefix too
+        config = model.model_validate(_substitute(dumped, prefix))
+    return config
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{prefix}" in value
+    if isinstance(value, dict):
+        return any(_has_placeholder(k) or _has_placeholder(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
 
 
 def _compose(text: str, name: str) -> tuple[yaml.Node | None, dict[str, Any]]:

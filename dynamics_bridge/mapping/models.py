@@ -32,6 +32,7 @@ __all__ = [
     "RelatedCount",
     "RelatedTable",
     "StateTable",
+    "TaskTable",
     "Transform",
 ]
 
@@ -284,6 +285,34 @@ class StateTable(_Strict):
         return self
 
 
+class TaskTable(_Strict):
+    """Dataverse's standard ``task`` activity table, where the advisor tasks go (retention calls,
+    failed mandate requests): ``provision`` adds ``columns`` to it and never creates the table;
+    ``check`` compares them with the environment.
+
+    The regarding lookup is polymorphic: a task regarding a contact binds it through the
+    navigation property ``regardingobjectid_contact_task`` (Microsoft Learn, Dataverse table
+    reference ``task``: relationship ``Contact_Tasks``, ReferencingAttribute
+    ``regardingobjectid``, ReferencingEntityNavigationPropertyName
+    ``regardingobjectid_contact_task``; powerapps-docs
+    developer/data-platform/reference/entities/task.md)."""
+
+    table: str = "task"
+    entity_set: str = "tasks"
+    id_column: str = "activityid"
+    regarding_lookup: str = Field(
+        default="regardingobjectid", description="The lookup column read as _<column>_value."
+    )
+    regarding_navigation: str = Field(
+        default="regardingobjectid_contact_task",
+        description="Navigation property that binds the regarding contact (@odata.bind).",
+    )
+    columns: dict[str, ColumnSpec] = Field(
+        default_factory=dict,
+        description="The bridge's own columns on the task table (key, outcome).",
+    )
+
+
 class KindRule(_Strict):
     """What one event kind changes on the member. No columns: only the payment row is written."""
 
@@ -499,6 +528,11 @@ class MappingFile(_Strict):
     state: StateTable | None = Field(
         default=None, description="The bridge's own state table (segments' delta link)."
     )
+    tasks: TaskTable | None = Field(
+        default=None,
+        description="Advisor tasks (retention.yaml advisor): Dataverse's standard task table and "
+        "the bridge's columns on it; left out, no tasks are made.",
+    )
     related: dict[str, RelatedTable] = Field(
         default_factory=dict,
         description="Tables reached from the member (employer, branch, memberships, event "
@@ -585,6 +619,7 @@ class MappingFile(_Strict):
         for table, table_columns in (
             ("member", self.member.columns),
             ("payment", self.payment.columns),
+            ("tasks", self.tasks.columns if self.tasks else {}),
         ):
             for name, spec in table_columns.items():
                 if spec.choices and spec.choices not in self.choices:

@@ -286,6 +286,11 @@ class TableOpsStore:
         self._dropping: Future[None] | None = None
         self._drop_pool: ThreadPoolExecutor | None = None
 
+    @property
+    def service(self) -> TableServiceClient:
+        """The storage account's table service (other tables of ours share its connection)."""
+        return self._service
+
     # --- construction ------------------------------------------------------------------
     @classmethod
     def from_connection_string(

@@ -93,6 +93,24 @@ def test_address_refresh_skips_until_spar_is_configured(services) -> None:
     assert "BRIDGE_SPAR__CUSTOMER_NUMBER" in result.summary["reason"]
 
 
+def test_retention_skips_until_the_union_opts_in(services) -> None:
+    result = jobs.run_job("retention", services)
+    assert result.status == "skipped"
+    assert "BRIDGE_RETENTION__ENABLED" in result.summary["reason"]
+
+
+def test_retention_skips_without_retention_yaml(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from dynamics_bridge.mapping.loader import MAPPINGS_DIR
+
+    shutil.copy(MAPPINGS_DIR / "dataverse.yaml", tmp_path / "dataverse.yaml")
+    settings = load_settings(retention={"enabled": True}, mappings_dir=str(tmp_path))
+    result = jobs.run_job("retention", Services(settings))
+    assert result.status == "skipped"
+    assert "no retention.yaml" in result.summary["reason"]
+
+
 def test_every_job_is_part_of_the_build() -> None:
     assert jobs.available() == {
         "segments": True,
@@ -101,6 +119,7 @@ def test_every_job_is_part_of_the_build() -> None:
         "address_refresh": True,
         "housekeeping": True,
         "poison": True,
+        "retention": True,
     }
 
 

@@ -134,3 +134,25 @@ def test_the_last_timer_runs_are_found_without_reading_every_run() -> None:
     assert last["reminders"].run_id == "r"
     assert last["refresh"] is None
     assert Counting.read <= 3  # the newest triggers run, and the reminders day's one run
+
+
+def test_retention_shows_only_when_on_and_is_red_while_no_model_is_used(monkeypatch) -> None:
+    assert "retention" not in lines_for(monkeypatch)
+    lines = lines_for(
+        monkeypatch,
+        retention={
+            "ok": False,
+            "used": False,
+            "model": "v00003",
+            "why": "does not beat the baseline: ROC AUC 0.540 against the baseline's 0.552",
+        },
+    )
+    assert lines["retention"].state == "red"
+    assert "does not beat the baseline" in lines["retention"].reason
+    used = lines_for(
+        monkeypatch,
+        retention={"ok": True, "used": True, "model": "v00004", "trained_on": "2026-11-30"},
+    )
+    assert used["retention"] == HealthLine(
+        "retention", "ok", "churn model v00004 trained 2026-11-30"
+    )

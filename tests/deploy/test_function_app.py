@@ -118,6 +118,7 @@ class TestRegistration:
             "payment_events",
             "poison",
             "reminders",
+            "retention",
             "segments",
             "swish_webhook",
             "triggers",

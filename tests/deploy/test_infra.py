@@ -175,7 +175,7 @@ def test_concurrency_against_one_app_user_stays_under_dataverses_limit() -> None
         timer_jobs=len(DATAVERSE_JOBS) + 1,  # + the health probe
     )
     assert set(JOBS) >= DATAVERSE_JOBS
-    assert bound == 4 * 8 + 4 + 1
+    assert bound == 4 * 8 + 5 + 1  # five Dataverse timer jobs, retention the fifth
     assert bound <= DATAVERSE_CONCURRENT_LIMIT
 
 

@@ -81,7 +81,7 @@ def test_the_staged_app_indexes_its_functions_from_its_own_folder(tmp_path) -> N
         capture_output=True,
         text=True,
     ).stdout.split()
-    assert out[:2] == ["12", "True"]
+    assert out[:2] == ["13", "True"]
     assert out[2].startswith(str(staged))  # the copy beside function_app.py, not the checkout
     shipped = {p.relative_to(staged).as_posix() for p in staged.rglob("*.py")}
     local_only = [

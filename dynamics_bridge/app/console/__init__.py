@@ -5,12 +5,13 @@
 :mod:`dynamics_bridge.ops.charts`; nothing is fetched from another host). Served by
 ``dynamics-bridge console`` locally and by the function app's ``console/{*path}`` route in Azure
 (behind App Service Authentication). Every page has its JSON beside it (``/overview.json``,
-``/history.json?days=90``, ``/poison.json?reason=…``, ...).
+``/history.json?days=90``, ``/poison.json?reason=…``, ``/retention.json``, ...).
 
 Stable element ids and classes (for browser tests; keep them when restyling):
 
 - every page: ``#nav`` with ``#nav-overview``, ``#nav-history``, ``#nav-poison``,
-  ``#nav-segments``, ``#nav-triggers``, ``#nav-mapping`` (``.current`` on the open one);
+  ``#nav-segments``, ``#nav-triggers``, ``#nav-mapping``, ``#nav-retention`` (``.current`` on
+  the open one);
   ``#user`` (who is signed in); ``main`` has the page's id (``#overview``, ``#poison``...);
   ``#logout-button`` (local mode).
 - Overview ``main#overview``: ``#health`` (``data-state`` ok|red) with ``li#health-<part>``
@@ -47,6 +48,11 @@ Stable element ids and classes (for browser tests; keep them when restyling):
   (``data-state`` ok|problems), ``#mapping-checked``, ``#mapping-folder``,
   ``span.mapping-file[data-file][data-present]``; ``table#mapping-errors`` and
   ``table#mapping-warnings`` with rows ``tr.mapping-problem[data-area]`` (``.what``, ``.fix``).
+- Retention ``main#retention`` (the latest report of ``dynamics-bridge retention report``,
+  read through ``retention_report()``: see :mod:`.web`): ``iframe#retention-report``
+  (sandboxed; its document is ``/retention/report.html``, served with a strict CSP) and
+  ``#retention-open``; or ``#retention-empty`` with ``#retention-command``; or
+  ``#retention-error``; ``#retention-json``.
 - Refusals: ``main#refused`` (``data-status`` 401|403); errors ``#error-message``.
 """
 

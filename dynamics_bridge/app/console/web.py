@@ -1,5 +1,12 @@
 """The console's routes: thin views over :mod:`dynamics_bridge.app.status`,
 :mod:`dynamics_bridge.app.console.pages` and the poison book, each page with its JSON beside it.
+
+The Retention page shows the latest retention report (HTML the retention job stored) through
+one seam: a ``retention_report() -> str | None`` callable, given to :func:`create_app` or, when
+not given, the ``retention_report`` attribute of ``services`` if it has one (None: no report).
+The report is served on a route of its own with a strict Content-Security-Policy (no script,
+no request anywhere, a sandbox of its own) and framed by the page in a sandboxed ``iframe``:
+whatever the stored HTML holds, it cannot act in the console's origin.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ import python_multipart  # noqa: F401 - request.form() needs it: fail at import,
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -41,7 +54,7 @@ from dynamics_bridge.app.status import (
     events_by_source,
     health_lines,
 )
-from dynamics_bridge.errors import InputError, NotFoundError
+from dynamics_bridge.errors import BridgeError, InputError, NotFoundError
 from dynamics_bridge.ops.model import AuditRecord, PoisonFilter, PoisonRecord
 
 if TYPE_CHECKING:
@@ -57,6 +70,35 @@ AUDIT_DAYS, AUDIT_ROWS = 30, 20
 #: Health is probed (one Dataverse read) at most this often; the overview reloads freely.
 HEALTH_SECONDS = 30.0
 VIA = "console"
+#: The stored report: inline CSS and SVG only, in a sandbox (an origin of its own, no script,
+#: no form), framed by the console only.
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'; sandbox"
+)
+REPORT_HEADERS = {
+    "Content-Security-Policy": REPORT_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+#: What the Retention page says when no report was made yet.
+REPORT_COMMAND = "dynamics-bridge retention report"
+NO_REPORT = f"No retention report yet: run `{REPORT_COMMAND}`"
+ReportReader = Callable[[], str | None]
+
+
+def _no_report() -> str | None:
+    return None
+
+
+def report_reader(services: Any, given: ReportReader | None = None) -> ReportReader:
+    """The Retention page's seam: ``given``, else ``services.retention_report`` when the
+    wiring has one, else no report."""
+    if given is not None:
+        return given
+    found = getattr(services, "retention_report", None)
+    return found if callable(found) else _no_report
 
 
 class _HealthCache:
@@ -131,12 +173,14 @@ def create_app(
     allowed_groups: Sequence[str] = (),
     allowed_roles: Sequence[str] = (),
     local_user: str | None = None,
+    retention_report: ReportReader | None = None,
 ) -> ConsoleAuth:
     """The console over ``services``, behind its gate (:class:`ConsoleAuth`).
 
     ``base``: the path it is served under (``/api/console`` in the function app; "" locally).
     ``login_token``: the local mode's one-time sign-in token (``gate.new_login_token()`` makes
-    one later).
+    one later). ``retention_report``: the latest retention report's HTML, None when there is
+    none (default: ``services.retention_report`` if the wiring has it; see the module's doc).
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -145,6 +189,7 @@ def create_app(
     templates = Jinja2Templates(env=env)
     board = JobBoard()
     health = _HealthCache(services)
+    read_report = report_reader(services, retention_report)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         user: ConsoleUser = request.scope["console.user"]
@@ -216,6 +261,46 @@ def create_app(
         if request.url.path.endswith(".json"):
             return JSONResponse(data)
         return render(request, "mapping.html", page="mapping", m=data)
+
+    # -- retention ------------------------------------------------------------------------
+    async def _report() -> tuple[str | None, str | None]:
+        """(the report's HTML or None, why it could not be read or None)."""
+        try:
+            return await run_in_threadpool(read_report), None
+        except BridgeError as exc:
+            return None, str(exc) or type(exc).__name__
+
+    async def retention(request: Request) -> Response:
+        html, error = await _report()
+        report_url = f"{base}/retention/report.html"
+        if request.url.path.endswith(".json"):
+            return JSONResponse(
+                {
+                    "available": html is not None,
+                    "report": report_url if html is not None else None,
+                    "error": error,
+                    "empty": NO_REPORT if html is None and error is None else None,
+                }
+            )
+        return render(
+            request,
+            "retention.html",
+            page="retention",
+            available=html is not None,
+            error=error,
+            report_url=report_url,
+            command=REPORT_COMMAND,
+        )
+
+    async def retention_report_page(request: Request) -> Response:
+        html, error = await _report()
+        if error is not None:
+            return PlainTextResponse(
+                f"the retention report could not be read: {error}", 503, headers=REPORT_HEADERS
+            )
+        if html is None:
+            raise NotFoundError(NO_REPORT)
+        return HTMLResponse(html, headers=REPORT_HEADERS)
 
     # -- poison --------------------------------------------------------------------------
     async def poison(request: Request) -> Response:
@@ -397,6 +482,9 @@ def create_app(
         Route("/triggers.json", triggers),
         Route("/mapping", mapping, name="mapping"),
         Route("/mapping.json", mapping),
+        Route("/retention", retention, name="retention"),
+        Route("/retention.json", retention),
+        Route("/retention/report.html", retention_report_page),
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -161,6 +161,8 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
                 ("tenure_band", "string"),
                 ("region", "string"),
                 ("member_type", "string"),
+                ("churn_risk", "number"),
+                ("winback_theme", "string"),
             )
         ),
     ]
@@ -217,7 +219,7 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
         EventDef(
             "winback_nudge",
             f"com.apsis1.events.signal.custom-winback-nudge-{suffix}",
-            ("member_number", "ended_on", "text", "source_event_id"),
+            ("member_number", "ended_on", "text", "theme", "theme_message", "source_event_id"),
         ),
         EventDef(
             "anniversary",
@@ -256,6 +258,7 @@ def default_model(suffix: str = "sbx01") -> ApsisModel:
             "autogiro",
             *segments,
             "engagement_low",
+            "churn_risk_high",
             *methods,
         )
     }

@@ -1,8 +1,10 @@
 """A local Dataverse: the Web API subset dynamics_bridge uses, on SQLite, with Dataverse's answers.
 
 Implements (reference dataverse.md): rows by set and by alternate key, ``$select``, ``$filter``
-(``eq``, ``lt``/``le``/``gt``/``ge``, ``and``, ``Microsoft.Dynamics.CRM.In``), ``createdon`` set on
-create, paging by ``odata.maxpagesize`` and
+(``eq``, ``ne``, ``lt``/``le``/``gt``/``ge``, ``startswith``, ``and``,
+``Microsoft.Dynamics.CRM.In``), ``createdon`` set on create and ``modifiedon`` on every write
+(where the table has them), the standard task, team, queue and queue item tables with their
+binds checked (:data:`STANDARD_NAVIGATIONS`), paging by ``odata.maxpagesize`` and
 ``@odata.nextLink``, create / create-only / update-only / upsert with ETags, ``@odata.bind`` by
 alternate key, ``$batch`` with atomic change sets, ``continue-on-error`` and ``Content-ID``
 references inside a change set (``PATCH $1``, ``"nav@odata.bind": "$1"``), change tracking with
@@ -50,7 +52,8 @@ _PAIR = re.compile(r"(\w+)=('(?:[^']|'')*'|[^,]+)")
 _IN = re.compile(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyValues=\[(.*)\]\)")
 _EQ = re.compile(r"^(\w+) eq ('(?:[^']|'')*'|[\w.-]+)$")
 _STRING = re.compile(r"'((?:[^']|'')*)'")
-_COMPARE = re.compile(r"^(\w+) (lt|le|gt|ge) ('(?:[^']|'')*'|[\w.:+-]+)$")
+_COMPARE = re.compile(r"^(\w+) (lt|le|gt|ge|ne) ('(?:[^']|'')*'|[\w.:+-]+)$")
+_STARTSWITH = re.compile(r"^startswith\((\w+),\s*'((?:[^']|'')*)'\)$")
 #: A lookup column's value property (``_mbr_member_value``): safe to name in SQL.
 _LOOKUP_VALUE = re.compile(r"_[a-z0-9_]+_value")
 
@@ -302,15 +305,21 @@ def _literal(raw: str) -> Any:
 @dataclass(frozen=True)
 class Comparison:
     """``col lt value`` and its kin: holds for a row whose value (as text) compares so. Dates
-    and times compare as the ISO text they are stored as; null never compares (as in OData)."""
+    and times compare as the ISO text they are stored as; null never compares (as in OData),
+    except that null ``ne`` a value holds and ``ne null`` holds for every value.
+    ``startswith``: the OData string function ``startswith(col,'prefix')``."""
 
     op: str
     value: str
 
     def __contains__(self, text: object) -> bool:
+        if self.op == "ne":
+            return str(text) != self.value
         if text == "None":
             return False
         other = str(text)
+        if self.op == "startswith":
+            return other.startswith(self.value)
         if self.op == "lt":
             return other < self.value
         if self.op == "le":
@@ -325,8 +334,8 @@ Clauses = list[tuple[str, set[str] | Comparison]]
 
 def parse_filter(text: str) -> Clauses:
     """The ``$filter`` forms the bridge sends: In(...), ``col eq value``, ``col lt value`` (and
-    ``le``/``gt``/``ge``), joined by ``and``; as (column, accepted values) pairs that must all
-    hold."""
+    ``le``/``gt``/``ge``/``ne``), ``startswith(col,'text')``, joined by ``and``; as (column,
+    accepted values) pairs that must all hold."""
     clauses: Clauses = []
     for clause in (c.strip() for c in re.split(r"\s+and\s+", text)):
         if clause.startswith("(") and clause.endswith(")") and clause.count("(") == 1:
@@ -338,6 +347,8 @@ def parse_filter(text: str) -> Clauses:
             clauses.append((m.group(1), {str(_literal(m.group(2)))}))
         elif m := _COMPARE.match(clause):
             clauses.append((m.group(1), Comparison(m.group(2), str(_literal(m.group(3))))))
+        elif m := _STARTSWITH.match(clause):
+            clauses.append((m.group(1), Comparison("startswith", m.group(2).replace("''", "'"))))
         else:
             raise Failure(400, "0x80060888", f"The query filter is not supported: {clause}")
     return clauses
@@ -391,6 +402,27 @@ def _labels(value: Any) -> list[dict[str, Any]]:
 _POLYMORPHIC = {
     "parentcustomerid_account": "parentcustomerid",
     "parentcustomerid_contact": "parentcustomerid",
+    "regardingobjectid_account_task": "regardingobjectid",
+    "regardingobjectid_contact_task": "regardingobjectid",
+    "objectid_task": "objectid",
+}
+
+#: The single-valued navigation properties of the standard tables whose binds the sandbox checks
+#: as Dataverse does, and the tables each may point to (Microsoft Learn, Dataverse table
+#: reference: task ``Contact_Tasks``/``Account_Tasks`` → ``regardingobjectid_*_task``, OwnerId
+#: targets systemuser and team; queueitem ObjectId → ``objectid_task``, QueueId → ``queueid``).
+#: Any other navigation on these tables is refused as undeclared; a bind to another table is
+#: refused as the wrong type.
+STANDARD_NAVIGATIONS: dict[str, dict[str, frozenset[str]]] = {
+    "task": {
+        "regardingobjectid_contact_task": frozenset({"contact"}),
+        "regardingobjectid_account_task": frozenset({"account"}),
+        "ownerid": frozenset({"systemuser", "team"}),
+    },
+    "queueitem": {
+        "objectid_task": frozenset({"task"}),
+        "queueid": frozenset({"queue"}),
+    },
 }
 
 
@@ -415,6 +447,8 @@ class DataverseSandbox:
         self.tokens: dict[str, str] = {}
         self._lock = threading.RLock()
         self._by_set: dict[str, dict[str, Any]] = {}
+        #: (table, $filter, (max version, rows)) -> the rows it matched: see _matching
+        self._matched: dict[tuple[Any, ...], list[tuple[str, dict[str, Any], int]]] = {}
         self.db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS rows (entity TEXT, id TEXT, data TEXT, version INTEGER,
@@ -603,24 +637,56 @@ class DataverseSandbox:
                 )
             self.db.execute("INSERT INTO keys VALUES (?, ?, ?, ?)", (logical, name, value, row_id))
 
-    def _binds(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``nav@odata.bind: /contacts(key='v')`` → the lookup column ``_nav_value``."""
+    def _binds(self, body: dict[str, Any], entity: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``nav@odata.bind: /contacts(key='v')`` → the lookup column ``_nav_value``. On the
+        standard tables of :data:`STANDARD_NAVIGATIONS` the navigation must be declared and
+        point to a table it may (Dataverse: 400 "undeclared property"). A row that is not there
+        is a 404: ObjectDoesNotExist ("team With Id = ... Does Not Exist") when bound by id,
+        RecordNotFoundByEntityKey when bound by an alternate key (reference dataverse.md §3, §5)."""
         out = {}
+        declared = STANDARD_NAVIGATIONS.get(str((entity or {}).get("LogicalName")))
         for name, value in body.items():
             if name.endswith("@odata.bind"):
                 m = _KEY.match(str(value).lstrip("/"))
                 if not m:
                     raise Failure(400, "0x80048d19", f"Invalid bind value {value!r}")
+                raw_navigation = name.split("@")[0]
+                if declared is not None and raw_navigation not in declared:
+                    raise Failure(
+                        400,
+                        "0x80060888",
+                        f"An undeclared property '{raw_navigation}' which only has property "
+                        "annotations in the payload but no property value was found in the "
+                        "payload. In OData, only declared navigation properties and declared "
+                        "named streams can be represented as properties without values.",
+                    )
                 target = self._entity_by_set(m.group("set"))
+                if declared is not None and target["LogicalName"] not in declared[raw_navigation]:
+                    raise Failure(
+                        400,
+                        "0x80048d19",
+                        f"Error identified in Payload provided by the user for Entity :"
+                        f"'{(entity or {}).get('EntitySetName')}': the navigation property "
+                        f"{raw_navigation} points to "
+                        f"{' or '.join(sorted(declared[raw_navigation]))}, not "
+                        f"{target['LogicalName']}.",
+                    )
                 found = self._find(target, m.group("key"))
                 if found is None:
+                    if not _PAIR.findall(m.group("key")):  # bound by the row's id
+                        raise Failure(
+                            404,
+                            "0x80040217",
+                            f"{target['LogicalName']} With Id = {m.group('key').strip(chr(39))} "
+                            "Does Not Exist",
+                        )
                     raise Failure(
                         404,
                         "0x80060891",
                         "A record with the specified key values "
                         f"does not exist in {target['LogicalName']} entity",
                     )
-                navigation = name.split("@")[0].lower()
+                navigation = raw_navigation.lower()
                 out[f"_{_POLYMORPHIC.get(navigation, navigation)}_value"] = found[0]
             else:
                 out[name] = value
@@ -648,8 +714,11 @@ class DataverseSandbox:
                 "The version of the existing record doesn't match "
                 "the RowVersion property provided.",
             )
-        values = self._binds(body)
+        values = self._binds(body, entity)
         version = self._next_version()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if any(a["LogicalName"] == "modifiedon" for a in entity["Attributes"]):
+            values["modifiedon"] = now  # Dataverse stamps every write
         if found is None:
             primary = entity["PrimaryIdAttribute"]
             addressed = {n: _literal(v) for n, v in _PAIR.findall(key or "")}
@@ -658,7 +727,7 @@ class DataverseSandbox:
             row_id = str(addressed.get(primary) or values.get(primary) or uuid.uuid4())
             data = {**addressed, **values, primary: row_id}  # on create the body wins (§2)
             if any(a["LogicalName"] == "createdon" for a in entity["Attributes"]):
-                data.setdefault("createdon", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                data.setdefault("createdon", now)
             self._index(entity, row_id, data)
             self.db.execute(
                 "INSERT INTO rows VALUES (?, ?, ?, ?, 0)",
@@ -807,17 +876,9 @@ class DataverseSandbox:
         m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         page = min(int(m.group(1)) if m else 5000, 5000)
         skip = int(params.get("$skiptoken", "0") or 0)
-        if "$filter" in params:
-            if tracking:
-                raise Failure(400, "0x80060888", "$filter is not supported with change tracking")
-            found: dict[str, tuple[str, dict[str, Any], int]] = {}
-            for clauses in parse_alternatives(params["$filter"]):
-                for row in self._candidates(entity, clauses):
-                    if matches(row[1], clauses):
-                        found.setdefault(row[0], row)
-            rows = list(found.values())
-        else:
-            rows = self._rows(entity["LogicalName"])
+        if "$filter" in params and tracking:
+            raise Failure(400, "0x80060888", "$filter is not supported with change tracking")
+        rows = self._matching(entity, params.get("$filter"))
         select = [c for c in params.get("$select", "").split(",") if c]
         selected = rows[skip : skip + page]
         value = [self._shape(entity, data, version, select) for _, data, version in selected]
@@ -835,6 +896,33 @@ class DataverseSandbox:
             answer["@odata.deltaLink"] = f"{base}?{token}"
         headers_out = {"Preference-Applied": "odata.track-changes"} if tracking else {}
         return Answer(200, headers_out, answer)
+
+    def _matching(
+        self, entity: dict[str, Any], where: str | None
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        """The rows a query matches, kept while the table is unchanged, so the pages of one
+        query (``$skiptoken``) read the table once, not once per page."""
+        logical = entity["LogicalName"]
+        state = self.db.execute(
+            "SELECT max(version), count(*) FROM rows WHERE entity = ?", (logical,)
+        ).fetchone()
+        key = (logical, where, tuple(state))
+        cached = self._matched.get(key)
+        if cached is not None:
+            return cached
+        if where is None:
+            rows = self._rows(logical)
+        else:
+            found: dict[str, tuple[str, dict[str, Any], int]] = {}
+            for clauses in parse_alternatives(where):
+                for row in self._candidates(entity, clauses):
+                    if matches(row[1], clauses):
+                        found.setdefault(row[0], row)
+            rows = list(found.values())
+        if len(self._matched) >= 8:
+            self._matched.pop(next(iter(self._matched)))
+        self._matched[key] = rows
+        return rows
 
     def _delta(self, entity: dict[str, Any], params: dict[str, str]) -> Answer:
         since = int(params["$deltatoken"])

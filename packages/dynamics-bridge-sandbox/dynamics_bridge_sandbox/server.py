@@ -21,7 +21,18 @@ from dynamics_bridge_sandbox.dataverse import API, Chaos, DataverseSandbox, Limi
 from dynamics_bridge_sandbox.hosting import Answer, Headers, StandInServer
 from dynamics_bridge_sandbox.tls import make_certificates
 
-__all__ = ["ACCOUNT", "CONTACT", "EntraDataverse", "SandboxInfo", "run_sandbox"]
+__all__ = [
+    "ACCOUNT",
+    "CONTACT",
+    "QUEUE",
+    "QUEUEITEM",
+    "STANDARD_TABLES",
+    "TASK",
+    "TEAM",
+    "EntraDataverse",
+    "SandboxInfo",
+    "run_sandbox",
+]
 
 TENANT = "00000000-0000-0000-0000-00000000sbx0".replace("sbx0", "5b00")
 
@@ -77,6 +88,93 @@ ACCOUNT = {
     ],
     "Keys": [],
 }
+
+
+#: The standard task activity table (Microsoft Learn, Dataverse table reference ``task``): the
+#: columns an advisor task uses. ``regardingobjectid`` is polymorphic (a contact is bound through
+#: ``regardingobjectid_contact_task``), ``ownerid`` is a user or a team (``ownerid@odata.bind``
+#: to ``/teams(<id>)``); the sandbox's binds check both (dataverse.STANDARD_NAVIGATIONS).
+TASK = {
+    "LogicalName": "task",
+    "SchemaName": "Task",
+    "EntitySetName": "tasks",
+    "PrimaryIdAttribute": "activityid",
+    "PrimaryNameAttribute": "subject",
+    "ChangeTrackingEnabled": True,
+    "IsActivity": True,
+    "Attributes": [
+        {"LogicalName": "activityid", "AttributeType": "Uniqueidentifier"},
+        {"LogicalName": "subject", "AttributeType": "String", "MaxLength": 200},
+        {"LogicalName": "description", "AttributeType": "Memo", "MaxLength": 2000},
+        {
+            "LogicalName": "scheduledend",
+            "AttributeType": "DateTime",
+            "Format": "DateAndTime",
+            "DateTimeBehavior": {"Value": "UserLocal"},
+        },
+        {"LogicalName": "actualend", "AttributeType": "DateTime", "Format": "DateOnly"},
+        {"LogicalName": "prioritycode", "AttributeType": "Picklist"},
+        {"LogicalName": "statecode", "AttributeType": "State"},
+        {"LogicalName": "statuscode", "AttributeType": "Status"},
+        {"LogicalName": "regardingobjectid", "AttributeType": "Lookup"},
+        {"LogicalName": "ownerid", "AttributeType": "Owner"},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
+        {"LogicalName": "modifiedon", "AttributeType": "DateTime"},
+    ],
+    "Keys": [],
+}
+
+#: The standard team table (an owner of user-owned rows such as tasks).
+TEAM = {
+    "LogicalName": "team",
+    "SchemaName": "Team",
+    "EntitySetName": "teams",
+    "PrimaryIdAttribute": "teamid",
+    "PrimaryNameAttribute": "name",
+    "Attributes": [
+        {"LogicalName": "teamid", "AttributeType": "Uniqueidentifier"},
+        {"LogicalName": "name", "AttributeType": "String", "MaxLength": 160},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
+    ],
+    "Keys": [],
+}
+
+#: The standard queue table, and its items: a task is put in a queue by creating a queue item
+#: (``POST queueitems`` with ``objectid_task@odata.bind`` and ``queueid@odata.bind``; Microsoft
+#: Learn, table reference ``queueitem``, message Create; navigation properties ``objectid_task``
+#: and ``queueid`` in the Web API queueitem EntityType reference).
+QUEUE = {
+    "LogicalName": "queue",
+    "SchemaName": "Queue",
+    "EntitySetName": "queues",
+    "PrimaryIdAttribute": "queueid",
+    "PrimaryNameAttribute": "name",
+    "Attributes": [
+        {"LogicalName": "queueid", "AttributeType": "Uniqueidentifier"},
+        {"LogicalName": "name", "AttributeType": "String", "MaxLength": 400},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
+    ],
+    "Keys": [],
+}
+
+QUEUEITEM = {
+    "LogicalName": "queueitem",
+    "SchemaName": "QueueItem",
+    "EntitySetName": "queueitems",
+    "PrimaryIdAttribute": "queueitemid",
+    "PrimaryNameAttribute": "title",
+    "Attributes": [
+        {"LogicalName": "queueitemid", "AttributeType": "Uniqueidentifier"},
+        {"LogicalName": "objectid", "AttributeType": "Lookup"},
+        {"LogicalName": "queueid", "AttributeType": "Lookup"},
+        {"LogicalName": "title", "AttributeType": "String", "MaxLength": 300},
+        {"LogicalName": "createdon", "AttributeType": "DateTime"},
+    ],
+    "Keys": [],
+}
+
+#: Every standard table a fresh sandbox has.
+STANDARD_TABLES = (CONTACT, ACCOUNT, TASK, TEAM, QUEUE, QUEUEITEM)
 
 
 @dataclass
@@ -257,7 +355,7 @@ def run_sandbox(
             limits=limits,
             base_language=base_language,
         )
-        for standard in (CONTACT, ACCOUNT):
+        for standard in STANDARD_TABLES:
             if box.entity(str(standard["LogicalName"])) is None:
                 box.define_entity(json.loads(json.dumps(standard)))
         for client_id, secret in known.items():
