@@ -59,9 +59,20 @@ def _walk(node: ast.AST, where: Path, *, lazy: bool) -> list[Import]:
             found += [Import(a.name, f"{where}:{child.lineno}", lazy) for a in child.names]
         elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
             found.append(Import(child.module, f"{where}:{child.lineno}", lazy))
-        inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+        inner = (
+            lazy
+            or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            or (isinstance(child, ast.If) and _type_checking(child.test))
+        )
         found += _walk(child, where, lazy=inner)
     return found
+
+
+def _type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:``: imports for annotations only, never run."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def canonical(name: str) -> str:

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from dynamics_bridge.apsis.port import MarketingPlatform
     from dynamics_bridge.dataverse.client import DataverseClient
     from dynamics_bridge.mapping import MappingFile
+    from dynamics_bridge.mapping.retention import RetentionFile
     from dynamics_bridge.settings import Settings
 
 __all__ = [
@@ -147,6 +149,8 @@ def run_check(
     dataverse: Callable[[], DataverseClient] | None = None,
     marketing: Callable[[ActivationConfig], MarketingPlatform | None] | None = None,
     unreachable: Severity = "error",
+    history: bool = False,
+    today: date | None = None,
 ) -> CheckReport:
     """Check everything ``settings`` (default: the environment) and the mappings folder name.
 
@@ -158,7 +162,9 @@ def run_check(
     not checked. ``dataverse``/``marketing`` override the wiring's clients (tests).
     ``unreachable``: what Dataverse or APSIS out of reach (a passing failure: network, DNS,
     an outage) counts as; an error for ``check``, a warning for the function app's start check
-    (a job then meets the outage itself and retries). A mismatch is always an error."""
+    (a job then meets the outage itself and retries). A mismatch is always an error.
+    ``history``: also read the leavers to say whether the retention analytics have enough to
+    work on (the CLI's check; the start check leaves it to the weekly run)."""
     from dynamics_bridge.settings import load_settings, salvage_settings
 
     problems: list[str] = []
@@ -191,7 +197,9 @@ def run_check(
         report.findings[before:] = [f for f in report.findings[before:] if f.where not in named]
     mapping = _mapping(report, mapping_file)
     config = _activation(report, mapping, folder)
-    _retention(report, mapping, config, folder, enabled=bool(usable and usable.retention.enabled))
+    retention = _retention(
+        report, mapping, config, folder, enabled=bool(usable and usable.retention.enabled)
+    )
     if not live or settings is None or mapping is None:
         return report
     if dataverse is None and built is not None and settings.dataverse.configured:
@@ -200,6 +208,10 @@ def run_check(
         marketing = built.apsis_platform_for
     if dataverse is not None:
         _dataverse_findings(report, mapping, dataverse, mapping_file, unreachable)
+        if history and retention is not None and report.ok:
+            _history_findings(
+                report, retention, mapping, dataverse, today or datetime.now(UTC).date()
+            )
     if config is not None and marketing is not None:
         _apsis_findings(report, config, marketing, unreachable)
     return report
@@ -363,7 +375,7 @@ def _retention(
     folder: Path,
     *,
     enabled: bool,
-) -> None:
+) -> RetentionFile | None:
     """retention.yaml, when there: read, its columns against dataverse.yaml, and no APSIS
     attribute carrying a leaving reason. Missing while BRIDGE_RETENTION__ENABLED is an error."""
     from dynamics_bridge.mapping.loader import load_config
@@ -380,19 +392,84 @@ def _retention(
                 "restore retention.yaml (the bridge's mappings/retention.yaml is a start), or "
                 "turn the retention analytics off",
             )
-        return
+        return None
     try:
         retention = load_config(
             RetentionFile, path, prefix=mapping.publisher_prefix if mapping else None
         )
     except ConfigError as exc:
         report.add_problems(exc.problems, "mappings", _fix_for(exc.problems))
-        return
+        return None
     if mapping is None:
-        return
+        return None
     apsis = activation.apsis if activation is not None else None
     problems = cross_check(retention, mapping, apsis)
     report.add_problems([str(folder / p) for p in problems], "mappings", EDIT_IT)
+    return None if problems else retention
+
+
+def _history_findings(
+    report: CheckReport,
+    retention: RetentionFile,
+    mapping: MappingFile,
+    dataverse: Callable[[], DataverseClient],
+    today: date,
+) -> None:
+    """Whether the register can support the analytics: enough leavers in the training window,
+    and leaving reasons recorded for the recent ones. One read of the leavers (a small share
+    of the members); warnings, since the sync does not need them."""
+    from dynamics_bridge.mapping.retention import leaver_window
+
+    h = retention.history
+    start, themes_from = leaver_window(retention, today)
+    reason = h.leaving_reason.column if h.leaving_reason else None
+    select = [mapping.member.id_column, h.ended_on, *(c for c in (reason, h.leaving_text) if c)]
+    try:
+        rows = list(
+            dataverse().rows.query(
+                mapping.member.entity_set,
+                select=select,
+                filter=f"{h.ended_on} ge {start} and {h.ended_on} lt {today}",
+            )
+        )
+    except BridgeError as exc:
+        report.add(
+            "warning",
+            "dataverse",
+            f"Dataverse: {mapping.member.entity_set}",
+            f"the leavers could not be read for the retention check: {_one_line(str(exc))}",
+            "run `dynamics-bridge check` again once Dataverse answers",
+        )
+        return
+    where = f"{report.folder / RETENTION_FILE}: churn.min_leavers"
+    if len(rows) < retention.churn.min_leavers:
+        report.add(
+            "warning",
+            "mappings",
+            where,
+            f"only {len(rows)} member(s) left between {start} and {today}; the churn model needs "
+            f"{retention.churn.min_leavers}, so `retention train` will train nothing",
+            "check that history.ended_on is filled for former members (and that they are kept), "
+            "or lower churn.min_leavers",
+        )
+    recent = [r for r in rows if str(r.get(h.ended_on) or "")[:10] >= themes_from.isoformat()]
+    stated = [r for r in recent if _has_reason(r, reason, h.leaving_text)]
+    if recent and not stated:
+        report.add(
+            "warning",
+            "mappings",
+            f"{report.folder / RETENTION_FILE}: history.leaving_reason",
+            f"the leaving reason is empty for all {len(recent)} members who left since "
+            f"{themes_from}: `retention themes` has nothing to cluster on",
+            "record the reason when a member leaves (the choice, or the free text), and check "
+            "that history.leaving_reason and leaving_text name the columns that hold it",
+        )
+
+
+def _has_reason(row: dict[str, Any], choice: str | None, text: str | None) -> bool:
+    return bool(choice and row.get(choice) is not None) or bool(
+        text and str(row.get(text) or "").strip()
+    )
 
 
 def _dataverse_findings(

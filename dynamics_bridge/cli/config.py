@@ -47,7 +47,7 @@ def check(
     Exit codes: 0 no errors (warnings may be listed); 1 at least one error."""
     from dynamics_bridge.cli.sync import cli_services
 
-    report = run_check(mapping_path=mapping, live=not offline, wiring=cli_services)
+    report = run_check(mapping_path=mapping, live=not offline, wiring=cli_services, history=True)
     for finding in report.findings:
         mark = "[red]✗[/red]" if finding.severity == "error" else "[yellow]![/yellow]"
         place = f"{finding.where}: " if finding.where else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -68,9 +69,48 @@ def demo(
         console.print(f"  • {reason}", highlight=False)
     print_apsis_section(summary["apsis"])
     print_demo_section(summary["spar"])
+    _print_retention(summary["retention"])
     console.print(
         "\nThis day in the admin console (overview, history, poison, segments, triggers): "
         f"`dynamics-bridge console --demo` serves it at http://127.0.0.1:{DEFAULT_PORT}/ "
         "(it prints a one-time sign-in link).",
         highlight=False,
     )
+
+
+def _print_retention(retention: dict[str, Any]) -> None:
+    """The retention analytics on the seeded register: the model against its baseline, the
+    themes against the planted leaver groups, what was written."""
+    console.print("\n[bold]Retention analytics[/bold] (a seeded register with planted structure)")
+    if "skipped" in retention:
+        console.print(f"skipped: {retention['skipped']}", highlight=False)
+        return
+    churn = retention.get("churn")
+    if churn:
+        verdict = "used" if churn["used"] else "NOT USED"
+        console.print(
+            f"{retention['members']:,} members: churn model {verdict}, ROC AUC "
+            f"{churn['roc_auc']:.3f} against the baseline's {churn['baseline_roc_auc']:.3f} on "
+            "the held-out 90 days",
+            highlight=False,
+        )
+    for step, done in retention["steps"].items():
+        if not done["done"]:
+            console.print(f"{step}: not done: {done['message']}", highlight=False)
+    themes = retention.get("themes", [])
+    if themes:
+        console.print(
+            f"{len(themes)} winback themes ("
+            + ", ".join(f"{t['id']} {t['reason']} {t['leavers']}" for t in themes)
+            + f"); adjusted Rand index against the planted groups {retention.get('themes_ari')}",
+            highlight=False,
+        )
+    score = retention.get("score")
+    if score:
+        console.print(
+            f"{score['scored']:,} members scored ({score['high_risk']:,} at high risk), "
+            f"{score['changed']:,} member rows written, advisor tasks in Dynamics: "
+            f"{score.get('tasks_created', 0):,}; {retention['seconds']} s. "
+            "`dynamics-bridge retention report` draws it.",
+            highlight=False,
+        )

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dynamics_bridge.activation.config import Facts
@@ -57,8 +57,9 @@ from dynamics_bridge.mapping import MappingFile
 from dynamics_bridge.mapping.models import ColumnSpec, RelatedTable
 from dynamics_bridge.mapping.retention import ChoiceColumn, RetentionFile
 from dynamics_bridge.model import MemberRefKind
-from dynamics_bridge.retention.features import add_months
-from dynamics_bridge.retention.records import MemberHistory
+
+if TYPE_CHECKING:
+    from dynamics_bridge.retention.records import MemberHistory
 
 __all__ = [
     "DEFAULT_AGE_BANDS",
@@ -341,6 +342,11 @@ class _Reader:
 
     def read(self, today: date, outcomes: Iterable[tuple[str, date, str]]) -> HistoryRead:
         """What :meth:`RetentionStore.histories` returns."""
+        # the retention extra, imported when a history is read (this module is imported by
+        # the wiring, which a deployment without the extra also runs)
+        from dynamics_bridge.retention.features import add_months
+        from dynamics_bridge.retention.records import MemberHistory
+
         started, sent = time.monotonic(), self.client.requests_sent
         h = self.config.history
         since = add_months(today, -h.months)

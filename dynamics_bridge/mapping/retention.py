@@ -10,6 +10,7 @@ special-category data, and reasons stay inside the union's tenant).
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,7 +32,9 @@ __all__ = [
     "RetentionFile",
     "Themes",
     "Value",
+    "add_months",
     "cross_check",
+    "leaver_window",
     "private_columns",
 ]
 
@@ -256,6 +259,33 @@ class RetentionFile(_Strict):
     def theme_name(self, theme_id: str) -> str:
         named = self.themes.named.get(theme_id)
         return named.name if named else theme_id
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` later (or earlier), clamped to the month's end."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month + 1, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def leaver_window(retention: RetentionFile, today: date) -> tuple[date, date]:
+    """Since when leavers count: for training (the first monthly cut-off whose 90 days end by
+    the split, as the churn model takes them) and for the themes (their last N months)."""
+    churn = retention.churn
+    split = today - timedelta(days=churn.horizon_days)
+    step, found = 1, 0
+    first = split
+    while found < churn.train_months:
+        cutoff = add_months(split, -step)
+        if (split - cutoff).days >= churn.horizon_days:
+            first, found = cutoff, found + 1
+        step += 1
+    return first, add_months(today, -retention.themes.months)
 
 
 def private_columns(retention: RetentionFile) -> set[str]:

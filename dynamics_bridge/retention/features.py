@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dynamics_bridge.errors import ConfigError, InputError
+from dynamics_bridge.mapping.retention import add_months
 from dynamics_bridge.retention.records import PAYMENT_KINDS, MemberHistory
 
 __all__ = [
@@ -205,18 +206,6 @@ def _naming_member(
         except InputError as found:
             return InputError(f"member {member.member_id}: {found.detail}", field=what)
     return error
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day ``months`` later (or earlier), clamped to the month's end."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    for last in (31, 30, 29, 28):
-        try:
-            return date(year, month + 1, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def training_cutoffs(split: date, months: int, horizon_days: int) -> list[date]:

@@ -64,3 +64,13 @@ def test_demo_json_shows_every_redelivery_recognised(tmp_path) -> None:
     }
     assert all(parts[p]["members"] > 0 for p in ("events", "portal_visits", "surveys", "advice"))
     assert summary["union_tables"]["mbr_memberships"] == 40
+    # The retention step on its seeded register: the model beats its baseline on the held-out
+    # period, the themes find the planted leaver groups, and results land on the members.
+    retention = summary["retention"]
+    assert all(step["done"] for step in retention["steps"].values()), retention["steps"]
+    assert retention["churn"]["used"] is True
+    assert retention["churn"]["roc_auc"] > retention["churn"]["baseline_roc_auc"]
+    assert retention["themes_ari"] >= 0.7
+    assert {t["reason"] for t in retention["themes"]} >= {"too_expensive", "dissatisfied"}
+    assert retention["score"]["scored"] > 2_000
+    assert retention["score"]["changed"] > 2_000

@@ -55,7 +55,7 @@ from dynamics_bridge_sandbox.demo.union import define_union_tables
 from dynamics_bridge_sandbox.register import sandbox_settings
 from dynamics_bridge_sandbox.server import SandboxInfo
 
-__all__ = ["ACTIVITY_TABLES", "COUNTY_CODES", "WORDS", "seed_retention"]
+__all__ = ["ACTIVITY_TABLES", "COUNTY_CODES", "WORDS", "run_retention_demo", "seed_retention"]
 
 log = logging.getLogger("dynamics_bridge_sandbox.demo")
 
@@ -462,3 +462,64 @@ def _write_noise(
                         f"{p}_attended": False,
                     },
                 )
+
+
+def run_retention_demo(
+    info: SandboxInfo, services: Any, mapping: MappingFile, today: date, *, members: int = 3_000
+) -> dict[str, Any]:
+    """The retention analytics on a seeded register beside the demo's day: train, themes,
+    score (member columns, advisor tasks), report; models kept in memory. The summary names
+    the model's test against the baseline and how well the themes found the planted groups."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from dynamics_bridge.app.retention import run_steps
+
+    started = time.monotonic()
+    register = seed_retention(info, mapping, members=members, today=today, seed=7)
+    run = services.retention_run(today)
+    reports = {r.step: r for r in run_steps(run)}
+    churn = run.artifacts.latest("churn")
+    themes = run.artifacts.latest("themes")
+    summary: dict[str, Any] = {
+        "members": members,
+        "steps": {step: {"done": r.done, "message": r.message} for step, r in reports.items()},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    if churn is not None:
+        summary["churn"] = {
+            key: churn.meta[key] for key in ("used", "roc_auc", "baseline_roc_auc", "why")
+        }
+    score = reports.get("score")
+    if score is not None and score.done:
+        summary["score"] = score.counts
+    if themes is not None:
+        summary["themes"] = [
+            {
+                "id": t["id"],
+                "leavers": t["size"],
+                "reason": t["reasons"][0][0] if t["reasons"] else None,
+            }
+            for t in themes.meta["themes"]
+        ]
+        placed = {
+            m.member_id: m.ended_on for m in register.members if m.member_id in register.groups
+        }
+        assigned = _assigned(services, mapping, run)
+        shared = [m for m in placed if m in assigned]
+        if shared:
+            summary["themes_ari"] = round(
+                adjusted_rand_score(
+                    [register.groups[m] for m in shared], [assigned[m] for m in shared]
+                ),
+                3,
+            )
+    return summary
+
+
+def _assigned(services: Any, mapping: MappingFile, run: Any) -> dict[str, str]:
+    """Member id -> the theme written on the contact (what APSIS and advisors see)."""
+    column = run.config.themes.theme_column
+    rows = services.dataverse.rows.query(
+        mapping.member.entity_set, select=[mapping.member.id_column, column]
+    )
+    return {r[mapping.member.id_column]: r[column] for r in rows if r.get(column)}

@@ -16,6 +16,7 @@ from typing import Any
 
 from dynamics_bridge.app.ingest import ingest_file
 from dynamics_bridge.app.wiring import Services
+from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.model import EventKind
 from dynamics_bridge.ops.memory import InMemoryOpsStore
@@ -62,6 +63,8 @@ class DemoReport:
     apsis: dict[str, Any] = field(default_factory=dict)
     #: rows of the union's own tables the demo seeded (employers, memberships, activities)
     union_tables: dict[str, int] = field(default_factory=dict)
+    #: the retention analytics on a seeded register (run_retention_demo)
+    retention: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,7 @@ class DemoReport:
             "union_tables": self.union_tables,
             "spar": self.spar,
             "apsis": self.apsis,
+            "retention": self.retention,
         }
 
 
@@ -105,6 +109,18 @@ def _files(directory: Path, numbers: list[str]) -> list[Path]:
             bgmax_lines(BgmaxPayment(ref, FEE, f"{i + 1:012d}") for i, ref in enumerate(references))
         )
     return [spec, bgmax]
+
+
+def _retention(sandbox: Any, settings: Settings, mapping: Any, client: Any) -> dict[str, Any]:
+    """The retention step, where the ``retention`` extra is installed (else said why not)."""
+    try:
+        from dynamics_bridge_sandbox.demo.retention import run_retention_demo
+    except (ImportError, ConfigError) as exc:  # the extra's absence, said by its __init__
+        return {"skipped": str(exc)}
+    from dynamics_bridge.ops.artifacts import MemoryArtifacts
+
+    services = Services(settings, mapping=mapping, dataverse=client, artifacts=MemoryArtifacts())
+    return run_retention_demo(sandbox, services, mapping, DEMO_NOW.date())
 
 
 def run_demo(
@@ -199,6 +215,7 @@ def run_demo(
         report.dataverse_rows = {"members": len(rows), "payments": payments}
         report.apsis = run_apsis_demo(activation, apsis)
         report.spar = run_spar_demo(client, mapping, numbers)
+        report.retention = _retention(sandbox, settings, mapping, client)
         if then is not None:
             then(services)
     return report
