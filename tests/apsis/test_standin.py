@@ -315,6 +315,7 @@ def test_the_env_points_the_bridge_at_the_stand_in_with_every_name_mapped(box) -
         "engagement_high",
         "engagement_medium",
         "engagement_low",
+        "churn_risk_high",
         "pays_swish",
         "pays_autogiro",
         "pays_invoice",

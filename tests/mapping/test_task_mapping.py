@@ -80,7 +80,7 @@ def test_the_key_column_must_be_a_text_column_of_the_task_table() -> None:
 
 def test_a_default_key_column_takes_the_mapping_s_prefix() -> None:
     text = RETENTION.replace('  key_column: "{prefix}_retentionkey"\n', "")
-    assert retention(text).advisor.key_column == "{prefix}_retentionkey"  # the model's default
+    assert retention(text).advisor.key_column == "mbr_retentionkey"  # the default, prefixed
     assert advisor_problems(retention_text=text) == []
 
 
