@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pathlib import PurePath
 from typing import Literal, Protocol
 
+from dynamics_bridge.errors import InputError
 from dynamics_bridge.personnummer import mask_text
 
 __all__ = [
@@ -71,7 +72,7 @@ class AdvisorTask:
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > KEY_LENGTH:
-            raise ValueError(f"a task key holds 1 to {KEY_LENGTH} characters: {self.key!r}")
+            raise InputError(f"a task key holds 1 to {KEY_LENGTH} characters: {self.key!r}")
 
 
 def period_label(day: date, period_days: int) -> str:
@@ -79,7 +80,7 @@ def period_label(day: date, period_days: int) -> str:
     counted from the proleptic calendar's day 1 (``day.toordinal() // period_days``), so the
     label is the same on every day of one period and changes the day the next one starts."""
     if period_days < 1:
-        raise ValueError("period_days must be at least 1")
+        raise InputError("period_days must be at least 1")
     index = day.toordinal() // period_days
     return date.fromordinal(max(index * period_days, 1)).isoformat()
 
@@ -89,7 +90,7 @@ def task_key(kind: str, member_id: str, today: date, period_days: int) -> str:
     empty it is the prefix every key of that kind and period starts with (for
     ``TaskWriter.existing_keys``)."""
     if ":" in kind:
-        raise ValueError(f"a task kind has no colon: {kind!r}")
+        raise InputError(f"a task kind has no colon: {kind!r}")
     return f"{kind}:{period_label(today, period_days)}:{member_id}"
 
 
@@ -174,10 +175,12 @@ def mandate_task(
     contact_id: str,
     today: date,
     due_days: int,
+    payer_key: str | None = None,
 ) -> AdvisorTask:
     """The task for one failed Autogiro mandate request (a :class:`Notice
     <dynamics_bridge.sources.autogiro.Notice>`: ``origin`` FILE:LINE, the payer number as the
-    notice masks it, ``codes`` information/comment, Bankgirot's ``reason``)."""
+    notice masks it, ``codes`` information/comment, Bankgirot's ``reason``; ``payer_key``: the
+    payer in the key where the shown number is masked)."""
     description = (
         f"Bankgirot did not accept the Autogiro mandate request for payer number {payer} "
         f"({codes}: {reason}). The mandate is unchanged: correct the request and send it "
@@ -186,7 +189,7 @@ def mandate_task(
     return AdvisorTask(
         kind="mandate",
         member_id=payer,
-        key=mandate_key(origin, payer),
+        key=mandate_key(origin, payer_key or payer),
         subject=_fit(
             mask_text(f"Autogiro mandate request failed ({codes}): correct and resend"),
             SUBJECT_LENGTH,

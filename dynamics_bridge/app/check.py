@@ -402,8 +402,7 @@ def _retention(
         return None
     if mapping is None:
         return None
-    apsis = activation.apsis if activation is not None else None
-    problems = cross_check(retention, mapping, apsis)
+    problems = cross_check(retention, mapping, activation)
     report.add_problems([str(folder / p) for p in problems], "mappings", EDIT_IT)
     return None if problems else retention
 
@@ -421,7 +420,7 @@ def _history_findings(
     from dynamics_bridge.mapping.retention import leaver_window
 
     h = retention.history
-    start, themes_from = leaver_window(retention, today)
+    start, split, themes_from = leaver_window(retention, today)
     reason = h.leaving_reason.column if h.leaving_reason else None
     select = [mapping.member.id_column, h.ended_on, *(c for c in (reason, h.leaving_text) if c)]
     try:
@@ -442,12 +441,14 @@ def _history_findings(
         )
         return
     where = f"{report.folder / RETENTION_FILE}: churn.min_leavers"
-    if len(rows) < retention.churn.min_leavers:
+    trained = sum(1 for r in rows if str(r.get(h.ended_on) or "")[:10] < split.isoformat())
+    if trained < retention.churn.min_leavers:
         report.add(
             "warning",
             "mappings",
             where,
-            f"only {len(rows)} member(s) left between {start} and {today}; the churn model needs "
+            f"only {trained} member(s) left between {start} and {split} (the training window); "
+            "the churn model needs "
             f"{retention.churn.min_leavers}, so `retention train` will train nothing",
             "check that history.ended_on is filled for former members (and that they are kept), "
             "or lower churn.min_leavers",

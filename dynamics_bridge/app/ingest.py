@@ -26,6 +26,7 @@ The CLI (``dynamics-bridge ingest``) and, later, a blob-triggered Azure Function
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -168,18 +169,19 @@ class MandateTaskMaker:
         column = key.column if key is not None else None
         if column is None:  # payer numbers found through payment rows: no member to read
             return {n.origin: TASK_NO_MEMBER for n in notices}
-        found = self.members.read_members(column, sorted({n.payer for n in notices}), [])
+        found = self.members.read_members(column, sorted({_payer(n) for n in notices}), [])
         today = self.today()
         tasks: dict[str, AdvisorTask] = {}
         status: dict[str, str] = {}
         for notice in notices:
-            member = found.get(notice.payer)
+            member = found.get(_payer(notice))
             if member is None or not member.row_id:
                 status[notice.origin] = TASK_NO_MEMBER
                 continue
             tasks[notice.origin] = mandate_task(
                 origin=notice.origin,
                 payer=notice.payer,
+                payer_key=_payer_key(notice),
                 codes=notice.pair,
                 reason=notice.reason,
                 contact_id=member.row_id,
@@ -191,6 +193,20 @@ class MandateTaskMaker:
             for origin, task in tasks.items():
                 status[origin] = report.status(task.key) or "failed: not written"
         return {n.origin: status[n.origin] for n in notices}
+
+
+def _payer(notice: autogiro.Notice) -> str:
+    """The payer number to find the member by: as the file has it, not as it is shown."""
+    return notice.payer_number or notice.payer
+
+
+def _payer_key(notice: autogiro.Notice) -> str:
+    """The payer in a task's key: as shown where that is the number itself, else a digest (a
+    masked personnummer would give two payers born the same day one key)."""
+    raw = _payer(notice)
+    if raw == notice.payer:
+        return raw
+    return "h" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
 def detect_format(head: bytes) -> Literal["autogiro", "bgmax"]:

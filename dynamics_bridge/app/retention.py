@@ -23,12 +23,12 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dynamics_bridge.activation.advisor import AdvisorTask, summary, task_key
-from dynamics_bridge.errors import InputError
+from dynamics_bridge.errors import BridgeError, InputError
 from dynamics_bridge.mapping.retention import RetentionFile
 
 if TYPE_CHECKING:
     from dynamics_bridge.mapping.models import MappingFile
-    from dynamics_bridge.ops.artifacts import Artifact, ArtifactStore
+    from dynamics_bridge.ops.artifacts import ArtifactStore
     from dynamics_bridge.retention.features import HistoryArrays
     from dynamics_bridge.retention.model import ChurnModel
     from dynamics_bridge.retention.records import MemberHistory
@@ -147,6 +147,10 @@ class RetentionRun:
         self._read: Any = None
         self._arrays: HistoryArrays | None = None
         self._curve: SurvivalCurve | None = None
+        #: what this run trained or found: a dry run keeps nothing, yet its score and report
+        #: show what the new models would do, not what the stored ones did
+        self._churn: tuple[ChurnModel, Mapping[str, Any]] | None = None
+        self._themes: ThemeModel | None = None
         self.reports: list[StepReport] = []
 
     # --- reading ---------------------------------------------------------------------
@@ -173,7 +177,7 @@ class RetentionRun:
 
     @property
     def observed_from(self) -> date:
-        from dynamics_bridge.retention.features import add_months
+        from dynamics_bridge.mapping.retention import add_months
 
         return add_months(self.today, -self.config.history.months)
 
@@ -238,6 +242,7 @@ class RetentionRun:
         version = None
         if not self.dry_run:
             version = self.artifacts.put(CHURN, model.to_bytes(), meta).version
+        self._churn = (model, meta)
         return self._done(
             StepReport(
                 "train",
@@ -284,7 +289,6 @@ class RetentionRun:
         """Cluster the recent leavers into themes, keeping the ids of themes seen before."""
         from dynamics_bridge.retention.themes import (
             ThemeConfig,
-            ThemeModel,
             fit_themes,
             match_previous,
         )
@@ -301,9 +305,9 @@ class RetentionRun:
             ),
             curve=self.curve,
         )
-        previous = self.artifacts.latest(THEMES)
+        previous = self._stored_themes()
         if previous is not None:
-            model = match_previous(ThemeModel.from_bytes(previous.data), model)
+            model = match_previous(previous, model, max_distance=cfg.max_match_distance)
         unnamed = [t.id for t in model.themes if t.id not in cfg.named]
         summary = [
             {
@@ -326,6 +330,7 @@ class RetentionRun:
         version = None
         if not self.dry_run:
             version = self.artifacts.put(THEMES, model.to_bytes(), meta).version
+        self._themes = model
         message = f"{len(model.themes)} themes (silhouette {model.silhouette:.2f})"
         if unnamed:
             message += (
@@ -344,64 +349,77 @@ class RetentionRun:
         )
 
     # --- score -------------------------------------------------------------------------
-    def _latest_churn(self) -> tuple[ChurnModel | None, Artifact | None]:
+    def _latest_churn(self) -> tuple[ChurnModel | None, Mapping[str, Any] | None]:
+        """The churn model this run trained, else the stored one; (None, its metadata) when
+        it is not used (it does not beat the baseline)."""
         from dynamics_bridge.retention.model import ChurnModel
 
-        artifact = self.artifacts.latest(CHURN)
-        if artifact is None or not artifact.meta.get("used"):
-            return None, artifact
-        return ChurnModel.from_bytes(artifact.data), artifact
+        model: ChurnModel | None
+        if self._churn is not None:
+            model, meta = self._churn
+        else:
+            artifact = self.artifacts.latest(CHURN)
+            if artifact is None:
+                return None, None
+            meta = {**artifact.meta, "version": artifact.version}
+            model = ChurnModel.from_bytes(artifact.data) if artifact.meta.get("used") else None
+        return (model if meta.get("used") else None), meta
 
-    def _latest_themes(self) -> ThemeModel | None:
+    def _stored_themes(self) -> ThemeModel | None:
+        """The themes kept last; one this version cannot read (an older format) is left
+        behind, logged: the themes then start afresh, with new ids."""
         from dynamics_bridge.retention.themes import ThemeModel
 
         artifact = self.artifacts.latest(THEMES)
-        return ThemeModel.from_bytes(artifact.data) if artifact is not None else None
+        if artifact is None:
+            return None
+        try:
+            return ThemeModel.from_bytes(artifact.data)
+        except BridgeError as exc:
+            log.warning("themes %s not readable, starting afresh: %s", artifact.version, exc)
+            return None
+
+    def _latest_themes(self) -> ThemeModel | None:
+        return self._themes if self._themes is not None else self._stored_themes()
 
     def results(self) -> tuple[dict[str, dict[str, object]], dict[str, Any]]:
-        """The member columns to write, by member id, and what went into them."""
+        """The member columns to write, by member id, and what went into them. Every member
+        read gets every written column: a value no longer true (a risk on a member who left, a
+        theme on one who came back) is cleared, never left to go stale in APSIS."""
         from dynamics_bridge.retention.survival import lifetime_values
         from dynamics_bridge.retention.themes import recent_leavers
 
         cfg = self.config
-        results: dict[str, dict[str, object]] = {}
-        info: dict[str, Any] = {"risks": {}, "reasons": {}, "values": {}, "themes": {}}
-        model, artifact = self._latest_churn()
-        active = {
-            m.member_id for m in self.members if m.ended_on is None or m.ended_on > self.today
+        written = cfg.written_columns()
+        results: dict[str, dict[str, object]] = {
+            m.member_id: dict.fromkeys(written) for m in self.members
         }
+        info: dict[str, Any] = {"risks": {}, "reasons": {}, "values": {}, "themes": {}}
+        model, meta = self._latest_churn()
         if model is not None:
             for risk in model.score(self.arrays, self.today, reasons=cfg.churn.reasons):
-                row = results.setdefault(risk.member_id, {})
+                row = results[risk.member_id]
                 row[cfg.churn.risk_column] = round(risk.probability * 100)
                 if cfg.churn.reasons_column:
                     row[cfg.churn.reasons_column] = ", ".join(risk.reasons)[:400] or None
                 info["risks"][risk.member_id] = risk.probability
                 info["reasons"][risk.member_id] = risk.reasons
-        else:
-            # no model, or one that does not beat the baseline: no risk values at all, rather
-            # than last month's going stale in APSIS
-            for member_id in active:
-                row = results.setdefault(member_id, {})
-                row[cfg.churn.risk_column] = None
-                if cfg.churn.reasons_column:
-                    row[cfg.churn.reasons_column] = None
-        info["model"] = artifact.version if artifact is not None else None
-        if cfg.value.value_column or cfg.value.months_column:
-            for value in lifetime_values(
-                self.arrays, self.today, self.curve, horizon=float(cfg.value.horizon_months)
-            ):
-                row = results.setdefault(value.member_id, {})
-                if cfg.value.value_column:
-                    row[cfg.value.value_column] = round(value.value, 2)
-                if cfg.value.months_column:
-                    row[cfg.value.months_column] = round(value.remaining_months)
-                info["values"][value.member_id] = value.value
+        info["model"] = (meta or {}).get("version")
+        info["used"] = model is not None
+        for value in lifetime_values(
+            self.arrays, self.today, self.curve, horizon=float(cfg.value.horizon_months)
+        ):
+            row = results[value.member_id]
+            if cfg.value.value_column:
+                row[cfg.value.value_column] = round(value.value, 2)
+            if cfg.value.months_column:
+                row[cfg.value.months_column] = round(value.remaining_months)
+            info["values"][value.member_id] = value.value
         themes = self._latest_themes()
         if themes is not None:
             recent = recent_leavers(self.members, self.today, cfg.themes.months)
             for member_id, theme_id in themes.assign(recent).items():
-                row = results.setdefault(member_id, {})
+                row = results[member_id]
                 named = cfg.themes.named.get(theme_id)
                 row[cfg.themes.theme_column] = cfg.theme_name(theme_id)
                 if cfg.themes.message_column:
@@ -427,7 +445,7 @@ class RetentionRun:
             f"{counts['valued']:,} valued, {counts['themed']:,} leavers themed; "
             f"{counts['changed']:,} members changed"
         )
-        if info["model"] is None or not info["risks"]:
+        if not info["used"]:
             message = "no churn model in use (risk cleared); " + message
         tasks = self._advisor_tasks(info)
         if tasks is not None:
@@ -459,7 +477,7 @@ class RetentionRun:
         for member_id, theme_id in info["themes"].items():
             member = by_id[member_id]
             if theme_id in top and member.ended_on is not None and member.ended_on >= since:
-                wanted.append((member.monthly_fee, self._task("winback", member, info)))
+                wanted.append((self._value_lost(member), self._task("winback", member, info)))
         wanted.sort(key=lambda pair: -pair[0])
         existing: set[str] = set()
         for kind in ("churn", "winback"):
@@ -470,6 +488,16 @@ class RetentionRun:
         if made and not self.dry_run:
             self.tasks.create(made)
         return len(made), len(wanted) - len(new)
+
+    def _value_lost(self, member: MemberHistory) -> float:
+        """A leaver's lifetime value had they stayed (the months the curve expected of them at
+        their tenure, times the fee): the same measure as an active member's, so winback and
+        retention calls are ordered together."""
+        assert member.ended_on is not None
+        tenure = (member.ended_on - member.joined_on).days / (365.25 / 12)
+        horizon = float(self.config.value.horizon_months)
+        months = float(self.curve.remaining_months([tenure], horizon)[0])
+        return months * member.monthly_fee
 
     def _task(
         self,
@@ -508,7 +536,7 @@ class RetentionRun:
         """The HTML report of the latest models over this history (kept as a new version)."""
         from dynamics_bridge.retention.report import build_report_data, render
 
-        model, artifact = self._latest_churn()
+        model, meta = self._latest_churn()
         html = render(
             build_report_data(
                 today=self.today,
@@ -518,7 +546,7 @@ class RetentionRun:
                 observed_from=self.observed_from,
                 curve=self.curve,
                 churn=model,
-                churn_meta=artifact.meta if artifact is not None else None,
+                churn_meta=meta,
                 themes=self._latest_themes(),
                 counts={k: v for r in self.reports for k, v in r.counts.items()},
             )

@@ -344,7 +344,7 @@ class _Reader:
         """What :meth:`RetentionStore.histories` returns."""
         # the retention extra, imported when a history is read (this module is imported by
         # the wiring, which a deployment without the extra also runs)
-        from dynamics_bridge.retention.features import add_months
+        from dynamics_bridge.mapping.retention import add_months
         from dynamics_bridge.retention.records import MemberHistory
 
         started, sent = time.monotonic(), self.client.requests_sent

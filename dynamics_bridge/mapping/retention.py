@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dynamics_bridge.mapping.models import MappingFile
 
 if TYPE_CHECKING:
-    from dynamics_bridge.activation.config import ApsisFile
+    from dynamics_bridge.activation.config import ActivationConfig
 
 __all__ = [
     "FEATURE_GROUPS",
@@ -36,6 +36,7 @@ __all__ = [
     "cross_check",
     "leaver_window",
     "private_columns",
+    "training_cutoffs",
 ]
 
 FeatureGroup = Literal["payments", "tenure", "engagement", "membership", "demographics"]
@@ -99,7 +100,8 @@ class Churn(_Strict):
         default=0.0,
         ge=0,
         le=0.5,
-        description="How much higher than the baseline's the model's ROC AUC must be to be used.",
+        description="How much higher than the baseline's the model's ROC AUC and PR AUC must "
+        "both be for it to be used.",
     )
     high_risk: float = Field(
         default=0.25, gt=0, lt=1, description="Probability from which a member is at high risk."
@@ -137,6 +139,12 @@ class Themes(_Strict):
     min_leavers: int = Field(default=30, ge=2)
     min_clusters: int = Field(default=2, ge=2, le=20)
     max_clusters: int = Field(default=8, ge=2, le=20)
+    max_match_distance: float | None = Field(
+        default=None,
+        gt=0,
+        description="A new theme farther than this from its best match among the last run's "
+        "themes gets a new id (and no admin name) instead of the old one; none: always match.",
+    )
     theme_column: str = Field(description="Text member column: the leaver's theme name.")
     message_column: str | None = Field(
         default=None, description="Text member column: the theme's winback message."
@@ -273,19 +281,26 @@ def add_months(day: date, months: int) -> date:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def leaver_window(retention: RetentionFile, today: date) -> tuple[date, date]:
-    """Since when leavers count: for training (the first monthly cut-off whose 90 days end by
-    the split, as the churn model takes them) and for the themes (their last N months)."""
+def training_cutoffs(split: date, months: int, horizon_days: int) -> list[date]:
+    """``months`` monthly cut-offs, oldest first, each early enough that its label window
+    (``horizon_days`` ahead) ends by ``split``: training never sees the held-out period."""
+    found: list[date] = []
+    step = 1
+    while len(found) < months:
+        cutoff = add_months(split, -step)
+        if (split - cutoff).days >= horizon_days:
+            found.append(cutoff)
+        step += 1
+    return found[::-1]
+
+
+def leaver_window(retention: RetentionFile, today: date) -> tuple[date, date, date]:
+    """(first cut-off, split, themes since): the churn model counts the leavers of
+    [first cut-off, split) as it trains; the themes cluster those who left since the last."""
     churn = retention.churn
     split = today - timedelta(days=churn.horizon_days)
-    step, found = 1, 0
-    first = split
-    while found < churn.train_months:
-        cutoff = add_months(split, -step)
-        if (split - cutoff).days >= churn.horizon_days:
-            first, found = cutoff, found + 1
-        step += 1
-    return first, add_months(today, -retention.themes.months)
+    first = training_cutoffs(split, churn.train_months, churn.horizon_days)[0]
+    return first, split, add_months(today, -retention.themes.months)
 
 
 def private_columns(retention: RetentionFile) -> set[str]:
@@ -303,9 +318,10 @@ def private_columns(retention: RetentionFile) -> set[str]:
 
 
 def cross_check(
-    retention: RetentionFile, mapping: MappingFile, apsis: ApsisFile | None = None
+    retention: RetentionFile, mapping: MappingFile, activation: ActivationConfig | None = None
 ) -> list[str]:
-    """What ``retention.yaml`` names that ``dataverse.yaml`` lacks, and what would leak to APSIS."""
+    """What ``retention.yaml`` names that ``dataverse.yaml`` lacks, and what would leak to APSIS
+    (``activation``: apsis.yaml, triggers.yaml and segments.yaml)."""
     problems: list[str] = []
     columns = mapping.member.columns
     for where, column in retention.member_columns().items():
@@ -354,14 +370,39 @@ def cross_check(
                 f"retention.yaml: history.activity: related table {name!r} has no count "
                 "(date_column), so its rows have no dates"
             )
-    if apsis is not None:
-        private = private_columns(retention)
-        for name, attribute in apsis.attributes.items():
-            if attribute.column in private:
-                problems.append(
-                    f"apsis.yaml: attributes.{name}: {attribute.column!r} is a leaving reason or "
-                    "churn reasons column (retention.yaml); reasons never go to APSIS"
-                )
+    if activation is not None:
+        problems += _leaks(retention, activation)
+    return problems
+
+
+def _leaks(retention: RetentionFile, activation: ActivationConfig) -> list[str]:
+    """Every place in the activation files that names a reason column: an APSIS attribute, a
+    trigger or reminder field, a segment or reminder rule (a tag is a pushed value too)."""
+    private = private_columns(retention)
+    found: list[str] = []
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, str):
+            if value in private:
+                found.append(f"{path}: {value!r}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key, path)
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item, path)
+
+    for name in ("apsis", "triggers", "segments"):
+        walk(getattr(activation, name).model_dump(by_alias=True), name)
+    problems = []
+    for place in dict.fromkeys(found):
+        where, _, column = place.rpartition(": ")
+        stem, _, entry = where.partition(".")
+        problems.append(
+            f"{stem}.yaml: {entry}: {column} is a leaving reason or churn reasons column "
+            "(retention.yaml); reasons never go to APSIS, not as an attribute, a field or a tag"
+        )
     return problems
 
 

@@ -17,13 +17,14 @@ import json
 import os
 import re
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from dynamics_bridge.errors import ConfigError, NotFoundError
+from dynamics_bridge.errors import ConfigError, InputError, NotFoundError
 
 __all__ = [
     "Artifact",
@@ -78,7 +79,7 @@ def _number(version: str) -> int:
 
 def _check_kind(kind: str) -> None:
     if not re.match(_KIND, kind):
-        raise ValueError(f"artifact kind {kind!r} is not a short lower-case word")
+        raise InputError(f"artifact kind {kind!r} is not a short lower-case word")
 
 
 class MemoryArtifacts:
@@ -161,7 +162,8 @@ class DirectoryArtifacts:
 class TableArtifacts:
     """Table ``<prefix>artifacts``: a head row per version (PartitionKey = kind, RowKey = the
     version counted down, so the newest comes first in a range query) and the data in chunk rows
-    of their own partition (``<kind>~<version>``), written before the head row."""
+    of a partition of their own (``<kind>~<version>~<attempt>``, named in the head row), written
+    before the head row: a crashed attempt leaves chunks nobody reads, never half a version."""
 
     def __init__(self, service: Any, *, prefix: str = "bridge") -> None:
         self._service = service
@@ -210,7 +212,9 @@ class TableArtifacts:
         version = _version(_number(newest["version"]) + 1 if newest else 1)
         created = datetime.now(UTC)
         table = self._client()
-        part = f"{kind}~{version}"
+        # the chunks' own partition, unique to this attempt: two runs at once each write their
+        # own, and only one head row for the version can be made (the other is refused)
+        part = f"{kind}~{version}~{uuid.uuid4().hex[:12]}"
         chunks = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
         with _mapped(f"write {self._name}"):
             for start in range(0, len(chunks), 50):  # 50 x 60 KB: under a batch's 4 MiB
@@ -231,6 +235,7 @@ class TableArtifacts:
                     "created": created,
                     "meta": json.dumps(dict(meta), ensure_ascii=False),
                     "chunks": len(chunks),
+                    "part": part,
                     "size": len(data),
                 }
             )
@@ -242,14 +247,11 @@ class TableArtifacts:
         body = b""
         if data:
             table = self._client()
-            part = f"{kind}~{head['version']}"
+            part = head["part"]
             with _mapped(f"read {self._name}"):
                 rows = table.query_entities("PartitionKey eq @part", parameters={"part": part})
-                # rows past ``chunks`` are a crashed earlier attempt's at this version
                 count = int(head["chunks"])
-                pieces = sorted(
-                    (r["RowKey"], bytes(r["data"])) for r in rows if int(r["RowKey"]) < count
-                )
+                pieces = sorted((r["RowKey"], bytes(r["data"])) for r in rows)
             if len(pieces) != count:
                 raise NotFoundError(f"{kind} artifact {head['version']}: chunks missing")
             body = b"".join(p for _, p in pieces)

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dynamics_bridge.errors import ConfigError, InputError
-from dynamics_bridge.mapping.retention import add_months
+from dynamics_bridge.mapping.retention import add_months, training_cutoffs
 from dynamics_bridge.retention.records import PAYMENT_KINDS, MemberHistory
 
 __all__ = [
@@ -208,19 +208,6 @@ def _naming_member(
     return error
 
 
-def training_cutoffs(split: date, months: int, horizon_days: int) -> list[date]:
-    """``months`` monthly cut-offs, oldest first, each early enough that its label window
-    (``horizon_days`` ahead) ends by ``split``: training never sees the held-out period."""
-    found: list[date] = []
-    step = 1
-    while len(found) < months:
-        cutoff = add_months(split, -step)
-        if (split - cutoff).days >= horizon_days:
-            found.append(cutoff)
-        step += 1
-    return found[::-1]
-
-
 def _days(as_of: date | IntArray, rows: IntArray) -> IntArray:
     if isinstance(as_of, date):
         return np.full(rows.size, as_of.toordinal(), np.int64)
@@ -388,7 +375,8 @@ class FeatureBuilder:
         rows = np.arange(len(data), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         high = _days(as_of, rows)
         out = np.zeros((rows.size, len(names)), np.float32)
-        computed = _Computed(data, rows, rows * _KEY, high)
+        assert self.activity_kinds is not None
+        computed = _Computed(data, rows, rows * _KEY, high, self.activity_kinds)
         words: dict[str, IntArray] = {}
         for position, (_name, how, index) in enumerate(self._columns()):
             if index < 0:
@@ -415,8 +403,18 @@ class FeatureBuilder:
 class _Computed:
     """The numeric features of some members on their cut-offs, computed on demand."""
 
-    def __init__(self, data: HistoryArrays, rows: IntArray, base: IntArray, high: IntArray):
+    def __init__(
+        self,
+        data: HistoryArrays,
+        rows: IntArray,
+        base: IntArray,
+        high: IntArray,
+        activity_kinds: Sequence[str],
+    ):
         self.data, self.rows, self.base, self.high = data, rows, base, high
+        #: the kinds the builder learned in training: a kind seen only later (advisor outcome
+        #: rows) must not change what "no activity" means between training and scoring
+        self.activity_kinds = activity_kinds
         self.cache: dict[str, npt.NDArray[np.float64]] = {}
 
     def _window(self, name: str, days: int) -> IntArray:
@@ -469,7 +467,7 @@ class _Computed:
         if how.startswith("activity."):
             return np.log1p(self._window(how, 365))
         if how in ("none_365d", "years_since_activity"):
-            kinds = [f"activity.{k}" for k in self.data.activity_kinds]
+            kinds = [f"activity.{k}" for k in self.activity_kinds]
             if how == "none_365d":
                 total = sum((self._window(k, 365) for k in kinds), np.zeros(self.rows.size))
                 return total == 0

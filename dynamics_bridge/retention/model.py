@@ -242,10 +242,6 @@ class ChurnModel:
     def feature_names(self) -> tuple[str, ...]:
         return self.builder.names
 
-    @property
-    def horizon_days(self) -> int:
-        return self.evaluation.horizon_days
-
     def beats_baseline(self, margin: float = 0.0) -> bool:
         """Better than the rule of thumb on both ROC AUC and PR AUC by more than ``margin``."""
         model, baseline = self.evaluation.model, self.evaluation.baseline
@@ -318,10 +314,6 @@ class ChurnModel:
                 )
                 found.append(MemberRisk(ids[row], probability, why))
         return found
-
-    def metrics_json(self) -> str:
-        """The evaluation as JSON, stored beside the model."""
-        return json.dumps(self.evaluation.to_dict(), indent=2, sort_keys=True)
 
     def to_bytes(self) -> bytes:
         """The model as a numpy archive: plain arrays and a JSON header, no pickle."""

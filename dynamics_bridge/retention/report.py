@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dynamics_bridge.errors import InputError
 from dynamics_bridge.ops.charts import PALETTE, Series, axis_ticks, bar_chart
 from dynamics_bridge.retention.features import add_months
 from dynamics_bridge.retention.model import CalibrationBin, Evaluation
@@ -307,7 +308,7 @@ def build_report_data(
       did not run).
     """
     if not isinstance(members, Sequence):
-        raise TypeError(
+        raise InputError(
             "build_report_data: members are the records (MemberHistory: their leaving reasons "
             f"are counted), not {type(members).__name__}; pass the arrays as arrays="
         )

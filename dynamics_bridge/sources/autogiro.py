@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -70,6 +70,9 @@ class Notice:
     comment: str
     #: Bankgirot's Swedish texts for both codes.
     reason: str
+    #: The payer number as the file has it (leading zeros dropped), to find the member by:
+    #: never shown or logged (it may be a personnummer); ``payer`` is what is shown.
+    payer_number: str = field(default="", repr=False, compare=False)
 
     @property
     def pair(self) -> str:
@@ -648,13 +651,10 @@ class _Parser:
                 if info in codes.MANDATE_REMOVED_INFO:
                     kind = EventKind.MANDATE_CANCELLED
                 elif failed_request:
+                    payer = text[12:28].strip().lstrip("0") or "0"
                     self.on_notice(
                         Notice(
-                            self.origin + str(line),
-                            mask_text(text[12:28].strip().lstrip("0") or "0"),
-                            info,
-                            comment,
-                            reason,
+                            self.origin + str(line), mask_text(payer), info, comment, reason, payer
                         )
                     )
                     continue

@@ -18,6 +18,7 @@ from dynamics_bridge.activation.advisor import (
     summary,
     task_key,
 )
+from dynamics_bridge.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ class TestPeriodKey:
         assert not task_key("winback", "100003", today, 90).startswith(prefix)
 
     def test_a_kind_with_a_colon_or_a_period_under_a_day_is_refused(self) -> None:
-        with pytest.raises(ValueError, match="colon"):
+        with pytest.raises(InputError, match="colon"):
             task_key("a:b", "1", date(2026, 1, 1), 30)
-        with pytest.raises(ValueError, match="at least 1"):
+        with pytest.raises(InputError, match="at least 1"):
             period_label(date(2026, 1, 1), 0)
 
 
@@ -147,5 +148,5 @@ def test_a_failed_mandate_request_task_regards_its_contact_and_says_what_to_do()
 
 
 def test_a_key_longer_than_its_column_is_refused() -> None:
-    with pytest.raises(ValueError, match="1 to 200"):
+    with pytest.raises(InputError, match="1 to 200"):
         AdvisorTask("churn", "1", "k" * 201, "s", "d", date(2026, 1, 1))

@@ -95,6 +95,34 @@ def test_a_queued_file_s_failed_request_becomes_one_task_regarding_its_member(me
     assert run.detail["mandate_tasks_made"] == "1"
 
 
+def test_a_personnummer_payer_number_finds_its_member_and_keys_apart_from_its_twin(
+    tmp_path: Path,
+) -> None:
+    from tests.fixtures.bankgirot import ag_count_closing, ag_notice, ag_opening, lines
+
+    path = tmp_path / "medavi.txt"
+    path.write_bytes(
+        lines(
+            ag_opening("AG-MEDAVI"),
+            ag_notice("198112189876", "04", "20"),
+            ag_notice("198112189884", "04", "20"),  # born the same day: the same masked text
+            ag_count_closing("20261128", 2),
+        )
+    )
+    members = Members(**{"198112189876": CONTACT, "198112189884": "other-contact"})
+    writer = Writer()
+    report = ingest_file(
+        path, queue=InMemoryQueue(), settings=OURS, tasks=lambda: maker(members, writer)
+    )
+    assert members.asked == [("mbr_memberno", ["198112189876", "198112189884"])]
+    assert [t.contact_id for t in writer.made] == [CONTACT, "other-contact"]
+    keys = [t.key for t in writer.made]
+    assert len(set(keys)) == 2
+    assert not any("9876" in k or "9884" in k for k in keys)  # no personnummer in a key
+    assert all("9876" not in t.description for t in writer.made)
+    assert set(report.mandate_tasks.values()) == {"created"}
+
+
 def test_a_file_ingested_again_finds_its_task_there(medavi) -> None:
     writer = Writer(existing=["mandate:medavi.txt:100003"])
     members = Members(**{"100003": CONTACT})

@@ -334,3 +334,43 @@ def test_recent_leavers_in_a_top_theme_get_a_winback_task_and_a_dry_run_makes_no
     assert all("(price)" in t.subject for t in tasks.made)
     leavers = {m.member_id: m.ended_on for m in register.members}
     assert all(leavers[t.member_id] >= date(2026, 9, 29) for t in tasks.made)  # type: ignore[operator]
+
+
+def test_values_no_longer_true_are_cleared(register: SyntheticRegister) -> None:
+    left = next(m.member_id for m in register.members if m.ended_on and m.ended_on < TODAY)
+    stayed = next(m.member_id for m in register.members if m.ended_on is None)
+    source = FakeDataverse(register.members)
+    # last month's values: a risk on a member who has since left, a theme on one who stays
+    source.columns = {left: {RISK: 35, REASONS: "payments.missed_60d"}, stayed: {THEME: "t2"}}
+    run, _, _ = run_on(register.members, source=source)
+    run.train()
+    run.score()
+    assert source.columns[left][RISK] is None
+    assert source.columns[left][REASONS] is None
+    assert source.columns[stayed][THEME] is None
+
+
+def test_a_dry_run_scores_with_the_model_it_just_trained(register: SyntheticRegister) -> None:
+    run, source, artifacts = run_on(register.members, dry_run=True)
+    run.train()
+    report = run.score()
+    assert artifacts.latest(CHURN) is None
+    assert report.counts["scored"] > 0  # what the new model would write
+    assert "no churn model in use" not in report.message
+    assert source.columns == {}
+
+
+def test_churn_tasks_are_made_even_where_no_value_column_is_written(
+    register: SyntheticRegister,
+) -> None:
+    raw = CONFIG.model_dump()
+    raw["value"].update({"value_column": None, "months_column": None})
+    raw["advisor"].update({"enabled": True, "min_risk": 0.05, "min_value": 1_000})
+    config = RetentionFile.model_validate(raw)
+    tasks = FakeTasks()
+    run, source, _ = run_on(register.members, config=config)
+    run.tasks = tasks
+    run.train()
+    run.score()
+    assert tasks.made
+    assert not any(VALUE in row for row in source.columns.values())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamics_bridge.activation.config import ApsisFile
+from dynamics_bridge.activation.config import ActivationConfig
+from dynamics_bridge.activation.loader import load_activation
 from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.mapping.loader import MAPPINGS_DIR, load_config, parse_config
@@ -37,12 +38,26 @@ themes: {theme_column: "{prefix}_winbacktheme"}
 """
 
 
+def activation(file: str = "", old: str = "", new: str = "") -> ActivationConfig:
+    """The shipped activation files, one of them with one change."""
+    folder = MAPPINGS_DIR
+    if file:
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp())
+        for name in ("apsis.yaml", "triggers.yaml", "segments.yaml"):
+            shutil.copy(MAPPINGS_DIR / name, folder / name)
+        text = (folder / file).read_text(encoding="utf-8")
+        assert old in text
+        (folder / file).write_text(text.replace(old, new, 1), encoding="utf-8")
+    return load_activation(MAPPING, folder)
+
+
 def test_the_shipped_file_reads_and_names_only_columns_dataverse_yaml_declares() -> None:
     config = shipped()
-    apsis = load_config(ApsisFile, MAPPINGS_DIR / "apsis.yaml", prefix=PREFIX)
-    problems = cross_check(config, MAPPING, apsis)
     # the advisor's task columns live in dataverse.yaml's tasks section
-    assert problems == []
+    assert cross_check(config, MAPPING, activation()) == []
     assert config.churn.risk_column == "mbr_churnrisk"
 
 
@@ -99,24 +114,36 @@ def test_an_unknown_choice_set_is_a_problem() -> None:
     assert any("choice set 'why_left'" in p for p in cross_check(config, MAPPING))
 
 
-def test_an_apsis_attribute_carrying_a_leaving_reason_is_refused(tmp_path: Path) -> None:
+def test_an_apsis_attribute_carrying_a_leaving_reason_is_refused() -> None:
     config = shipped()
     assert private_columns(config) == {"mbr_leavingreason", "mbr_leavingtext", "mbr_churnreasons"}
-    text = (
-        (MAPPINGS_DIR / "apsis.yaml")
-        .read_text(encoding="utf-8")
-        .replace(
-            "attributes:\n",
-            'attributes:\n  why_left: {discriminator: x.why, column: "{prefix}_leavingtext"}\n',
-            1,
-        )
+    leaking = activation(
+        "apsis.yaml",
+        "attributes:\n",
+        'attributes:\n  why_left: {discriminator: x.why, column: "{prefix}_leavingtext"}\n',
     )
-    apsis = parse_config(ApsisFile, text, name="apsis.yaml", prefix=PREFIX)
-    problems = cross_check(config, MAPPING, apsis)
-    assert problems == [
-        "apsis.yaml: attributes.why_left: 'mbr_leavingtext' is a leaving reason or churn "
-        "reasons column (retention.yaml); reasons never go to APSIS"
+    assert cross_check(config, MAPPING, leaking) == [
+        "apsis.yaml: attributes.why_left.column: 'mbr_leavingtext' is a leaving reason or churn "
+        "reasons column (retention.yaml); reasons never go to APSIS, not as an attribute, a "
+        "field or a tag"
     ]
+
+
+def test_a_reminder_field_or_a_segment_rule_on_a_reason_column_is_refused_too() -> None:
+    field = activation(
+        "segments.yaml",
+        '"{prefix}_winbackmessage": theme_message}',
+        '"{prefix}_winbackmessage": theme_message, "{prefix}_churnreasons": why}',
+    )
+    (problem,) = cross_check(shipped(), MAPPING, field)
+    assert problem.startswith("segments.yaml: reminders.winback.fields: 'mbr_churnreasons'")
+    rule = activation(
+        "segments.yaml",
+        'pays_swish:    {rule: {column: "{prefix}_paymentmethod", eq: swish}}',
+        'pays_swish:    {rule: {column: "{prefix}_leavingreason", eq: too_expensive}}',
+    )
+    problems = cross_check(shipped(), MAPPING, rule)
+    assert any(p.startswith("segments.yaml: segments.pays_swish.rule") for p in problems)
 
 
 def themes(named: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamics_bridge.errors import NotFoundError
+from dynamics_bridge.errors import InputError, NotFoundError
 from dynamics_bridge.ops.artifacts import (
     CHUNK_BYTES,
     ArtifactStore,
@@ -72,7 +72,7 @@ def test_an_empty_artifact_is_stored(artifacts: ArtifactStore) -> None:
 
 
 def test_a_kind_must_be_a_short_word(artifacts: ArtifactStore) -> None:
-    with pytest.raises(ValueError, match="short lower-case word"):
+    with pytest.raises(InputError, match="short lower-case word"):
         artifacts.put("../etc", b"x", {})
 
 
@@ -87,18 +87,29 @@ def test_a_half_written_version_in_a_folder_is_not_seen(tmp_path: Path) -> None:
     assert store.latest("churn").data == b"next"  # type: ignore[union-attr]
 
 
-def test_a_crashed_table_write_leaves_no_version_and_the_next_one_reads_whole(
+def test_a_crashed_table_write_leaves_no_version_and_two_writers_cannot_mix(
     azurite: str,
 ) -> None:
     from azure.data.tables import TableServiceClient
 
+    from dynamics_bridge.errors import BridgeError
+
     service = TableServiceClient.from_connection_string(azurite)
-    store = TableArtifacts(service, prefix=f"t{uuid.uuid4().hex[:12]}")
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    store = TableArtifacts(service, prefix=prefix)
     store.put("churn", b"one", {})
     # an attempt at v00002 wrote three chunks and died before its head row
     table = store._client()
     for i in range(3):
         table.upsert_entity({"PartitionKey": "churn~v00002", "RowKey": f"{i:05d}", "data": b"x"})
     assert store.latest("churn").data == b"one"  # type: ignore[union-attr]
-    store.put("churn", b"two", {})  # one chunk, over the stale three
+    store.put("churn", b"two", {})
+    assert store.latest("churn").data == b"two"  # type: ignore[union-attr]
+    # a second writer that read the same newest version loses, and spoils nothing
+    other = TableArtifacts(service, prefix=prefix)
+    late = other._heads
+    other._heads = lambda kind, limit: iter([{"version": "v00001"}])  # type: ignore[method-assign]
+    with pytest.raises(BridgeError):
+        other.put("churn", b"three", {})
+    other._heads = late  # type: ignore[method-assign]
     assert store.latest("churn").data == b"two"  # type: ignore[union-attr]

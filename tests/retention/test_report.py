@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from dynamics_bridge.errors import InputError
 from dynamics_bridge.mapping.retention import RetentionFile
 from dynamics_bridge.retention.model import ChurnModel, train_churn
 from dynamics_bridge.retention.report import (
@@ -471,7 +472,7 @@ def test_the_register_as_arrays_is_no_substitute_for_the_records(run: Run) -> No
     from dynamics_bridge.retention.features import HistoryArrays
 
     arrays = HistoryArrays.from_records(run.register.members)
-    with pytest.raises(TypeError, match="pass the arrays as arrays="):
+    with pytest.raises(InputError, match="pass the arrays as arrays="):
         build_report_data(today=TODAY, members=arrays)  # type: ignore[arg-type]
     data = build_report_data(today=TODAY, members=run.register.members, arrays=arrays)
     assert data.curves["method"].keys() == run.curves["method"].keys()

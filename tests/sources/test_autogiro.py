@@ -406,6 +406,9 @@ class TestMandates:
         (notice,) = seen
         assert notice.payer == "19811218-****"
         assert (notice.origin, notice.pair) == ("m.txt:2", "04/20")
+        # the number itself stays for finding the member, and out of every repr and log
+        assert notice.payer_number == "198112189876"
+        assert "9876" not in repr(notice)
 
     def test_a_wrong_notice_count_is_refused(self) -> None:
         data = lines(

@@ -501,11 +501,8 @@ def run_retention_demo(
             }
             for t in themes.meta["themes"]
         ]
-        placed = {
-            m.member_id: m.ended_on for m in register.members if m.member_id in register.groups
-        }
         assigned = _assigned(services, mapping, run)
-        shared = [m for m in placed if m in assigned]
+        shared = [m for m in register.groups if m in assigned]
         if shared:
             summary["themes_ari"] = round(
                 adjusted_rand_score(
