@@ -21,9 +21,6 @@ stored model cannot run code) with its format version, feature names and metrics
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
@@ -36,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from dynamics_bridge.errors import ConfigError, InputError
+from dynamics_bridge.retention.archive import pack, unpack
 from dynamics_bridge.retention.features import (
     GROUPS,
     FeatureBuilder,
@@ -318,8 +316,6 @@ class ChurnModel:
     def to_bytes(self) -> bytes:
         """The model as a numpy archive: plain arrays and a JSON header, no pickle."""
         meta = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "feature_names": list(self.feature_names),
             "groups": list(self.builder.groups),
             "min_level_count": self.builder.min_level_count,
@@ -330,34 +326,23 @@ class ChurnModel:
             "trained_on": self.trained_on.isoformat(),
             "evaluation": self.evaluation.to_dict(),
         }
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+        return pack(
+            FORMAT,
+            FORMAT_VERSION,
+            meta,
             mean=self.mean,
             scale=self.scale,
             coef=self.coef,
             calibration_x=self.calibration_x,
             calibration_y=self.calibration_y,
         )
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChurnModel:
         """A model saved by :meth:`to_bytes`; anything else is an :class:`InputError`."""
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-                arrays = {name: np.asarray(archive[name]) for name in archive.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
-            raise InputError(f"not a stored churn model: {error}") from None
-        if meta.get("format") != FORMAT:
-            raise InputError(f"not a stored churn model (format {meta.get('format')!r})")
-        if meta.get("version") != FORMAT_VERSION:
-            raise InputError(
-                f"a churn model of format version {meta.get('version')!r}; this version reads "
-                f"{FORMAT_VERSION}: train it again"
-            )
+        meta, arrays = unpack(
+            raw, FORMAT, FORMAT_VERSION, what="churn model", again="train it again"
+        )
         try:
             builder = FeatureBuilder(
                 groups=tuple(meta["groups"]),

@@ -28,10 +28,7 @@ message an admin gives it, survive the next run.
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -47,6 +44,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import normalize
 
 from dynamics_bridge.errors import ConfigError, InputError
+from dynamics_bridge.retention.archive import pack, unpack
 from dynamics_bridge.retention.features import FeatureBuilder, HistoryArrays, add_months
 from dynamics_bridge.retention.records import MemberHistory, TooLittleHistory
 from dynamics_bridge.retention.survival import MONTH_DAYS, SurvivalCurve
@@ -344,8 +342,6 @@ class ThemeModel:
     def to_bytes(self) -> bytes:
         """The model as a numpy archive of arrays and a JSON header, no pickle."""
         meta = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             **self.to_dict(),
             "reasons": list(self.reasons),
             "vocabulary": list(self.vocabulary),
@@ -354,32 +350,23 @@ class ThemeModel:
             "activity_kinds": list(self.behaviour.activity_kinds or ()),
             "weights": list(self.weights),
         }
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+        return pack(
+            FORMAT,
+            FORMAT_VERSION,
+            meta,
             centroids=self.centroids,
             idf=self.idf,
             text_map=self.text_map,
             behaviour_mean=self.behaviour_mean,
             behaviour_scale=self.behaviour_scale,
         )
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ThemeModel:
         """A model saved by :meth:`to_bytes`; anything else is an :class:`InputError`."""
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-                arrays = {name: np.asarray(archive[name]) for name in archive.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
-            raise InputError(f"not a stored theme model: {error}") from None
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-            raise InputError(
-                f"not a theme model this version reads (format {meta.get('format')!r}, "
-                f"version {meta.get('version')!r}): fit the themes again"
-            )
+        meta, arrays = unpack(
+            raw, FORMAT, FORMAT_VERSION, what="theme model", again="fit the themes again"
+        )
         try:
             reason_weight, text_weight, behaviour_weight = (float(w) for w in meta["weights"])
             return cls(

@@ -374,3 +374,26 @@ def test_churn_tasks_are_made_even_where_no_value_column_is_written(
     run.score()
     assert tasks.made
     assert not any(VALUE in row for row in source.columns.values())
+
+
+def test_a_bounded_match_gives_a_theme_too_far_from_the_last_run_a_new_id(
+    register: SyntheticRegister,
+) -> None:
+    artifacts = MemoryArtifacts()
+    first, _, _ = run_on(register.members, artifacts)
+    before = {t["id"] for t in first.themes().detail["themes"]}
+    raw = CONFIG.model_dump()
+    raw["themes"]["max_match_distance"] = 1e-9  # nothing is that close
+    strict = RetentionFile.model_validate(raw)
+    again, _, _ = run_on(generate(4_000, today=TODAY, seed=4).members, artifacts, config=strict)
+    after = {t["id"] for t in again.themes().detail["themes"]}
+    assert before.isdisjoint(after)
+
+
+def test_an_unreadable_stored_themes_model_starts_afresh(register: SyntheticRegister) -> None:
+    artifacts = MemoryArtifacts()
+    artifacts.put(THEMES, b"an older format", {})
+    run, _, _ = run_on(register.members, artifacts)
+    report = run.themes()
+    assert report.done
+    assert [t["id"] for t in report.detail["themes"]][0] == "t1"
