@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shlex
 import time
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,7 +15,7 @@ from dynamics_bridge.app.check import MAPPING_FILE
 from dynamics_bridge.app.wiring import Services
 from dynamics_bridge.cli._app import app, console, err_console, sandbox_missing
 from dynamics_bridge.dataverse.provision import apply_plan, environment, key_mismatches, plan
-from dynamics_bridge.errors import BridgeError
+from dynamics_bridge.errors import BridgeError, ConfigError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.settings import load_settings
 
@@ -49,6 +51,13 @@ def sandbox(
     app_users: int = typer.Option(
         1, "--app-users", min=1, max=50, help="App users to register, each with its own budget."
     ),
+    retention_members: int = typer.Option(
+        0,
+        "--retention-members",
+        min=0,
+        help="Seed a synthetic register of this many members with three years of history "
+        "(planted churn drivers and leaver groups) for `dynamics-bridge retention`.",
+    ),
 ) -> None:
     """Run local stand-ins in the foreground until Ctrl-C, with the same credentials, ports and
     CA as last time; STATE_DIR/.env holds their BRIDGE_* settings (set -a; . FILE; set +a)."""
@@ -72,6 +81,8 @@ def sandbox(
         with run_standins(
             names, state_dir, db=db, ports=ports, limits=limits, app_users=app_users
         ) as running:
+            if retention_members and running.dataverse is not None:
+                _seed_retention(running.dataverse, retention_members)
             labels = {"dataverse": "Dataverse sandbox", "apsis": "APSIS stand-in", "spar": "SPAR"}
             for name, url in running.urls.items():
                 console.print(f"{labels[name]} on {url}", highlight=False)
@@ -88,6 +99,22 @@ def sandbox(
     except BridgeError as exc:
         err_console.print(str(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _seed_retention(info: Any, members: int) -> None:
+    """The synthetic register on the sandbox (the ``retention`` extra); said, and skipped,
+    without it."""
+    try:
+        from dynamics_bridge_sandbox.demo.retention import seed_retention
+    except (ImportError, ConfigError) as exc:
+        err_console.print(f"no register seeded: {exc}", highlight=False, soft_wrap=True)
+        return
+    register = seed_retention(info, load_mapping(), members=members, today=datetime.now(UTC).date())
+    left = sum(1 for m in register.members if m.ended_on is not None)
+    console.print(
+        f"seeded {members:,} members ({left:,} left in three years) for the retention analytics",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -396,4 +396,4 @@ def test_an_unreadable_stored_themes_model_starts_afresh(register: SyntheticRegi
     run, _, _ = run_on(register.members, artifacts)
     report = run.themes()
     assert report.done
-    assert [t["id"] for t in report.detail["themes"]][0] == "t1"
+    assert report.detail["themes"][0]["id"] == "t1"

@@ -153,6 +153,20 @@ def test_the_old_dataverse_options_still_work(tmp_path) -> None:
         assert any(line.startswith("export BRIDGE_DATAVERSE__URL=") for line in output)
 
 
+def test_a_seeded_register_is_there_for_the_retention_commands(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("sklearn")
+    db = tmp_path / "register.sqlite"
+    with sandbox("--db", str(db), "--retention-members", "3000") as output:
+        assert any(line.startswith("seeded 3,000 members (") for line in output)
+        for name, value in dotenv_values(STATE / ".env").items():
+            monkeypatch.setenv(name, value or "")
+        monkeypatch.setenv("BRIDGE_RETENTION__DIRECTORY", str(tmp_path / "models"))
+        result = CliRunner().invoke(app, ["retention", "train", "--dry-run"])
+        assert result.exit_code == 0, result.stdout + result.stderr  # trained, and used
+        assert "retention train (dry run: nothing written)" in result.stdout
+        assert "used: ROC AUC" in result.stdout
+
+
 def test_a_state_dir_of_ones_own_is_honoured(tmp_path) -> None:
     with sandbox("spar", "--state-dir", str(tmp_path / "mine")):
         assert (tmp_path / "mine" / ".env").exists()
