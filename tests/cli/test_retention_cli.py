@@ -145,7 +145,7 @@ def test_check_says_when_no_recent_leaver_has_a_reason(
         tmp_path,
         'leaving_reason: {column: "{prefix}_leavingreason", choices: leaving_reason}\n'
         '  leaving_text: "{prefix}_leavingtext"',
-        'leaving_reason: {column: "{prefix}_registerstatus", choices: register_status}',
+        'leaving_reason: {column: "{prefix}_mandatestatus", choices: mandate_status}',
     )
     out = check_output(folder, monkeypatch)
     assert "the leaving reason is empty for all" in out
