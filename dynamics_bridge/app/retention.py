@@ -8,9 +8,9 @@ only when this runs). Models, their metrics and the report are versioned in an
 value changed; a dry run reads and computes everything and writes nothing.
 
 What never leaves the tenant: the leaving reasons and their free text (themes only), the churn
-reasons (a member column for advisors). APSIS sees the risk, the value and the theme's name
-through the member columns and ``apsis.yaml``, like any other attribute, and only for members
-the audience rules allow (never protected identities).
+reasons (a member column for advisors). APSIS sees what ``apsis.yaml`` maps of the written
+columns (shipped: the risk and the theme's name), like any other attribute, and only for
+members the audience rules allow (never protected identities).
 """
 
 from __future__ import annotations
