@@ -417,7 +417,7 @@ def _history_findings(
     """Whether the register can support the analytics: enough leavers in the training window,
     and leaving reasons recorded for the recent ones. One read of the leavers (a small share
     of the members); warnings, since the sync does not need them."""
-    from dynamics_bridge.mapping.retention import leaver_window
+    from dynamics_bridge.mapping.retention import has_reason, leaver_window
 
     h = retention.history
     start, split, themes_from = leaver_window(retention, today)
@@ -454,7 +454,11 @@ def _history_findings(
             "or lower churn.min_leavers",
         )
     recent = [r for r in rows if str(r.get(h.ended_on) or "")[:10] >= themes_from.isoformat()]
-    stated = [r for r in recent if _has_reason(r, reason, h.leaving_text)]
+    stated = [
+        r
+        for r in recent
+        if has_reason(r.get(reason) if reason else None, r.get(h.leaving_text or ""))
+    ]
     if recent and not stated:
         report.add(
             "warning",
@@ -465,12 +469,6 @@ def _history_findings(
             "record the reason when a member leaves (the choice, or the free text), and check "
             "that history.leaving_reason and leaving_text name the columns that hold it",
         )
-
-
-def _has_reason(row: dict[str, Any], choice: str | None, text: str | None) -> bool:
-    return bool(choice and row.get(choice) is not None) or bool(
-        text and str(row.get(text) or "").strip()
-    )
 
 
 def _dataverse_findings(

@@ -34,6 +34,7 @@ __all__ = [
     "Value",
     "add_months",
     "cross_check",
+    "has_reason",
     "leaver_window",
     "private_columns",
     "training_cutoffs",
@@ -301,6 +302,12 @@ def leaver_window(retention: RetentionFile, today: date) -> tuple[date, date, da
     split = today - timedelta(days=churn.horizon_days)
     first = training_cutoffs(split, churn.train_months, churn.horizon_days)[0]
     return first, split, add_months(today, -retention.themes.months)
+
+
+def has_reason(choice: object, text: object) -> bool:
+    """Whether a leaver said why: a reason choice, or free text that is not blank (the themes
+    cluster on either; `check` warns when no recent leaver has one)."""
+    return choice is not None or bool(isinstance(text, str) and text.strip())
 
 
 def private_columns(retention: RetentionFile) -> set[str]:

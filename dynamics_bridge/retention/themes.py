@@ -44,6 +44,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import normalize
 
 from dynamics_bridge.errors import ConfigError, InputError
+from dynamics_bridge.mapping.retention import has_reason
 from dynamics_bridge.retention.archive import pack, unpack
 from dynamics_bridge.retention.features import FeatureBuilder, HistoryArrays, add_months
 from dynamics_bridge.retention.records import MemberHistory, TooLittleHistory
@@ -167,10 +168,6 @@ def recent_leavers(
     """The members who left in the ``months`` before ``as_of``."""
     since = add_months(as_of, -months)
     return [m for m in members if m.ended_on is not None and since <= m.ended_on < as_of]
-
-
-def _has_reason(member: MemberHistory) -> bool:
-    return member.reason is not None or bool(member.reason_text and member.reason_text.strip())
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,7 +502,7 @@ def fit_themes(
             f"only {len(leavers)} member(s) left between {since} and {as_of}; themes need at "
             f"least {least} (min_leavers)"
         )
-    if not any(_has_reason(m) for m in leavers):
+    if not any(has_reason(m.reason, m.reason_text) for m in leavers):
         raise TooLittleHistory(
             f"the leaving reason is empty for all {len(leavers)} members who left between "
             f"{since} and {as_of} (no choice, no text): map the reason columns and have the "
