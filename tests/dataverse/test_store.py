@@ -18,29 +18,11 @@ from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.pipeline import MemberRow, WriteUnit
 from dynamics_bridge.settings import DataverseSettings
+from tests.support.dataverse_batch import batch_response, part
 
 ORG = "https://org.crm4.dynamics.com"
 API = f"{ORG}/api/data/v9.2/"
 MAPPING = load_mapping()
-
-
-def part(status: str, content_id: str, body: str = "") -> str:
-    return (
-        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-        f"Content-ID: {content_id}\r\n\r\nHTTP/1.1 {status}\r\nOData-Version: 4.0\r\n"
-        + ("Content-Type: application/json; odata.metadata=minimal\r\n" if body else "")
-        + f"\r\n{body}\r\n"
-    )
-
-
-def batch_response(*change_sets: list[str]) -> bytes:
-    out = []
-    for i, parts in enumerate(change_sets):
-        out.append(f"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=cs{i}\r\n\r\n")
-        out.extend(f"--cs{i}\r\n{p}" for p in parts)
-        out.append(f"--cs{i}--\r\n")
-    out.append("--batchresponse_1--\r\n")
-    return "".join(out).encode()
 
 
 @pytest.fixture

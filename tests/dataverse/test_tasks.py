@@ -26,6 +26,7 @@ from dynamics_bridge.errors import ConfigError
 from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.mapping.retention import Advisor, ChoiceColumn, Owner
 from dynamics_bridge.settings import DataverseSettings
+from tests.support.dataverse_batch import batch_response, part
 
 ORG = "https://org.crm4.dynamics.com"
 API = f"{ORG}/api/data/v9.2/"
@@ -58,25 +59,6 @@ def task(key: str = "churn:2026-02-13:100003", **fields: object) -> AdvisorTask:
     }
     values.update(fields)
     return AdvisorTask(**values)  # type: ignore[arg-type]
-
-
-def part(status: str, content_id: str, body: str = "") -> str:
-    return (
-        "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-        f"Content-ID: {content_id}\r\n\r\nHTTP/1.1 {status}\r\nOData-Version: 4.0\r\n"
-        + ("Content-Type: application/json; odata.metadata=minimal\r\n" if body else "")
-        + f"\r\n{body}\r\n"
-    )
-
-
-def batch_response(*change_sets: list[str]) -> bytes:
-    out = []
-    for i, parts in enumerate(change_sets):
-        out.append(f"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=cs{i}\r\n\r\n")
-        out.extend(f"--cs{i}\r\n{p}" for p in parts)
-        out.append(f"--cs{i}--\r\n")
-    out.append("--batchresponse_1--\r\n")
-    return "".join(out).encode()
 
 
 def answer_batch(*change_sets: list[str]) -> None:

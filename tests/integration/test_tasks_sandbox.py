@@ -13,15 +13,15 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from dynamics_bridge_sandbox.register import sandbox_settings
 from dynamics_bridge_sandbox.server import SandboxInfo, run_sandbox
 from typer.testing import CliRunner
 
 from dynamics_bridge.activation.advisor import AdvisorTask, task_key
 from dynamics_bridge.app.ingest import MandateTaskMaker, ingest_file
 from dynamics_bridge.cli import app
-from dynamics_bridge.dataverse.auth import msal_token_provider, session_for
+from dynamics_bridge.dataverse.auth import session_for
 from dynamics_bridge.dataverse.client import DataverseClient
-from dynamics_bridge.dataverse.pacing import AppUserPool
 from dynamics_bridge.dataverse.provision import apply_plan, check_metadata, plan
 from dynamics_bridge.dataverse.store import DataverseMemberStore
 from dynamics_bridge.dataverse.tasks import TaskWriter, task_id
@@ -30,7 +30,7 @@ from dynamics_bridge.mapping import load_mapping
 from dynamics_bridge.mapping.loader import MAPPINGS_DIR, load_config
 from dynamics_bridge.mapping.retention import Advisor, Owner, RetentionFile
 from dynamics_bridge.queue import InMemoryQueue
-from dynamics_bridge.settings import BankgirotSettings, DataverseSettings
+from dynamics_bridge.settings import BankgirotSettings
 from tests.fixtures.bankgirot import BG, CUSTOMER
 from tests.fixtures.bankgirot import build as fixtures
 
@@ -49,20 +49,14 @@ def sandbox() -> Iterator[SandboxInfo]:
 
 @pytest.fixture
 def client(sandbox: SandboxInfo) -> DataverseClient:
-    settings = DataverseSettings(
-        url=sandbox.url,
-        tenant_id="t",
-        authority=sandbox.authority,
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,  # type: ignore[arg-type]
-        ca_bundle=sandbox.ca_bundle,
-        page_size=2,
-    )
-    c = DataverseClient(
-        settings, session_for(settings), AppUserPool.single(msal_token_provider(settings))
-    )
+    c = new_client(sandbox, page_size=2)
     apply_plan(c, plan(c, MAPPING), key_poll=0.01)
     return c
+
+
+def new_client(sandbox: SandboxInfo, **extra: object) -> DataverseClient:
+    settings = sandbox_settings(sandbox, **extra)
+    return DataverseClient.from_settings(settings, session_for(settings))
 
 
 def member(client: DataverseClient, number: str) -> str:
@@ -98,17 +92,7 @@ def tasks_in(sandbox: SandboxInfo) -> list[dict]:
 def test_provision_adds_the_columns_to_the_standard_task_table_and_check_is_clean(
     sandbox: SandboxInfo,
 ) -> None:
-    settings = DataverseSettings(
-        url=sandbox.url,
-        tenant_id="t",
-        authority=sandbox.authority,
-        client_id=sandbox.client_id,
-        client_secret=sandbox.client_secret,  # type: ignore[arg-type]
-        ca_bundle=sandbox.ca_bundle,
-    )
-    c = DataverseClient(
-        settings, session_for(settings), AppUserPool.single(msal_token_provider(settings))
-    )
+    c = new_client(sandbox)
     problems = check_metadata(c, MAPPING)
     assert any(p.startswith("task.mbr_retentionkey: column not found: run") for p in problems)
     assert any(p.startswith("task.mbr_retentionoutcome: column not found") for p in problems)

@@ -423,33 +423,28 @@ def _write_noise(
     events = mapping.related[ACTIVITY_TABLES["event"]]
     event_lookup, event_date = _activity_columns(loader.box, events)
     row_number = 0
+
+    def payment_row(contact_id: str, kind: int, day: date) -> None:
+        nonlocal row_number
+        row_number += 1
+        loader.add(
+            payment,
+            _guid(5, seed, row_number),
+            {
+                mapping.payment.key_column: f"retention-{seed}-noise-{row_number}",
+                cols.lookup: contact_id,
+                cols.kind: kind,
+                cols.occurred: f"{day.isoformat()}T10:00:00Z",
+            },
+        )
+
     for i, m in enumerate(register.members):
         contact_id = _guid(1, seed, i)
         for j, (day, _) in enumerate(m.payments):
             if (i + j) % 20 == 0:  # an invoice sent that day: not a payment
-                row_number += 1
-                loader.add(
-                    payment,
-                    _guid(5, seed, row_number),
-                    {
-                        mapping.payment.key_column: f"retention-{seed}-noise-{row_number}",
-                        cols.lookup: contact_id,
-                        cols.kind: sent,
-                        cols.occurred: f"{day.isoformat()}T10:00:00Z",
-                    },
-                )
+                payment_row(contact_id, sent, day)
         if m.joined_on < since and i % 10 == 0:  # paid before the window
-            row_number += 1
-            loader.add(
-                payment,
-                _guid(5, seed, row_number),
-                {
-                    mapping.payment.key_column: f"retention-{seed}-noise-{row_number}",
-                    cols.lookup: contact_id,
-                    cols.kind: paid,
-                    cols.occurred: f"{(since - timedelta(days=20)).isoformat()}T10:00:00Z",
-                },
-            )
+            payment_row(contact_id, paid, since - timedelta(days=20))
         for j, day in enumerate(d for d, kind in m.activity if kind == "event"):
             if j % 8 == 0:  # registered, did not come
                 row_number += 1
